@@ -24,9 +24,8 @@ from notifier.model import (
     TrackingEvent,
 )
 from notifier.numbers import normalise
-from notifier.stages import located_in_japan, map_status, origin_is_japan
+from notifier.stages import Stage, located_in_japan, map_status, origin_is_japan
 
-_SPACES = re.compile(r"[\s\u3000\xa0]+")
 _DATE_MDY = re.compile(r"(\d{1,2})/(\d{1,2})/(\d{4})(?: (\d{1,2}):(\d{2}))?")
 _DATE_YMD = re.compile(r"(\d{4})/(\d{1,2})/(\d{1,2})(?: (\d{1,2}):(\d{2}))?")
 _NUMBER_SHAPE = re.compile(r"[A-Z0-9]{8,20}")
@@ -72,7 +71,8 @@ class _Unreadable(Exception):
 
 def clean(text: str | None) -> str:
     """Collapse runs of ASCII, full-width and no-break spaces; strip."""
-    return _SPACES.sub(" ", text or "").strip()
+    # str.split() without arguments splits on every Unicode space, U+3000 and U+00A0 included.
+    return " ".join(text.split()) if text else ""
 
 
 def parse_time(text: str) -> tuple[dt.date, dt.time | None]:
@@ -148,12 +148,12 @@ def _event(
     office: str,
     region: str,
     postal_code: str,
+    origin_japan: bool,
 ) -> TrackingEvent:
     if not status:
         raise _Unreadable("an event without a status")
     date, clock = parse_time(when)
     in_japan = located_in_japan(region, postal_code)
-    origin_japan = origin_is_japan(number)
     if in_japan is None and number.isdigit():
         in_japan = True  # domestic items never leave Japan
     return TrackingEvent(
@@ -204,18 +204,23 @@ def _history(table: LexborNode, number: str) -> tuple[TrackingEvent, ...]:
     headers, rows = _split_header(table, "history")
     columns = _match_columns(headers, _HISTORY_COLUMNS)
     events = []
+    # The Japanese exchange-office wordings say neither "outward" nor "inward"; they are read
+    # against the country the current leg started from, which a return to sender reverses.
+    leg_from_japan = origin_is_japan(number)
     for top, bottom in _pairs(rows, len(headers), "history"):
-        events.append(
-            _event(
-                number,
-                when=_text(top[columns["date"]]),
-                status=_text(top[columns["status"]]),
-                details=_text(top[columns["details"]]),
-                office=_text(top[columns["office"]]),
-                region=_text(top[columns["region"]]),
-                postal_code=_text(bottom),
-            )
+        event = _event(
+            number,
+            when=_text(top[columns["date"]]),
+            status=_text(top[columns["status"]]),
+            details=_text(top[columns["details"]]),
+            office=_text(top[columns["office"]]),
+            region=_text(top[columns["region"]]),
+            postal_code=_text(bottom),
+            origin_japan=leg_from_japan,
         )
+        if event.stage is Stage.RETURNING:
+            leg_from_japan = not origin_is_japan(number)
+        events.append(event)
     return tuple(events)
 
 
@@ -291,6 +296,7 @@ def _list(table: LexborNode) -> tuple[ItemResult, ...]:
             office=_text(top[columns["office"]]),
             region=_text(top[columns["region"]]),
             postal_code=_text(bottom),
+            origin_japan=origin_is_japan(number),
         )
         item_type = _text(top[columns["item_type"]])
         items.append(
@@ -311,8 +317,10 @@ def _decode(data: bytes | str) -> str:
     return data.decode("utf-8", errors="replace")
 
 
-def _locale(tree: LexborNode) -> Locale:
-    headers = " ".join(_text(th) for th in tree.css("th")).casefold()
+def _locale(table: LexborNode | None) -> Locale:
+    if table is None:
+        return Locale.JA
+    headers = " ".join(_text(th) for th in table.css("th")).casefold()
     return Locale.EN if any(marker in headers for marker in _ENGLISH_MARKERS) else Locale.JA
 
 
@@ -336,9 +344,9 @@ def parse_page(data: bytes | str, *, requested: Sequence[str] = ()) -> Page:
         return _unrecognized("obsolete 2009 tracking site (dates carry no year); not supported", title)
     if "</html>" not in text[-4096:].lower():
         return _unrecognized("truncated page: no closing </html>", title)
-    locale = _locale(root)
     history = root.css_first('table[summary="履歴情報"]')
     results = root.css_first('table[summary="照会結果"]')
+    locale = _locale(history or results)
     try:
         if history is not None:
             layout, items = Layout.DETAIL, _detail(root, history)

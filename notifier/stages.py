@@ -245,10 +245,8 @@ _WORDINGS: tuple[tuple[str, Stage], ...] = (
     ("Investigation", Stage.INVESTIGATION),
     ("調査中", Stage.INVESTIGATION),
     ("転送", Stage.FORWARDED),
-    # D. Returns. Sources disagree on which capitalisation of "Returned to sender" means the
-    # return is complete, and normalise_status folds case anyway, so no English wording can
-    # claim finality: all of them say the item is on its way back, and a later event (or its
-    # absence) decides. Only the Japanese wordings that say so outright are final.
+    # D. Returns. Folded, every English return wording means "on its way back". The one
+    # exception, exact-case "Returned to sender", is handled in map_status (_EXACT_CASE).
     ("Return to Sender", Stage.RETURNING),
     ("Returned to Sender", Stage.RETURNING),
     ("Returned to sender", Stage.RETURNING),
@@ -277,8 +275,17 @@ _EXCHANGE_ARRIVAL = frozenset(normalise_status(w) for w in ("国際交換局に�
 _EXCHANGE_DEPARTURE = frozenset(normalise_status(w) for w in ("国際交換局から発送", "国際交換支店から発送"))
 
 
+# Japan Post's own English notice lists "Returned to sender" (lower-case s) as the completed
+# return, the counterpart of 差出人に返送済み, and one independent tracker reads the case the
+# same way; "Returned to Sender" and "Return to Sender" stay RETURNING. Case matters only here.
+_EXACT_CASE: Mapping[str, Stage] = {"Returned to sender": Stage.RETURNED}
+
+
 def map_status(status: str, *, in_japan: bool | None = None, origin_japan: bool | None = True) -> Stage:
     """The stage a raw status wording stands for; UNKNOWN for wording not in the table."""
+    exact = _WHITESPACE.sub(" ", status.replace("\u3000", " ")).strip().rstrip(".").strip()
+    if exact in _EXACT_CASE:
+        return _EXACT_CASE[exact]
     key = normalise_status(status)
     # Exact lookup only: a known word inside unknown text (保管期間経過, "Final delivery
     # attempt") often means something else, and UNKNOWN is safer than a wrong message.

@@ -92,7 +92,6 @@ EXPECTED: list[tuple[str, Stage]] = [
     # D. Returns
     ("Return to Sender", Stage.RETURNING),
     ("Returned to Sender", Stage.RETURNING),
-    ("Returned to sender", Stage.RETURNING),
     ("差出人に返送", Stage.RETURNING),
     ("あて所にたずねあたりません", Stage.RETURNING),
     ("返戻", Stage.RETURNING),
@@ -458,3 +457,13 @@ def test_located_in_japan(region: str, postal_code: str, expected: bool | None) 
 )
 def test_origin_is_japan(number: str, expected: bool) -> None:
     assert origin_is_japan(number) is expected
+
+
+def test_only_exact_case_returned_to_sender_means_the_return_is_complete() -> None:
+    """Japan Post's English notice uses "Returned to sender" for a completed return."""
+    assert map_status("Returned to sender") is Stage.RETURNED
+    assert map_status("  Returned  to\u3000sender. ") is Stage.RETURNED
+    assert map_status("Returned to Sender") is Stage.RETURNING
+    assert map_status("RETURNED TO SENDER") is Stage.RETURNING
+    assert map_status("Return to Sender") is Stage.RETURNING
+    assert map_status("差出人に返送済み") is Stage.RETURNED
