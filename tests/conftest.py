@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
 
 PAGES = Path(__file__).parent / "data" / "pages"

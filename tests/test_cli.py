@@ -73,7 +73,9 @@ def test_check_against_a_running_simulator() -> None:
     simulator.reveal(ems.number, len(ems.scans))
     with SimulatorServer(simulator) as server:
         result = run("check", ems.number, "--base-url", server.base_url, "--request-interval", "0", "--json")
-        ja = run("check", ems.number, "--base-url", server.base_url, "--request-interval", "0", "--locale", "ja")
+        ja = run(
+            "check", ems.number, "--base-url", server.base_url, "--request-interval", "0", "--locale", "ja"
+        )
     assert result.returncode == 0, result.stderr
     (page,) = json.loads(result.stdout)
     (item,) = page["items"]
@@ -102,7 +104,9 @@ def test_check_reports_fetch_failures_with_exit_1() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
-    result = run("check", "EL015307999JP", "--base-url", f"http://127.0.0.1:{port}", "--request-interval", "0")
+    result = run(
+        "check", "EL015307999JP", "--base-url", f"http://127.0.0.1:{port}", "--request-interval", "0"
+    )
     assert result.returncode == 1
     assert "fetch failed" in result.stderr
 

@@ -22,7 +22,9 @@ def fully_revealed(journeys: list[Journey]) -> list[Journey]:
 @pytest.mark.parametrize("journey", fully_revealed(JOURNEYS), ids=lambda j: j.number)
 def test_detail_pages_parse_to_the_scripted_history(journey: Journey, locale: Locale) -> None:
     simulator = Simulator([journey])
-    page = parse_page(simulator.render_detail(journey.number, str(locale)).encode(), requested=[journey.number])
+    page = parse_page(
+        simulator.render_detail(journey.number, str(locale)).encode(), requested=[journey.number]
+    )
     assert page.layout is Layout.DETAIL, page.reason
     assert page.locale is locale
     (item,) = page.items
@@ -39,7 +41,9 @@ def test_detail_pages_parse_to_the_scripted_history(journey: Journey, locale: Lo
         )
         for scan in journey.scans
     ]
-    assert [(e.when.iso_local(), e.status, e.office, e.region, e.postal_code) for e in item.events] == expected
+    assert [
+        (e.when.iso_local(), e.status, e.office, e.region, e.postal_code) for e in item.events
+    ] == expected
     for event, scan in zip(item.events, journey.scans, strict=True):
         assert event.stage is not Stage.UNKNOWN, event.status
         in_japan = located_in_japan(scan.region_en, scan.postal_code)
@@ -86,7 +90,10 @@ def test_both_languages_agree_on_every_stage(journey: Journey) -> None:
     including the direction-free Japanese exchange-office wordings on a return leg."""
     simulator = Simulator([journey])
     stages = {
-        locale: [e.stage for e in parse_page(simulator.render_detail(journey.number, locale).encode()).items[0].events]
+        locale: [
+            e.stage
+            for e in parse_page(simulator.render_detail(journey.number, locale).encode()).items[0].events
+        ]
         for locale in ("en", "ja")
     }
     assert stages["en"] == stages["ja"]
