@@ -1,0 +1,1 @@
+"""Alembic migration scripts for notifier's database (installed as notifier.migrations)."""

@@ -1,0 +1,162 @@
+"""Database engines (SQLite and PostgreSQL, async) and schema migrations via Alembic."""
+
+from __future__ import annotations
+
+import importlib.resources
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import event
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+
+from notifier.errors import NotifierError
+
+DEFAULT_DATABASE_URL = "sqlite:///notifier.db"
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
+class DatabaseError(NotifierError):
+    """The database cannot be used as configured."""
+
+
+class SchemaError(DatabaseError):
+    """The database schema is not at the revision this version of notifier needs."""
+
+
+def async_url(url: str) -> str:
+    """Plain SQLAlchemy URLs, as users write them, with the async driver we ship filled in."""
+    try:
+        parsed = make_url(url)
+    except Exception as exc:
+        raise DatabaseError(f"not a database URL: {url!r}") from exc
+    backend = parsed.get_backend_name()
+    if backend == "sqlite":
+        if parsed.drivername not in ("sqlite", "sqlite+aiosqlite"):
+            raise DatabaseError(f"SQLite URLs use the built-in driver; drop {parsed.drivername!r}")
+        return parsed.set(drivername="sqlite+aiosqlite").render_as_string(hide_password=False)
+    if backend == "postgresql":
+        if parsed.drivername not in ("postgresql", "postgres", "postgresql+asyncpg"):
+            raise DatabaseError(f"PostgreSQL URLs use asyncpg; drop {parsed.drivername!r}")
+        return parsed.set(drivername="postgresql+asyncpg").render_as_string(hide_password=False)
+    raise DatabaseError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://…")
+
+
+def display_url(url: str) -> str:
+    return make_url(url).render_as_string(hide_password=True)
+
+
+def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
+    """An engine with the settings this daemon's guarantees depend on.
+
+    SQLite: WAL so readers never block the writer; synchronous=FULL because under WAL with
+    NORMAL a commit can roll back after power loss, which for the outbox means a duplicate
+    email; foreign keys on; a busy timeout; and BEGIN IMMEDIATE, so a transaction that reads
+    then writes waits for the lock instead of failing with SQLITE_BUSY half-way.
+    """
+    engine = create_async_engine(async_url(url), **kwargs)
+    if engine.dialect.name == "sqlite":
+        database = engine.url.database
+        if database and database != ":memory:":
+            parent = Path(database).expanduser().resolve().parent
+            if not parent.is_dir():
+                raise DatabaseError(f"directory {parent} for the SQLite database does not exist")
+
+        @event.listens_for(engine.sync_engine, "connect")
+        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+            # Let our "begin" hook issue BEGIN IMMEDIATE instead of the driver's deferred BEGIN.
+            dbapi_connection.isolation_level = None
+            cursor = dbapi_connection.cursor()
+            for pragma in (
+                "journal_mode=WAL",
+                "synchronous=FULL",
+                "foreign_keys=ON",
+                f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            ):
+                cursor.execute(f"PRAGMA {pragma}")
+            cursor.close()
+
+        @event.listens_for(engine.sync_engine, "begin")
+        def _sqlite_begin(connection: Connection) -> None:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    return engine
+
+
+def migrations_dir() -> Path:
+    return Path(str(importlib.resources.files("notifier.migrations")))
+
+
+def alembic_config() -> Config:
+    config = Config()
+    config.set_main_option("script_location", str(migrations_dir()))
+    return config
+
+
+def head_revision() -> str:
+    heads = ScriptDirectory.from_config(alembic_config()).get_heads()
+    if len(heads) != 1:
+        raise SchemaError(f"migrations have {len(heads)} heads; expected exactly one")
+    return heads[0]
+
+
+def _current(connection: Connection) -> str | None:
+    heads = MigrationContext.configure(connection).get_current_heads()
+    return heads[0] if heads else None
+
+
+async def current_revision(engine: AsyncEngine) -> str | None:
+    async with engine.connect() as connection:
+        return await connection.run_sync(_current)
+
+
+def _run(connection: Connection, action: str, revision: str) -> None:
+    config = alembic_config()
+    config.attributes["connection"] = connection
+    if action == "upgrade":
+        command.upgrade(config, revision)
+    else:
+        command.downgrade(config, revision)
+
+
+async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(_run, "upgrade", revision)
+
+
+async def downgrade(engine: AsyncEngine, revision: str) -> None:
+    async with engine.begin() as connection:
+        await connection.run_sync(_run, "downgrade", revision)
+
+
+@dataclass(frozen=True, slots=True)
+class SchemaState:
+    current: str | None
+    head: str
+
+    @property
+    def at_head(self) -> bool:
+        return self.current == self.head
+
+
+async def schema_state(engine: AsyncEngine) -> SchemaState:
+    return SchemaState(current=await current_revision(engine), head=head_revision())
+
+
+async def require_head(engine: AsyncEngine) -> None:
+    """Refuse a database this version was not written for; never create tables behind the user's back."""
+    state = await schema_state(engine)
+    if state.at_head:
+        return
+    where = display_url(engine.url.render_as_string(hide_password=False))
+    if state.current is None:
+        raise SchemaError(f"database {where} has no notifier schema; run `notifier db upgrade` first")
+    raise SchemaError(
+        f"database {where} is at revision {state.current} but this notifier needs {state.head}; "
+        "back it up, then run `notifier db upgrade`"
+    )
