@@ -315,7 +315,8 @@ def map_status(status: str, *, in_japan: bool | None = None, origin_japan: bool 
 # - the delivery-attempt band (110) -> OUT_FOR_DELIVERY (100) is the redelivery loop, not a
 #   regression;
 # - imports reuse the domestic relay wordings (中継, En route -> IN_TRANSIT, rank 20) after the
-#   inward exchange, so IN_TRANSIT after DEPARTED_ORIGIN or later is not backwards either.
+#   inward exchange, so IN_TRANSIT after DEPARTED_ORIGIN, and before AT_DELIVERY_OFFICE, is not
+#   backwards either.
 _JOURNEY_END = 120
 _EXCEPTIONS = 200
 
