@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -13,8 +14,9 @@ from pathlib import Path
 
 from notifier import __version__
 from notifier.client import DEFAULT_BASE_URL, ClientSettings, JapanPostClient
-from notifier.errors import FetchError, InvalidNumberError, NotifierError
-from notifier.model import ItemResult, Layout, Locale, Page
+from notifier.db import SchemaError
+from notifier.errors import ConfigError, FetchError, InvalidNumberError, NotifierError
+from notifier.model import ItemResult, Layout, Locale, Outcome, Page
 from notifier.numbers import parse_number
 from notifier.parser import page_to_json, parse_page
 from notifier.stages import stage_info
@@ -27,9 +29,24 @@ EXIT_SCHEMA = 3
 logger = logging.getLogger("notifier")
 
 
+_OUTCOME_MEANING = {
+    Outcome.NOT_FOUND: (
+        "Japan Post has no record of this number (yet): tracking starts once a post office scans it in.",
+        "日本郵便にはまだこの番号の記録がありません。郵便局で引き受けられると追跡が始まります。",
+    ),
+    Outcome.INVALID_NUMBER: (
+        "Japan Post refused the number itself: check it against the shipping receipt.",
+        "日本郵便がこの番号を受け付けませんでした。控えの番号をご確認ください。",
+    ),
+}
+
+
 def _describe(item: ItemResult, locale: Locale) -> list[str]:
     info = stage_info(item.stage)
     meaning = info.meaning_ja if locale is Locale.JA else info.meaning_en
+    if item.outcome in _OUTCOME_MEANING:
+        en, ja = _OUTCOME_MEANING[item.outcome]
+        meaning = ja if locale is Locale.JA else en
     head = f"{item.number}  {item.item_type or '-'}  {item.outcome}  stage={item.stage}"
     lines = [head, f"  {meaning}"]
     if item.message:
@@ -43,9 +60,6 @@ def _describe(item: ItemResult, locale: Locale) -> list[str]:
 
 
 def _print_page(page: Page, locale: Locale) -> None:
-    if page.layout is Layout.UNRECOGNIZED:
-        print(f"unrecognized page: {page.reason}")
-        return
     for item in page.items:
         print("\n".join(_describe(item, locale)))
 
@@ -60,33 +74,58 @@ def cmd_parse(args: argparse.Namespace) -> int:
     page = parse_page(data)
     if args.json:
         print(json.dumps(page_to_json(page), ensure_ascii=False, indent=2))
-    else:
+    elif page.layout is not Layout.UNRECOGNIZED:
         print(f"layout: {page.layout}  locale: {page.locale}")
         _print_page(page, page.locale)
     if page.layout is Layout.UNRECOGNIZED:
-        print(f"notifier parse: {path}: unrecognized page: {page.reason}", file=sys.stderr)
+        title = f" (page title: {page.title!r})" if page.title else ""
+        print(f"notifier parse: {path}: unrecognized page: {page.reason}{title}", file=sys.stderr)
         return EXIT_FAILURE
     return EXIT_OK
 
 
-async def _check(numbers: list[str], settings: ClientSettings, locale: Locale, as_json: bool) -> int:
+def _save(directory: Path | None, number: str, locale: Locale, body: bytes) -> Path | None:
+    if directory is None:
+        return None
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / f"{number}-{locale}.html"
+    path.write_bytes(body)
+    return path
+
+
+async def _check(
+    numbers: list[str], settings: ClientSettings, locale: Locale, as_json: bool, save_dir: Path | None
+) -> int:
     worst = EXIT_OK
-    results = []
+    results: list[dict[str, object]] = []
     async with JapanPostClient(settings) as client:
         for number in numbers:
+            entry: dict[str, object] = {"number": number, "error": None}
             try:
                 fetched = await client.fetch_detail(number, locale)
             except FetchError as exc:
-                print(f"{number}: fetch failed: {exc}", file=sys.stderr)
                 worst = EXIT_FAILURE
+                entry["error"] = f"fetch failed: {exc}"
+                if not as_json:
+                    print(f"{number}: fetch failed: {exc}", file=sys.stderr)
+                results.append(entry)
                 continue
             page = fetched.page
+            saved = _save(save_dir, number, locale, fetched.body)
+            entry.update(url=fetched.url, page=page_to_json(page))
             if page.layout is Layout.UNRECOGNIZED:
                 worst = EXIT_FAILURE
-            if as_json:
-                results.append(page_to_json(page))
-            else:
+                entry["error"] = f"unrecognized page: {page.reason}"
+                if not as_json:
+                    where = f"; saved to {saved}" if saved else "; save it with --save-pages DIR"
+                    print(
+                        f"{number}: unrecognized page from {fetched.url}: {page.reason}"
+                        f" (page title: {page.title!r}{where})",
+                        file=sys.stderr,
+                    )
+            elif not as_json:
                 _print_page(page, locale)
+            results.append(entry)
     if as_json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     return worst
@@ -103,8 +142,14 @@ def cmd_check(args: argparse.Namespace) -> int:
     if problems:
         for problem in problems:
             print(f"notifier check: {problem}", file=sys.stderr)
+        if len(args.numbers) > 1 and all(len(raw) < 11 for raw in args.numbers):
+            print(
+                "notifier check: a number typed with spaces must be quoted: 'EJ 202 603 021 JP'",
+                file=sys.stderr,
+            )
         return EXIT_USAGE
     locale = Locale(args.locale)
+    save_dir = Path(args.save_pages) if args.save_pages else None
     with ExitStack() as stack:
         base_url = args.base_url
         interval = args.request_interval
@@ -119,36 +164,75 @@ def cmd_check(args: argparse.Namespace) -> int:
             interval = 0.0 if interval is None else interval
             print(f"(answering from the built-in Japan Post simulator at {base_url})", file=sys.stderr)
         settings = ClientSettings(base_url=base_url, request_interval=5.0 if interval is None else interval)
-        return asyncio.run(_check(numbers, settings, locale, args.json))
+        return asyncio.run(_check(numbers, settings, locale, args.json, save_dir))
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
-    from notifier.simulator import builtin_journeys, serve
+    from notifier.simulator import Fault, builtin_journeys, serve
 
     journeys = builtin_journeys()
+    if args.step_seconds is None:
+        # Without steps nothing would ever move, so show every journey complete.
+        for journey in journeys:
+            journey.revealed = len(journey.scans)
     print(f"Japan Post simulator on http://{args.host}:{args.port}/ ; numbers:", file=sys.stderr)
     for journey in journeys:
         print(f"  {journey.number}  {journey.item_type_en}  {len(journey.scans)} scans", file=sys.stderr)
-    serve(args.host, args.port, step_seconds=args.step_seconds, journeys=journeys)
+    fault = Fault(args.fault) if args.fault else None
+    try:
+        serve(
+            args.host,
+            args.port,
+            step_seconds=args.step_seconds,
+            journeys=journeys,
+            fault=fault,
+            retry_after=60,
+        )
+    except OSError as exc:
+        print(
+            f"notifier simulator: cannot listen on {args.host}:{args.port}: {exc.strerror}", file=sys.stderr
+        )
+        return EXIT_FAILURE
     return EXIT_OK
 
 
+def _port(text: str) -> int:
+    value = int(text)
+    if not 0 <= value <= 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (0-65535)")
+    return value
+
+
 def build_parser() -> argparse.ArgumentParser:
+    from notifier import cli_store
+    from notifier.simulator import Fault
+
+    # -v works before or after the command; SUPPRESS keeps a subcommand's default from
+    # overwriting a -v given before it.
+    common = argparse.ArgumentParser(add_help=False)
+    common.add_argument("-v", "--verbose", action="store_true", default=argparse.SUPPRESS, help="log detail")
     parser = argparse.ArgumentParser(prog="notifier", description="Japan Post tracking notifications.")
     parser.add_argument("--version", action="version", version=f"notifier {__version__}")
-    parser.add_argument("-v", "--verbose", action="store_true", help="log debug detail to stderr")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log retries and other detail to stderr")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
-    check = sub.add_parser("check", help="fetch and print the history, stage and meaning of numbers")
-    check.add_argument("numbers", nargs="+", metavar="NUMBER")
-    check.add_argument("--locale", choices=[loc.value for loc in Locale], default="en")
-    check.add_argument("--json", action="store_true", help="print the `parse --json` shape per number")
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(
+            name, help=help, parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter
+        )
+
+    check = command("check", "fetch and print the history, stage and meaning of numbers")
+    check.add_argument("numbers", nargs="+", metavar="NUMBER", help="tracking numbers; quote any with spaces")
+    check.add_argument("--locale", choices=[loc.value for loc in Locale], default="en", help="page language")
+    check.add_argument("--json", action="store_true", help="print a JSON array, one entry per number")
+    check.add_argument("--base-url", default=DEFAULT_BASE_URL, help="Japan Post site")
     check.add_argument(
-        "--base-url", default=DEFAULT_BASE_URL, help=f"Japan Post site (default {DEFAULT_BASE_URL})"
+        "--request-interval",
+        type=float,
+        default=None,
+        help="seconds between requests (5; 0 with --simulator)",
     )
-    check.add_argument(
-        "--request-interval", type=float, default=None, help="seconds between requests (default 5)"
-    )
+    check.add_argument("--save-pages", metavar="DIR", help="save each fetched page as DIR/NUMBER-LOCALE.html")
     check.add_argument(
         "--simulator",
         action="store_true",
@@ -156,18 +240,28 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=cmd_check)
 
-    parse = sub.add_parser("parse", help="parse a saved Japan Post page")
-    parse.add_argument("file", metavar="FILE")
+    parse = command("parse", "parse a saved Japan Post page")
+    parse.add_argument("file", metavar="FILE", help="a saved page (HTML, as served)")
     parse.add_argument("--json", action="store_true", help="print the stable JSON shape")
     parse.set_defaults(handler=cmd_parse)
 
-    sim = sub.add_parser("simulator", help="serve the offline Japan Post simulator over HTTP")
-    sim.add_argument("--host", default="127.0.0.1")
-    sim.add_argument("--port", type=int, default=8088)
+    sim = command("simulator", "serve the offline Japan Post simulator over HTTP")
+    sim.add_argument("--host", default="127.0.0.1", help="address to listen on")
+    sim.add_argument("--port", type=_port, default=8088, help="port to listen on")
     sim.add_argument(
-        "--step-seconds", type=float, default=None, help="reveal one more scan of every journey this often"
+        "--step-seconds",
+        type=float,
+        default=None,
+        help="start journeys at their first scan and reveal one more this often (default: show them complete)",
+    )
+    sim.add_argument(
+        "--fault",
+        choices=[f.value for f in Fault],
+        help="answer every request with this fault, to rehearse it",
     )
     sim.set_defaults(handler=cmd_simulator)
+
+    cli_store.add_parsers(sub, parents=[common])
     return parser
 
 
@@ -175,16 +269,27 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     logging.basicConfig(
-        level=logging.DEBUG if args.verbose else logging.WARNING,
-        format="%(levelname)s %(name)s: %(message)s",
-        stream=sys.stderr,
+        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
     )
+    if getattr(args, "verbose", False):
+        # Our own detail only: the HTTP libraries' debug output drowns it.
+        logging.getLogger("notifier").setLevel(logging.DEBUG)
     try:
         code: int = args.handler(args)
+    except SchemaError as exc:
+        print(f"notifier {args.command}: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA
+    except ConfigError as exc:
+        print(f"notifier {args.command}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
     except NotifierError as exc:
         logger.debug("command failed", exc_info=True)
         print(f"notifier {args.command}: {exc}", file=sys.stderr)
         return EXIT_FAILURE
     except KeyboardInterrupt:
         return 130
+    except BrokenPipeError:
+        # The reader (e.g. `| head`) went away: not an error worth a traceback.
+        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
+        return EXIT_FAILURE
     return code

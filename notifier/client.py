@@ -187,7 +187,10 @@ class JapanPostClient:
                 if attempt >= self.settings.attempts or wait > self.settings.max_retry_after:
                     raise
                 logger.info(
-                    "japanpost transient failure, retrying",
+                    "Japan Post: %s; retry %d in %.1fs",
+                    exc,
+                    attempt,
+                    wait,
                     extra={"action": "fetch_retry", "url": url, "error": str(exc), "wait": round(wait, 2)},
                 )
                 await asyncio.sleep(wait)

@@ -48,7 +48,9 @@ def async_url(url: str) -> str:
 
 
 def display_url(url: str) -> str:
-    return make_url(url).render_as_string(hide_password=True)
+    """The URL as the user wrote it: password hidden, our async driver name left out."""
+    parsed = make_url(url)
+    return parsed.set(drivername=parsed.get_backend_name()).render_as_string(hide_password=True)
 
 
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:

@@ -1019,9 +1019,22 @@ class SimulatorServer:
         self.stop()
 
 
-def serve(host: str, port: int, *, step_seconds: float | None, journeys: list[Journey]) -> None:
-    """Serve until KeyboardInterrupt or SIGTERM; reveal one more scan of every journey each step."""
+def serve(
+    host: str,
+    port: int,
+    *,
+    step_seconds: float | None,
+    journeys: list[Journey],
+    fault: Fault | None = None,
+    retry_after: float | None = None,
+) -> None:
+    """Serve until KeyboardInterrupt or SIGTERM; reveal one more scan of every journey each step.
+
+    `fault` makes every answer fail that way, to rehearse what an operator would see.
+    """
     simulator = Simulator(journeys)
+    if fault is not None:
+        simulator.set_fault(fault, retry_after=retry_after, delay=60.0)
     stop = threading.Event()
     previous: Any = None
     in_main = threading.current_thread() is threading.main_thread()

@@ -8,6 +8,9 @@ from pathlib import Path
 import pytest
 
 from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from tests.databases import db_url, empty_db_url, postgres_template, sqlite_template
+
+__all__ = ["db_url", "empty_db_url", "postgres_template", "sqlite_template"]
 
 PAGES = Path(__file__).parent / "data" / "pages"
 

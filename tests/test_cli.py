@@ -77,8 +77,10 @@ def test_check_against_a_running_simulator() -> None:
             "check", ems.number, "--base-url", server.base_url, "--request-interval", "0", "--locale", "ja"
         )
     assert result.returncode == 0, result.stderr
-    (page,) = json.loads(result.stdout)
-    (item,) = page["items"]
+    (entry,) = json.loads(result.stdout)
+    assert entry["number"] == ems.number
+    assert entry["error"] is None
+    (item,) = entry["page"]["items"]
     assert item["number"] == ems.number
     assert item["stage"] == "delivered"
     assert [e["status"] for e in item["events"]] == [s.status_en for s in ems.scans]
@@ -143,3 +145,46 @@ def test_simulator_command_serves_until_sigterm() -> None:
         if proc.poll() is None:
             proc.kill()
         proc.communicate()
+
+
+def test_check_json_keeps_one_entry_per_number_even_when_pages_fail(tmp_path: Path) -> None:
+    from notifier.simulator import Fault
+
+    journeys = builtin_journeys()
+    simulator = Simulator(journeys)
+    numbers = [journeys[0].number, journeys[1].number]
+    simulator.set_fault(Fault.MAINTENANCE)
+    with SimulatorServer(simulator) as server:
+        as_json = run("check", *numbers, "--base-url", server.base_url, "--request-interval", "0", "--json")
+        as_text = run(
+            "check",
+            numbers[0],
+            "--base-url",
+            server.base_url,
+            "--request-interval",
+            "0",
+            "--save-pages",
+            str(tmp_path),
+        )
+    assert as_json.returncode == 1
+    entries = json.loads(as_json.stdout)
+    assert [e["number"] for e in entries] == numbers
+    assert all(e["error"].startswith("unrecognized page") for e in entries)
+    assert all(e["page"]["layout"] == "unrecognized" for e in entries)
+    assert as_text.returncode == 1
+    assert numbers[0] in as_text.stderr
+    assert "unrecognized page from http://127.0.0.1" in as_text.stderr
+    saved = tmp_path / f"{numbers[0]}-en.html"
+    assert saved.is_file()
+    assert run("parse", str(saved)).returncode == 1
+
+
+def test_simulator_refuses_a_busy_port_cleanly() -> None:
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen()
+        port = busy.getsockname()[1]
+        result = run("simulator", "--port", str(port), timeout=15)
+    assert result.returncode == 1
+    assert "cannot listen" in result.stderr
+    assert "Traceback" not in result.stderr

@@ -1,0 +1,322 @@
+"""Commands that use the database: `db`, `poll`, `status`, `history`, `alerts`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import datetime as dt
+import json
+import sys
+from collections.abc import Awaitable, Callable
+
+from notifier.client import ClientSettings, JapanPostClient
+from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
+from notifier.db import display_url, downgrade, make_engine, schema_state, upgrade
+from notifier.errors import InvalidNumberError
+from notifier.numbers import parse_number
+from notifier.poll import poll_detail
+from notifier.stages import stage_info
+from notifier.store import ShipmentView, Store
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def _when(value: dt.datetime | None) -> str:
+    return value.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%MZ") if value else "-"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, database_url=args.database_url)
+
+
+def _run(coroutine: Awaitable[int]) -> int:
+    async def wrapped() -> int:
+        return await coroutine
+
+    return asyncio.run(wrapped())
+
+
+async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
+    store = await Store.open(settings.database.url)
+    try:
+        return await action(store)
+    finally:
+        await store.close()
+
+
+# --- db -------------------------------------------------------------------------------
+
+
+async def _db(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    engine = make_engine(settings.database.url)
+    where = display_url(settings.database.url)
+    try:
+        if args.db_command == "upgrade":
+            before = await schema_state(engine)
+            await upgrade(engine, args.revision)
+            after = await schema_state(engine)
+            print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
+        elif args.db_command == "downgrade":
+            await downgrade(engine, args.revision)
+            print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
+        else:
+            state = await schema_state(engine)
+            print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
+            if not state.at_head:
+                print("not at head: run `notifier db upgrade`", file=sys.stderr)
+                return 3
+        return EXIT_OK
+    finally:
+        await engine.dispose()
+
+
+def cmd_db(args: argparse.Namespace) -> int:
+    return _run(_db(args))
+
+
+# --- poll -----------------------------------------------------------------------------
+
+
+async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
+    settings = _settings(args)
+    client_settings = ClientSettings(
+        base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
+    )
+
+    async def action(store: Store) -> int:
+        worst = EXIT_OK
+        async with JapanPostClient(client_settings) as client:
+            for number in numbers:
+                now = utcnow()
+                shipment = await store.watch(parse_number(number), now=now, label=args.label or "")
+                result = await poll_detail(store, client, shipment, now=now, next_poll_at=None)
+                if result.change is None or result.error:
+                    print(f"{number}: {result.error} (failure {result.failures or 1})")
+                    worst = EXIT_FAILURE
+                    continue
+                change = result.change
+                line = f"{number}: {len(change.new_events)} new event(s), stage {change.current_stage}"
+                print(line)
+                for transition in change.transitions:
+                    print(f"  {transition.from_stage} -> {transition.to_stage}  ({transition.event.status})")
+                for anomaly in change.anomalies:
+                    print(f"  anomaly {anomaly.kind}: {anomaly.message}")
+        return worst
+
+    return await _with_store(settings, action)
+
+
+def cmd_poll(args: argparse.Namespace) -> int:
+    numbers, problems = [], []
+    for raw in args.numbers:
+        try:
+            numbers.append(parse_number(raw).value)
+        except InvalidNumberError as exc:
+            problems.append(str(exc))
+    if problems:
+        print("\n".join(f"notifier poll: {p}" for p in problems), file=sys.stderr)
+        return EXIT_USAGE
+    return _run(_poll(args, numbers))
+
+
+# --- status / history / alerts --------------------------------------------------------
+
+
+def _status_row(view: ShipmentView) -> dict[str, object]:
+    return {
+        "number": view.number,
+        "incarnation": view.incarnation,
+        "label": view.label,
+        "stage": str(view.stage),
+        "stage_entered_at": view.stage_entered_at.isoformat() if view.stage_entered_at else None,
+        "last_event": view.last_event_time,
+        "last_polled_at": view.last_polled_at.isoformat() if view.last_polled_at else None,
+        "next_poll_at": view.next_poll_at.isoformat() if view.next_poll_at else None,
+        "consecutive_failures": view.consecutive_failures,
+        "last_error": view.last_error,
+        "open_alerts": view.open_alerts,
+        "active": view.active,
+    }
+
+
+def _table(rows: list[list[str]], headers: list[str]) -> str:
+    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
+    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
+    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
+    return "\n".join(lines)
+
+
+async def _status(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        views = await store.shipments(include_inactive=args.all)
+        if args.json:
+            print(json.dumps([_status_row(v) for v in views], ensure_ascii=False, indent=2))
+            return EXIT_OK
+        if not views:
+            print("no shipments watched yet (add one with `notifier poll NUMBER`)")
+            return EXIT_OK
+        rows = [
+            [
+                v.number + ("" if v.active else " (off)"),
+                v.label[:30],
+                str(v.stage),
+                v.last_event_time or "-",
+                _when(v.last_polled_at) + (f" !{v.consecutive_failures}" if v.consecutive_failures else ""),
+                _when(v.next_poll_at),
+                str(v.open_alerts or ""),
+            ]
+            for v in views
+        ]
+        headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "ALERTS"]
+        print(_table(rows, headers))
+        return EXIT_OK
+
+    return await _with_store(_settings(args), action)
+
+
+async def _history(args: argparse.Namespace) -> int:
+    number = parse_number(args.number).value
+
+    async def action(store: Store) -> int:
+        view = await store.get(number)
+        if view is None:
+            print(f"notifier history: {number} is not in the database", file=sys.stderr)
+            return EXIT_FAILURE
+        events = await store.history(view.id)
+        info = stage_info(view.stage)
+        meaning = info.meaning_ja if args.locale == "ja" else info.meaning_en
+        print(f"{view.number}  {view.label}  {view.item_type or ''}".rstrip())
+        print(f"stage {view.stage}: {meaning}")
+        if not events:
+            print("no events yet")
+        for event in events:
+            place = " / ".join(p for p in (event.office, event.region, event.postal_code) if p)
+            print(f"  {event.when.iso_local():<16}  {event.stage:<20}  {event.status}  [{place}]")
+        for office in await store.contacts(view.id):
+            print(f"  contact: {office.role}: {office.office} {office.phone}".rstrip())
+        return EXIT_OK
+
+    return await _with_store(_settings(args), action)
+
+
+async def _alerts(args: argparse.Namespace) -> int:
+    async def action(store: Store) -> int:
+        if args.ack or args.ack_all:
+            count = await store.acknowledge(None if args.ack_all else args.ack, now=utcnow())
+            print(f"acknowledged {count} alert(s)")
+            return EXIT_OK
+        alerts = await store.alerts(include_acknowledged=args.all)
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": a.id,
+                            "kind": a.kind,
+                            "subject": a.subject,
+                            "message": a.message,
+                            "count": a.count,
+                            "first_seen_at": a.first_seen_at.isoformat(),
+                            "last_seen_at": a.last_seen_at.isoformat(),
+                            "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None,
+                        }
+                        for a in alerts
+                    ],
+                    ensure_ascii=False,
+                    indent=2,
+                )
+            )
+            return EXIT_OK
+        if not alerts:
+            print("no open alerts")
+            return EXIT_OK
+        rows = [
+            [str(a.id), a.kind, a.subject or "-", str(a.count), _when(a.last_seen_at), a.message[:80]]
+            for a in alerts
+        ]
+        print(_table(rows, ["ID", "KIND", "SUBJECT", "COUNT", "LAST SEEN", "MESSAGE"]))
+        return EXIT_OK
+
+    return await _with_store(_settings(args), action)
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    return _run(_status(args))
+
+
+def cmd_history(args: argparse.Namespace) -> int:
+    return _run(_history(args))
+
+
+def cmd_alerts(args: argparse.Namespace) -> int:
+    return _run(_alerts(args))
+
+
+# --- wiring ---------------------------------------------------------------------------
+
+
+def _database_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", metavar="PATH", help=f"config file (default: ${CONFIG_ENV})")
+    parser.add_argument(
+        "--database-url",
+        metavar="URL",
+        help=f"database URL, overriding the config (default: ${DATABASE_URL_ENV}, else sqlite:///notifier.db)",
+    )
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser], parents: list[argparse.ArgumentParser]
+) -> None:
+    def command(name: str, help: str) -> argparse.ArgumentParser:
+        return sub.add_parser(name, help=help, parents=parents)
+
+    db = command("db", "database schema: upgrade, current, downgrade")
+    db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
+    up = db_sub.add_parser(
+        "upgrade", parents=parents, help="migrate the schema to the newest revision (or --revision)"
+    )
+    up.add_argument("--revision", default="head")
+    _database_options(up)
+    current = db_sub.add_parser(
+        "current", parents=parents, help="show the schema revision; exit 3 when not at head"
+    )
+    _database_options(current)
+    down = db_sub.add_parser(
+        "downgrade", parents=parents, help="migrate the schema down to REVISION (back up first)"
+    )
+    down.add_argument("revision", metavar="REVISION")
+    _database_options(down)
+    db.set_defaults(handler=cmd_db)
+
+    poll = command("poll", "watch numbers and poll them once now, recording the result")
+    poll.add_argument("numbers", nargs="+", metavar="NUMBER")
+    poll.add_argument("--label", help="label to store with the shipment(s)")
+    _database_options(poll)
+    poll.set_defaults(handler=cmd_poll)
+
+    status = command("status", "table of watched shipments")
+    status.add_argument("--json", action="store_true")
+    status.add_argument("--all", action="store_true", help="include shipments no longer watched")
+    _database_options(status)
+    status.set_defaults(handler=cmd_status)
+
+    history = command("history", "full stored history of one number")
+    history.add_argument("number", metavar="NUMBER")
+    history.add_argument("--locale", choices=["en", "ja"], default="en")
+    _database_options(history)
+    history.set_defaults(handler=cmd_history)
+
+    alerts = command("alerts", "list or acknowledge operator alerts")
+    alerts.add_argument("--all", action="store_true", help="include acknowledged alerts")
+    alerts.add_argument("--json", action="store_true")
+    alerts.add_argument("--ack", type=int, nargs="+", metavar="ID", help="acknowledge these alerts")
+    alerts.add_argument("--ack-all", action="store_true", help="acknowledge every open alert")
+    _database_options(alerts)
+    alerts.set_defaults(handler=cmd_alerts)

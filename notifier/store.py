@@ -1,0 +1,571 @@
+"""The persistence façade: shipments, histories, polls, alerts and snapshots; takes and returns value types."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from sqlalchemy import delete, func, select, text, update
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from notifier.db import make_engine, require_head
+from notifier.diff import AnomalyKind, Change
+from notifier.errors import NotifierError
+from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
+from notifier.numbers import TrackingNumber
+from notifier.orm import Alert, ContactOfficeRow, Event, Shipment, Snapshot, Subscriber, Subscription
+from notifier.stages import Stage
+
+logger = logging.getLogger(__name__)
+
+
+class LeaseLostError(NotifierError):
+    """Another instance owns this shipment now; the poll's results were not recorded."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShipmentView:
+    """A shipment as commands and the daemon see it."""
+
+    id: int
+    number: str
+    incarnation: int
+    label: str
+    item_type: str | None
+    origin: str
+    destination: str | None
+    stage: Stage
+    stage_entered_at: dt.datetime | None
+    last_event_time: str | None
+    active: bool
+    next_poll_at: dt.datetime | None
+    last_polled_at: dt.datetime | None
+    last_changed_at: dt.datetime | None
+    consecutive_failures: int
+    last_error: str | None
+    open_alerts: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AlertView:
+    id: int
+    kind: str
+    subject: str
+    message: str
+    first_seen_at: dt.datetime
+    last_seen_at: dt.datetime
+    count: int
+    acknowledged_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class PageCapture:
+    """What was fetched, kept as a snapshot when it changed something or could not be read."""
+
+    body: bytes
+    url: str = ""
+    layout: str = ""
+    note: str = ""
+
+
+def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
+    return ShipmentView(
+        id=row.id,
+        number=row.number,
+        incarnation=row.incarnation,
+        label=row.label,
+        item_type=row.item_type,
+        origin=row.origin,
+        destination=row.destination,
+        stage=Stage(row.stage),
+        stage_entered_at=row.stage_entered_at,
+        last_event_time=row.last_event_time,
+        active=row.active,
+        next_poll_at=row.next_poll_at,
+        last_polled_at=row.last_polled_at,
+        last_changed_at=row.last_changed_at,
+        consecutive_failures=row.consecutive_failures,
+        last_error=row.last_error,
+        open_alerts=open_alerts,
+    )
+
+
+def _event(row: Event) -> TrackingEvent:
+    return TrackingEvent(
+        when=EventTime.from_iso(row.local_time, row.zone),
+        status=row.status,
+        stage=Stage(row.stage) if row.stage in Stage.__members__.values() else Stage.UNKNOWN,
+        details=row.details,
+        office=row.office,
+        region=row.region,
+        postal_code=row.postal_code,
+    )
+
+
+def _alert_view(row: Alert) -> AlertView:
+    return AlertView(
+        id=row.id,
+        kind=row.kind,
+        subject=row.subject,
+        message=row.message,
+        first_seen_at=row.first_seen_at,
+        last_seen_at=row.last_seen_at,
+        count=row.count,
+        acknowledged_at=row.acknowledged_at,
+    )
+
+
+class Store:
+    """Async repository over one database. Every write is one transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+
+    @classmethod
+    async def open(cls, url: str, *, check_schema: bool = True) -> Store:
+        engine = make_engine(url)
+        if check_schema:
+            try:
+                await require_head(engine)
+            except BaseException:
+                await engine.dispose()
+                raise
+        return cls(engine)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def _insert(self, table: type[Event] | type[Alert] | type[ContactOfficeRow]) -> sqlite.Insert:
+        # Both dialects share on_conflict_* with the same signatures; the type is nominal.
+        if self.dialect == "postgresql":
+            return postgresql.insert(table)  # type: ignore[return-value]
+        return sqlite.insert(table)
+
+    # --- shipments -----------------------------------------------------------------
+
+    async def watch(
+        self,
+        number: TrackingNumber,
+        *,
+        now: dt.datetime,
+        label: str = "",
+        destination: str | None = None,
+        first_poll_at: dt.datetime | None = None,
+    ) -> ShipmentView:
+        """Start (or keep) watching the newest shipment under this number."""
+        async with self._sessions.begin() as session:
+            row = await self._latest(session, number.value)
+            if row is None:
+                row = Shipment(
+                    number=number.value,
+                    incarnation=1,
+                    label=label,
+                    origin=number.country,
+                    destination=destination,
+                    created_at=now,
+                    next_poll_at=first_poll_at or now,
+                )
+                session.add(row)
+            else:
+                row.label = label or row.label
+                row.destination = destination or row.destination
+                if not row.active:
+                    row.active = True
+                    row.next_poll_at = first_poll_at or now
+            await session.flush()
+            return _view(row)
+
+    async def unwatch(self, number: str) -> bool:
+        """Stop polling; the history stays."""
+        async with self._sessions.begin() as session:
+            row = await self._latest(session, number)
+            if row is None:
+                return False
+            row.active = False
+            row.leased_by = None
+            row.lease_until = None
+            return True
+
+    async def _latest(self, session: AsyncSession, number: str) -> Shipment | None:
+        result = await session.execute(
+            select(Shipment).where(Shipment.number == number).order_by(Shipment.incarnation.desc()).limit(1)
+        )
+        return result.scalar_one_or_none()
+
+    async def get(self, number: str) -> ShipmentView | None:
+        async with self._sessions() as session:
+            row = await self._latest(session, number)
+            return None if row is None else _view(row, await self._open_alert_count(session, row.number))
+
+    async def _open_alert_count(self, session: AsyncSession, subject: str) -> int:
+        result = await session.execute(
+            select(func.count()).where(Alert.subject == subject, Alert.acknowledged_at.is_(None))
+        )
+        return int(result.scalar_one())
+
+    async def shipments(self, *, include_inactive: bool = False) -> list[ShipmentView]:
+        async with self._sessions() as session:
+            query = select(Shipment).order_by(Shipment.number, Shipment.incarnation)
+            if not include_inactive:
+                query = query.where(Shipment.active.is_(True))
+            rows = (await session.execute(query)).scalars().all()
+            open_alerts = await session.execute(
+                select(Alert.subject, func.count())
+                .where(Alert.acknowledged_at.is_(None))
+                .group_by(Alert.subject)
+            )
+            # Not dict(result): a Result has .keys(), so dict() would treat it as a mapping.
+            counts = {subject: int(count) for subject, count in open_alerts.tuples()}
+            return [_view(row, counts.get(row.number, 0)) for row in rows]
+
+    async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(Event).where(Event.shipment_id == shipment_id).order_by(Event.seq, Event.id)
+                )
+            ).scalars()
+            return tuple(_event(row) for row in rows)
+
+    async def contacts(self, shipment_id: int) -> tuple[ContactOffice, ...]:
+        async with self._sessions() as session:
+            rows = (
+                await session.execute(
+                    select(ContactOfficeRow)
+                    .where(ContactOfficeRow.shipment_id == shipment_id)
+                    .order_by(ContactOfficeRow.id)
+                )
+            ).scalars()
+            return tuple(ContactOffice(role=r.role, office=r.office, phone=r.phone) for r in rows)
+
+    # --- polling ---------------------------------------------------------------------
+
+    async def claim_due(
+        self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
+    ) -> list[ShipmentView]:
+        """Lease up to `limit` due shipments to `owner`.
+
+        On PostgreSQL, SKIP LOCKED lets several instances claim disjoint rows at once; the
+        lease brings a crashed owner's rows back once it expires. On SQLite the writer lock
+        (BEGIN IMMEDIATE) gives the same exclusion.
+        """
+        due = (
+            select(Shipment.id)
+            .where(
+                Shipment.active.is_(True),
+                Shipment.next_poll_at <= now,
+                (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
+            )
+            .order_by(Shipment.next_poll_at, Shipment.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(Shipment)
+                .where(Shipment.id.in_(due.scalar_subquery()))
+                .values(leased_by=owner, lease_until=now + lease)
+                .returning(Shipment),
+                execution_options={"synchronize_session": False},
+            )
+            rows = list(result.scalars())
+            return sorted((_view(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
+
+    async def _fenced(self, session: AsyncSession, shipment_id: int, owner: str | None) -> Shipment:
+        query = select(Shipment).where(Shipment.id == shipment_id).with_for_update()
+        row = (await session.execute(query)).scalar_one_or_none()
+        if row is None:
+            raise NotifierError(f"shipment {shipment_id} does not exist")
+        if owner is not None and row.leased_by != owner:
+            raise LeaseLostError(f"shipment {row.number} is leased by {row.leased_by!r}, not {owner!r}")
+        return row
+
+    async def record_poll(
+        self,
+        shipment_id: int,
+        *,
+        change: Change,
+        item: ItemResult | None,
+        now: dt.datetime,
+        next_poll_at: dt.datetime | None,
+        capture: PageCapture | None = None,
+        owner: str | None = None,
+    ) -> None:
+        """Commit one poll atomically: new events, stage, polling state, snapshot and alerts.
+
+        Nothing is deleted: events the page no longer shows are marked `missing_since`.
+        """
+        async with self._sessions.begin() as session:
+            row = await self._fenced(session, shipment_id, owner)
+            await self._merge_events(session, row.id, change.history, item, now)
+            if item is not None and item.item_type:
+                row.item_type = item.item_type
+            if item is not None and item.offices:
+                await self._store_contacts(session, row.id, item.offices, now)
+            if change.current_stage is not Stage(row.stage):
+                row.stage = str(change.current_stage)
+                entered = change.transitions[-1].event.when.aware() if change.transitions else None
+                row.stage_entered_at = entered or now
+            if change.history:
+                row.last_event_time = change.history[-1].when.iso_local()
+            if change.changed:
+                row.last_changed_at = now
+            row.last_polled_at = now
+            row.next_poll_at = next_poll_at
+            unreadable = [a for a in change.anomalies if a.kind is AnomalyKind.UNRECOGNIZED_PAGE]
+            if unreadable:
+                # A page we could not read is a failed poll: history untouched, failure counted.
+                row.consecutive_failures += 1
+                row.last_error = unreadable[0].message[:2000]
+            else:
+                row.consecutive_failures = 0
+                row.last_error = None
+            row.leased_by = None
+            row.lease_until = None
+            for anomaly in change.anomalies:
+                await self._raise(session, str(anomaly.kind), anomaly.message, now, row.number, row.id)
+            if capture is not None and (change.changed or change.anomalies):
+                reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
+                self._snapshot(session, row, capture, reason, now)
+
+    async def _merge_events(
+        self,
+        session: AsyncSession,
+        shipment_id: int,
+        history: Sequence[TrackingEvent],
+        item: ItemResult | None,
+        now: dt.datetime,
+    ) -> None:
+        existing = {
+            row.key: row
+            for row in (
+                await session.execute(select(Event).where(Event.shipment_id == shipment_id))
+            ).scalars()
+        }
+        on_page = {event.key for event in item.events} if item is not None else None
+        fresh = []
+        for seq, event in enumerate(history):
+            row = existing.get(event.key)
+            if row is None:
+                fresh.append(
+                    {
+                        "shipment_id": shipment_id,
+                        "seq": seq,
+                        "key": event.key,
+                        "local_time": event.when.iso_local(),
+                        "zone": event.when.zone,
+                        "occurred_at": event.when.aware(),
+                        "status": event.status,
+                        "stage": str(event.stage),
+                        "details": event.details,
+                        "office": event.office,
+                        "region": event.region,
+                        "postal_code": event.postal_code,
+                        "first_seen_at": now,
+                    }
+                )
+                continue
+            row.seq = seq
+            if on_page is not None and event.key not in on_page:
+                row.missing_since = row.missing_since or now
+            elif on_page is not None:
+                row.missing_since = None
+        if fresh:
+            # The unique (shipment_id, key) makes a replayed poll a no-op instead of a duplicate.
+            statement = (
+                self._insert(Event)
+                .values(fresh)
+                .on_conflict_do_nothing(index_elements=["shipment_id", "key"])
+            )
+            await session.execute(statement)
+
+    async def _store_contacts(
+        self, session: AsyncSession, shipment_id: int, offices: Sequence[ContactOffice], now: dt.datetime
+    ) -> None:
+        for office in offices:
+            statement = (
+                self._insert(ContactOfficeRow)
+                .values(
+                    shipment_id=shipment_id,
+                    role=office.role,
+                    office=office.office,
+                    phone=office.phone,
+                    seen_at=now,
+                )
+                .on_conflict_do_update(
+                    index_elements=["shipment_id", "role"],
+                    set_={"office": office.office, "phone": office.phone, "seen_at": now},
+                )
+            )
+            await session.execute(statement)
+
+    def _snapshot(
+        self, session: AsyncSession, row: Shipment, capture: PageCapture, reason: str, now: dt.datetime
+    ) -> None:
+        session.add(
+            Snapshot(
+                shipment_id=row.id,
+                number=row.number,
+                reason=reason,
+                layout=capture.layout,
+                note=capture.note,
+                url=capture.url,
+                sha256=hashlib.sha256(capture.body).hexdigest(),
+                body=capture.body,
+                fetched_at=now,
+            )
+        )
+
+    async def record_failure(
+        self,
+        shipment_id: int,
+        *,
+        error: str,
+        now: dt.datetime,
+        next_poll_at: dt.datetime | None,
+        owner: str | None = None,
+        capture: PageCapture | None = None,
+    ) -> int:
+        """A poll that produced nothing usable: history untouched, failure counted. Returns the count."""
+        async with self._sessions.begin() as session:
+            row = await self._fenced(session, shipment_id, owner)
+            row.consecutive_failures += 1
+            row.last_error = error[:2000]
+            row.last_polled_at = now
+            row.next_poll_at = next_poll_at
+            row.leased_by = None
+            row.lease_until = None
+            if capture is not None:
+                self._snapshot(session, row, capture, "failed", now)
+            return row.consecutive_failures
+
+    # --- alerts ----------------------------------------------------------------------
+
+    async def _raise(
+        self,
+        session: AsyncSession,
+        kind: str,
+        message: str,
+        now: dt.datetime,
+        subject: str,
+        shipment_id: int | None,
+    ) -> None:
+        statement = (
+            self._insert(Alert)
+            .values(
+                kind=kind,
+                subject=subject,
+                shipment_id=shipment_id,
+                message=message,
+                first_seen_at=now,
+                last_seen_at=now,
+                count=1,
+            )
+            .on_conflict_do_update(
+                index_elements=["kind", "subject"],
+                index_where=text("acknowledged_at IS NULL"),
+                set_={"message": message, "last_seen_at": now, "count": Alert.count + 1},
+            )
+        )
+        await session.execute(statement)
+
+    async def raise_alert(
+        self, kind: str, message: str, *, now: dt.datetime, subject: str = "", shipment_id: int | None = None
+    ) -> None:
+        """Record an operator alert; an open alert of the same kind and subject counts up instead."""
+        async with self._sessions.begin() as session:
+            await self._raise(session, kind, message, now, subject, shipment_id)
+
+    async def alerts(self, *, include_acknowledged: bool = False) -> list[AlertView]:
+        async with self._sessions() as session:
+            query = select(Alert).order_by(Alert.last_seen_at.desc(), Alert.id.desc())
+            if not include_acknowledged:
+                query = query.where(Alert.acknowledged_at.is_(None))
+            return [_alert_view(row) for row in (await session.execute(query)).scalars()]
+
+    async def acknowledge(self, alert_ids: Sequence[int] | None, *, now: dt.datetime) -> int:
+        """Acknowledge the given alerts, or every open one when `alert_ids` is None."""
+        async with self._sessions.begin() as session:
+            statement = update(Alert).where(Alert.acknowledged_at.is_(None)).values(acknowledged_at=now)
+            if alert_ids is not None:
+                statement = statement.where(Alert.id.in_(list(alert_ids)))
+            result = await session.execute(statement)
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    # --- subscribers -----------------------------------------------------------------
+
+    async def subscribe(
+        self, shipment_id: int, email: str, *, locale: str, now: dt.datetime, time_zone: str | None = None
+    ) -> None:
+        async with self._sessions.begin() as session:
+            subscriber = (
+                await session.execute(select(Subscriber).where(Subscriber.email == email))
+            ).scalar_one_or_none()
+            if subscriber is None:
+                subscriber = Subscriber(email=email, locale=locale, created_at=now)
+                session.add(subscriber)
+                await session.flush()
+            subscription = (
+                await session.execute(
+                    select(Subscription).where(
+                        Subscription.subscriber_id == subscriber.id, Subscription.shipment_id == shipment_id
+                    )
+                )
+            ).scalar_one_or_none()
+            if subscription is None:
+                session.add(
+                    Subscription(
+                        subscriber_id=subscriber.id,
+                        shipment_id=shipment_id,
+                        locale=locale,
+                        time_zone=time_zone,
+                        created_at=now,
+                    )
+                )
+            else:
+                subscription.locale = locale
+                subscription.time_zone = time_zone
+                subscription.active = True
+
+    # --- housekeeping ----------------------------------------------------------------
+
+    async def prune_snapshots(
+        self, *, now: dt.datetime, max_age: dt.timedelta, keep_per_shipment: int
+    ) -> int:
+        """Bounded retention: drop snapshots older than `max_age`, and all but the newest
+        `keep_per_shipment` of each shipment's."""
+        async with self._sessions.begin() as session:
+            aged = await session.execute(delete(Snapshot).where(Snapshot.fetched_at < now - max_age))
+            ranked = (
+                select(
+                    Snapshot.id,
+                    func.row_number()
+                    .over(
+                        partition_by=Snapshot.number,
+                        order_by=(Snapshot.fetched_at.desc(), Snapshot.id.desc()),
+                    )
+                    .label("position"),
+                )
+            ).subquery()
+            surplus = select(ranked.c.id).where(ranked.c.position > keep_per_shipment)
+            extra = await session.execute(delete(Snapshot).where(Snapshot.id.in_(surplus)))
+            return int(aged.rowcount) + int(extra.rowcount)  # type: ignore[attr-defined]
+
+    async def snapshots(self, number: str) -> list[tuple[str, str, bytes]]:
+        """(reason, layout, body) of a number's kept snapshots, newest first."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Snapshot.reason, Snapshot.layout, Snapshot.body)
+                .where(Snapshot.number == number)
+                .order_by(Snapshot.fetched_at.desc(), Snapshot.id.desc())
+            )
+            return [(r, layout, body) for r, layout, body in rows.tuples()]
