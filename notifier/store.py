@@ -224,7 +224,7 @@ class Store:
                 .group_by(Alert.subject)
             )
             # Not dict(result): a Result has .keys(), so dict() would treat it as a mapping.
-            counts = {subject: int(count) for subject, count in open_alerts.tuples()}
+            counts = {subject: int(count) for subject, count in open_alerts}
             return [_view(row, counts.get(row.number, 0)) for row in rows]
 
     async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
@@ -568,4 +568,4 @@ class Store:
                 .where(Snapshot.number == number)
                 .order_by(Snapshot.fetched_at.desc(), Snapshot.id.desc())
             )
-            return [(r, layout, body) for r, layout, body in rows.tuples()]
+            return [(r, layout, body) for r, layout, body in rows]

@@ -1,0 +1,85 @@
+"""`poll`, `status`, `history` and `alerts` as a user runs them, against the simulator and a real database."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from notifier.cli import main
+from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
+
+
+def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    journeys = builtin_journeys()
+    ems, yupack, never = journeys[0], journeys[1], journeys[3]
+    simulator = Simulator(journeys)
+    simulator.reveal(ems.number, 4)
+    with SimulatorServer(simulator) as server:
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f'[database]\nurl = "{db_url}"\n[japanpost]\nbase_url = "{server.base_url}"\nrequest_interval = 0\n',
+            encoding="utf-8",
+        )
+        opts = ["--config", str(config)]
+        assert main(["poll", ems.number, yupack.number, never.number, "--label", "Order 7", *opts]) == 0
+        out = capsys.readouterr().out
+        assert f"{ems.number}: 4 new event(s), stage inward_exchange" in out
+        assert "departed_origin -> inward_exchange" in out
+
+        assert main(["status", "--json", *opts]) == 0
+        rows = {row["number"]: row for row in json.loads(capsys.readouterr().out)}
+        assert rows[ems.number]["stage"] == "inward_exchange"
+        assert rows[ems.number]["label"] == "Order 7"
+        assert rows[never.number]["stage"] == "pending"
+        assert rows[yupack.number]["last_event"] == yupack.scans[0].when
+
+        assert main(["status", *opts]) == 0
+        table = capsys.readouterr().out
+        assert table.splitlines()[0].split() == [
+            "NUMBER",
+            "LABEL",
+            "STAGE",
+            "LAST",
+            "EVENT",
+            "LAST",
+            "POLLED",
+            "NEXT",
+            "POLL",
+            "ALERTS",
+        ]
+        assert ems.number in table
+
+        assert main(["history", ems.number.lower(), *opts]) == 0
+        history = capsys.readouterr().out
+        assert [scan.status_en in history for scan in ems.scans[:4]] == [True] * 4
+        assert ems.scans[4].status_en not in history
+
+        simulator.set_fault(Fault.MAINTENANCE)
+        assert main(["poll", ems.number, *opts]) == 1
+        capsys.readouterr()
+        assert main(["alerts", "--json", *opts]) == 0
+        alerts = json.loads(capsys.readouterr().out)
+        assert [(a["kind"], a["subject"]) for a in alerts] == [("unrecognized_page", ems.number)]
+        assert main(["alerts", "--ack", str(alerts[0]["id"]), *opts]) == 0
+        assert "acknowledged 1" in capsys.readouterr().out
+        assert main(["alerts", *opts]) == 0
+        assert "no open alerts" in capsys.readouterr().out
+
+    assert main(["history", "EJ000000005JP", *opts]) == 1
+    assert "not in the database" in capsys.readouterr().err
+
+
+def test_bad_config_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    config = tmp_path / "bad.toml"
+    config.write_text(
+        '[database]\nurl = "sqlite:///x.db"\ncolour = "blue"\n[japanpost]\nrequest_interval = -1\n'
+    )
+    assert main(["status", "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert f"{config}: unknown key database.colour" in err
+    assert "japanpost.request_interval" in err
+    config.write_text("[database\n")
+    assert main(["status", "--config", str(config)]) == 2
+    assert "line 1" in capsys.readouterr().err

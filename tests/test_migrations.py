@@ -1,0 +1,150 @@
+"""Alembic migrations on real SQLite and PostgreSQL: round trips with data, drift, the head check."""
+
+from __future__ import annotations
+
+import datetime as dt
+import os
+import subprocess
+import sys
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.runtime.migration import MigrationContext
+from alembic.script import ScriptDirectory
+from sqlalchemy import Connection, func, inspect, select, text
+
+from notifier.db import (
+    SchemaError,
+    alembic_config,
+    downgrade,
+    make_engine,
+    require_head,
+    schema_state,
+    upgrade,
+)
+from notifier.diff import diff_detail
+from notifier.numbers import parse_number
+from notifier.orm import Base, Event, Shipment
+from notifier.parser import parse_page
+from notifier.store import Store
+from tests.test_store import CAPTURE, NUMBER
+
+T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
+
+
+def revisions_oldest_first() -> list[str]:
+    script = ScriptDirectory.from_config(alembic_config())
+    return [rev.revision for rev in reversed(list(script.walk_revisions()))]
+
+
+async def counts(url: str) -> tuple[int, int]:
+    engine = make_engine(url)
+    try:
+        async with engine.connect() as connection:
+            shipments = (await connection.execute(select(func.count()).select_from(Shipment))).scalar_one()
+            events = (await connection.execute(select(func.count()).select_from(Event))).scalar_one()
+        return int(shipments), int(events)
+    finally:
+        await engine.dispose()
+
+
+async def seed(url: str) -> None:
+    store = await Store.open(url)
+    try:
+        shipment = await store.watch(parse_number(NUMBER), now=T0)
+        page = parse_page(CAPTURE)
+        change = diff_detail((), page, NUMBER)
+        await store.record_poll(shipment.id, change=change, item=page.items[0], now=T0, next_poll_at=None)
+    finally:
+        await store.close()
+
+
+async def test_round_trip_every_revision_with_data(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        await upgrade(engine)
+        await seed(empty_db_url)
+        before = await counts(empty_db_url)
+        assert before == (1, 5)
+        revisions = revisions_oldest_first()
+        # Step down and back up through every revision above the first: data must survive.
+        for revision in reversed(revisions[1:]):
+            await downgrade(engine, "-1")
+            assert (await schema_state(engine)).current != revision
+            await upgrade(engine, revision)
+            assert await counts(empty_db_url) == before
+        await downgrade(engine, "base")
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
+        assert set(tables) <= {"alembic_version"}
+        await upgrade(engine)
+        assert (await schema_state(engine)).at_head
+        assert await counts(empty_db_url) == (0, 0)
+    finally:
+        await engine.dispose()
+
+
+async def test_models_and_migrations_agree(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+
+    def drift(connection: Connection) -> list[object]:
+        context = MigrationContext.configure(
+            connection, opts={"compare_type": True, "compare_server_default": True}
+        )
+        return list(compare_metadata(context, Base.metadata))
+
+    try:
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            assert await connection.run_sync(drift) == []
+    finally:
+        await engine.dispose()
+
+
+async def test_database_not_at_head_is_refused(empty_db_url: str) -> None:
+    engine = make_engine(empty_db_url)
+    try:
+        with pytest.raises(SchemaError, match="no notifier schema"):
+            await require_head(engine)
+        await upgrade(engine)
+        await require_head(engine)
+        # A database written by another version of notifier (here: a revision we do not know).
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
+        with pytest.raises(SchemaError, match="at revision f00dfeed but this notifier needs"):
+            await require_head(engine)
+    finally:
+        await engine.dispose()
+
+
+def notifier(*args: str) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", *args],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env={k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")},
+    )
+
+
+def test_commands_refuse_with_exit_3_until_upgraded(empty_db_url: str) -> None:
+    status = notifier("status", "--database-url", empty_db_url)
+    assert status.returncode == 3
+    assert "notifier db upgrade" in status.stderr
+    assert notifier("db", "current", "--database-url", empty_db_url).returncode == 3
+    upgraded = notifier("db", "upgrade", "--database-url", empty_db_url)
+    assert upgraded.returncode == 0, upgraded.stderr
+    assert "empty ->" in upgraded.stdout
+    assert notifier("db", "current", "--database-url", empty_db_url).returncode == 0
+    assert notifier("status", "--database-url", empty_db_url).returncode == 0
+    down = notifier("db", "downgrade", "base", "--database-url", empty_db_url)
+    assert down.returncode == 0, down.stderr
+    assert notifier("status", "--database-url", empty_db_url).returncode == 3
+
+
+def test_migration_scripts_ship_with_the_package() -> None:
+    from notifier.db import migrations_dir
+
+    assert (migrations_dir() / "env.py").is_file()
+    assert revisions_oldest_first()
