@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import itertools
 from collections.abc import Sequence
@@ -21,6 +22,7 @@ class AnomalyKind(enum.StrEnum):
     UNRECOGNIZED_PAGE = "unrecognized_page"
     UNKNOWN_STATUS = "unknown_status"
     NUMBER_MISMATCH = "number_mismatch"
+    NUMBER_REUSED = "number_reused"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -149,6 +151,27 @@ def _screen(stored: tuple[TrackingEvent, ...], page: Page, number: str) -> Chang
     return item
 
 
+# Japan Post keeps histories for about 100 days (domestic) to a year (international), and
+# numbers come round again after that: a page sharing no event with the stored history and
+# starting this long after it ended is another parcel, not news about ours.
+REUSE_GAP = dt.timedelta(days=60)
+
+
+def _reuse(stored: Sequence[TrackingEvent], shown: Sequence[TrackingEvent]) -> Anomaly | None:
+    if not stored or not shown or {e.key for e in stored} & {e.key for e in shown}:
+        return None
+    if shown[0].when.date - stored[-1].when.date < REUSE_GAP:
+        return None
+    return Anomaly(
+        kind=AnomalyKind.NUMBER_REUSED,
+        message=(
+            f"the page shows a new parcel under this number (first event {shown[0].when.iso_local()}, "
+            f"stored history ended {stored[-1].when.iso_local()}); the old shipment is retired"
+        ),
+        event_keys=tuple(e.key for e in shown),
+    )
+
+
 def _shorter(events: Sequence[TrackingEvent], why: str) -> Anomaly:
     return Anomaly(
         kind=AnomalyKind.HISTORY_SHORTER,
@@ -206,6 +229,9 @@ def diff_detail(stored: Sequence[TrackingEvent], page: Page, number: str) -> Cha
         return screened
     if page.layout is Layout.LIST:
         return diff_latest(known, page, number)
+    reused = _reuse(known, screened.events)
+    if reused is not None:
+        return _unchanged(known, reused, outcome=screened.outcome)
 
     # A key is one scan; a row printed twice is still one event.
     shown: list[TrackingEvent] = []

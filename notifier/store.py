@@ -163,11 +163,12 @@ class Store:
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
         async with self._sessions.begin() as session:
-            row = await self._latest(session, number.value)
+            latest = await self._latest(session, number.value)
+            row = latest if latest is not None and latest.retired_at is None else None
             if row is None:
                 row = Shipment(
                     number=number.value,
-                    incarnation=1,
+                    incarnation=latest.incarnation + 1 if latest is not None else 1,
                     label=label,
                     origin=number.country,
                     destination=destination,
@@ -333,6 +334,12 @@ class Store:
             row.lease_until = None
             for anomaly in change.anomalies:
                 await self._raise(session, str(anomaly.kind), anomaly.message, now, row.number, row.id)
+                if anomaly.kind is AnomalyKind.NUMBER_REUSED:
+                    # The watch was for the old parcel: stop, and never mail its subscribers
+                    # about someone else's. Watching the number again starts a new incarnation.
+                    row.active = False
+                    row.retired_at = now
+                    row.next_poll_at = None
             if capture is not None and (change.changed or change.anomalies):
                 reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
                 self._snapshot(session, row, capture, reason, now)

@@ -619,3 +619,21 @@ def test_relay_wording_is_only_excused_between_departure_and_the_delivery_office
     assert went_backwards(Stage.AT_DELIVERY_OFFICE, Stage.IN_TRANSIT)
     assert went_backwards(Stage.DELIVERED, Stage.IN_TRANSIT)
     assert went_backwards(Stage.OUTWARD_EXCHANGE, Stage.IN_TRANSIT)
+
+
+def test_a_new_parcel_under_a_reused_number_is_not_merged() -> None:
+    later = [ev(0, Stage.ACCEPTED, day=d) for d in (59, 60, 200)]
+    stored = (A, B, C)
+    # 59 days after the last stored event: could still be ours (a late scan), so it merges.
+    close = diff_detail(stored, page_of(later[0]), NUMBER)
+    assert AnomalyKind.NUMBER_REUSED not in kinds(close)
+    for event in later[1:]:
+        change = diff_detail(stored, page_of(event), NUMBER)
+        assert kinds(change) == [AnomalyKind.NUMBER_REUSED]
+        assert not change.changed
+        assert change.history == stored
+    # Any shared event means it is the same parcel, however long the gap.
+    much_later = ev(0, Stage.DEPARTED_ORIGIN, day=200)
+    shared = diff_detail(stored, page_of(A, B, C, much_later), NUMBER)
+    assert kinds(shared) == []
+    assert shared.new_events == (much_later,)

@@ -247,3 +247,43 @@ async def test_watch_keeps_one_row_per_number(store: Store) -> None:
     assert view.label == "second"
     assert view.incarnation == 1
     assert Locale.EN  # the store is locale-agnostic; polls always read English pages
+
+
+async def test_reused_number_retires_the_old_shipment(store: Store) -> None:
+    shipment = await store.watch(parse_number(NUMBER), now=T0)
+    await poll(store, shipment.id, page_with(5), T0)
+    # A year later the same number is on a new parcel: other events, long after ours ended.
+    old_events = parse_page(CAPTURE).items[0].events
+    new_events = tuple(
+        type(e)(
+            when=type(e.when)(date=e.when.date.replace(year=2015), time=e.when.time, zone=e.when.zone),
+            status=e.status,
+            stage=e.stage,
+            office=e.office,
+            region=e.region,
+            postal_code=e.postal_code,
+        )
+        for e in old_events[:2]
+    )
+    reused = Page(
+        layout=Layout.DETAIL,
+        locale=Locale.EN,
+        items=(
+            type(page_with(1).items[0])(
+                number=NUMBER, outcome=page_with(1).items[0].outcome, events=new_events
+            ),
+        ),
+    )
+    change = await poll(store, shipment.id, reused, T0 + dt.timedelta(days=1))
+    assert [a.kind for a in change.anomalies] == [AnomalyKind.NUMBER_REUSED]
+    assert not change.changed
+    assert len(await store.history(shipment.id)) == 5
+    old = await store.get(NUMBER)
+    assert old is not None
+    assert not old.active
+    assert [a.kind for a in await store.alerts()] == ["number_reused"]
+    fresh = await store.watch(parse_number(NUMBER), now=T0 + dt.timedelta(days=2))
+    assert fresh.incarnation == 2
+    assert fresh.id != shipment.id
+    assert await store.history(fresh.id) == ()
+    assert [v.incarnation for v in await store.shipments(include_inactive=True)] == [1, 2]
