@@ -6,12 +6,26 @@ import argparse
 import asyncio
 import datetime as dt
 import json
+import os
+import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
+from contextlib import closing
+from pathlib import Path
+
+from sqlalchemy.engine import make_url
 
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
-from notifier.db import display_url, downgrade, make_engine, schema_state, upgrade
+from notifier.db import (
+    SQLITE_BUSY_TIMEOUT_MS,
+    DatabaseError,
+    display_url,
+    downgrade,
+    make_engine,
+    schema_state,
+    upgrade,
+)
 from notifier.errors import InvalidNumberError
 from notifier.numbers import parse_number
 from notifier.poll import poll_detail
@@ -77,7 +91,38 @@ async def _db(args: argparse.Namespace) -> int:
         await engine.dispose()
 
 
+def backup_sqlite(source: Path, destination: Path) -> int:
+    """Copy a live SQLite database with SQLite's online backup API; returns the bytes written.
+
+    The copy is a consistent snapshot even while the daemon writes, and it lands under a
+    temporary name first, so a crash never leaves a half-written file under the real one.
+    """
+    if not source.is_file():
+        raise DatabaseError(f"no SQLite database at {source}")
+    partial = destination.with_name(destination.name + ".partial")
+    with (
+        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+        closing(sqlite3.connect(partial)) as dst,
+    ):
+        src.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        src.backup(dst)
+    os.replace(partial, destination)
+    return destination.stat().st_size
+
+
 def cmd_db(args: argparse.Namespace) -> int:
+    if args.db_command == "backup":
+        settings = _settings(args)
+        url = make_url(settings.database.url)
+        if url.get_backend_name() != "sqlite" or not url.database:
+            print(
+                "notifier db backup: only for SQLite; back up PostgreSQL with pg_dump (see README, Backups)",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
+        size = backup_sqlite(Path(url.database), Path(args.destination))
+        print(f"backed up {url.database} to {args.destination} ({size} bytes)")
+        return EXIT_OK
     return _run(_db(args))
 
 
@@ -288,6 +333,11 @@ def add_parsers(
         "current", parents=parents, help="show the schema revision; exit 3 when not at head"
     )
     _database_options(current)
+    backup = db_sub.add_parser(
+        "backup", parents=parents, help="copy a live SQLite database to DEST (online backup API)"
+    )
+    backup.add_argument("destination", metavar="DEST")
+    _database_options(backup)
     down = db_sub.add_parser(
         "downgrade", parents=parents, help="migrate the schema down to REVISION (back up first)"
     )

@@ -83,3 +83,42 @@ def test_bad_config_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFix
     config.write_text("[database\n")
     assert main(["status", "--config", str(config)]) == 2
     assert "line 1" in capsys.readouterr().err
+
+
+def test_sqlite_backup_is_a_consistent_usable_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    import asyncio
+    import sqlite3
+
+    from notifier.store import Store
+
+    live = f"sqlite:///{tmp_path / 'live.db'}"
+    assert main(["db", "upgrade", "--database-url", live]) == 0
+    journey = builtin_journeys()[0]
+    simulator = Simulator([journey])
+    simulator.reveal(journey.number, 5)
+    with SimulatorServer(simulator) as server:
+        config = tmp_path / "c.toml"
+        config.write_text(f'[japanpost]\nbase_url = "{server.base_url}"\nrequest_interval = 0\n')
+        assert main(["poll", journey.number, "--config", str(config), "--database-url", live]) == 0
+    # A writer holding the lock mid-transaction must not make the copy inconsistent.
+    holder = sqlite3.connect(tmp_path / "live.db")
+    holder.execute("BEGIN IMMEDIATE")
+    holder.execute("UPDATE shipments SET label = 'uncommitted'")
+    copy = tmp_path / "copy.db"
+    assert main(["db", "backup", str(copy), "--database-url", live]) == 0
+    holder.rollback()
+    holder.close()
+    assert "backed up" in capsys.readouterr().out
+    assert not (tmp_path / "copy.db.partial").exists()
+
+    async def read() -> tuple[str, int]:
+        store = await Store.open(f"sqlite:///{copy}")
+        try:
+            view = await store.get(journey.number)
+            assert view is not None
+            return view.label, len(await store.history(view.id))
+        finally:
+            await store.close()
+
+    assert asyncio.run(read()) == ("", 5)
+    assert main(["db", "backup", str(copy), "--database-url", "postgresql://x@127.0.0.1/none"]) == 2
