@@ -85,7 +85,9 @@ def test_bad_config_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFix
     assert "line 1" in capsys.readouterr().err
 
 
-def test_sqlite_backup_is_a_consistent_usable_copy(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_sqlite_backup_is_a_consistent_usable_copy(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     import asyncio
     import sqlite3
 
