@@ -126,14 +126,45 @@ def _run(connection: Connection, action: str, revision: str) -> None:
         command.downgrade(config, revision)
 
 
+def _sqlite_foreign_keys(connection: Connection, enabled: bool) -> None:
+    # Straight on the DBAPI connection, outside any transaction: SQLite ignores this PRAGMA
+    # inside one, and SQLAlchemy would open one for a statement sent through it.
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
+    finally:
+        cursor.close()
+
+
+def _sqlite_foreign_key_violations(connection: Connection) -> list[Any]:
+    return list(connection.exec_driver_sql("PRAGMA foreign_key_check").fetchall())
+
+
+async def _migrate(engine: AsyncEngine, action: str, revision: str) -> None:
+    sqlite = engine.dialect.name == "sqlite"
+    async with engine.connect() as connection:
+        if sqlite:
+            # Batch mode rebuilds a table by copy, drop and rename; with foreign keys on, the
+            # drop would cascade and delete every event of every shipment.
+            await connection.run_sync(_sqlite_foreign_keys, False)
+        try:
+            async with connection.begin():
+                await connection.run_sync(_run, action, revision)
+                if sqlite:
+                    violations = await connection.run_sync(_sqlite_foreign_key_violations)
+                    if violations:
+                        raise DatabaseError(f"migration left broken references: {violations[:5]}")
+        finally:
+            if sqlite:
+                await connection.run_sync(_sqlite_foreign_keys, True)
+
+
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(_run, "upgrade", revision)
+    await _migrate(engine, "upgrade", revision)
 
 
 async def downgrade(engine: AsyncEngine, revision: str) -> None:
-    async with engine.begin() as connection:
-        await connection.run_sync(_run, "downgrade", revision)
+    await _migrate(engine, "downgrade", revision)
 
 
 @dataclass(frozen=True, slots=True)

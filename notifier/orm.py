@@ -72,6 +72,7 @@ class Shipment(Base):
     item_type: Mapped[str | None] = mapped_column(String(60))
     origin: Mapped[str] = mapped_column(String(2))
     destination: Mapped[str | None] = mapped_column(String(2))
+    tags: Mapped[str] = mapped_column(String(400), default="", server_default=text("''"))
     stage: Mapped[str] = mapped_column(String(32), default="pending", server_default="pending")
     stage_entered_at: Mapped[dt.datetime | None]
     last_event_time: Mapped[str | None] = mapped_column(String(16))
@@ -196,3 +197,52 @@ class Alert(Base):
     last_seen_at: Mapped[dt.datetime]
     count: Mapped[int] = mapped_column(Integer, default=1, server_default=text("1"))
     acknowledged_at: Mapped[dt.datetime | None]
+
+
+class OutboxMessage(Base):
+    """A notification rendered once, stored as the exact bytes to send, and its delivery state.
+
+    States: pending -> sending (leased) -> sent; failures go back to pending with a later
+    `next_attempt_at`, or to failed. suppressed: the address unsubscribed before it went out.
+    """
+
+    __tablename__ = "outbox"
+    __table_args__ = (Index("ix_outbox_state_next_attempt_at", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedup_key: Mapped[str] = mapped_column(String(200), unique=True)
+    shipment_id: Mapped[int | None] = mapped_column(
+        ForeignKey("shipments.id", ondelete="SET NULL"), index=True
+    )
+    subscription_id: Mapped[int | None] = mapped_column(ForeignKey("subscriptions.id", ondelete="SET NULL"))
+    recipient: Mapped[str] = mapped_column(String(320))
+    sender: Mapped[str] = mapped_column(String(400))
+    locale: Mapped[str] = mapped_column(String(2))
+    time_zone: Mapped[str | None] = mapped_column(String(64))
+    rule: Mapped[str] = mapped_column(String(80))
+    template: Mapped[str] = mapped_column(String(40))
+    stage: Mapped[str] = mapped_column(String(32))
+    number: Mapped[str] = mapped_column(String(20), default="")
+    subject: Mapped[str] = mapped_column(String(300))
+    message_id: Mapped[str] = mapped_column(String(200), unique=True)
+    raw: Mapped[bytes] = mapped_column(LargeBinary)
+    state: Mapped[str] = mapped_column(String(12), default="pending", server_default="pending")
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default=text("0"))
+    next_attempt_at: Mapped[dt.datetime]
+    leased_by: Mapped[str | None] = mapped_column(String(100))
+    lease_until: Mapped[dt.datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[dt.datetime]
+    sent_at: Mapped[dt.datetime | None]
+    server_reply: Mapped[str | None] = mapped_column(Text)
+
+
+class Suppression(Base):
+    """An address that must get no more mail (unsubscribed), checked at send time."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    reason: Mapped[str] = mapped_column(String(200), default="unsubscribed")
+    created_at: Mapped[dt.datetime]

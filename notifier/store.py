@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import hashlib
 import logging
 from collections.abc import Sequence
@@ -17,7 +18,17 @@ from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
 from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
 from notifier.numbers import TrackingNumber
-from notifier.orm import Alert, ContactOfficeRow, Event, Shipment, Snapshot, Subscriber, Subscription
+from notifier.orm import (
+    Alert,
+    ContactOfficeRow,
+    Event,
+    OutboxMessage,
+    Shipment,
+    Snapshot,
+    Subscriber,
+    Subscription,
+    Suppression,
+)
 from notifier.stages import Stage
 
 logger = logging.getLogger(__name__)
@@ -38,6 +49,7 @@ class ShipmentView:
     item_type: str | None
     origin: str
     destination: str | None
+    tags: frozenset[str]
     stage: Stage
     stage_entered_at: dt.datetime | None
     last_event_time: str | None
@@ -72,6 +84,81 @@ class PageCapture:
     note: str = ""
 
 
+class OutboxState(enum.StrEnum):
+    PENDING = "pending"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxDraft:
+    """A rendered message ready to queue; Message-ID, Date and bytes are final here."""
+
+    dedup_key: str
+    recipient: str
+    sender: str
+    locale: str
+    rule: str
+    template: str
+    stage: str
+    number: str
+    subject: str
+    message_id: str
+    raw: bytes
+    shipment_id: int | None = None
+    subscription_id: int | None = None
+    time_zone: str | None = None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OutboxItem:
+    id: int
+    dedup_key: str
+    recipient: str
+    sender: str
+    locale: str
+    time_zone: str | None
+    rule: str
+    template: str
+    stage: str
+    number: str
+    subject: str
+    message_id: str
+    raw: bytes
+    state: OutboxState
+    attempts: int
+    next_attempt_at: dt.datetime
+    last_error: str | None
+    created_at: dt.datetime
+    sent_at: dt.datetime | None
+
+
+def _outbox_item(row: OutboxMessage) -> OutboxItem:
+    return OutboxItem(
+        id=row.id,
+        dedup_key=row.dedup_key,
+        recipient=row.recipient,
+        sender=row.sender,
+        locale=row.locale,
+        time_zone=row.time_zone,
+        rule=row.rule,
+        template=row.template,
+        stage=row.stage,
+        number=row.number,
+        subject=row.subject,
+        message_id=row.message_id,
+        raw=row.raw,
+        state=OutboxState(row.state),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_error=row.last_error,
+        created_at=row.created_at,
+        sent_at=row.sent_at,
+    )
+
+
 def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
     return ShipmentView(
         id=row.id,
@@ -81,6 +168,7 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
         item_type=row.item_type,
         origin=row.origin,
         destination=row.destination,
+        tags=frozenset(row.tags.split()),
         stage=Stage(row.stage),
         stage_entered_at=row.stage_entered_at,
         last_event_time=row.last_event_time,
@@ -144,7 +232,10 @@ class Store:
     def dialect(self) -> str:
         return self.engine.dialect.name
 
-    def _insert(self, table: type[Event] | type[Alert] | type[ContactOfficeRow]) -> sqlite.Insert:
+    def _insert(
+        self,
+        table: type[Event] | type[Alert] | type[ContactOfficeRow] | type[OutboxMessage] | type[Suppression],
+    ) -> sqlite.Insert:
         # Both dialects share on_conflict_* with the same signatures; the type is nominal.
         if self.dialect == "postgresql":
             return postgresql.insert(table)  # type: ignore[return-value]
@@ -159,6 +250,7 @@ class Store:
         now: dt.datetime,
         label: str = "",
         destination: str | None = None,
+        tags: frozenset[str] | None = None,
         first_poll_at: dt.datetime | None = None,
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
@@ -172,6 +264,7 @@ class Store:
                     label=label,
                     origin=number.country,
                     destination=destination,
+                    tags=" ".join(sorted(tags or ())),
                     created_at=now,
                     next_poll_at=first_poll_at or now,
                 )
@@ -179,6 +272,8 @@ class Store:
             else:
                 row.label = label or row.label
                 row.destination = destination or row.destination
+                if tags is not None:
+                    row.tags = " ".join(sorted(tags))
                 if not row.active:
                     row.active = True
                     row.next_poll_at = first_poll_at or now
@@ -300,8 +395,10 @@ class Store:
         next_poll_at: dt.datetime | None,
         capture: PageCapture | None = None,
         owner: str | None = None,
+        outbox: Sequence[OutboxDraft] = (),
     ) -> None:
-        """Commit one poll atomically: new events, stage, polling state, snapshot and alerts.
+        """Commit one poll atomically: new events, stage, polling state, snapshot, alerts and
+        the notifications they cause (so an event is never stored without its messages).
 
         Nothing is deleted: events the page no longer shows are marked `missing_since`.
         """
@@ -343,6 +440,7 @@ class Store:
             if capture is not None and (change.changed or change.anomalies):
                 reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
                 self._snapshot(session, row, capture, reason, now)
+            await self._enqueue(session, outbox, now)
 
     async def _merge_events(
         self,
@@ -576,3 +674,213 @@ class Store:
                 .order_by(Snapshot.fetched_at.desc(), Snapshot.id.desc())
             )
             return [(r, layout, body) for r, layout, body in rows]
+
+    # --- outbox ----------------------------------------------------------------------
+
+    async def _enqueue(self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime) -> int:
+        created = 0
+        for draft in drafts:
+            statement = (
+                self._insert(OutboxMessage)
+                .values(
+                    dedup_key=draft.dedup_key,
+                    shipment_id=draft.shipment_id,
+                    subscription_id=draft.subscription_id,
+                    recipient=draft.recipient,
+                    sender=draft.sender,
+                    locale=draft.locale,
+                    time_zone=draft.time_zone,
+                    rule=draft.rule,
+                    template=draft.template,
+                    stage=draft.stage,
+                    number=draft.number,
+                    subject=draft.subject,
+                    message_id=draft.message_id,
+                    raw=draft.raw,
+                    state=str(OutboxState.PENDING),
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                )
+                # The dedup key can exist only once, ever: a replayed poll creates nothing.
+                .on_conflict_do_nothing(index_elements=["dedup_key"])
+            )
+            result = await session.execute(statement)
+            created += int(result.rowcount)  # type: ignore[attr-defined]
+        return created
+
+    async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
+        """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
+        async with self._sessions.begin() as session:
+            return await self._enqueue(session, drafts, now)
+
+    async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
+        if not keys:
+            return set()
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(OutboxMessage.dedup_key).where(OutboxMessage.dedup_key.in_(list(keys)))
+            )
+            return {key for (key,) in rows}
+
+    async def claim_outbox(
+        self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
+    ) -> list[OutboxItem]:
+        """Lease due messages: pending ones whose time has come, and sending ones whose owner
+        died (lease expired). Each claim counts an attempt, as the send may happen."""
+        due = (
+            select(OutboxMessage.id)
+            .where(
+                ((OutboxMessage.state == str(OutboxState.PENDING)) & (OutboxMessage.next_attempt_at <= now))
+                | ((OutboxMessage.state == str(OutboxState.SENDING)) & (OutboxMessage.lease_until < now))
+            )
+            .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.id.in_(due.scalar_subquery()))
+                .values(
+                    state=str(OutboxState.SENDING),
+                    leased_by=owner,
+                    lease_until=now + lease,
+                    attempts=OutboxMessage.attempts + 1,
+                )
+                .returning(OutboxMessage),
+                execution_options={"synchronize_session": False},
+            )
+            items = [_outbox_item(row) for row in result.scalars()]
+            return sorted(items, key=lambda i: (i.next_attempt_at, i.id))
+
+    async def _finish(self, message_id: int, owner: str, **values: object) -> bool:
+        """Move a leased message on, only if we still hold its lease (a fence against a
+        second instance that reclaimed it after our lease expired)."""
+        async with self._sessions.begin() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message_id,
+                    OutboxMessage.leased_by == owner,
+                    OutboxMessage.state == str(OutboxState.SENDING),
+                )
+                .values(leased_by=None, lease_until=None, **values)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def mark_sent(self, message_id: int, *, owner: str, now: dt.datetime, reply: str) -> bool:
+        return await self._finish(
+            message_id,
+            owner,
+            state=str(OutboxState.SENT),
+            sent_at=now,
+            server_reply=reply[:500],
+            last_error=None,
+        )
+
+    async def mark_retry(
+        self,
+        message_id: int,
+        *,
+        owner: str,
+        error: str,
+        next_attempt_at: dt.datetime,
+        count_attempt: bool = True,
+    ) -> bool:
+        values: dict[str, object] = {
+            "state": str(OutboxState.PENDING),
+            "next_attempt_at": next_attempt_at,
+            "last_error": error[:2000],
+        }
+        if not count_attempt:
+            values["attempts"] = OutboxMessage.attempts - 1
+        return await self._finish(message_id, owner, **values)
+
+    async def mark_failed(self, message_id: int, *, owner: str, error: str, now: dt.datetime) -> bool:
+        async with self._sessions.begin() as session:
+            row = await session.get(OutboxMessage, message_id)
+            if row is None or row.leased_by != owner or row.state != str(OutboxState.SENDING):
+                return False
+            row.state = str(OutboxState.FAILED)
+            row.last_error = error[:2000]
+            row.leased_by = None
+            row.lease_until = None
+            await self._raise(
+                session,
+                "send_failed",
+                f"message to {row.recipient} about {row.number or '-'} ({row.rule}) failed for good: {error}",
+                now,
+                row.message_id[:40],
+                row.shipment_id,
+            )
+            return True
+
+    async def mark_suppressed(self, message_id: int, *, owner: str) -> bool:
+        return await self._finish(message_id, owner, state=str(OutboxState.SUPPRESSED))
+
+    async def outbox(
+        self, *, states: Sequence[OutboxState] | None = None, limit: int = 200
+    ) -> list[OutboxItem]:
+        async with self._sessions() as session:
+            query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
+            if states:
+                query = query.where(OutboxMessage.state.in_([str(s) for s in states]))
+            return [_outbox_item(row) for row in (await session.execute(query)).scalars()]
+
+    async def outbox_item(self, message_id: int) -> OutboxItem | None:
+        async with self._sessions() as session:
+            row = await session.get(OutboxMessage, message_id)
+            return None if row is None else _outbox_item(row)
+
+    async def retry_failed(self, message_ids: Sequence[int] | None, *, now: dt.datetime) -> int:
+        """Put failed messages back in the queue (same bytes, same Message-ID)."""
+        async with self._sessions.begin() as session:
+            statement = (
+                update(OutboxMessage)
+                .where(OutboxMessage.state == str(OutboxState.FAILED))
+                .values(state=str(OutboxState.PENDING), next_attempt_at=now, attempts=0)
+            )
+            if message_ids is not None:
+                statement = statement.where(OutboxMessage.id.in_(list(message_ids)))
+            result = await session.execute(statement)
+            return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def outbox_depth(self) -> dict[str, int]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
+            )
+            return {state: int(count) for state, count in rows}
+
+    # --- suppression list ------------------------------------------------------------
+
+    async def suppress(self, email: str, *, now: dt.datetime, reason: str = "unsubscribed") -> bool:
+        async with self._sessions.begin() as session:
+            statement = (
+                self._insert(Suppression)
+                .values(email=email.lower(), reason=reason, created_at=now)
+                .on_conflict_do_nothing(index_elements=["email"])
+            )
+            return bool((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+    async def unsuppress(self, email: str) -> bool:
+        async with self._sessions.begin() as session:
+            result = await session.execute(delete(Suppression).where(Suppression.email == email.lower()))
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def is_suppressed(self, email: str) -> bool:
+        async with self._sessions() as session:
+            found = await session.execute(select(Suppression.id).where(Suppression.email == email.lower()))
+            return found.first() is not None
+
+    async def recipients(self, shipment_id: int) -> list[tuple[int, str, str, str | None]]:
+        """(subscription id, email, locale, time zone) of the shipment's active subscriptions."""
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(Subscription.id, Subscriber.email, Subscription.locale, Subscription.time_zone)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscription.shipment_id == shipment_id, Subscription.active.is_(True))
+                .order_by(Subscription.id)
+            )
+            return [(int(i), str(e), str(loc), tz) for i, e, loc, tz in rows]

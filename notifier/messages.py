@@ -1,0 +1,99 @@
+"""What a notification says, as data: the message catalogue and the context templates render from."""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from dataclasses import dataclass, field
+
+
+class Template(enum.StrEnum):
+    """Every message notifier can send. Template files are named after these values."""
+
+    ACCEPTED = "accepted"
+    DEPARTED_ORIGIN = "departed_origin"
+    INWARD_EXCHANGE = "inward_exchange"
+    CUSTOMS_PRESENTED = "customs_presented"
+    CUSTOMS_CLEARED = "customs_cleared"
+    AT_DELIVERY_OFFICE = "at_delivery_office"
+    OUT_FOR_DELIVERY = "out_for_delivery"
+    ATTEMPTED_DELIVERY = "attempted_delivery"
+    RETENTION = "retention"
+    RETENTION_REMINDER = "retention_reminder"
+    READY_FOR_PICKUP = "ready_for_pickup"
+    DELIVERED = "delivered"
+    RETURNING = "returning"
+    RETURNED = "returned"
+    INVESTIGATION = "investigation"
+    STALLED = "stalled"
+    OPERATOR_DIGEST = "operator_digest"
+    TEST = "test"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventLine:
+    """One tracking event as a message shows it (scraped text: untrusted, escape in HTML)."""
+
+    time: str
+    status: str
+    stage: str
+    stage_meaning: str
+    office: str = ""
+    region: str = ""
+    postal_code: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ContactLine:
+    role: str
+    office: str
+    phone: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class DigestLine:
+    """One line of the operator digest."""
+
+    kind: str
+    subject: str
+    message: str
+    count: int = 1
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageContext:
+    """Everything a template may use. Templates fail on any other name (StrictUndefined).
+
+    Fields that do not apply to a message are None or empty, never missing.
+    """
+
+    template: Template
+    locale: str
+    shop_name: str
+    number: str
+    number_display: str
+    label: str
+    item_type: str
+    stage: str
+    stage_meaning: str
+    tracking_url: str
+    event: EventLine | None = None
+    passed: tuple[EventLine, ...] = ()
+    history: tuple[EventLine, ...] = ()
+    contacts: tuple[ContactLine, ...] = ()
+    destination: str = ""
+    international: bool = False
+    stalled_days: int | None = None
+    stall_is_normal: bool | None = None
+    retention_deadline: dt.date | None = None
+    unsubscribe_url: str = ""
+    reply_to: str = ""
+    digest: tuple[DigestLine, ...] = ()
+    extra: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RenderedMessage:
+    subject: str
+    text: str
+    html: str

@@ -1,0 +1,1 @@
+"""Jinja2 templates for notification emails (installed as notifier.templates)."""
