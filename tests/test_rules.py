@@ -268,7 +268,10 @@ def test_retention_reminder_before_the_holding_period_ends() -> None:
     held = TrackingEvent(when=EventTime(date=dt.date(2026, 3, 10)), status="Retention", stage=Stage.RETENTION)
     facts = ShipmentFacts(id=7, number=NUMBER, stage=Stage.RETENTION, last_changed_at=NOW)
     config = RulesConfig(retention_hold=dt.timedelta(days=7), retention_remind_before=dt.timedelta(days=2))
-    on = lambda day: dt.datetime(2026, 3, day, 1, tzinfo=dt.UTC)  # noqa: E731
+
+    def on(day: int) -> dt.datetime:
+        return dt.datetime(2026, 3, day, 1, tzinfo=dt.UTC)
+
     assert notifications_for_time(facts, held, [ALICE], config, on(14)) == []
     (reminder,) = notifications_for_time(facts, held, [ALICE], config, on(15))
     assert reminder.template is Template.RETENTION_REMINDER
