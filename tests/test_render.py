@@ -1,0 +1,544 @@
+"""Rendering: every message in both locales, escaping, operator overrides and what each message says."""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html as htmllib
+import re
+from pathlib import Path
+
+import jinja2
+import pytest
+from markupsafe import Markup
+
+from notifier.messages import ContactLine, DigestLine, MessageContext, Template
+from notifier.render import (
+    LOCALES,
+    SUBJECT_MAX,
+    Renderer,
+    autoescape,
+    one_line,
+    paragraphs,
+    render_preview,
+    sample_context,
+    templates_root,
+    write_previews,
+)
+
+ALL = [pytest.param(t, loc, id=f"{loc}-{t.value}") for t in Template for loc in LOCALES]
+CUSTOMER = [p for p in ALL if p.values[0] is not Template.OPERATOR_DIGEST]
+PAYLOAD = '"><img src=x onerror=alert(1)><script>alert(2)</script>'
+DOCS_MESSAGES = Path(__file__).resolve().parents[1] / "docs" / "messages"
+
+
+@pytest.fixture(scope="module")
+def renderer() -> Renderer:
+    return Renderer()
+
+
+def visible_text(html: str) -> str:
+    """What a reader of the HTML sees, with whitespace folded, for comparing wording."""
+    body = re.sub(r"(?s)<head>.*?</head>", " ", html)
+    return fold(htmllib.unescape(re.sub(r"<[^>]+>", "", body)))
+
+
+def fold(text: str) -> str:
+    return " ".join(text.replace("\xa0", " ").split())
+
+
+# ------------------------------------------------------------------------------ every message
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_every_message_renders_completely(renderer: Renderer, template: Template, locale: str) -> None:
+    context = sample_context(template, locale)
+    message = renderer.render(context)
+
+    assert message.subject
+    assert message.subject == message.subject.strip()
+    assert "\n" not in message.subject
+    assert "\r" not in message.subject
+    assert len(message.subject) <= SUBJECT_MAX
+    assert message.text.endswith("\n")
+    assert not message.text.endswith("\n\n")
+    assert message.html.startswith("<!DOCTYPE html>\n<html lang=")
+    assert message.html.endswith("</html>\n")
+    for part in (message.subject, message.text, message.html):
+        assert "None" not in part
+    # Japanese messages are polite Japanese, English ones carry no stray Japanese wording.
+    if locale == "ja":
+        sentences = re.findall(r"([^。\n]+)。", message.text)
+        assert sentences
+        impolite = [
+            s
+            for s in sentences
+            if not s.rstrip("）").endswith(("ます", "です", "ません", "ください", "した"))
+        ]
+        assert not impolite
+    else:
+        assert not re.search(r"[\u3040-\u30ff]", message.text + message.subject)
+
+
+@pytest.mark.parametrize(("template", "locale"), CUSTOMER)
+def test_customer_messages_show_the_shipment(renderer: Renderer, template: Template, locale: str) -> None:
+    context = sample_context(template, locale)
+    assert context.event is not None
+    message = renderer.render(context)
+    seen = visible_text(message.html)
+
+    assert "Order 1001" in message.subject
+    for expected in (
+        "Order 1001",
+        context.number_display,
+        context.shop_name,
+        context.event.time,
+        context.event.status,
+        context.event.office,
+        *(e.status for e in context.passed),
+    ):
+        assert expected in message.text
+        assert fold(expected) in seen
+    assert context.tracking_url in message.text
+    assert f'href="{context.tracking_url.replace("&", "&amp;")}"' in message.html
+    assert context.unsubscribe_url in message.text
+    assert f'href="{context.unsubscribe_url}"' in message.html
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_text_and_html_say_the_same(renderer: Renderer, template: Template, locale: str) -> None:
+    message = renderer.render(sample_context(template, locale))
+    seen = visible_text(message.html)
+    for line in message.text.splitlines():
+        words = fold(line.removeprefix("- ")).rstrip(":：")
+        if not words or words.startswith("http") or set(words) <= {"-"}:
+            continue  # separators, and links the HTML shows as buttons
+        assert words in seen, f"{words!r} is in the text version only"
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_html_is_self_contained_and_mail_client_safe(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    html = renderer.render(sample_context(template, locale)).html
+    lowered = html.lower()
+    for forbidden in ("<link", "<script", "<style", "<img", 'src="http', "class=", "url("):
+        assert forbidden not in lowered
+    assert f'<html lang="{locale}">' in html
+    assert 'content="text/html; charset=utf-8"' in html
+    assert "max-width:600px" in html
+    assert re.search(r"<title>[^<\n]+</title>", html)
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_sparse_context_renders_without_holes(renderer: Renderer, template: Template, locale: str) -> None:
+    """Fields that do not apply are None or empty; no message may print "None" or fail on them."""
+    sparse = dataclasses.replace(
+        sample_context(template, locale),
+        label="",
+        item_type="",
+        event=None,
+        passed=(),
+        history=(),
+        contacts=(),
+        destination="",
+        stalled_days=None,
+        stall_is_normal=None,
+        retention_deadline=None,
+        unsubscribe_url="",
+        reply_to="",
+        digest=(),
+    )
+    message = renderer.render(sparse)
+    for part in (message.subject, message.text, message.html):
+        assert "None" not in part
+    if template not in (Template.OPERATOR_DIGEST, Template.TEST):
+        assert sparse.number_display in message.subject
+    assert "unsubscribe" not in message.html.lower()
+
+
+# ---------------------------------------------------------------------------------- escaping
+
+
+def test_autoescape_is_decided_by_file_name() -> None:
+    assert autoescape("en/retention.html.j2")
+    assert autoescape("en/_wording.j2@html")
+    assert not autoescape("en/retention.txt.j2")
+    assert not autoescape("en/retention.subject.j2")
+    assert not autoescape("en/_wording.j2@txt")
+    # Anything else is escaped: the safe side for a file named in some unforeseen way.
+    assert autoescape("en/_wording.j2")
+    assert autoescape(None)
+
+
+def hostile(template: Template, locale: str) -> MessageContext:
+    context = sample_context(template, locale)
+    event = context.event
+    return dataclasses.replace(
+        context,
+        label=PAYLOAD,
+        shop_name=PAYLOAD,
+        destination=PAYLOAD,
+        reply_to=PAYLOAD,
+        event=event and dataclasses.replace(event, status=PAYLOAD, office=PAYLOAD, region=PAYLOAD),
+        passed=tuple(dataclasses.replace(e, status=PAYLOAD, stage_meaning=PAYLOAD) for e in context.passed),
+        contacts=(ContactLine(role=PAYLOAD, office=PAYLOAD, phone=PAYLOAD),),
+        digest=tuple(
+            dataclasses.replace(d, kind=PAYLOAD, subject=PAYLOAD, message=PAYLOAD) for d in context.digest
+        ),
+    )
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_scraped_and_configured_text_is_escaped_in_html_and_literal_in_text(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(hostile(template, locale))
+    assert "<img" not in message.html
+    assert "<script" not in message.html
+    assert "&lt;script&gt;alert(2)&lt;/script&gt;" in message.html
+    assert "&#34;&gt;&lt;img src=x onerror=alert(1)&gt;" in message.html
+    assert PAYLOAD in message.text
+    assert "&lt;" not in message.text
+    assert "&#34;" not in message.text
+
+
+def test_a_label_cannot_add_header_lines_to_the_subject(renderer: Renderer) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.DELIVERED, "en"),
+        label="Order 1001\r\nBcc: someone@example.com\u2028X-Evil: 1\x00\u202e",
+    )
+    subject = renderer.render(context).subject
+    assert "\r" not in subject
+    assert "\n" not in subject
+    assert "\u2028" not in subject
+    assert "\x00" not in subject
+    assert "\u202e" not in subject
+    assert "Order 1001 Bcc: someone@example.com X-Evil: 1" in subject
+
+
+def test_subject_is_capped() -> None:
+    assert one_line("a " * 500) == ("a " * 100)[:199].rstrip() + "…"
+    assert len(one_line("x" * 1000)) == SUBJECT_MAX
+    assert one_line("  two\n\tlines  ") == "two lines"
+
+
+def test_paragraphs_split_prose_and_lists_and_escape_plain_text() -> None:
+    blocks = paragraphs("First line\nsecond line\n\n- one\n- <two>\n\n- three\nAfter")
+    assert [(b.is_list, list(b.lines)) for b in blocks] == [
+        (False, ["First line", "second line"]),
+        (True, ["one", "&lt;two&gt;", "three"]),
+        (False, ["After"]),
+    ]
+    # Markup is already escaped: it must not be escaped a second time.
+    assert paragraphs(Markup("a &amp; b"))[0].lines == (Markup("a &amp; b"),)
+
+
+# --------------------------------------------------------------------- templates and overrides
+
+
+def test_the_packaged_folder_has_every_template() -> None:
+    root = templates_root()
+    assert (root / "base.txt.j2").is_file()
+    assert (root / "base.html.j2").is_file()
+    for locale in LOCALES:
+        assert (root / locale / "_wording.j2").is_file()
+        for template in Template:
+            for kind in ("subject", "txt", "html"):
+                assert (root / locale / f"{template.value}.{kind}.j2").is_file()
+
+
+def test_an_unknown_name_fails_instead_of_printing_nothing(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "delivered.txt.j2").write_text(
+        '{% extends "base.txt.j2" %}{% block body %}Hello {{ customer_name }}{% endblock %}\n'
+    )
+    with pytest.raises(jinja2.UndefinedError, match="customer_name"):
+        Renderer(tmp_path).render(sample_context(Template.DELIVERED, "en"))
+
+
+def test_an_unknown_attribute_fails_too(tmp_path: Path) -> None:
+    (tmp_path / "ja").mkdir()
+    (tmp_path / "ja" / "retention.subject.j2").write_text("{{ event.carrier }}\n")
+    with pytest.raises(jinja2.UndefinedError, match="carrier"):
+        Renderer(tmp_path).render(sample_context(Template.RETENTION, "ja"))
+
+
+def test_an_override_replaces_only_that_template(tmp_path: Path, renderer: Renderer) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "delivered.subject.j2").write_text("It's here! {{ label }} from {{ shop_name }}\n")
+    custom = Renderer(tmp_path)
+
+    default = renderer.render(sample_context(Template.DELIVERED, "en"))
+    mine = custom.render(sample_context(Template.DELIVERED, "en"))
+    assert mine.subject == "It's here! Order 1001 from Sakura Stationery"
+    assert (mine.text, mine.html) == (default.text, default.html)
+    for template, locale in ((Template.RETENTION, "en"), (Template.DELIVERED, "ja")):
+        assert custom.render_preview(template, locale) == renderer.render_preview(template, locale)
+
+
+def test_an_override_can_reuse_the_packaged_wording(tmp_path: Path) -> None:
+    (tmp_path / "en").mkdir()
+    (tmp_path / "en" / "accepted.html.j2").write_text(
+        '{% extends "base.html.j2" %}\n'
+        '{% import "en/_wording.j2@html" as w with context %}\n'
+        "{% block title %}Shipped!{% endblock %}\n"
+        "{% block body %}{{ w.accepted_body() }}\n\nP.S. {{ label }} includes a free sample.{% endblock %}\n"
+    )
+    context = dataclasses.replace(sample_context(Template.ACCEPTED, "en"), label=PAYLOAD)
+    html = Renderer(tmp_path).render(context).html
+    assert "<title>Shipped!</title>" in html
+    assert "handed your parcel to Japan Post" in html
+    assert "P.S. &#34;&gt;&lt;img" in html
+
+
+@pytest.mark.parametrize(
+    ("uri", "linked"),
+    [
+        ("mailto:unsubscribe@sakura-stationery.example?subject=stop", True),
+        ("javascript:alert(1)", False),
+    ],
+)
+def test_only_web_and_mail_links_are_clickable(renderer: Renderer, uri: str, linked: bool) -> None:
+    context = dataclasses.replace(sample_context(Template.ACCEPTED, "en"), unsubscribe_url=uri)
+    message = renderer.render(context)
+    assert uri in message.text
+    assert (f'href="{uri}"' in message.html) is linked
+    assert uri in message.html
+
+
+def test_a_missing_override_folder_is_an_error(tmp_path: Path) -> None:
+    with pytest.raises(NotADirectoryError):
+        Renderer(tmp_path / "no-such-folder")
+
+
+def test_sample_context_rejects_unknown_locales() -> None:
+    with pytest.raises(ValueError, match="fr"):
+        sample_context(Template.DELIVERED, "fr")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_wording_files_hold_no_markup(locale: str) -> None:
+    """Wording is plain text: its literal characters reach the HTML version unescaped."""
+    source = (templates_root() / locale / "_wording.j2").read_text(encoding="utf-8")
+    literal = re.sub(r"(?s)\{\{.*?\}\}|\{%.*?%\}|\{#.*?#\}", "", source)
+    assert not re.search(r"[<>&]", literal)
+
+
+# ------------------------------------------------------------------------ what messages say
+
+
+FACTS: dict[tuple[Template, str], tuple[str, ...]] = {
+    (Template.ACCEPTED, "en"): ("handed your parcel to Japan Post",),
+    (Template.ACCEPTED, "ja"): ("日本郵便にお引き渡ししました",),
+    (Template.DEPARTED_ORIGIN, "en"): ("left Japan", "quite normal", "reaches your country", "direct flight"),
+    (Template.DEPARTED_ORIGIN, "ja"): ("日本を出発", "ご心配はいりません", "到着したとき", "直行便"),
+    (Template.INWARD_EXCHANGE, "en"): ("arrived in your country", "your local post office"),
+    (Template.INWARD_EXCHANGE, "ja"): ("お届け先の国に到着", "お近くの郵便局", "現地の郵便局"),
+    (Template.CUSTOMS_PRESENTED, "en"): ("customs", "phone you", "calls", "duties", "invoice"),
+    (Template.CUSTOMS_PRESENTED, "ja"): ("税関", "電話", "関税", "インボイス"),
+    (Template.CUSTOMS_CLEARED, "en"): ("cleared customs", "local post office", '"Retention"'),
+    (Template.CUSTOMS_CLEARED, "ja"): ("通関手続きが完了", "お近くの郵便局", "「保管」（Retention）"),
+    (Template.AT_DELIVERY_OFFICE, "en"): ("getting it ready", "one or two days"),
+    (Template.AT_DELIVERY_OFFICE, "ja"): ("配達の準備", "1〜2日"),
+    (Template.OUT_FOR_DELIVERY, "en"): ("out for delivery", "arrive today"),
+    (Template.OUT_FOR_DELIVERY, "ja"): ("本日中にお届け",),
+    (Template.ATTEMPTED_DELIVERY, "en"): ("notice", "redelivery", "about 7 days", "sends it back"),
+    (Template.ATTEMPTED_DELIVERY, "ja"): ("不在連絡票", "再配達", "およそ7日間", "返送"),
+    (Template.RETENTION, "en"): (
+        "held for you at the post office",
+        "as soon as you can",
+        "sent back to us",
+        "Your delivering post office: BROOKLYN NY, phone +1 718-555-0143",
+        "Saturday, 21 March 2026",
+        "EJ 482 913 056 JP",
+    ),
+    (Template.RETENTION, "ja"): (
+        "郵便局で保管されています",
+        "できるだけ早く",
+        "当店へ返送",
+        "配達を担当する郵便局：BROOKLYN NY（電話：+1 718-555-0143）",
+        "2026年3月21日（土）",
+        "EJ 482 913 056 JP",
+    ),
+    (Template.RETENTION_REMINDER, "en"): ("ends soon", "Saturday, 21 March 2026", "+1 718-555-0143"),
+    (Template.RETENTION_REMINDER, "ja"): ("保管期限は2026年3月21日（土）です", "+1 718-555-0143"),
+    (Template.READY_FOR_PICKUP, "en"): (
+        "pickup point",
+        "convenience store",
+        "parcel locker",
+        "collect it soon",
+    ),
+    (Template.READY_FOR_PICKUP, "ja"): (
+        "受け取り場所",
+        "コンビニエンスストア",
+        "宅配ロッカー",
+        "お早めにお受け取り",
+    ),
+    (Template.DELIVERED, "en"): (
+        "has been delivered",
+        "pick-up notice",
+        "people you live with",
+        "mailbox",
+        "back yard",
+        "concierge or security",
+        "contact your local post office",
+    ),
+    (Template.DELIVERED, "ja"): (
+        "お届け済み",
+        "不在連絡票",
+        "同居の方",
+        "郵便受け",
+        "庭",
+        "コンシェルジュ",
+        "郵便局へお問い合わせ",
+    ),
+    (Template.RETURNING, "en"): ("back to us", "get in touch with us (help@sakura-stationery.example)"),
+    (Template.RETURNING, "ja"): (
+        "当店へ返送されている",
+        "当店（help@sakura-stationery.example）までご連絡ください",
+    ),
+    (Template.RETURNED, "en"): ("back with us", "get in touch with us"),
+    (Template.RETURNED, "ja"): ("当店に返送された", "までご連絡ください"),
+    (Template.INVESTIGATION, "en"): ("investigation", "address", "contact your local post office"),
+    (Template.INVESTIGATION, "ja"): ("調査", "宛先", "お近くの郵便局へお問い合わせ"),
+    (Template.STALLED, "en"): ("12 days", "longer than usual", "local post office"),
+    (Template.STALLED, "ja"): ("12日間", "通常より時間がかかって", "お近くの郵便局"),
+    (Template.OPERATOR_DIGEST, "en"): (
+        "2 items need your attention",
+        "Could not send: EJ 482 913 056 JP (Order 1001)",
+        "(2 times)",
+        "Pending too long: EJ 271 828 189 JP (Order 1002)",
+    ),
+    (Template.OPERATOR_DIGEST, "ja"): ("2件", "【送信失敗】EJ 482 913 056 JP（Order 1001）", "（2回）"),
+    (Template.TEST, "en"): ("test email", "sending email works"),
+    (Template.TEST, "ja"): ("テストメール", "正しく動作しています"),
+}
+
+
+def test_every_message_has_its_facts_listed() -> None:
+    assert set(FACTS) == {(t, loc) for t in Template for loc in LOCALES}
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_each_message_states_its_facts_in_both_versions(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(sample_context(template, locale))
+    seen = visible_text(message.html)
+    for fact in FACTS[template, locale]:
+        assert fact in message.text
+        assert fold(fact) in seen
+
+
+@pytest.mark.parametrize(
+    ("locale", "normal", "todo"),
+    [("en", "nothing you need to do", "What to do"), ("ja", "よくあること", "お客様へのご案内")],
+)
+def test_a_normal_silence_asks_for_nothing(renderer: Renderer, locale: str, normal: str, todo: str) -> None:
+    context = dataclasses.replace(sample_context(Template.STALLED, locale), stall_is_normal=True)
+    message = renderer.render(context)
+    assert normal in message.text
+    assert todo not in message.text
+    assert todo not in message.html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(
+    "template", [Template.RETENTION, Template.ATTEMPTED_DELIVERY, Template.READY_FOR_PICKUP]
+)
+def test_only_the_delivering_office_is_offered_as_a_contact(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(sample_context(template, locale))
+    assert "+1 718-555-0143" in message.text
+    # The office that accepted the parcel in Japan cannot help with a delivery in Brooklyn.
+    assert "03-0000-0150" not in message.text
+    assert "03-0000-0150" not in message.html
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_retention_without_deadline_or_contacts_still_says_what_to_do(
+    renderer: Renderer, locale: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.RETENTION, locale), contacts=(), retention_deadline=None
+    )
+    text = renderer.render(context).text
+    assert "2026" not in text.split("----")[0]  # no deadline in the wording part
+    assert ("as soon as you can" if locale == "en" else "できるだけ早く") in text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_domestic_attempted_delivery_gives_the_japanese_holding_period(
+    renderer: Renderer, locale: str
+) -> None:
+    context = dataclasses.replace(sample_context(Template.ATTEMPTED_DELIVERY, locale), international=False)
+    text = renderer.render(context).text
+    assert ("about 7 days" if locale == "en" else "およそ7日間") in text
+    assert ("depends on the country" if locale == "en" else "国によって") not in text
+
+
+def test_other_contact_roles_are_named_as_given(renderer: Renderer) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.INVESTIGATION, "en"),
+        contacts=(ContactLine(role="Customs office", office="JFK AIRPORT", phone="+1 718-555-0199"),),
+    )
+    assert "Customs office: JFK AIRPORT, phone +1 718-555-0199" in renderer.render(context).text
+
+
+def test_unknown_digest_kinds_are_shown_as_given(renderer: Renderer) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.OPERATOR_DIGEST, "en"),
+        digest=(DigestLine(kind="quota", subject="SMTP", message="daily limit reached"),),
+    )
+    message = renderer.render(context)
+    assert "1 item needs your attention" in message.text
+    assert "- quota: SMTP: daily limit reached\n" in message.text
+    assert "(1 item)" in message.subject
+
+
+def test_dates_are_written_the_locale_way(renderer: Renderer) -> None:
+    deadline = dt.date(2026, 12, 31)
+    en = dataclasses.replace(sample_context(Template.RETENTION_REMINDER, "en"), retention_deadline=deadline)
+    ja = dataclasses.replace(sample_context(Template.RETENTION_REMINDER, "ja"), retention_deadline=deadline)
+    assert (
+        renderer.render(en).subject
+        == "Reminder: collect your parcel by Thursday, 31 December 2026 (Order 1001)"
+    )
+    assert "2026年12月31日（木）" in renderer.render(ja).text
+    assert "保管期限は12月31日です" in renderer.render(ja).subject
+
+
+# ---------------------------------------------------------------------------------- previews
+
+
+def test_render_preview_uses_the_sample_context() -> None:
+    assert render_preview(Template.RETENTION, "ja") == Renderer().render(
+        sample_context(Template.RETENTION, "ja")
+    )
+
+
+def test_write_previews_writes_every_message_and_an_index(tmp_path: Path) -> None:
+    written = write_previews(tmp_path)
+    assert len(written) == len(Template) * len(LOCALES) * 2 + 1
+    index = (tmp_path / "README.md").read_text(encoding="utf-8")
+    for template in Template:
+        assert f"`{template.value}`" in index
+        assert render_preview(template, "en").subject in index
+        for locale in LOCALES:
+            assert f"({locale}-{template.value}.html)" in index
+            assert (tmp_path / f"{locale}-{template.value}.txt").read_text(encoding="utf-8") == (
+                render_preview(template, locale).text
+            )
+
+
+def test_committed_previews_are_current(tmp_path: Path) -> None:
+    write_previews(tmp_path)
+    stale = [
+        path.name
+        for path in sorted(tmp_path.iterdir())
+        if not (DOCS_MESSAGES / path.name).is_file()
+        or (DOCS_MESSAGES / path.name).read_bytes() != path.read_bytes()
+    ]
+    assert not stale, f"docs/messages is out of date ({', '.join(stale)}); regenerate it as its README says"
