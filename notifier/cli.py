@@ -204,7 +204,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from notifier import cli_store
+    from notifier import cli_mail, cli_store
     from notifier.simulator import Fault
 
     # -v works before or after the command; SUPPRESS keeps a subcommand's default from
@@ -262,6 +262,7 @@ def build_parser() -> argparse.ArgumentParser:
     sim.set_defaults(handler=cmd_simulator)
 
     cli_store.add_parsers(sub, parents=[common])
+    cli_mail.add_parsers(sub, parents=[common], database_options=cli_store.database_parent())
     return parser
 
 

@@ -15,6 +15,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import make_url
 
+from notifier.cli_mail import notifier_for
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
 from notifier.db import (
@@ -141,13 +142,17 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
             for number in numbers:
                 now = utcnow()
                 shipment = await store.watch(parse_number(number), now=now, label=args.label or "")
-                result = await poll_detail(store, client, shipment, now=now, next_poll_at=None)
+                result = await poll_detail(
+                    store, client, shipment, now=now, next_poll_at=None, notifier=notifier_for(settings)
+                )
                 if result.change is None or result.error:
                     print(f"{number}: {result.error} (failure {result.failures or 1})")
                     worst = EXIT_FAILURE
                     continue
                 change = result.change
                 line = f"{number}: {len(change.new_events)} new event(s), stage {change.current_stage}"
+                if result.queued:
+                    line += f", {result.queued} message(s) queued"
                 print(line)
                 for transition in change.transitions:
                     print(f"  {transition.from_stage} -> {transition.to_stage}  ({transition.event.status})")
@@ -305,6 +310,12 @@ def cmd_alerts(args: argparse.Namespace) -> int:
 
 
 # --- wiring ---------------------------------------------------------------------------
+
+
+def database_parent() -> argparse.ArgumentParser:
+    parent = argparse.ArgumentParser(add_help=False)
+    _database_options(parent)
+    return parent
 
 
 def _database_options(parser: argparse.ArgumentParser) -> None:

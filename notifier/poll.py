@@ -7,11 +7,20 @@ import logging
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
+from notifier.compose import MailSettings, drafts_for
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError
 from notifier.faults import crashpoint
-from notifier.model import Layout, Locale
-from notifier.store import PageCapture, ShipmentView, Store
+from notifier.model import ItemResult, Layout, Locale, TrackingEvent
+from notifier.render import Renderer
+from notifier.rules import (
+    Recipient,
+    RulesConfig,
+    ShipmentFacts,
+    notifications_for_change,
+    notifications_for_time,
+)
+from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
 
 logger = logging.getLogger(__name__)
 
@@ -26,6 +35,40 @@ class PollResult:
     change: Change | None = None
     error: str | None = None
     failures: int = 0
+    queued: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Notifier:
+    """What turns changes into queued messages: the rules, the sender's identity, the templates."""
+
+    rules: RulesConfig
+    mail: MailSettings
+    renderer: Renderer
+    # Customer mail stops while pages are unreadable site-wide (the daemon's kill switch).
+    paused: bool = False
+
+
+def facts(view: ShipmentView, item: ItemResult | None = None) -> ShipmentFacts:
+    return ShipmentFacts(
+        id=view.id,
+        number=view.number,
+        label=view.label,
+        item_type=(item.item_type if item is not None and item.item_type else view.item_type),
+        origin=view.origin,
+        destination=view.destination,
+        tags=view.tags,
+        stage=view.stage,
+        stage_entered_at=view.stage_entered_at,
+        last_changed_at=view.last_changed_at,
+    )
+
+
+async def recipients_of(store: Store, shipment_id: int) -> list[Recipient]:
+    return [
+        Recipient(subscription_id=sid, email=email, locale=locale, time_zone=zone)
+        for sid, email, locale, zone in await store.recipients(shipment_id)
+    ]
 
 
 async def poll_detail(
@@ -36,8 +79,10 @@ async def poll_detail(
     now: dt.datetime,
     next_poll_at: dt.datetime | None,
     owner: str | None = None,
+    notifier: Notifier | None = None,
 ) -> PollResult:
-    """Fetch one shipment's detail page and commit what changed, in one transaction."""
+    """Fetch one shipment's detail page and commit what changed, with the messages it calls
+    for, in one transaction."""
     stored = await store.history(shipment.id)
     try:
         fetched = await client.fetch_detail(shipment.number, POLL_LOCALE)
@@ -57,15 +102,32 @@ async def poll_detail(
         return PollResult(number=shipment.number, error=str(exc), failures=failures)
     page = fetched.page
     change = diff_detail(stored, page, shipment.number)
+    item = page.item(shipment.number)
+    outbox: list[OutboxDraft] = []
+    if notifier is not None and not notifier.paused and change.transitions:
+        recipients = await recipients_of(store, shipment.id)
+        shipment_facts = facts(shipment, item)
+        notifications = notifications_for_change(change, shipment_facts, recipients, notifier.rules, now)
+        contacts = item.offices if item is not None and item.offices else await store.contacts(shipment.id)
+        outbox = drafts_for(
+            notifications,
+            shipment_facts,
+            change.history,
+            contacts,
+            mail=notifier.mail,
+            renderer=notifier.renderer,
+            now=now,
+        )
     crashpoint("poll:before-commit")
     await store.record_poll(
         shipment.id,
         change=change,
-        item=page.item(shipment.number),
+        item=item,
         now=now,
         next_poll_at=next_poll_at,
         capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout), note=page.reason),
         owner=owner,
+        outbox=outbox,
     )
     crashpoint("poll:after-commit")
     logger.info(
@@ -80,4 +142,48 @@ async def poll_detail(
         },
     )
     error = page.reason if page.layout is Layout.UNRECOGNIZED else None
-    return PollResult(number=shipment.number, change=change, error=error)
+    return PollResult(number=shipment.number, change=change, error=error, queued=len(outbox))
+
+
+async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> int:
+    """Queue the messages due because time passed (stalls, retention reminders); returns how many were new.
+
+    Each is keyed to the current stage's entry, so running this often sends each at most once.
+    """
+    if notifier.paused:
+        return 0
+    queued = 0
+    for view in await store.shipments():
+        if view.last_event_time is None:
+            continue
+        shipment_facts = facts(view)
+        history = await store.history(view.id)
+        latest = _entering_event(history, view)
+        recipients = await recipients_of(store, view.id)
+        notifications = notifications_for_time(shipment_facts, latest, recipients, notifier.rules, now)
+        known = await store.known_dedup_keys([n.dedup_key for n in notifications])
+        fresh = [n for n in notifications if n.dedup_key not in known]
+        if not fresh:
+            continue
+        drafts = drafts_for(
+            fresh,
+            shipment_facts,
+            history,
+            await store.contacts(view.id),
+            mail=notifier.mail,
+            renderer=notifier.renderer,
+            now=now,
+        )
+        queued += await store.enqueue(drafts, now=now)
+    return queued
+
+
+def _entering_event(history: tuple[TrackingEvent, ...], view: ShipmentView) -> TrackingEvent | None:
+    """The event by which the shipment entered its current stage (the first of the final run)."""
+    entering = None
+    for event in reversed(history):
+        if event.stage is view.stage:
+            entering = event
+        elif entering is not None:
+            break
+    return entering

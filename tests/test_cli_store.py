@@ -78,8 +78,8 @@ def test_bad_config_names_file_and_key(tmp_path: Path, capsys: pytest.CaptureFix
     )
     assert main(["status", "--config", str(config)]) == 2
     err = capsys.readouterr().err
-    assert f"{config}: unknown key database.colour" in err
-    assert "japanpost.request_interval" in err
+    assert f"{config}:3: database.colour: unknown key" in err
+    assert f"{config}:5: japanpost.request_interval: a duration cannot be negative" in err
     config.write_text("[database\n")
     assert main(["status", "--config", str(config)]) == 2
     assert "line 1" in capsys.readouterr().err

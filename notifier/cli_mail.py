@@ -1,0 +1,370 @@
+"""Commands about people and mail: `watch`, `outbox`, `preview`, `test-email`, `unsubscribe`, `resubscribe`."""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import email
+import email.policy
+import json
+import os
+import socket
+import sys
+from pathlib import Path
+
+from notifier.compose import MailSettings, draft
+from notifier.config import Settings, load_settings
+from notifier.errors import InvalidNumberError
+from notifier.mailer import AddressError, SendError, transport_for, validate_address
+from notifier.messages import Template
+from notifier.numbers import parse_number
+from notifier.outbox import OutboxPolicy, drain
+from notifier.poll import Notifier, queue_timed
+from notifier.render import Renderer, sample_context
+from notifier.stages import Stage
+from notifier.store import OutboxState, Store
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_USAGE = 2
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def mail_settings(settings: Settings) -> MailSettings:
+    n = settings.notifications
+    return MailSettings(
+        sender=n.sender,
+        shop_name=n.shop_name,
+        reply_to=n.reply_to,
+        unsubscribe=n.unsubscribe,
+        tracking_base_url=settings.japanpost.base_url,
+    )
+
+
+def notifier_for(settings: Settings) -> Notifier:
+    return Notifier(
+        rules=settings.notifications.rules,
+        mail=mail_settings(settings),
+        renderer=Renderer(settings.notifications.templates),
+    )
+
+
+def outbox_policy(settings: Settings) -> OutboxPolicy:
+    return OutboxPolicy(
+        max_attempts=settings.notifications.max_attempts,
+        quiet_hours=settings.notifications.quiet_hours,
+        lease=settings.notifications.outbox_lease,
+    )
+
+
+def owner_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def _settings(args: argparse.Namespace) -> Settings:
+    return load_settings(args.config, database_url=args.database_url)
+
+
+async def _open(settings: Settings) -> Store:
+    return await Store.open(settings.database.url)
+
+
+# --- watch --------------------------------------------------------------------------------
+
+
+async def _watch(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    number = parse_number(args.number)
+    subscribers = [validate_address(a) for a in args.subscriber or []]
+    store = await _open(settings)
+    try:
+        now = utcnow()
+        view = await store.watch(
+            number,
+            now=now,
+            label=args.label or "",
+            destination=args.destination.upper() if args.destination else None,
+            tags=frozenset(args.tag) if args.tag else None,
+        )
+        for address in subscribers:
+            await store.subscribe(view.id, address, locale=args.locale, now=now, time_zone=args.time_zone)
+        print(
+            f"watching {view.number} ({view.label or 'no label'}); subscribers: {', '.join(subscribers) or 'none'}"
+        )
+        return EXIT_OK
+    finally:
+        await store.close()
+
+
+def cmd_watch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        return asyncio.run(_watch(args))
+    except (InvalidNumberError, AddressError) as exc:
+        print(f"notifier watch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --- outbox -------------------------------------------------------------------------------
+
+
+async def _outbox(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    store = await _open(settings)
+    try:
+        action = args.outbox_command or "list"
+        if action == "send":
+            notifier = notifier_for(settings)
+            timed = await queue_timed(store, notifier, now=utcnow())
+            transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
+            async with transport:
+                result = await drain(
+                    store, transport, owner=owner_name(), policy=outbox_policy(settings), clock=utcnow
+                )
+            where = "SMTP" if settings.smtp else f"files in {settings.notifications.outbox_dir}"
+            print(
+                f"queued {timed} timed message(s); sent {result.sent} via {where}, retrying {result.retried}, "
+                f"failed {result.failed}, deferred {result.deferred} (quiet hours), suppressed {result.suppressed}"
+            )
+            if result.paused_until:
+                print(
+                    f"outbox paused until {result.paused_until:%Y-%m-%d %H:%M}Z: {result.errors[-1]}",
+                    file=sys.stderr,
+                )
+                return EXIT_FAILURE
+            return EXIT_FAILURE if result.failed else EXIT_OK
+        if action == "retry":
+            count = await store.retry_failed(args.ids or None, now=utcnow())
+            print(f"{count} failed message(s) queued again (same bytes, same Message-ID)")
+            return EXIT_OK
+        if action == "show":
+            item = await store.outbox_item(args.id)
+            if item is None:
+                print(f"notifier outbox show: no message {args.id}", file=sys.stderr)
+                return EXIT_FAILURE
+            if args.raw:
+                sys.stdout.buffer.write(item.raw)
+                return EXIT_OK
+            message = email.message_from_bytes(item.raw, policy=email.policy.default)
+            print(f"id {item.id}  state {item.state}  attempts {item.attempts}  rule {item.rule}")
+            print(f"to {item.recipient}  number {item.number}  created {item.created_at:%Y-%m-%d %H:%M}Z")
+            if item.last_error:
+                print(f"last error: {item.last_error}")
+            print(f"Message-ID: {message['Message-ID']}\nSubject: {message['Subject']}\n")
+            body = message.get_body(preferencelist=("plain",))
+            print(body.get_content() if body is not None else "")
+            return EXIT_OK
+        states = [OutboxState(s) for s in args.state] if args.state else None
+        items = await store.outbox(states=states, limit=args.limit)
+        if args.json:
+            print(
+                json.dumps(
+                    [
+                        {
+                            "id": i.id,
+                            "state": str(i.state),
+                            "recipient": i.recipient,
+                            "number": i.number,
+                            "rule": i.rule,
+                            "subject": i.subject,
+                            "attempts": i.attempts,
+                            "message_id": i.message_id,
+                            "last_error": i.last_error,
+                            "created_at": i.created_at.isoformat(),
+                            "sent_at": i.sent_at.isoformat() if i.sent_at else None,
+                        }
+                        for i in items
+                    ],
+                    ensure_ascii=False,
+                    indent=2,
+                )
+            )
+            return EXIT_OK
+        depth = await store.outbox_depth()
+        print("  ".join(f"{state}: {depth.get(str(state), 0)}" for state in OutboxState))
+        for i in items:
+            error = f"  ({i.last_error[:60]})" if i.last_error and i.state is not OutboxState.SENT else ""
+            print(
+                f"{i.id:>6}  {i.state:<10} {i.attempts:>2}x  {i.recipient:<30} {i.number:<14} {i.rule}{error}"
+            )
+        return EXIT_OK
+    finally:
+        await store.close()
+
+
+def cmd_outbox(args: argparse.Namespace) -> int:
+    import asyncio
+
+    return asyncio.run(_outbox(args))
+
+
+# --- preview and test-email ---------------------------------------------------------------
+
+
+def _template_of(args: argparse.Namespace) -> Template:
+    if args.template:
+        return Template(args.template)
+    if args.stage in {t.value for t in Template}:
+        return Template(args.stage)
+    raise SystemExit(f"notifier preview: no message for stage {args.stage!r}; use --template")
+
+
+def cmd_preview(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    renderer = Renderer(settings.notifications.templates)
+    context = sample_context(_template_of(args), args.locale)
+    rendered = renderer.render(context)
+    if args.html:
+        Path(args.html).write_text(rendered.html, encoding="utf-8")
+        print(f"wrote {args.html}", file=sys.stderr)
+    print(f"Subject: {rendered.subject}\n")
+    print(rendered.text, end="")
+    return EXIT_OK
+
+
+async def _test_email(args: argparse.Namespace) -> int:
+    settings = load_settings(args.config)
+    recipient = validate_address(args.address)
+    mail = mail_settings(settings)
+    context = sample_context(Template.TEST, args.locale)
+    now = utcnow()
+    message = draft(
+        context,
+        renderer=Renderer(settings.notifications.templates),
+        mail=mail,
+        recipient=recipient,
+        dedup_key=f"test:{now.isoformat()}",
+        rule="test",
+        now=now,
+    )
+    transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
+    try:
+        async with transport:
+            reply = await transport.send(message.raw, sender=mail.sender, recipients=[recipient])
+    except SendError as exc:
+        print(f"notifier test-email: not sent: {exc}", file=sys.stderr)
+        return EXIT_FAILURE
+    where = (
+        f"{settings.smtp.host}:{settings.smtp.port}"
+        if settings.smtp
+        else str(settings.notifications.outbox_dir)
+    )
+    print(f"sent {message.message_id} to {recipient} via {where}: {reply}")
+    return EXIT_OK
+
+
+def cmd_test_email(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        return asyncio.run(_test_email(args))
+    except AddressError as exc:
+        print(f"notifier test-email: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --- suppression list ---------------------------------------------------------------------
+
+
+async def _suppression(args: argparse.Namespace, add: bool) -> int:
+    settings = _settings(args)
+    address = validate_address(args.address)
+    store = await _open(settings)
+    try:
+        if add:
+            changed = await store.suppress(address, now=utcnow())
+            print(
+                f"{address}: {'unsubscribed' if changed else 'was already unsubscribed'}; nothing more is sent to it"
+            )
+        else:
+            changed = await store.unsuppress(address)
+            print(f"{address}: {'resubscribed' if changed else 'was not unsubscribed'}")
+        return EXIT_OK
+    finally:
+        await store.close()
+
+
+def cmd_unsubscribe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        return asyncio.run(_suppression(args, add=True))
+    except AddressError as exc:
+        print(f"notifier unsubscribe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+def cmd_resubscribe(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        return asyncio.run(_suppression(args, add=False))
+    except AddressError as exc:
+        print(f"notifier resubscribe: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
+# --- wiring -------------------------------------------------------------------------------
+
+
+def add_parsers(
+    sub: argparse._SubParsersAction[argparse.ArgumentParser],
+    parents: list[argparse.ArgumentParser],
+    database_options: argparse.ArgumentParser,
+) -> None:
+    both = [*parents, database_options]
+
+    watch = sub.add_parser("watch", parents=both, help="watch a number and subscribe people to it")
+    watch.add_argument("number", metavar="NUMBER")
+    watch.add_argument("--label", help="shown in messages, e.g. the order number")
+    watch.add_argument("--subscriber", action="append", metavar="EMAIL", help="repeat for several people")
+    watch.add_argument("--locale", choices=["en", "ja"], default="en")
+    watch.add_argument("--time-zone", metavar="ZONE", help="the subscribers' IANA zone, for quiet hours")
+    watch.add_argument("--destination", metavar="CC", help="destination country code, for rules")
+    watch.add_argument("--tag", action="append", metavar="TAG", help="tags for rules; repeatable")
+    watch.set_defaults(handler=cmd_watch)
+
+    outbox = sub.add_parser("outbox", parents=both, help="list, show, retry or send queued messages")
+    outbox_sub = outbox.add_subparsers(dest="outbox_command", metavar="ACTION")
+    outbox.add_argument(
+        "--state", action="append", choices=[s.value for s in OutboxState], help="filter the list"
+    )
+    outbox.add_argument("--limit", type=int, default=50)
+    outbox.add_argument("--json", action="store_true")
+    outbox_sub.add_parser("list", parents=both, help="recent messages (the default)")
+    show = outbox_sub.add_parser("show", parents=both, help="one message, decoded (or --raw bytes)")
+    show.add_argument("id", type=int)
+    show.add_argument("--raw", action="store_true")
+    retry = outbox_sub.add_parser("retry", parents=both, help="queue failed messages again")
+    retry.add_argument("ids", type=int, nargs="*", metavar="ID", help="default: every failed message")
+    outbox_sub.add_parser("send", parents=both, help="queue timed messages, then send everything due now")
+    outbox.set_defaults(handler=cmd_outbox, state=None, limit=50, json=False)
+
+    preview = sub.add_parser("preview", parents=parents, help="render a message from a sample shipment")
+    which = preview.add_mutually_exclusive_group(required=True)
+    which.add_argument("--stage", choices=[s.value for s in Stage], help="the stage's message")
+    which.add_argument("--template", choices=[t.value for t in Template], help="any message by name")
+    preview.add_argument("--locale", choices=["en", "ja"], default="en")
+    preview.add_argument("--html", metavar="FILE", help="also write the HTML version to FILE")
+    preview.add_argument("--config", metavar="PATH", help="config file (for [notifications] templates)")
+    preview.set_defaults(handler=cmd_preview)
+
+    test = sub.add_parser(
+        "test-email", parents=parents, help="send a real test message through the configured transport"
+    )
+    test.add_argument("address", metavar="ADDRESS")
+    test.add_argument("--locale", choices=["en", "ja"], default="en")
+    test.add_argument("--config", metavar="PATH", help="config file ([smtp], [notifications])")
+    test.set_defaults(handler=cmd_test_email)
+
+    for name, handler, text in (
+        ("unsubscribe", cmd_unsubscribe, "stop all mail to ADDRESS (checked at send time)"),
+        ("resubscribe", cmd_resubscribe, "allow mail to ADDRESS again"),
+    ):
+        command = sub.add_parser(name, parents=both, help=text)
+        command.add_argument("address", metavar="ADDRESS")
+        command.set_defaults(handler=handler)

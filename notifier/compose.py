@@ -1,0 +1,197 @@
+"""Turning a Notification into the exact bytes to queue: message context, rendering, MIME."""
+
+from __future__ import annotations
+
+import datetime as dt
+import urllib.parse
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
+from notifier.mailer import build_message, make_message_id
+from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, Template
+from notifier.model import ContactOffice, TrackingEvent
+from notifier.numbers import parse_number
+from notifier.render import Renderer
+from notifier.rules import Notification, ShipmentFacts
+from notifier.stages import Stage, stage_info
+from notifier.store import OutboxDraft
+
+HISTORY_LINES = 12
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MailSettings:
+    """Who messages come from and what they link to."""
+
+    sender: str
+    shop_name: str
+    reply_to: str | None = None
+    # `{email}` and `{number}` are filled in (URL-encoded); a mailto: or https: URI.
+    unsubscribe: str | None = None
+    tracking_base_url: str = DEFAULT_BASE_URL
+
+    @property
+    def domain(self) -> str:
+        address = self.sender.rsplit("<", 1)[-1].rstrip(">")
+        return address.rsplit("@", 1)[-1] or "localhost"
+
+
+def tracking_url(base_url: str, number: str, locale: str) -> str:
+    query = urllib.parse.urlencode({"reqCodeNo1": number, "locale": locale})
+    return f"{base_url.rstrip('/')}{DETAIL_PATH}?{query}"
+
+
+def unsubscribe_uri(template: str | None, email: str, number: str) -> str:
+    if not template:
+        return ""
+    return template.replace("{email}", urllib.parse.quote(email, safe="")).replace(
+        "{number}", urllib.parse.quote(number, safe="")
+    )
+
+
+def meaning(stage: Stage, locale: str) -> str:
+    info = stage_info(stage)
+    return info.meaning_ja if locale == "ja" else info.meaning_en
+
+
+def event_line(event: TrackingEvent, locale: str) -> EventLine:
+    return EventLine(
+        time=event.when.iso_local().replace("T", " "),
+        status=event.status,
+        stage=str(event.stage),
+        stage_meaning=meaning(event.stage, locale),
+        office=event.office,
+        region=event.region,
+        postal_code=event.postal_code,
+    )
+
+
+def display_number(number: str) -> str:
+    try:
+        return parse_number(number).display
+    except ValueError:
+        return number
+
+
+def context_for(
+    notification: Notification,
+    shipment: ShipmentFacts,
+    history: Sequence[TrackingEvent],
+    contacts: Sequence[ContactOffice],
+    mail: MailSettings,
+) -> MessageContext:
+    locale = notification.recipient.locale
+    return MessageContext(
+        template=notification.template,
+        locale=locale,
+        shop_name=mail.shop_name,
+        number=shipment.number,
+        number_display=display_number(shipment.number),
+        label=shipment.label,
+        item_type=shipment.item_type or "",
+        stage=str(notification.stage),
+        stage_meaning=meaning(notification.stage, locale),
+        tracking_url=tracking_url(mail.tracking_base_url, shipment.number, locale),
+        event=event_line(notification.event, locale) if notification.event else None,
+        passed=tuple(event_line(e, locale) for e in notification.passed),
+        history=tuple(event_line(e, locale) for e in history[-HISTORY_LINES:]),
+        contacts=tuple(ContactLine(role=c.role, office=c.office, phone=c.phone) for c in contacts),
+        destination=shipment.destination or "",
+        international=shipment.origin != "JP" or not shipment.number.isdigit(),
+        stalled_days=notification.stalled_days,
+        stall_is_normal=notification.stall_is_normal,
+        retention_deadline=notification.retention_deadline,
+        unsubscribe_url=unsubscribe_uri(mail.unsubscribe, notification.recipient.email, shipment.number),
+        reply_to=mail.reply_to or "",
+    )
+
+
+def draft(
+    context: MessageContext,
+    *,
+    renderer: Renderer,
+    mail: MailSettings,
+    recipient: str,
+    dedup_key: str,
+    rule: str,
+    now: dt.datetime,
+    shipment_id: int | None = None,
+    subscription_id: int | None = None,
+    time_zone: str | None = None,
+) -> OutboxDraft:
+    """Render once and fix Message-ID and Date now: a resend repeats these exact bytes."""
+    rendered = renderer.render(context)
+    message_id = make_message_id(mail.domain)
+    raw = build_message(
+        rendered,
+        sender=mail.sender,
+        recipient=recipient,
+        message_id=message_id,
+        date=now,
+        locale=context.locale,
+        number=context.number,
+        stage=context.stage,
+        rule=rule,
+        unsubscribe=context.unsubscribe_url or None,
+        reply_to=mail.reply_to,
+    )
+    return OutboxDraft(
+        dedup_key=dedup_key,
+        recipient=recipient,
+        sender=mail.sender,
+        locale=context.locale,
+        rule=rule,
+        template=str(context.template),
+        stage=context.stage,
+        number=context.number,
+        subject=rendered.subject,
+        message_id=message_id,
+        raw=raw,
+        shipment_id=shipment_id,
+        subscription_id=subscription_id,
+        time_zone=time_zone,
+    )
+
+
+def drafts_for(
+    notifications: Sequence[Notification],
+    shipment: ShipmentFacts,
+    history: Sequence[TrackingEvent],
+    contacts: Sequence[ContactOffice],
+    *,
+    mail: MailSettings,
+    renderer: Renderer,
+    now: dt.datetime,
+) -> list[OutboxDraft]:
+    return [
+        draft(
+            context_for(n, shipment, history, contacts, mail),
+            renderer=renderer,
+            mail=mail,
+            recipient=n.recipient.email,
+            dedup_key=n.dedup_key,
+            rule=n.rule,
+            now=now,
+            shipment_id=shipment.id,
+            subscription_id=n.recipient.subscription_id,
+            time_zone=n.recipient.time_zone,
+        )
+        for n in notifications
+    ]
+
+
+def digest_context(lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en") -> MessageContext:
+    return MessageContext(
+        template=Template.OPERATOR_DIGEST,
+        locale=locale,
+        shop_name=mail.shop_name,
+        number="",
+        number_display="",
+        label="",
+        item_type="",
+        stage="",
+        stage_meaning="",
+        tracking_url="",
+        digest=tuple(lines),
+    )

@@ -1,0 +1,268 @@
+"""The outbox against a real SMTP server on loopback and a real database: once, and never lost."""
+
+from __future__ import annotations
+
+import asyncio
+import datetime as dt
+import email
+import email.policy
+import os
+import subprocess
+import sys
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import pytest
+
+from notifier.compose import MailSettings, draft
+from notifier.mailer import SmtpTransport
+from notifier.messages import Template
+from notifier.outbox import OutboxPolicy, drain
+from notifier.render import Renderer, sample_context
+from notifier.store import OutboxDraft, OutboxState, Store
+from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
+
+T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)  # 12:00 in Tokyo
+MAIL = MailSettings(sender="Sakura Stationery <shop@sakura.example>", shop_name="Sakura Stationery")
+RENDERER = Renderer()
+
+
+def message(n: int, recipient: str = "alice@example.com", time_zone: str | None = None) -> OutboxDraft:
+    return draft(
+        sample_context(Template.DELIVERED, "en"),
+        renderer=RENDERER,
+        mail=MAIL,
+        recipient=recipient,
+        dedup_key=f"test:{n}",
+        rule="delivered",
+        now=T0,
+        time_zone=time_zone,
+    )
+
+
+class Clock:
+    def __init__(self, start: dt.datetime) -> None:
+        self.now = start
+
+    def __call__(self) -> dt.datetime:
+        return self.now
+
+
+@pytest.fixture
+async def store(db_url: str) -> AsyncIterator[Store]:
+    store = await Store.open(db_url)
+    yield store
+    await store.close()
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+async def run_drain(
+    store: Store, server: SmtpServer, clock: Clock, policy: OutboxPolicy | None = None, **settings
+):
+    async with SmtpTransport(server.settings(**settings)) as transport:
+        return await drain(store, transport, owner="me", policy=policy or OutboxPolicy(), clock=clock)
+
+
+async def test_sends_the_stored_bytes_once(store: Store, smtp: SmtpServer) -> None:
+    drafts = [message(n) for n in range(3)]
+    assert await store.enqueue(drafts, now=T0) == 3
+    assert await store.enqueue(drafts, now=T0) == 0  # dedup keys exist once, ever
+    result = await run_drain(store, smtp, Clock(T0))
+    assert result.sent == 3
+    assert smtp.connections == 1  # one connection for the batch
+
+    # Exactly the bytes rendered at queue time (the server hands back CRLF-normalised data).
+    def lines(raw: bytes) -> list[bytes]:
+        return raw.replace(b"\r\n", b"\n").split(b"\n")
+
+    assert sorted(lines(m.data) for m in smtp.messages) == sorted(lines(d.raw) for d in drafts)
+    assert {email.message_from_bytes(m.data)["Message-ID"] for m in smtp.messages} == {
+        d.message_id for d in drafts
+    }
+    assert (await run_drain(store, smtp, Clock(T0 + dt.timedelta(hours=1)))).sent == 0
+    assert len(smtp.messages) == 3
+    assert {i.state for i in await store.outbox()} == {OutboxState.SENT}
+
+
+async def test_temporary_failures_retry_with_backoff_then_deliver(store: Store, smtp: SmtpServer) -> None:
+    smtp.faults.data_temp_failures = 3
+    await store.enqueue([message(1)], now=T0)
+    clock = Clock(T0)
+    waits = []
+    for _ in range(3):
+        result = await run_drain(store, smtp, clock)
+        assert result.retried == 1
+        (item,) = await store.outbox()
+        assert item.state is OutboxState.PENDING
+        waits.append(item.next_attempt_at - clock.now)
+        assert (await run_drain(store, smtp, clock)).sent == 0  # not due yet
+        clock.now = item.next_attempt_at
+    assert waits[0] < waits[1] < waits[2]  # exponential, jittered within [50%, 100%]
+    result = await run_drain(store, smtp, clock)
+    assert result.sent == 1
+    (item,) = await store.outbox()
+    assert item.attempts == 4
+    assert len([m for m in smtp.messages if m.answered]) == 1
+
+
+async def test_permanent_refusal_fails_without_retry_and_alerts(store: Store, smtp: SmtpServer) -> None:
+    smtp.faults.rcpt_reply = "550 5.1.1 No such user"
+    await store.enqueue([message(1)], now=T0)
+    result = await run_drain(store, smtp, Clock(T0))
+    assert result.failed == 1
+    (item,) = await store.outbox()
+    assert item.state is OutboxState.FAILED
+    assert "550" in (item.last_error or "")
+    assert [a.kind for a in await store.alerts()] == ["send_failed"]
+    assert (await run_drain(store, smtp, Clock(T0 + dt.timedelta(days=1)))).sent == 0
+    smtp.faults.rcpt_reply = None
+    assert await store.retry_failed(None, now=T0 + dt.timedelta(days=1)) == 1
+    assert (await run_drain(store, smtp, Clock(T0 + dt.timedelta(days=1)))).sent == 1
+
+
+async def test_gives_up_after_max_attempts(store: Store, smtp: SmtpServer) -> None:
+    smtp.faults.data_temp_failures = 99
+    await store.enqueue([message(1)], now=T0)
+    clock = Clock(T0)
+    policy = OutboxPolicy(max_attempts=3)
+    for _ in range(3):
+        await run_drain(store, smtp, clock, policy)
+        clock.now += dt.timedelta(days=1)
+    (item,) = await store.outbox()
+    assert item.state is OutboxState.FAILED
+    assert "gave up after 3 attempts" in (item.last_error or "")
+
+
+async def test_lost_reply_after_data_resends_the_same_message(store: Store, smtp: SmtpServer) -> None:
+    smtp.faults.disconnect_after_data = 1
+    draft_ = message(1)
+    await store.enqueue([draft_], now=T0)
+    clock = Clock(T0)
+    assert (await run_drain(store, smtp, clock)).retried == 1
+    clock.now += dt.timedelta(hours=1)
+    assert (await run_drain(store, smtp, clock)).sent == 1
+    ids = [email.message_from_bytes(m.data)["Message-ID"] for m in smtp.messages]
+    # The RFC 1047 window: the server kept the first copy; the resend is identical.
+    assert ids == [draft_.message_id, draft_.message_id]
+
+
+async def test_authentication_failure_pauses_without_burning_attempts(store: Store) -> None:
+    with SmtpServer(auth=True) as server:
+        await store.enqueue([message(n) for n in range(3)], now=T0)
+        clock = Clock(T0)
+        result = await run_drain(store, server, clock, username=AUTH_USER, password="wrong")
+        assert result.paused_until == T0 + OutboxPolicy().auth_pause
+        assert result.sent == 0
+        items = await store.outbox()
+        assert {(i.state, i.attempts) for i in items} == {(OutboxState.PENDING, 0)}
+        assert [a.kind for a in await store.alerts()] == ["smtp_auth_failed"]
+        assert server.messages == []
+        clock.now = result.paused_until
+        assert (await run_drain(store, server, clock, username=AUTH_USER, password=AUTH_PASSWORD)).sent == 3
+
+
+async def test_quiet_hours_defer_and_never_drop(store: Store, smtp: SmtpServer) -> None:
+    await store.enqueue(
+        [message(1, time_zone="Asia/Tokyo"), message(2, "bob@example.com", "America/New_York")], now=T0
+    )
+    policy = OutboxPolicy(quiet_hours=(dt.time(21), dt.time(8)))
+    clock = Clock(dt.datetime(2026, 11, 2, 13, 0, tzinfo=dt.UTC))  # 22:00 Tokyo, 08:00 New York
+    result = await run_drain(store, smtp, clock, policy)
+    assert (result.sent, result.deferred) == (1, 1)
+    (tokyo,) = [i for i in await store.outbox() if i.recipient == "alice@example.com"]
+    assert tokyo.state is OutboxState.PENDING
+    assert tokyo.attempts == 0
+    assert tokyo.next_attempt_at == dt.datetime(2026, 11, 2, 23, 0, tzinfo=dt.UTC)  # 08:00 Tokyo
+    clock.now = tokyo.next_attempt_at
+    assert (await run_drain(store, smtp, clock, policy)).sent == 1
+
+
+async def test_unsubscribed_addresses_get_nothing(store: Store, smtp: SmtpServer) -> None:
+    await store.enqueue([message(1), message(2, "bob@example.com")], now=T0)
+    assert await store.suppress("Alice@Example.com", now=T0)
+    result = await run_drain(store, smtp, Clock(T0))
+    assert (result.sent, result.suppressed) == (1, 1)
+    assert [m.rcpt_tos for m in smtp.messages] == [("bob@example.com",)]
+    assert await store.unsuppress("alice@example.com")
+
+
+def outbox_process(config: Path, db_url: str, crashpoint: str | None) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    if crashpoint:
+        env["NOTIFIER_CRASHPOINT"] = crashpoint
+    return subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "notifier",
+            "outbox",
+            "send",
+            "--config",
+            str(config),
+            "--database-url",
+            db_url,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+        env=env,
+    )
+
+
+@pytest.mark.parametrize(
+    ("crashpoint", "copies"),
+    [
+        ("outbox:after-claim", 1),
+        ("outbox:before-send", 1),
+        ("outbox:after-250", 2),  # the one documented duplicate window
+        ("outbox:after-commit", 1),
+    ],
+)
+def test_killed_at_each_step_loses_nothing(db_url: str, tmp_path: Path, crashpoint: str, copies: int) -> None:
+    drafts = [message(1)]
+
+    async def seed() -> None:
+        store = await Store.open(db_url)
+        try:
+            await store.enqueue(drafts, now=dt.datetime.now(dt.UTC))
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    with SmtpServer() as server:
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\n'
+            f'[notifications]\noutbox_lease = "1s"\n',
+            encoding="utf-8",
+        )
+        crashed = outbox_process(config, db_url, crashpoint)
+        assert crashed.returncode == 137, crashed.stderr
+        import time
+
+        time.sleep(1.2)  # let the dead owner's lease run out
+        rerun = outbox_process(config, db_url, None)
+        assert rerun.returncode == 0, rerun.stderr
+        ids = [
+            email.message_from_bytes(m.data, policy=email.policy.default)["Message-ID"]
+            for m in server.messages
+        ]
+        assert ids == [drafts[0].message_id] * copies
+
+
+async def test_missing_starttls_pauses_and_sends_nothing_in_plaintext(store: Store) -> None:
+    with SmtpServer() as server:  # offers no STARTTLS
+        await store.enqueue([message(1)], now=T0)
+        result = await run_drain(store, server, Clock(T0), security="starttls")
+        assert result.paused_until is not None
+        assert server.messages == []
+        assert not {"MAIL", "RCPT", "DATA", "AUTH"} & {c.verb for c in server.commands}
+        assert [a.kind for a in await store.alerts()] == ["smtp_tls_failed"]
+        (item,) = await store.outbox()
+        assert (item.state, item.attempts) == (OutboxState.PENDING, 0)
