@@ -75,7 +75,9 @@ def upgrade() -> None:
         batch_op.create_index("ix_outbox_state_next_attempt_at", ["state", "next_attempt_at"], unique=False)
 
     with op.batch_alter_table("shipments", schema=None) as batch_op:
-        batch_op.add_column(sa.Column("tags", sa.String(length=400), server_default=sa.text("''"), nullable=False))
+        batch_op.add_column(
+            sa.Column("tags", sa.String(length=400), server_default=sa.text("''"), nullable=False)
+        )
 
 
 def downgrade() -> None:
