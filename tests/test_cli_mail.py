@@ -1,0 +1,166 @@
+"""The mail commands as a user runs them: watch, poll, outbox, preview, test-email, unsubscribe."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from notifier.cli import main
+from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from tests.smtp_server import SmtpServer
+
+
+@pytest.fixture
+def smtp() -> Iterator[SmtpServer]:
+    with SmtpServer() as server:
+        yield server
+
+
+def write_config(tmp_path: Path, db_url: str, base_url: str, smtp: SmtpServer | None) -> list[str]:
+    lines = [
+        f'[database]\nurl = "{db_url}"',
+        f'[japanpost]\nbase_url = "{base_url}"\nrequest_interval = 0',
+        '[notifications]\noperator = "ops@sakura.example"\nshop_name = "Sakura Stationery"\n'
+        'outbox_dir = "eml"\nmax_event_age = "3650d"',
+    ]
+    if smtp is not None:
+        lines.append(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\nfrom = "Sakura <shop@sakura.example>"'
+        )
+    config = tmp_path / "notifier.toml"
+    config.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return ["--config", str(config)]
+
+
+def parsed(server: SmtpServer) -> list[email.message.EmailMessage]:
+    return [email.message_from_bytes(m.data, policy=email.policy.default) for m in server.messages]  # type: ignore[misc]
+
+
+def test_watch_poll_send_in_each_language(
+    db_url: str, tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journeys = builtin_journeys()
+    ems, yupack = journeys[0], journeys[1]
+    simulator = Simulator(journeys)
+    simulator.reveal(ems.number, 3)  # departed Japan
+    simulator.reveal(yupack.number, 1)
+    with SimulatorServer(simulator) as jp:
+        opts = write_config(tmp_path, db_url, jp.base_url, smtp)
+        assert main(["db", "upgrade", *opts]) == 0
+        assert (
+            main(["watch", ems.number, "--label", "Order 1001", "--subscriber", "alice@example.com", *opts])
+            == 0
+        )
+        assert (
+            main(
+                [
+                    "watch",
+                    yupack.number,
+                    "--label",
+                    "注文 42",
+                    "--subscriber",
+                    "hanako@example.jp",
+                    "--locale",
+                    "ja",
+                    *opts,
+                ]
+            )
+            == 0
+        )
+        assert main(["watch", "EJ12345678", "--subscriber", "x@example.com", *opts]) == 2
+        assert main(["poll", ems.number, yupack.number, *opts]) == 0
+        assert "1 message(s) queued" in capsys.readouterr().out
+        simulator.reveal(yupack.number, 5)  # absence: attempted delivery
+        assert main(["poll", ems.number, yupack.number, *opts]) == 0
+        assert main(["outbox", "send", *opts]) == 0
+        assert "sent 2 via SMTP" in capsys.readouterr().out
+        assert main(["outbox", "send", *opts]) == 0  # nothing twice
+        assert "sent 0" in capsys.readouterr().out
+    messages = parsed(smtp)
+    assert [(m["To"], m["Content-Language"], m["X-Notifier-Stage"]) for m in messages] == [
+        ("alice@example.com", "en", "departed_origin"),
+        ("hanako@example.jp", "ja", "attempted_delivery"),
+    ]
+    assert "Order 1001" in messages[0]["Subject"]
+    assert messages[0]["X-Notifier-Tracking-Number"] == ems.number
+    japanese = messages[1].get_body(preferencelist=("plain",))
+    assert japanese is not None
+    assert "再配達" in japanese.get_content()
+    assert main(["outbox", "--json", *opts]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert {item["state"] for item in listed} == {"sent"}
+
+
+def test_unsubscribe_is_checked_at_send_time(db_url: str, tmp_path: Path, smtp: SmtpServer) -> None:
+    journey = builtin_journeys()[0]
+    simulator = Simulator([journey])
+    simulator.reveal(journey.number, 3)
+    with SimulatorServer(simulator) as jp:
+        opts = write_config(tmp_path, db_url, jp.base_url, smtp)
+        assert main(["db", "upgrade", *opts]) == 0
+        assert main(["watch", journey.number, "--subscriber", "alice@example.com", *opts]) == 0
+        assert main(["poll", journey.number, *opts]) == 0
+        assert main(["unsubscribe", "ALICE@example.com", *opts]) == 0  # queued before, stopped now
+        assert main(["outbox", "send", *opts]) == 0
+        assert smtp.messages == []
+        assert main(["resubscribe", "alice@example.com", *opts]) == 0
+        assert main(["unsubscribe", "not an address", *opts]) == 2
+
+
+def test_failed_messages_can_be_shown_and_retried(
+    db_url: str, tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    journey = builtin_journeys()[0]
+    simulator = Simulator([journey])
+    simulator.reveal(journey.number, 3)
+    with SimulatorServer(simulator) as jp:
+        opts = write_config(tmp_path, db_url, jp.base_url, smtp)
+        assert main(["db", "upgrade", *opts]) == 0
+        assert main(["watch", journey.number, "--subscriber", "alice@example.com", *opts]) == 0
+        assert main(["poll", journey.number, *opts]) == 0
+    smtp.faults.rcpt_reply = "550 5.1.1 No such user"
+    assert main(["outbox", "send", *opts]) == 1
+    capsys.readouterr()
+    assert main(["outbox", "--state", "failed", "--json", *opts]) == 0
+    (failed,) = json.loads(capsys.readouterr().out)
+    assert "550" in failed["last_error"]
+    assert main(["outbox", "show", str(failed["id"]), *opts]) == 0
+    shown = capsys.readouterr().out
+    assert failed["message_id"] in shown
+    assert "Japan" in shown  # the decoded text body
+    smtp.faults.rcpt_reply = None
+    assert main(["outbox", "retry", *opts]) == 0
+    assert main(["outbox", "send", *opts]) == 0
+    (delivered,) = parsed(smtp)
+    assert delivered["Message-ID"] == failed["message_id"]  # the same message, not a new one
+
+
+def test_preview_renders_any_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "retention.html"
+    assert main(["preview", "--stage", "retention", "--locale", "ja", "--html", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("Subject: ")
+    assert "保管" in text
+    assert 'lang="ja"' in out.read_text(encoding="utf-8")
+    assert main(["preview", "--template", "operator_digest"]) == 0
+
+
+def test_test_email_over_smtp_and_to_files(
+    tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = write_config(tmp_path, "sqlite:///unused.db", "http://127.0.0.1:9", smtp)
+    assert main(["test-email", "me@example.com", *opts]) == 0
+    assert "sent <" in capsys.readouterr().out
+    (message,) = parsed(smtp)
+    assert message["X-Notifier-Rule"] == "test"
+    assert message["From"] == "Sakura <shop@sakura.example>"
+    files_opts = write_config(tmp_path, "sqlite:///unused.db", "http://127.0.0.1:9", None)
+    assert main(["test-email", "me@example.com", *files_opts]) == 0
+    (eml,) = (tmp_path / "eml").glob("*.eml")
+    assert email.message_from_bytes(eml.read_bytes())["To"] == "me@example.com"
+    assert main(["test-email", "me@@example.com", *files_opts]) == 2

@@ -1,0 +1,141 @@
+"""Config files: the example loads, every problem is named with file, line and key, secrets stay out."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+import pytest
+
+from notifier.config import load_settings, parse_duration, parse_settings
+from notifier.errors import ConfigError
+from notifier.messages import Template
+from notifier.rules import Baseline, MultiStage
+from notifier.stages import Stage
+
+EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
+
+
+def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # The example names absolute paths of a real install; give it a password file where it looks.
+    text = EXAMPLE.read_text(encoding="utf-8")
+    secret = tmp_path / "smtp-password"
+    secret.write_text("s3cret\n")
+    text = text.replace("/etc/notifier/smtp-password", str(secret))
+    settings = parse_settings(text, tmp_path / "config.toml")
+    assert settings.database.url.startswith("sqlite:////var/lib/notifier")
+    assert settings.japanpost.request_interval == 5
+    assert settings.smtp is not None
+    assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
+        "smtp.example.com",
+        587,
+        "starttls",
+    )
+    assert settings.smtp.password == "s3cret"
+    assert "s3cret" not in repr(settings)
+    n = settings.notifications
+    assert n.operator == "ops@sakura.example"
+    assert n.quiet_hours == (dt.time(21), dt.time(8))
+    assert n.rules.baseline is Baseline.CURRENT
+    assert n.rules.multi_stage is MultiStage.LATEST
+    assert n.rules.stalls[Stage.DEPARTED_ORIGIN].after == dt.timedelta(days=10)
+    rules = {rule.name: rule for rule in n.rules.rules}
+    assert rules["accepted"].enabled
+    assert rules["accepted"].item_types == frozenset({"ems"})
+    assert rules["vip-out-for-delivery"].template is Template.OUT_FOR_DELIVERY
+    assert rules["vip-out-for-delivery"].destinations == frozenset({"US", "CA"})
+
+
+def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> None:
+    text = """[database]
+url = "sqlite:///x.db"
+[smtp]
+host = "mail.example.com"
+port = 70000
+security = "maybe"
+from = "Shop <shop@exa mple.com>"
+password = "hunter2"
+[notifications]
+operator = "not-an-address"
+quiet_hours = "late"
+colour = "blue"
+
+[[notifications.rule]]
+name = "x"
+stages = ["teleported"]
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_settings(text, tmp_path / "c.toml")
+    message = str(info.value)
+    where = tmp_path / "c.toml"
+    for expected in (
+        f"{where}:5: smtp.port: must be a port number",
+        f"{where}:6: smtp.security: must be starttls, tls or none",
+        f"{where}:7: smtp.from:",
+        f"{where}:8: smtp.password: passwords do not go in the config file",
+        f"{where}:10: notifications.operator:",
+        f"{where}:11: notifications.quiet_hours:",
+        f"{where}:12: notifications.colour: unknown key",
+        "notifications.rule[0].stages: not stage names: teleported",
+    ):
+        assert expected in message, expected
+
+
+def test_plaintext_smtp_only_to_loopback(tmp_path: Path) -> None:
+    text = '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@b.example"\n'
+    with pytest.raises(ConfigError, match="smtp.security"):
+        parse_settings(text, tmp_path / "c.toml")
+    ok = parse_settings(text.replace("mail.example.com", "127.0.0.1"), tmp_path / "c.toml")
+    assert ok.smtp is not None
+    assert ok.smtp.port == 25
+
+
+def test_password_from_environment_or_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    text = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\nusername = "u"\n'
+    with pytest.raises(ConfigError, match="needs a password"):
+        parse_settings(text)
+    monkeypatch.setenv("NOTIFIER_SMTP_PASSWORD", "from-env")
+    settings = parse_settings(text)
+    assert settings.smtp is not None
+    assert settings.smtp.password == "from-env"
+    monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD")
+    (tmp_path / "smtp-password").write_text("from-systemd\n")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = parse_settings(text)
+    assert settings.smtp is not None
+    assert settings.smtp.password == "from-systemd"
+
+
+@pytest.mark.parametrize(
+    ("value", "seconds"),
+    [
+        (30, 30),
+        (1.5, 1.5),
+        ("30s", 30),
+        ("15m", 900),
+        ("6h", 21600),
+        ("7d", 604800),
+        ("2w", 1209600),
+        (" 1 h ", 3600),
+    ],
+)
+def test_durations(value: object, seconds: float) -> None:
+    assert parse_duration(value).total_seconds() == seconds
+
+
+@pytest.mark.parametrize("value", ["soon", "-1s", True, "5y", [1]])
+def test_bad_durations(value: object) -> None:
+    with pytest.raises(ValueError, match="duration"):
+        parse_duration(value)
+
+
+def test_environment_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    config = tmp_path / "n.toml"
+    config.write_text('[database]\nurl = "sqlite:///from-file.db"\n')
+    monkeypatch.setenv("NOTIFIER_CONFIG", str(config))
+    assert load_settings(None).database.url == "sqlite:///from-file.db"
+    monkeypatch.setenv("NOTIFIER_DATABASE_URL", "sqlite:///from-env.db")
+    assert load_settings(None).database.url == "sqlite:///from-env.db"
+    assert load_settings(None, database_url="sqlite:///from-flag.db").database.url == "sqlite:///from-flag.db"
+    with pytest.raises(ConfigError, match="cannot read config"):
+        load_settings(str(tmp_path / "missing.toml"))
