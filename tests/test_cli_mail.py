@@ -38,7 +38,7 @@ def write_config(tmp_path: Path, db_url: str, base_url: str, smtp: SmtpServer | 
 
 
 def parsed(server: SmtpServer) -> list[email.message.EmailMessage]:
-    return [email.message_from_bytes(m.data, policy=email.policy.default) for m in server.messages]  # type: ignore[misc]
+    return [email.message_from_bytes(m.data, policy=email.policy.default) for m in server.messages]
 
 
 def test_watch_poll_send_in_each_language(

@@ -83,7 +83,7 @@ stages = ["teleported"]
 
 def test_plaintext_smtp_only_to_loopback(tmp_path: Path) -> None:
     text = '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@b.example"\n'
-    with pytest.raises(ConfigError, match="smtp.security"):
+    with pytest.raises(ConfigError, match=r"smtp\.security"):
         parse_settings(text, tmp_path / "c.toml")
     ok = parse_settings(text.replace("mail.example.com", "127.0.0.1"), tmp_path / "c.toml")
     assert ok.smtp is not None
