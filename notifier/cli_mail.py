@@ -19,7 +19,7 @@ from notifier.mailer import AddressError, SendError, transport_for, validate_add
 from notifier.messages import Template
 from notifier.numbers import parse_number
 from notifier.outbox import OutboxPolicy, drain
-from notifier.poll import Notifier, queue_timed
+from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.render import Renderer, sample_context
 from notifier.stages import Stage
 from notifier.store import OutboxState, Store
@@ -120,6 +120,10 @@ async def _outbox(args: argparse.Namespace) -> int:
         if action == "send":
             notifier = notifier_for(settings)
             timed = await queue_timed(store, notifier, now=utcnow())
+            if settings.notifications.operator:
+                timed += await queue_operator_digest(
+                    store, notifier, settings.notifications.operator, now=utcnow()
+                )
             transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
             async with transport:
                 result = await drain(

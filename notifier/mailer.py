@@ -362,8 +362,11 @@ def build_message(
         if unsubscribe.startswith("https://"):
             # RFC 8058 one-click; a mailto: link cannot receive a POST.
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
-    msg["X-Notifier-Tracking-Number"] = _token_header("X-Notifier-Tracking-Number", number)
-    msg["X-Notifier-Stage"] = _token_header("X-Notifier-Stage", stage)
+    # Messages about no shipment (the operator digest, tests) carry no number or stage header.
+    if number:
+        msg["X-Notifier-Tracking-Number"] = _token_header("X-Notifier-Tracking-Number", number)
+    if stage:
+        msg["X-Notifier-Stage"] = _token_header("X-Notifier-Stage", stage)
     msg["X-Notifier-Rule"] = _token_header("X-Notifier-Rule", rule)
 
     # "=_" cannot occur in base64 or quoted-printable output, and hashing the Message-ID keeps the

@@ -7,10 +7,11 @@ import logging
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
-from notifier.compose import MailSettings, drafts_for
+from notifier.compose import MailSettings, digest_context, draft, drafts_for
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError
 from notifier.faults import crashpoint
+from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
 from notifier.rules import (
@@ -20,6 +21,7 @@ from notifier.rules import (
     notifications_for_change,
     notifications_for_time,
 )
+from notifier.stages import Stage
 from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
 
 logger = logging.getLogger(__name__)
@@ -176,6 +178,43 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
         )
         queued += await store.enqueue(drafts, now=now)
     return queued
+
+
+async def queue_operator_digest(store: Store, notifier: Notifier, operator: str, *, now: dt.datetime) -> int:
+    """Once a day, one message to the operator listing open alerts, messages that failed for
+    good and numbers still unknown to Japan Post long after they were added."""
+    pending_after = notifier.rules.pending_alert_after
+    for view in await store.shipments():
+        if (
+            view.stage is Stage.PENDING
+            and view.created_at is not None
+            and now - view.created_at >= pending_after
+        ):
+            days = int((now - view.created_at) / dt.timedelta(days=1))
+            await store.raise_alert(
+                "pending_too_long",
+                f"{view.number} ({view.label or 'no label'}) is still unknown to Japan Post {days} days after it was added",
+                now=now,
+                subject=view.number,
+                shipment_id=view.id,
+            )
+    lines = tuple(
+        DigestLine(kind=alert.kind, subject=alert.subject, message=alert.message, count=alert.count)
+        for alert in await store.alerts()
+    )
+    if not lines:
+        return 0
+    context = digest_context(lines, notifier.mail)
+    message = draft(
+        context,
+        renderer=notifier.renderer,
+        mail=notifier.mail,
+        recipient=operator,
+        dedup_key=f"digest:{operator}:{now.date().isoformat()}",
+        rule="operator_digest",
+        now=now,
+    )
+    return await store.enqueue([message], now=now)
 
 
 def _entering_event(history: tuple[TrackingEvent, ...], view: ShipmentView) -> TrackingEvent | None:

@@ -331,7 +331,7 @@ def _sample_digest(locale: str) -> tuple[DigestLine, ...]:
     if locale == "ja":
         return (
             DigestLine(
-                kind="send_failure",
+                kind="send_failed",
                 subject="EJ 482 913 056 JP（Order 1001）",
                 message="customer@example.com にメールを送れませんでした：550 5.1.1 宛先のメールボックスがありません",
                 count=2,
@@ -344,7 +344,7 @@ def _sample_digest(locale: str) -> tuple[DigestLine, ...]:
         )
     return (
         DigestLine(
-            kind="send_failure",
+            kind="send_failed",
             subject="EJ 482 913 056 JP (Order 1001)",
             message="Could not send to customer@example.com: 550 5.1.1 mailbox unavailable",
             count=2,

@@ -59,6 +59,7 @@ class ShipmentView:
     last_changed_at: dt.datetime | None
     consecutive_failures: int
     last_error: str | None
+    created_at: dt.datetime | None = None
     open_alerts: int = 0
 
 
@@ -178,6 +179,7 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
         last_changed_at=row.last_changed_at,
         consecutive_failures=row.consecutive_failures,
         last_error=row.last_error,
+        created_at=row.created_at,
         open_alerts=open_alerts,
     )
 

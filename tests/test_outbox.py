@@ -266,3 +266,34 @@ async def test_missing_starttls_pauses_and_sends_nothing_in_plaintext(store: Sto
         assert [a.kind for a in await store.alerts()] == ["smtp_tls_failed"]
         (item,) = await store.outbox()
         assert (item.state, item.attempts) == (OutboxState.PENDING, 0)
+
+
+async def test_operator_digest_once_a_day_with_alerts_and_stale_numbers(store: Store) -> None:
+    from notifier.numbers import parse_number
+    from notifier.poll import Notifier, queue_operator_digest
+    from notifier.rules import RulesConfig
+
+    notifier = Notifier(rules=RulesConfig(), mail=MAIL, renderer=RENDERER)
+    assert await queue_operator_digest(store, notifier, "ops@sakura.example", now=T0) == 0  # nothing to say
+    await store.watch(parse_number("EJ271828189JP"), now=T0, label="Order 9")
+    await store.raise_alert("send_failed", "message to a@b.example failed for good: 550", now=T0, subject="x")
+    later = T0 + dt.timedelta(days=8)
+    assert await queue_operator_digest(store, notifier, "ops@sakura.example", now=later) == 1
+    assert (
+        await queue_operator_digest(store, notifier, "ops@sakura.example", now=later + dt.timedelta(hours=5))
+        == 0
+    )
+    (digest,) = await store.outbox()
+    assert digest.recipient == "ops@sakura.example"
+    body = email.message_from_bytes(digest.raw, policy=email.policy.default).get_body(
+        preferencelist=("plain",)
+    )
+    assert body is not None
+    text = body.get_content()
+    assert "EJ271828189JP" in text
+    assert "8 days" in text
+    assert "550" in text
+    assert (
+        await queue_operator_digest(store, notifier, "ops@sakura.example", now=later + dt.timedelta(days=1))
+        == 1
+    )
