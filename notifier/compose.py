@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
 from notifier.mailer import build_message, make_message_id
-from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, Template
+from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
 from notifier.model import ContactOffice, TrackingEvent
 from notifier.numbers import parse_number
 from notifier.render import Renderer
@@ -182,16 +182,4 @@ def drafts_for(
 
 
 def digest_context(lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en") -> MessageContext:
-    return MessageContext(
-        template=Template.OPERATOR_DIGEST,
-        locale=locale,
-        shop_name=mail.shop_name,
-        number="",
-        number_display="",
-        label="",
-        item_type="",
-        stage="",
-        stage_meaning="",
-        tracking_url="",
-        digest=tuple(lines),
-    )
+    return MessageContext.digest_for(tuple(lines), shop_name=mail.shop_name, locale=locale)

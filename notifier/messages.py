@@ -91,6 +91,25 @@ class MessageContext:
     digest: tuple[DigestLine, ...] = ()
     extra: dict[str, str] = field(default_factory=dict)
 
+    @classmethod
+    def digest_for(
+        cls, lines: tuple[DigestLine, ...], *, shop_name: str, locale: str = "en"
+    ) -> MessageContext:
+        """The operator digest: about the shop's shipments in general, so no shipment fields."""
+        return cls(
+            template=Template.OPERATOR_DIGEST,
+            locale=locale,
+            shop_name=shop_name,
+            number="",
+            number_display="",
+            label="",
+            item_type="",
+            stage="",
+            stage_meaning="",
+            tracking_url="",
+            digest=lines,
+        )
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RenderedMessage:

@@ -364,19 +364,7 @@ def sample_context(template: Template, locale: str) -> MessageContext:
     ja = locale == "ja"
     shop = "Sakura Stationery"
     if template is Template.OPERATOR_DIGEST:
-        return MessageContext(
-            template=template,
-            locale=locale,
-            shop_name=shop,
-            number="",
-            number_display="",
-            label="",
-            item_type="",
-            stage="",
-            stage_meaning="",
-            tracking_url="",
-            digest=_sample_digest(locale),
-        )
+        return MessageContext.digest_for(_sample_digest(locale), shop_name=shop, locale=locale)
     latest_key, passed_keys = _SAMPLE_EVENTS[template]
     names = list(_JOURNEY)
     latest = _JOURNEY[latest_key]

@@ -53,7 +53,6 @@ __all__ = [
     "catalog_journeys",
     "compact_number",
     "display_number",
-    "s10_check_digit",
     "serve",
 ]
 
@@ -85,15 +84,6 @@ _CR: Final = "\ue000"
 def compact_number(number: str) -> str:
     """The tracking number without hyphens or spaces, upper-cased: the form the site looks up."""
     return _SEPARATORS_RE.sub("", number).upper()
-
-
-def s10_check_digit(serial: str) -> int:
-    """UPU S10 check digit of an 8-digit serial number."""
-    if len(serial) != 8 or not serial.isdigit():
-        raise ValueError(f"an S10 serial has 8 digits, got {serial!r}")
-    total = sum(int(digit) * weight for digit, weight in zip(serial, (8, 6, 4, 2, 3, 5, 9, 7), strict=True))
-    check = 11 - total % 11
-    return {10: 0, 11: 5}.get(check, check)
 
 
 def display_number(number: str) -> str:

@@ -8,8 +8,9 @@ import hashlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
-from sqlalchemy import delete, func, select, text, update
+from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -32,6 +33,9 @@ from notifier.orm import (
 from notifier.stages import Stage
 
 logger = logging.getLogger(__name__)
+
+
+_Leased = TypeVar("_Leased", Shipment, OutboxMessage)
 
 
 class LeaseLostError(NotifierError):
@@ -367,16 +371,18 @@ class Store:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
+        rows = await self._lease(Shipment, due, leased_by=owner, lease_until=now + lease)
+        return sorted((_view(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
+
+    async def _lease(self, model: type[_Leased], due: Select[int], **values: object) -> list[_Leased]:
+        """Update the rows `due` selects (locked, SKIP LOCKED on PostgreSQL) and return them, in
+        one statement, so two instances can never both take a row."""
         async with self._sessions.begin() as session:
             result = await session.execute(
-                update(Shipment)
-                .where(Shipment.id.in_(due.scalar_subquery()))
-                .values(leased_by=owner, lease_until=now + lease)
-                .returning(Shipment),
+                update(model).where(model.id.in_(due.scalar_subquery())).values(**values).returning(model),
                 execution_options={"synchronize_session": False},
             )
-            rows = list(result.scalars())
-            return sorted((_view(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
+            return list(result.scalars())
 
     async def _fenced(self, session: AsyncSession, shipment_id: int, owner: str | None) -> Shipment:
         query = select(Shipment).where(Shipment.id == shipment_id).with_for_update()
@@ -740,21 +746,15 @@ class Store:
             .limit(limit)
             .with_for_update(skip_locked=True)
         )
-        async with self._sessions.begin() as session:
-            result = await session.execute(
-                update(OutboxMessage)
-                .where(OutboxMessage.id.in_(due.scalar_subquery()))
-                .values(
-                    state=str(OutboxState.SENDING),
-                    leased_by=owner,
-                    lease_until=now + lease,
-                    attempts=OutboxMessage.attempts + 1,
-                )
-                .returning(OutboxMessage),
-                execution_options={"synchronize_session": False},
-            )
-            items = [_outbox_item(row) for row in result.scalars()]
-            return sorted(items, key=lambda i: (i.next_attempt_at, i.id))
+        rows = await self._lease(
+            OutboxMessage,
+            due,
+            state=str(OutboxState.SENDING),
+            leased_by=owner,
+            lease_until=now + lease,
+            attempts=OutboxMessage.attempts + 1,
+        )
+        return sorted((_outbox_item(row) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
     async def _finish(self, message_id: int, owner: str, **values: object) -> bool:
         """Move a leased message on, only if we still hold its lease (a fence against a
