@@ -871,6 +871,15 @@ class Store:
             result = await session.execute(delete(Suppression).where(Suppression.email == email.lower()))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
+    async def suppressed_among(self, emails: Sequence[str]) -> set[str]:
+        """Which of these addresses are on the suppression list (lower-cased), in one query."""
+        if not emails:
+            return set()
+        wanted = sorted({e.lower() for e in emails})
+        async with self._sessions() as session:
+            rows = await session.execute(select(Suppression.email).where(Suppression.email.in_(wanted)))
+            return {email for (email,) in rows}
+
     async def is_suppressed(self, email: str) -> bool:
         async with self._sessions() as session:
             found = await session.execute(select(Suppression.id).where(Suppression.email == email.lower()))
