@@ -136,8 +136,12 @@ def test_failed_messages_can_be_shown_and_retried(
     smtp.faults.rcpt_reply = None
     assert main(["outbox", "retry", *opts]) == 0
     assert main(["outbox", "send", *opts]) == 0
-    (delivered,) = parsed(smtp)
-    assert delivered["Message-ID"] == failed["message_id"]  # the same message, not a new one
+    delivered = {m["To"]: m for m in parsed(smtp)}
+    assert delivered["alice@example.com"]["Message-ID"] == failed["message_id"]  # the same message, not a new one
+    # The operator hears about the failure in the daily digest.
+    digest = delivered["ops@sakura.example"].get_body(preferencelist=("plain",))
+    assert digest is not None
+    assert "550" in digest.get_content()
 
 
 def test_preview_renders_any_message(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
