@@ -137,7 +137,9 @@ def test_failed_messages_can_be_shown_and_retried(
     assert main(["outbox", "retry", *opts]) == 0
     assert main(["outbox", "send", *opts]) == 0
     delivered = {m["To"]: m for m in parsed(smtp)}
-    assert delivered["alice@example.com"]["Message-ID"] == failed["message_id"]  # the same message, not a new one
+    assert (
+        delivered["alice@example.com"]["Message-ID"] == failed["message_id"]
+    )  # the same message, not a new one
     # The operator hears about the failure in the daily digest.
     digest = delivered["ops@sakura.example"].get_body(preferencelist=("plain",))
     assert digest is not None
