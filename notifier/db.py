@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from notifier.errors import NotifierError
 
 DEFAULT_DATABASE_URL = "sqlite:///notifier.db"
+# Execution option marking a read-only unit of work: on SQLite it begins deferred, not IMMEDIATE.
+READ_ONLY = "notifier_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
 
@@ -85,7 +87,8 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
 
         @event.listens_for(engine.sync_engine, "begin")
         def _sqlite_begin(connection: Connection) -> None:
-            connection.exec_driver_sql("BEGIN IMMEDIATE")
+            read_only = connection.get_execution_options().get(READ_ONLY, False)
+            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
 

@@ -154,14 +154,15 @@ class Subscription(Base):
 
 
 class Snapshot(Base):
-    """Raw HTML of a page that changed something or could not be read, kept to replay parser fixes."""
+    """Raw HTML (zlib-compressed) of a page that changed something or could not be read, kept to
+    replay parser fixes."""
 
     __tablename__ = "snapshots"
     __table_args__ = (Index("ix_snapshots_shipment_id_fetched_at", "shipment_id", "fetched_at"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     shipment_id: Mapped[int | None] = mapped_column(ForeignKey("shipments.id", ondelete="SET NULL"))
-    number: Mapped[str] = mapped_column(String(20))
+    number: Mapped[str] = mapped_column(String(20), index=True)
     reason: Mapped[str] = mapped_column(String(20))
     layout: Mapped[str] = mapped_column(String(16))
     note: Mapped[str] = mapped_column(Text, default="")

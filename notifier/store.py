@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import datetime as dt
 import enum
 import hashlib
 import logging
-from collections.abc import Sequence
+import zlib
+from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -14,7 +17,7 @@ from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from notifier.db import make_engine, require_head
+from notifier.db import READ_ONLY, make_engine, require_head
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
 from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
@@ -219,6 +222,25 @@ class Store:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Reads run in deferred transactions: on SQLite they then never take the write lock
+        # (see db.READ_ONLY), so a status query does not stall a poll being recorded.
+        self._reads = async_sessionmaker(
+            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
+        )
+        # SQLite has one writer at a time. Several connections of this process queueing on its
+        # lock can starve one past the busy timeout ("database is locked"); queueing them here
+        # first hands the lock over in order. PostgreSQL needs no such thing.
+        self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+
+    @contextlib.asynccontextmanager
+    async def _write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed on success, rolled back on any error."""
+        if self._write_lock is None:
+            async with self._sessions.begin() as session:
+                yield session
+            return
+        async with self._write_lock, self._sessions.begin() as session:
+            yield session
 
     @classmethod
     async def open(cls, url: str, *, check_schema: bool = True) -> Store:
@@ -260,7 +282,7 @@ class Store:
         first_poll_at: dt.datetime | None = None,
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             latest = await self._latest(session, number.value)
             row = latest if latest is not None and latest.retired_at is None else None
             if row is None:
@@ -288,7 +310,7 @@ class Store:
 
     async def unwatch(self, number: str) -> bool:
         """Stop polling; the history stays."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             row = await self._latest(session, number)
             if row is None:
                 return False
@@ -304,7 +326,7 @@ class Store:
         return result.scalar_one_or_none()
 
     async def get(self, number: str) -> ShipmentView | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await self._latest(session, number)
             return None if row is None else _view(row, await self._open_alert_count(session, row.number))
 
@@ -315,7 +337,7 @@ class Store:
         return int(result.scalar_one())
 
     async def shipments(self, *, include_inactive: bool = False) -> list[ShipmentView]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             query = select(Shipment).order_by(Shipment.number, Shipment.incarnation)
             if not include_inactive:
                 query = query.where(Shipment.active.is_(True))
@@ -330,7 +352,7 @@ class Store:
             return [_view(row, counts.get(row.number, 0)) for row in rows]
 
     async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = (
                 await session.execute(
                     select(Event).where(Event.shipment_id == shipment_id).order_by(Event.seq, Event.id)
@@ -339,7 +361,7 @@ class Store:
             return tuple(_event(row) for row in rows)
 
     async def contacts(self, shipment_id: int) -> tuple[ContactOffice, ...]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = (
                 await session.execute(
                     select(ContactOfficeRow)
@@ -377,7 +399,7 @@ class Store:
     async def _lease(self, model: type[_Leased], due: Select[int], **values: object) -> list[_Leased]:
         """Update the rows `due` selects (locked, SKIP LOCKED on PostgreSQL) and return them, in
         one statement, so two instances can never both take a row."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             result = await session.execute(
                 update(model).where(model.id.in_(due.scalar_subquery())).values(**values).returning(model),
                 execution_options={"synchronize_session": False},
@@ -410,7 +432,7 @@ class Store:
 
         Nothing is deleted: events the page no longer shows are marked `missing_since`.
         """
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             row = await self._fenced(session, shipment_id, owner)
             await self._merge_events(session, row.id, change.history, item, now)
             if item is not None and item.item_type:
@@ -533,7 +555,8 @@ class Store:
                 note=capture.note,
                 url=capture.url,
                 sha256=hashlib.sha256(capture.body).hexdigest(),
-                body=capture.body,
+                # Pages compress about 5:1 and would otherwise be most of the database.
+                body=zlib.compress(capture.body, 6),
                 fetched_at=now,
             )
         )
@@ -549,7 +572,7 @@ class Store:
         capture: PageCapture | None = None,
     ) -> int:
         """A poll that produced nothing usable: history untouched, failure counted. Returns the count."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             row = await self._fenced(session, shipment_id, owner)
             row.consecutive_failures += 1
             row.last_error = error[:2000]
@@ -595,11 +618,11 @@ class Store:
         self, kind: str, message: str, *, now: dt.datetime, subject: str = "", shipment_id: int | None = None
     ) -> None:
         """Record an operator alert; an open alert of the same kind and subject counts up instead."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             await self._raise(session, kind, message, now, subject, shipment_id)
 
     async def alerts(self, *, include_acknowledged: bool = False) -> list[AlertView]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             query = select(Alert).order_by(Alert.last_seen_at.desc(), Alert.id.desc())
             if not include_acknowledged:
                 query = query.where(Alert.acknowledged_at.is_(None))
@@ -607,7 +630,7 @@ class Store:
 
     async def acknowledge(self, alert_ids: Sequence[int] | None, *, now: dt.datetime) -> int:
         """Acknowledge the given alerts, or every open one when `alert_ids` is None."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             statement = update(Alert).where(Alert.acknowledged_at.is_(None)).values(acknowledged_at=now)
             if alert_ids is not None:
                 statement = statement.where(Alert.id.in_(list(alert_ids)))
@@ -619,7 +642,7 @@ class Store:
     async def subscribe(
         self, shipment_id: int, email: str, *, locale: str, now: dt.datetime, time_zone: str | None = None
     ) -> None:
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             subscriber = (
                 await session.execute(select(Subscriber).where(Subscriber.email == email))
             ).scalar_one_or_none()
@@ -656,7 +679,7 @@ class Store:
     ) -> int:
         """Bounded retention: drop snapshots older than `max_age`, and all but the newest
         `keep_per_shipment` of each shipment's."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             aged = await session.execute(delete(Snapshot).where(Snapshot.fetched_at < now - max_age))
             ranked = (
                 select(
@@ -675,13 +698,13 @@ class Store:
 
     async def snapshots(self, number: str) -> list[tuple[str, str, bytes]]:
         """(reason, layout, body) of a number's kept snapshots, newest first."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(Snapshot.reason, Snapshot.layout, Snapshot.body)
                 .where(Snapshot.number == number)
                 .order_by(Snapshot.fetched_at.desc(), Snapshot.id.desc())
             )
-            return [(r, layout, body) for r, layout, body in rows]
+            return [(r, layout, zlib.decompress(body)) for r, layout, body in rows]
 
     # --- outbox ----------------------------------------------------------------------
 
@@ -719,13 +742,13 @@ class Store:
 
     async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
         """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             return await self._enqueue(session, drafts, now)
 
     async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
             return set()
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(OutboxMessage.dedup_key).where(OutboxMessage.dedup_key.in_(list(keys)))
             )
@@ -759,7 +782,7 @@ class Store:
     async def _finish(self, message_id: int, owner: str, **values: object) -> bool:
         """Move a leased message on, only if we still hold its lease (a fence against a
         second instance that reclaimed it after our lease expired)."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             result = await session.execute(
                 update(OutboxMessage)
                 .where(
@@ -800,7 +823,7 @@ class Store:
         return await self._finish(message_id, owner, **values)
 
     async def mark_failed(self, message_id: int, *, owner: str, error: str, now: dt.datetime) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             row = await session.get(OutboxMessage, message_id)
             if row is None or row.leased_by != owner or row.state != str(OutboxState.SENDING):
                 return False
@@ -824,20 +847,20 @@ class Store:
     async def outbox(
         self, *, states: Sequence[OutboxState] | None = None, limit: int = 200
     ) -> list[OutboxItem]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
             if states:
                 query = query.where(OutboxMessage.state.in_([str(s) for s in states]))
             return [_outbox_item(row) for row in (await session.execute(query)).scalars()]
 
     async def outbox_item(self, message_id: int) -> OutboxItem | None:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             row = await session.get(OutboxMessage, message_id)
             return None if row is None else _outbox_item(row)
 
     async def retry_failed(self, message_ids: Sequence[int] | None, *, now: dt.datetime) -> int:
         """Put failed messages back in the queue (same bytes, same Message-ID)."""
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             statement = (
                 update(OutboxMessage)
                 .where(OutboxMessage.state == str(OutboxState.FAILED))
@@ -849,7 +872,7 @@ class Store:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def outbox_depth(self) -> dict[str, int]:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
             )
@@ -858,7 +881,7 @@ class Store:
     # --- suppression list ------------------------------------------------------------
 
     async def suppress(self, email: str, *, now: dt.datetime, reason: str = "unsubscribed") -> bool:
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             statement = (
                 self._insert(Suppression)
                 .values(email=email.lower(), reason=reason, created_at=now)
@@ -867,7 +890,7 @@ class Store:
             return bool((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
 
     async def unsuppress(self, email: str) -> bool:
-        async with self._sessions.begin() as session:
+        async with self._write() as session:
             result = await session.execute(delete(Suppression).where(Suppression.email == email.lower()))
             return bool(result.rowcount)  # type: ignore[attr-defined]
 
@@ -876,18 +899,18 @@ class Store:
         if not emails:
             return set()
         wanted = sorted({e.lower() for e in emails})
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(select(Suppression.email).where(Suppression.email.in_(wanted)))
             return {email for (email,) in rows}
 
     async def is_suppressed(self, email: str) -> bool:
-        async with self._sessions() as session:
+        async with self._reads() as session:
             found = await session.execute(select(Suppression.id).where(Suppression.email == email.lower()))
             return found.first() is not None
 
     async def recipients(self, shipment_id: int) -> list[tuple[int, str, str, str | None]]:
         """(subscription id, email, locale, time zone) of the shipment's active subscriptions."""
-        async with self._sessions() as session:
+        async with self._reads() as session:
             rows = await session.execute(
                 select(Subscription.id, Subscriber.email, Subscription.locale, Subscription.time_zone)
                 .join(Subscriber, Subscriber.id == Subscription.subscriber_id)

@@ -287,3 +287,58 @@ async def test_reused_number_retires_the_old_shipment(store: Store) -> None:
     assert fresh.id != shipment.id
     assert await store.history(fresh.id) == ()
     assert [v.incarnation for v in await store.shipments(include_inactive=True)] == [1, 2]
+
+
+async def test_snapshots_are_stored_compressed(store: Store) -> None:
+    from sqlalchemy import func, select
+
+    from notifier.orm import Snapshot
+
+    shipment = await store.watch(parse_number(NUMBER), now=T0)
+    await poll(store, shipment.id, page_with(5), T0)
+    async with store.engine.connect() as connection:
+        stored = (await connection.execute(select(func.length(Snapshot.body)))).scalar_one()
+    assert stored < len(CAPTURE) / 3
+    ((_, _, body),) = await store.snapshots(NUMBER)
+    assert body == CAPTURE
+
+
+async def test_concurrent_writers_on_one_store_never_hit_a_locked_database(store: Store) -> None:
+    numbers = [f"5555555555{i:02d}" for i in range(8)]
+    views = [await store.watch(parse_number(n), now=T0) for n in numbers]
+
+    async def hammer(view_id: int) -> None:
+        for round_ in range(15):
+            await store.record_failure(view_id, error=f"round {round_}", now=T0, next_poll_at=T0)
+            await store.raise_alert("test", "busy", now=T0, subject=str(view_id))
+
+    await asyncio.gather(*(hammer(v.id) for v in views))
+    assert {v.consecutive_failures for v in await store.shipments()} == {15}
+
+
+async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path, sqlite_template: Path) -> None:
+    import shutil
+    import sqlite3
+    import time
+
+    path = tmp_path / "busy.db"
+    shutil.copyfile(sqlite_template, path)
+    store = await Store.open(f"sqlite:///{path}")
+    try:
+        shipment = await store.watch(parse_number(NUMBER), now=T0)
+        await poll(store, shipment.id, page_with(3), T0)
+        writer = sqlite3.connect(path)
+        writer.execute("BEGIN IMMEDIATE")
+        writer.execute("UPDATE shipments SET label = 'in flight'")
+        started = time.monotonic()
+        history = await store.history(shipment.id)
+        view = await store.get(NUMBER)
+        elapsed = time.monotonic() - started
+        writer.rollback()
+        writer.close()
+        assert len(history) == 3
+        assert view is not None
+        assert view.label == ""  # the writer's uncommitted change is invisible
+        assert elapsed < 1.0  # a write transaction would have waited for the 5 s busy timeout
+    finally:
+        await store.close()

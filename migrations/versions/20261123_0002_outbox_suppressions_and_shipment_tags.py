@@ -1,4 +1,4 @@
-"""outbox, suppressions and shipment tags
+"""outbox, suppressions, shipment tags, snapshot number index
 
 Revision ID: 0002
 Revises: 0001
@@ -79,8 +79,14 @@ def upgrade() -> None:
             sa.Column("tags", sa.String(length=400), server_default=sa.text("''"), nullable=False)
         )
 
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.create_index(batch_op.f("ix_snapshots_number"), ["number"], unique=False)
+
 
 def downgrade() -> None:
+    with op.batch_alter_table("snapshots", schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f("ix_snapshots_number"))
+
     with op.batch_alter_table("shipments", schema=None) as batch_op:
         batch_op.drop_column("tags")
 
