@@ -196,6 +196,46 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_run(args: argparse.Namespace) -> int:
+    from notifier.daemon import run
+
+    # One line per event, no timestamps when journald adds its own.
+    if not getattr(args, "verbose", False):
+        logging.getLogger("notifier").setLevel(logging.INFO)
+    return run(args.config, args.database_url)
+
+
+def cmd_config_check(args: argparse.Namespace) -> int:
+    from notifier.config import load_settings
+    from notifier.db import display_url
+
+    settings = load_settings(args.config)
+    n = settings.notifications
+    enabled = sorted(rule.name for rule in n.rules.rules if rule.enabled)
+    subscribers = {s for w in settings.watches for s in w.subscribers}
+    print(f"config: {settings.source or '(defaults)'} is valid")
+    print(f"database: {display_url(settings.database.url)}")
+    print(
+        f"japanpost: {settings.japanpost.base_url}, at least {settings.japanpost.request_interval:g}s between requests"
+    )
+    if settings.smtp is None:
+        print(f"mail: no [smtp]; messages are written to {n.outbox_dir}")
+    else:
+        print(f"mail: {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}) from {n.sender}")
+    print(
+        f"operator: {n.operator or '(none: no digest)'}; quiet hours: "
+        + (f"{n.quiet_hours[0]:%H:%M}-{n.quiet_hours[1]:%H:%M}" if n.quiet_hours else "none")
+    )
+    print(
+        f"watches: {len(settings.watches)} numbers, {len(subscribers)} subscribers, "
+        f"{len(settings.watch_files)} watch file(s)"
+    )
+    fixed = settings.polling.fixed_interval
+    print(f"polling: {'every ' + str(fixed) if fixed else 'adaptive by stage'}, tick {settings.poll_tick:g}s")
+    print(f"rules on: {', '.join(enabled)}")
+    return EXIT_OK
+
+
 def _port(text: str) -> int:
     value = int(text)
     if not 0 <= value <= 65535:
@@ -260,6 +300,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="answer every request with this fault, to rehearse it",
     )
     sim.set_defaults(handler=cmd_simulator)
+
+    run_parser = command("run", "run the daemon: poll, notify, send, until SIGTERM")
+    run_parser.add_argument("--config", metavar="PATH", help="config file (default: $NOTIFIER_CONFIG)")
+    run_parser.add_argument("--database-url", metavar="URL", help="override [database] url")
+    run_parser.set_defaults(handler=cmd_run)
+
+    config_parser = command("config", "configuration tools")
+    config_sub = config_parser.add_subparsers(dest="config_command", required=True, metavar="ACTION")
+    check_config = config_sub.add_parser(
+        "check", parents=[common], help="validate the config and print a summary"
+    )
+    check_config.add_argument("--config", metavar="PATH", help="config file (default: $NOTIFIER_CONFIG)")
+    check_config.set_defaults(handler=cmd_config_check)
 
     cli_store.add_parsers(sub, parents=[common])
     cli_mail.add_parsers(sub, parents=[common], database_options=cli_store.database_parent())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import os
 import re
@@ -15,6 +16,8 @@ from notifier.db import DEFAULT_DATABASE_URL
 from notifier.errors import ConfigError
 from notifier.mailer import AddressError, SmtpSettings, validate_address
 from notifier.messages import Template
+from notifier.numbers import parse_number
+from notifier.policy import PollingPolicy
 from notifier.rules import (
     DEFAULT_RULES,
     DEFAULT_STALLS,
@@ -64,8 +67,26 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class Watch:
+    """One watched number and who hears about it."""
+
+    number: str
+    label: str = ""
+    subscribers: tuple[str, ...] = ()
+    locale: str = "en"
+    tags: frozenset[str] = frozenset()
+    destination: str | None = None
+    time_zone: str | None = None
+    source: str = ""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Settings:
     source: Path | None = None
+    watches: tuple[Watch, ...] = ()
+    watch_files: tuple[Path, ...] = ()
+    polling: PollingPolicy = field(default_factory=PollingPolicy)
+    poll_tick: float = 5.0
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     japanpost: JapanPostSettings = field(default_factory=JapanPostSettings)
     smtp: SmtpSettings | None = None
@@ -105,7 +126,18 @@ _KNOWN: dict[str, set[str]] = {
         "rule",
     },
 }
+_KNOWN["polling"] = {
+    "fixed_interval",
+    "intervals",
+    "jitter",
+    "pending_give_up",
+    "terminal_grace",
+    "stale_give_up",
+    "tick",
+    "watch_files",
+}
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
+_WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
 
 
 def parse_duration(value: object) -> dt.timedelta:
@@ -441,6 +473,134 @@ def _notifications(
     )
 
 
+def _watch_line(problems: _Problems, index: int, key: str | None) -> int | None:
+    """Line of the index-th [[watch]] table, or of `key` inside it."""
+    seen = -1
+    for number, line in enumerate(problems.lines, 1):
+        stripped = line.strip()
+        if stripped.replace(" ", "") == "[[watch]]":
+            seen += 1
+            if seen == index and key is None:
+                return number
+            continue
+        if seen == index and stripped.startswith("["):
+            return None
+        if seen == index and key is not None and re.match(rf"{re.escape(key)}\s*=", stripped):
+            return number
+    return None
+
+
+def _watches(data: dict[str, Any], problems: _Problems) -> list[Watch]:
+    raw_list = data.get("watch", [])
+    if not isinstance(raw_list, list):
+        problems.items.append(f"{problems.where}: watch: use [[watch]] tables")
+        return []
+    watches = []
+
+    def problem(index: int, key: str | None, message: str) -> None:
+        line = _watch_line(problems, index, key)
+        place = f"{problems.where}:{line}" if line else problems.where
+        problems.items.append(f"{place}: watch[{index}]{'.' + key if key else ''}: {message}")
+
+    for index, raw in enumerate(raw_list):
+        if not isinstance(raw, dict):
+            problem(index, None, "must be a table")
+            continue
+        for key in sorted(set(raw) - _WATCH_KEYS):
+            problem(index, key, "unknown key")
+        try:
+            number = parse_number(str(raw.get("number", ""))).value
+        except ValueError as exc:
+            problem(index, "number", str(exc))
+            continue
+        subscribers = raw.get("subscribers", [])
+        if isinstance(subscribers, str):
+            subscribers = [subscribers]
+        addresses = []
+        if not isinstance(subscribers, list):
+            problem(index, "subscribers", "must be a list of email addresses")
+            subscribers = []
+        for address in subscribers:
+            try:
+                addresses.append(validate_address(str(address)))
+            except AddressError as exc:
+                problem(index, "subscribers", str(exc))
+        locale = raw.get("locale", "en")
+        if locale not in ("en", "ja"):
+            problem(index, "locale", "must be en or ja")
+            locale = "en"
+        zone = raw.get("time_zone")
+        if zone is not None:
+            try:
+                from zoneinfo import ZoneInfo
+
+                ZoneInfo(str(zone))
+            except Exception:
+                problem(index, "time_zone", f"{zone!r} is not an IANA time zone (like Asia/Tokyo)")
+                zone = None
+        destination = raw.get("destination")
+        if destination is not None and not (
+            isinstance(destination, str) and re.fullmatch(r"[A-Za-z]{2}", destination)
+        ):
+            problem(index, "destination", "must be a two-letter country code")
+            destination = None
+        label = raw.get("label", "")
+        if not isinstance(label, str):
+            problem(index, "label", "must be a string")
+            label = ""
+        watches.append(
+            Watch(
+                number=number,
+                label=label,
+                subscribers=tuple(addresses),
+                locale=locale,
+                tags=_set_of(raw.get("tags"), f"watch[{index}].tags", problems),
+                destination=destination.upper() if destination else None,
+                time_zone=str(zone) if zone else None,
+                source=f"{problems.where}:{_watch_line(problems, index, None) or '?'}",
+            )
+        )
+    return watches
+
+
+def _polling(data: dict[str, Any], problems: _Problems) -> tuple[PollingPolicy, float]:
+    table = _section(data, "polling", problems)
+    defaults = PollingPolicy()
+    values: dict[str, Any] = {}
+    for key in ("fixed_interval", "pending_give_up", "terminal_grace", "stale_give_up"):
+        if key in table:
+            try:
+                values[key] = parse_duration(table[key])
+            except ValueError as exc:
+                problems.add(f"polling.{key}", str(exc))
+    if "jitter" in table:
+        jitter = table["jitter"]
+        if isinstance(jitter, bool) or not isinstance(jitter, int | float) or not 0 <= jitter < 1:
+            problems.add("polling.jitter", "must be a fraction from 0 to below 1")
+        else:
+            values["jitter"] = float(jitter)
+    intervals = dict(defaults.intervals)
+    table_intervals = table.get("intervals", {})
+    if not isinstance(table_intervals, dict):
+        problems.add("polling.intervals", "must be a table of stage = duration")
+        table_intervals = {}
+    for stage_name, value in table_intervals.items():
+        if stage_name not in {s.value for s in Stage}:
+            problems.add(f"polling.intervals.{stage_name}", "not a stage name")
+            continue
+        try:
+            intervals[Stage(stage_name)] = parse_duration(value)
+        except ValueError as exc:
+            problems.add(f"polling.intervals.{stage_name}", str(exc))
+    tick = 5.0
+    if "tick" in table:
+        try:
+            tick = max(0.1, parse_duration(table["tick"]).total_seconds())
+        except ValueError as exc:
+            problems.add("polling.tick", str(exc))
+    return PollingPolicy(intervals=intervals, **values), tick
+
+
 def parse_settings(text: str, source: Path | None = None) -> Settings:
     """Validate a whole config file; raise one ConfigError listing every problem."""
     where = str(source) if source else "<config>"
@@ -468,13 +628,48 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
             problems.add("japanpost.request_interval", str(exc))
     smtp, sender = _smtp(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
-    known_tables = set(_KNOWN) | {"polling", "watch", "daemon"}
+    polling, tick = _polling(data, problems)
+    watches = _watches(data, problems)
+    watch_files: list[Path] = []
+    patterns = data.get("polling", {}).get("watch_files", []) if isinstance(data.get("polling"), dict) else []
+    if isinstance(patterns, str):
+        patterns = [patterns]
+    if not isinstance(patterns, list):
+        problems.add("polling.watch_files", "must be a list of file patterns")
+        patterns = []
+    for pattern in patterns:
+        for path in sorted(base.glob(str(pattern))):
+            watch_files.append(path)
+            try:
+                extra_text = path.read_text(encoding="utf-8")
+                extra = tomllib.loads(extra_text)
+            except (OSError, tomllib.TOMLDecodeError) as exc:
+                problems.items.append(f"{path}: {exc}")
+                continue
+            extra_problems = _Problems(extra_text, str(path))
+            for key in sorted(set(extra) - {"watch"}):
+                extra_problems.add(key, "watch files hold only [[watch]] tables")
+            watches += _watches(extra, extra_problems)
+            problems.items += extra_problems.items
+    seen: dict[str, str] = {}
+    for watch in watches:
+        if watch.number in seen:
+            problems.items.append(
+                f"{watch.source}: watch.number: {watch.number} is already watched at {seen[watch.number]}"
+            )
+        else:
+            seen[watch.number] = watch.source
+    known_tables = set(_KNOWN) | {"watch"}
     for key in sorted(set(data) - known_tables):
         problems.add(key, "unknown section")
     if problems.items:
         raise ConfigError("\n".join(problems.items))
     return Settings(
         source=source,
+        watches=tuple(watches),
+        watch_files=tuple(watch_files),
+        polling=polling,
+        poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
         japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval),
         smtp=smtp,
@@ -497,11 +692,5 @@ def load_settings(path: str | None, *, database_url: str | None = None) -> Setti
         settings = Settings()
     override = database_url or os.environ.get(DATABASE_URL_ENV)
     if override:
-        settings = Settings(
-            source=settings.source,
-            database=DatabaseSettings(url=override),
-            japanpost=settings.japanpost,
-            smtp=settings.smtp,
-            notifications=settings.notifications,
-        )
+        settings = dataclasses.replace(settings, database=DatabaseSettings(url=override))
     return settings

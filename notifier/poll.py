@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
@@ -31,6 +32,10 @@ logger = logging.getLogger(__name__)
 POLL_LOCALE = Locale.EN
 
 
+# Given the stage after the poll, whether it changed, and whether it failed: when to poll next.
+Scheduler = Callable[[Stage, bool, bool], dt.datetime | None]
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class PollResult:
     number: str
@@ -40,7 +45,7 @@ class PollResult:
     queued: int = 0
 
 
-@dataclass(frozen=True, slots=True, kw_only=True)
+@dataclass(slots=True, kw_only=True)
 class Notifier:
     """What turns changes into queued messages: the rules, the sender's identity, the templates."""
 
@@ -79,7 +84,7 @@ async def poll_detail(
     shipment: ShipmentView,
     *,
     now: dt.datetime,
-    next_poll_at: dt.datetime | None,
+    next_poll_at: dt.datetime | Scheduler | None,
     owner: str | None = None,
     notifier: Notifier | None = None,
 ) -> PollResult:
@@ -89,8 +94,9 @@ async def poll_detail(
     try:
         fetched = await client.fetch_detail(shipment.number, POLL_LOCALE)
     except FetchError as exc:
+        retry = next_poll_at(shipment.stage, False, True) if callable(next_poll_at) else next_poll_at
         failures = await store.record_failure(
-            shipment.id, error=str(exc), now=now, next_poll_at=next_poll_at, owner=owner
+            shipment.id, error=str(exc), now=now, next_poll_at=retry, owner=owner
         )
         logger.warning(
             "poll failed",
@@ -120,6 +126,9 @@ async def poll_detail(
             renderer=notifier.renderer,
             now=now,
         )
+    if callable(next_poll_at):
+        unreadable = page.layout is Layout.UNRECOGNIZED
+        next_poll_at = next_poll_at(change.current_stage, change.changed, unreadable)
     crashpoint("poll:before-commit")
     await store.record_poll(
         shipment.id,

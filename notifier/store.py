@@ -406,6 +406,16 @@ class Store:
             )
             return list(result.scalars())
 
+    async def release(self, shipment_id: int, *, owner: str, next_poll_at: dt.datetime) -> bool:
+        """Give a claimed shipment back unpolled (circuit open, shutting down)."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(Shipment)
+                .where(Shipment.id == shipment_id, Shipment.leased_by == owner)
+                .values(leased_by=None, lease_until=None, next_poll_at=next_poll_at)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
     async def _fenced(self, session: AsyncSession, shipment_id: int, owner: str | None) -> Shipment:
         query = select(Shipment).where(Shipment.id == shipment_id).with_for_update()
         row = (await session.execute(query)).scalar_one_or_none()
@@ -638,6 +648,22 @@ class Store:
             return int(result.rowcount)  # type: ignore[attr-defined]
 
     # --- subscribers -----------------------------------------------------------------
+
+    async def set_subscribers(
+        self, shipment_id: int, subscribers: Sequence[tuple[str, str, str | None]], *, now: dt.datetime
+    ) -> None:
+        """Make these (email, locale, time zone) the shipment's active subscriptions; others stop."""
+        wanted = {email.lower(): (locale, zone) for email, locale, zone in subscribers}
+        for email, (locale, zone) in wanted.items():
+            await self.subscribe(shipment_id, email, locale=locale, now=now, time_zone=zone)
+        async with self._write() as session:
+            rows = await session.execute(
+                select(Subscription, Subscriber.email)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscription.shipment_id == shipment_id)
+            )
+            for subscription, email in rows:
+                subscription.active = email.lower() in wanted
 
     async def subscribe(
         self, shipment_id: int, email: str, *, locale: str, now: dt.datetime, time_zone: str | None = None

@@ -1,0 +1,269 @@
+"""One polling cycle: claim due shipments, batch latest-status requests, fetch details only for changes."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+import random
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from notifier.client import MAX_BATCH, JapanPostClient
+from notifier.diff import AnomalyKind, diff_latest
+from notifier.errors import FetchError, TransientFetchError
+from notifier.model import Layout
+from notifier.policy import NextPoll, PollingPolicy, next_poll
+from notifier.poll import Notifier, poll_detail
+from notifier.stages import Stage
+from notifier.store import PageCapture, ShipmentView, Store
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(slots=True)
+class CircuitBreaker:
+    """After `threshold` failed requests in a row, stop asking Japan Post for a while.
+
+    The pause doubles each time it opens again, up to `cap`; one success closes it.
+    """
+
+    threshold: int = 5
+    base: dt.timedelta = dt.timedelta(minutes=1)
+    cap: dt.timedelta = dt.timedelta(minutes=30)
+    failures: int = 0
+    opened: int = 0
+    open_until: dt.datetime | None = None
+
+    def allows(self, now: dt.datetime) -> bool:
+        return self.open_until is None or now >= self.open_until
+
+    def success(self) -> None:
+        self.failures = 0
+        self.opened = 0
+        self.open_until = None
+
+    def failure(self, now: dt.datetime, retry_after: float | None = None) -> None:
+        self.failures += 1
+        if self.failures >= self.threshold or retry_after is not None:
+            pause = min(self.cap, self.base * 2**self.opened)
+            if retry_after is not None:
+                pause = max(pause, dt.timedelta(seconds=retry_after))
+            self.open_until = now + pause
+            self.opened += 1
+            self.failures = 0
+
+    @property
+    def state(self) -> str:
+        return "closed" if self.open_until is None else "open"
+
+
+@dataclass(slots=True)
+class CycleStats:
+    claimed: int = 0
+    list_requests: int = 0
+    detail_requests: int = 0
+    changed: int = 0
+    failed: int = 0
+    queued: int = 0
+    unrecognized: int = 0
+    skipped_open_circuit: int = 0
+    gave_up: list[str] = field(default_factory=list)
+
+
+def schedule(
+    view: ShipmentView,
+    stage: Stage,
+    changed: bool,
+    failed: bool,
+    now: dt.datetime,
+    policy: PollingPolicy,
+    rng: random.Random,
+) -> NextPoll:
+    return next_poll(
+        stage=stage,
+        now=now,
+        created_at=view.created_at,
+        last_changed_at=now if changed else view.last_changed_at,
+        stage_entered_at=now if stage is not view.stage else view.stage_entered_at,
+        consecutive_failures=view.consecutive_failures + 1 if failed else 0,
+        policy=policy,
+        rng=rng,
+    )
+
+
+async def run_cycle(
+    store: Store,
+    client: JapanPostClient,
+    notifier: Notifier,
+    *,
+    owner: str,
+    policy: PollingPolicy,
+    breaker: CircuitBreaker,
+    clock: Callable[[], dt.datetime],
+    rng: random.Random,
+    limit: int = 500,
+    lease: dt.timedelta = dt.timedelta(minutes=10),
+) -> CycleStats:
+    """Poll everything due, politely: up to ten numbers per latest-status request, and the full
+    detail page only for numbers whose latest status changed or that were never seen."""
+    stats = CycleStats()
+    now = clock()
+    if not breaker.allows(now):
+        return stats
+    due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease)
+    stats.claimed = len(due)
+    seen = [v for v in due if v.last_event_time is not None]
+    unseen = [v for v in due if v.last_event_time is None]
+    needs_detail: list[ShipmentView] = list(unseen)
+
+    for start in range(0, len(seen), MAX_BATCH):
+        chunk = seen[start : start + MAX_BATCH]
+        now = clock()
+        if not breaker.allows(now):
+            stats.skipped_open_circuit += await _hand_back(store, chunk, owner, now, breaker)
+            continue
+        try:
+            fetched = await client.fetch_latest([v.number for v in chunk])
+        except FetchError as exc:
+            stats.list_requests += 1
+            await _failed(store, chunk, str(exc), owner, clock(), policy, rng, stats)
+            breaker.failure(clock(), exc.retry_after if isinstance(exc, TransientFetchError) else None)
+            continue
+        stats.list_requests += 1
+        page = fetched.page
+        if page.layout is Layout.UNRECOGNIZED:
+            stats.unrecognized += len(chunk)
+            await _unrecognized(
+                store, notifier, chunk, page.reason, fetched.body, owner, clock(), policy, rng, stats
+            )
+            continue
+        breaker.success()
+        notifier.paused = False
+        for view in chunk:
+            stored = await store.history(view.id)
+            change = diff_latest(stored, page, view.number)
+            if change.needs_detail:
+                needs_detail.append(view)
+                continue
+            when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
+            await store.record_poll(
+                view.id,
+                change=change,
+                item=None,
+                now=clock(),
+                next_poll_at=when.at,
+                owner=owner,
+                capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout))
+                if change.anomalies
+                else None,
+            )
+            await _maybe_give_up(store, view, when, clock(), stats)
+
+    for view in needs_detail:
+        now = clock()
+        if not breaker.allows(now):
+            stats.skipped_open_circuit += await _hand_back(store, [view], owner, now, breaker)
+            continue
+        stats.detail_requests += 1
+
+        def decide(
+            stage: Stage, changed: bool, failed: bool, view: ShipmentView = view
+        ) -> dt.datetime | None:
+            when = schedule(view, stage, changed, failed, clock(), policy, rng)
+            return when.at
+
+        result = await poll_detail(
+            store, client, view, now=now, next_poll_at=decide, owner=owner, notifier=notifier
+        )
+        if result.change is None:
+            stats.failed += 1
+            breaker.failure(clock())
+            continue
+        if any(a.kind is AnomalyKind.UNRECOGNIZED_PAGE for a in result.change.anomalies):
+            stats.unrecognized += 1
+            await _kill_switch(store, notifier, result.error or "", clock())
+            continue
+        breaker.success()
+        notifier.paused = False
+        stats.changed += int(result.change.changed)
+        stats.queued += result.queued
+    return stats
+
+
+async def _hand_back(
+    store: Store, views: list[ShipmentView], owner: str, now: dt.datetime, breaker: CircuitBreaker
+) -> int:
+    for view in views:
+        await store.release(view.id, owner=owner, next_poll_at=breaker.open_until or now)
+    return len(views)
+
+
+async def _failed(
+    store: Store,
+    views: list[ShipmentView],
+    error: str,
+    owner: str,
+    now: dt.datetime,
+    policy: PollingPolicy,
+    rng: random.Random,
+    stats: CycleStats,
+) -> None:
+    for view in views:
+        when = schedule(view, view.stage, False, True, now, policy, rng)
+        await store.record_failure(view.id, error=error, now=now, next_poll_at=when.at or now, owner=owner)
+        stats.failed += 1
+
+
+async def _kill_switch(store: Store, notifier: Notifier, reason: str, now: dt.datetime) -> None:
+    """Pages stopped being readable: stop customer mail and tell the operator, once."""
+    if not notifier.paused:
+        logger.error(
+            "Japan Post pages are not recognised; customer mail paused", extra={"action": "kill_switch"}
+        )
+    notifier.paused = True
+    await store.raise_alert(
+        "site_unrecognized",
+        f"Japan Post pages are not recognised ({reason}); customer mail is paused and history is "
+        "untouched until pages read again. If it lasts, the site may have been redesigned.",
+        now=now,
+    )
+
+
+async def _unrecognized(
+    store: Store,
+    notifier: Notifier,
+    views: list[ShipmentView],
+    reason: str,
+    body: bytes,
+    owner: str,
+    now: dt.datetime,
+    policy: PollingPolicy,
+    rng: random.Random,
+    stats: CycleStats,
+) -> None:
+    await _kill_switch(store, notifier, reason, now)
+    capture = PageCapture(body=body, layout=str(Layout.UNRECOGNIZED), note=reason)
+    for index, view in enumerate(views):
+        when = schedule(view, view.stage, False, True, now, policy, rng)
+        await store.record_failure(
+            view.id,
+            error=f"unrecognized page: {reason}",
+            now=now,
+            next_poll_at=when.at or now,
+            owner=owner,
+            capture=capture if index == 0 else None,
+        )
+
+
+async def _maybe_give_up(
+    store: Store, view: ShipmentView, when: NextPoll, now: dt.datetime, stats: CycleStats
+) -> None:
+    if when.at is None and when.give_up:
+        await store.raise_alert(
+            "gave_up",
+            f"{view.number}: stopped polling: {when.give_up}",
+            now=now,
+            subject=view.number,
+            shipment_id=view.id,
+        )
+        stats.gave_up.append(view.number)

@@ -1,0 +1,398 @@
+"""The service: scheduler wiring, config reloads, signals, systemd notifications, graceful stop."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import datetime as dt
+import fcntl
+import logging
+import os
+import random
+import signal
+import socket
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
+from apscheduler.schedulers.asyncio import AsyncIOScheduler
+from apscheduler.triggers.interval import IntervalTrigger
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from notifier.cli_mail import notifier_for, outbox_policy
+from notifier.client import ClientSettings, JapanPostClient
+from notifier.config import Settings, load_settings
+from notifier.cycle import CircuitBreaker, run_cycle
+from notifier.errors import ConfigError, NotifierError
+from notifier.mailer import transport_for
+from notifier.numbers import parse_number
+from notifier.outbox import drain
+from notifier.poll import Notifier, queue_operator_digest, queue_timed
+from notifier.sdnotify import Notifier as SystemdNotifier
+from notifier.sdnotify import watchdog_interval
+from notifier.store import Store
+
+logger = logging.getLogger(__name__)
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_SCHEMA = 3
+
+
+class InstanceLockedError(NotifierError):
+    """Another notifier already runs on this SQLite database."""
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+def acquire_instance_lock(database_url: str) -> int | None:
+    """SQLite allows one daemon per database file: hold an exclusive lock beside it.
+
+    The lock dies with the process (kill -9 included), so a crash never leaves it stale.
+    PostgreSQL needs none: instances share the work through leases.
+    """
+    url = make_url(database_url)
+    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+        return None
+    path = Path(url.database).expanduser().resolve().with_suffix(".lock")
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        os.close(fd)
+        raise InstanceLockedError(
+            f"another notifier is already running on {url.database} (lock {path}); "
+            "SQLite takes one daemon per database (use PostgreSQL for several)"
+        ) from None
+    os.ftruncate(fd, 0)
+    os.write(fd, f"{os.getpid()}\n".encode())
+    return fd
+
+
+@dataclass(slots=True)
+class Counters:
+    missed: int = 0
+    skipped_overlap: int = 0
+    errors: int = 0
+    cycles: int = 0
+    reloads: int = 0
+    reload_failures: int = 0
+    sent: int = 0
+    extra: dict[str, int] = field(default_factory=dict)
+
+
+class Daemon:
+    """Runs until SIGTERM or SIGINT; SIGHUP or an edited config file reloads the configuration."""
+
+    def __init__(self, config_path: str | None, *, database_url: str | None = None) -> None:
+        self.config_path = config_path
+        self.database_url = database_url
+        self.owner = f"{socket.gethostname()}:{os.getpid()}"
+        self.counters = Counters()
+        self.systemd = SystemdNotifier()
+        self.rng = random.Random()
+        self.breaker = CircuitBreaker()
+        self.stop = asyncio.Event()
+        self.reload_requested = asyncio.Event()
+        self.busy: set[asyncio.Task[Any]] = set()
+        self.settings: Settings
+        self.store: Store
+        self.client: JapanPostClient
+        self.notifier: Notifier
+        self._mtimes: dict[Path, float] = {}
+        self._healthy_at = 0.0
+
+    # --- start-up --------------------------------------------------------------------------
+
+    async def run(self) -> int:
+        try:
+            self.settings = load_settings(self.config_path, database_url=self.database_url)
+        except ConfigError as exc:
+            logger.error("invalid configuration:\n%s", exc)
+            return EXIT_CONFIG
+        try:
+            lock = acquire_instance_lock(self.settings.database.url)
+        except InstanceLockedError as exc:
+            logger.error("%s", exc)
+            return EXIT_FAILURE
+        try:
+            from notifier.db import SchemaError
+
+            try:
+                self.store = await Store.open(self.settings.database.url)
+            except SchemaError as exc:
+                logger.error("%s", exc)
+                return EXIT_SCHEMA
+            try:
+                return await self._serve()
+            finally:
+                await self.store.close()
+        finally:
+            if lock is not None:
+                os.close(lock)
+
+    async def _serve(self) -> int:
+        await self._apply(self.settings)
+        self._remember_mtimes()
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, self.stop.set)
+        loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
+        scheduler = AsyncIOScheduler(
+            job_defaults={
+                # One run at a time; a backlog after a stall collapses into one run; a late run
+                # still runs (None = no grace limit), because skipping a poll or a send would
+                # only delay news: there is nothing a late run can do wrong.
+                "coalesce": True,
+                "max_instances": 1,
+                "misfire_grace_time": None,
+            }
+        )
+        scheduler.add_listener(
+            self._on_job_event, EVENT_JOB_MISSED | EVENT_JOB_MAX_INSTANCES | EVENT_JOB_ERROR
+        )
+        tick = self.settings.poll_tick
+        scheduler.add_job(
+            self._guarded(self._poll), IntervalTrigger(seconds=tick), id="poll", next_run_time=utcnow()
+        )
+        scheduler.add_job(self._guarded(self._send), IntervalTrigger(seconds=max(1.0, tick)), id="outbox")
+        scheduler.add_job(
+            self._guarded(self._housekeeping),
+            IntervalTrigger(minutes=5),
+            id="housekeeping",
+            next_run_time=utcnow(),
+        )
+        scheduler.add_job(self._check_files, IntervalTrigger(seconds=2), id="config-files")
+        scheduler.start()
+        self.systemd.ready(await self._status())
+        logger.info("notifier running", extra={"action": "ready", "owner": self.owner})
+        watchdog = asyncio.create_task(self._watchdog())
+        reloader = asyncio.create_task(self._reloader())
+        try:
+            await self.stop.wait()
+        finally:
+            self.systemd.stopping()
+            logger.info("stopping: letting running polls and sends finish", extra={"action": "stopping"})
+            scheduler.pause()
+            watchdog.cancel()
+            reloader.cancel()
+            if self.busy:
+                # Polls commit or roll back as a whole; sends end as sent or back to pending.
+                _, pending = await asyncio.wait(self.busy, timeout=20)
+                for task in pending:
+                    task.cancel()
+            scheduler.shutdown(wait=False)
+            await self.client.aclose()
+        return EXIT_OK
+
+    def _guarded(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
+        async def run() -> None:
+            if self.stop.is_set():
+                return
+            task = asyncio.current_task()
+            if task is not None:
+                self.busy.add(task)
+            try:
+                await job()
+            except Exception:
+                self.counters.errors += 1
+                logger.exception("job failed", extra={"action": "job_failed"})
+            finally:
+                if task is not None:
+                    self.busy.discard(task)
+
+        return run
+
+    def _on_job_event(self, event: JobExecutionEvent) -> None:
+        if event.code == EVENT_JOB_MISSED:
+            self.counters.missed += 1
+        elif event.code == EVENT_JOB_MAX_INSTANCES:
+            self.counters.skipped_overlap += 1
+
+    # --- configuration -----------------------------------------------------------------------
+
+    async def _apply(self, settings: Settings) -> None:
+        """Make the running service match `settings`: client, rules, templates, watches."""
+        old_client = getattr(self, "client", None)
+        self.client = JapanPostClient(
+            ClientSettings(
+                base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
+            )
+        )
+        if old_client is not None:
+            await old_client.aclose()
+        paused = getattr(self, "notifier", None)
+        self.notifier = notifier_for(settings)
+        self.notifier.paused = paused.paused if paused is not None else False
+        await self._sync_watches(settings)
+        self.settings = settings
+
+    async def _sync_watches(self, settings: Settings) -> None:
+        """With a watchlist in the config, the config decides what is polled: new watches start,
+        removed ones stop (their history stays)."""
+        if not settings.watches and not settings.watch_files:
+            return
+        now = utcnow()
+        wanted = set()
+        for watch in settings.watches:
+            view = await self.store.watch(
+                parse_number(watch.number),
+                now=now,
+                label=watch.label,
+                destination=watch.destination,
+                tags=watch.tags,
+            )
+            wanted.add(view.number)
+            await self.store.set_subscribers(
+                view.id, [(email, watch.locale, watch.time_zone) for email in watch.subscribers], now=now
+            )
+        for view in await self.store.shipments():
+            if view.number not in wanted:
+                await self.store.unwatch(view.number)
+                logger.info("no longer watched", extra={"action": "unwatched", "number": view.number})
+
+    def _watched_files(self) -> list[Path]:
+        files = [*self.settings.watch_files]
+        if self.settings.source is not None:
+            files.append(self.settings.source)
+        return files
+
+    def _remember_mtimes(self) -> None:
+        self._mtimes = {}
+        for path in self._watched_files():
+            with contextlib.suppress(OSError):
+                self._mtimes[path] = path.stat().st_mtime
+
+    async def _check_files(self) -> None:
+        for path in self._watched_files():
+            try:
+                mtime = path.stat().st_mtime
+            except OSError:
+                mtime = -1.0
+            if self._mtimes.get(path) != mtime:
+                self.reload_requested.set()
+                return
+
+    async def _reloader(self) -> None:
+        while True:
+            await self.reload_requested.wait()
+            self.reload_requested.clear()
+            await self.reload()
+
+    async def reload(self) -> bool:
+        """Parse and check the whole new configuration; apply it only if it is valid."""
+        self.systemd.reloading()
+        self._remember_mtimes()
+        try:
+            new = load_settings(self.config_path, database_url=self.database_url)
+        except ConfigError as exc:
+            self.counters.reload_failures += 1
+            logger.error(
+                "reload refused, keeping the running configuration:\n%s",
+                exc,
+                extra={"action": "reload_failed"},
+            )
+            self.systemd.ready(f"reload failed, old config kept: {str(exc).splitlines()[0]}")
+            return False
+        if new.database.url != self.settings.database.url:
+            logger.error(
+                "reload refused: database.url cannot change while running; restart instead",
+                extra={"action": "reload_failed"},
+            )
+            self.systemd.ready("reload failed: database.url changed (restart needed)")
+            return False
+        await self._apply(new)
+        self.counters.reloads += 1
+        logger.info("configuration reloaded", extra={"action": "reloaded", "watches": len(new.watches)})
+        self.systemd.ready(await self._status())
+        return True
+
+    # --- jobs ------------------------------------------------------------------------------
+
+    async def _poll(self) -> None:
+        stats = await run_cycle(
+            self.store,
+            self.client,
+            self.notifier,
+            owner=self.owner,
+            policy=self.settings.polling,
+            breaker=self.breaker,
+            clock=utcnow,
+            rng=self.rng,
+        )
+        self.counters.cycles += 1
+        if stats.claimed:
+            logger.info(
+                "poll cycle: claimed=%d list_requests=%d detail_requests=%d changed=%d queued=%d failed=%d "
+                "unrecognized=%d circuit=%s",
+                stats.claimed,
+                stats.list_requests,
+                stats.detail_requests,
+                stats.changed,
+                stats.queued,
+                stats.failed,
+                stats.unrecognized,
+                self.breaker.state,
+                extra={"action": "poll_cycle"},
+            )
+        self.systemd.status(await self._status())
+
+    async def _send(self) -> None:
+        transport = transport_for(self.settings.smtp, self.settings.notifications.outbox_dir)
+        async with transport:
+            result = await drain(
+                self.store, transport, owner=self.owner, policy=outbox_policy(self.settings), clock=utcnow
+            )
+        self.counters.sent += result.sent
+        if result.sent or result.failed or result.retried:
+            logger.info(
+                "outbox: sent=%d retried=%d failed=%d deferred=%d suppressed=%d",
+                result.sent,
+                result.retried,
+                result.failed,
+                result.deferred,
+                result.suppressed,
+                extra={"action": "outbox"},
+            )
+
+    async def _housekeeping(self) -> None:
+        now = utcnow()
+        await queue_timed(self.store, self.notifier, now=now)
+        if self.settings.notifications.operator:
+            await queue_operator_digest(
+                self.store, self.notifier, self.settings.notifications.operator, now=now
+            )
+        await self.store.prune_snapshots(now=now, max_age=dt.timedelta(days=90), keep_per_shipment=20)
+
+    async def _watchdog(self) -> None:
+        interval = watchdog_interval()
+        while True:
+            await asyncio.sleep(interval or 10)
+            try:
+                async with asyncio.timeout(5):
+                    async with self.store.engine.connect() as connection:
+                        await connection.execute(text("SELECT 1"))
+            except Exception:
+                logger.error("database check failed; not petting the watchdog", extra={"action": "unhealthy"})
+                continue
+            if interval:
+                self.systemd.watchdog()
+
+    async def _status(self) -> str:
+        depth = await self.store.outbox_depth()
+        watched = len(await self.store.shipments())
+        paused = " mail PAUSED (pages unreadable)" if self.notifier.paused else ""
+        return (
+            f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "
+            f"Japan Post circuit {self.breaker.state}{paused}"
+        )
+
+
+def run(config_path: str | None, database_url: str | None = None) -> int:
+    return asyncio.run(Daemon(config_path, database_url=database_url).run())
