@@ -211,8 +211,17 @@ def notifications_for_change(
         return []
     if any(a.kind is AnomalyKind.STAGE_BACKWARDS for a in change.anomalies):
         return []
+    # Once a parcel is on its way back, its exchange and transit scans are the return leg: "it has
+    # arrived in your country" would be false. Only the return stages speak from then on.
+    returning_from = next(
+        (i for i, e in enumerate(change.history) if e.stage in (Stage.RETURNING, Stage.RETURNED)), None
+    )
+    positions = {e.key: i for i, e in enumerate(change.history)}
     candidates: list[tuple[Transition, Rule]] = []
     for transition in change.transitions:
+        on_return_leg = returning_from is not None and positions.get(transition.event.key, 0) > returning_from
+        if on_return_leg and transition.to_stage not in (Stage.RETURNING, Stage.RETURNED):
+            continue
         rule = _first_rule(config.rules, transition.to_stage, shipment)
         if rule is not None and not _too_old(transition.event, now, config.max_event_age):
             candidates.append((transition, rule))

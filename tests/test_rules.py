@@ -330,3 +330,20 @@ def test_genuine_capture_first_sight_announces_only_the_current_stage() -> None:
     )
     # Current stage inland_transit has no rule, and first sight never digs up older stages.
     assert old == []
+
+
+def test_the_return_leg_only_speaks_of_the_return() -> None:
+    back = [
+        *HISTORY[:5],
+        ev(12, Stage.RETURNING),
+        ev(15, Stage.INWARD_EXCHANGE),
+        ev(16, Stage.INLAND_TRANSIT),
+        ev(17, Stage.RETURNED),
+    ]
+    later = dt.datetime(2026, 3, 18, tzinfo=dt.UTC)
+    change = diff_detail(back[:5], page(*back), NUMBER)
+    sent = notifications_for_change(change, SHIP, [ALICE], RulesConfig(multi_stage=MultiStage.EACH), later)
+    assert [n.template for n in sent] == [Template.RETURNING, Template.RETURNED]
+    # Polled step by step, the arrival back in Japan still says nothing to the customer.
+    step = diff_detail(back[:6], page(*back[:7]), NUMBER)
+    assert notifications_for_change(step, SHIP, [ALICE], RulesConfig(), later) == []
