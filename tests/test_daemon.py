@@ -1,0 +1,291 @@
+"""End to end: `notifier run` as a real process against the simulator, a real SMTP server and a
+real database, driven through four journeys and sent real signals."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from notifier.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
+from tests.smtp_server import SmtpServer
+
+EMS, YUPACK, RETURNED, NEVER = (j.number for j in builtin_journeys())
+
+# What each customer must receive, in order, once each (default rules, one message per stage).
+EXPECTED = {
+    ("customer@example.com", EMS): [
+        "departed_origin",
+        "inward_exchange",
+        "customs_presented",
+        "customs_cleared",
+        "out_for_delivery",
+        "attempted_delivery",
+        "retention",
+        "delivered",
+    ],
+    ("hanako@example.jp", YUPACK): [
+        "out_for_delivery",
+        "attempted_delivery",
+        "out_for_delivery",
+        "delivered",
+    ],
+    ("sender@example.com", RETURNED): [
+        "departed_origin",
+        "inward_exchange",
+        "customs_presented",
+        "returning",
+        "returned",
+    ],
+}
+LANGUAGE = {EMS: "en", YUPACK: "ja", RETURNED: "en"}
+
+
+def config_text(db_url: str, jp: str, smtp_port: int, extra: str = "") -> str:
+    return f"""
+[database]
+url = "{db_url}"
+[japanpost]
+base_url = "{jp}"
+request_interval = 0
+[polling]
+fixed_interval = "0.3s"
+tick = "0.3s"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "Sakura <shop@sakura.example>"
+[notifications]
+operator = "ops@sakura.example"
+max_event_age = "3650d"
+multi_stage = "each"
+{extra}
+[[watch]]
+number = "{EMS}"
+label = "Order 1001"
+subscribers = ["customer@example.com"]
+[[watch]]
+number = "{YUPACK}"
+label = "注文 42"
+subscribers = ["hanako@example.jp"]
+locale = "ja"
+time_zone = "Asia/Tokyo"
+[[watch]]
+number = "{RETURNED}"
+label = "Order 1003"
+subscribers = ["sender@example.com"]
+[[watch]]
+number = "{NEVER}"
+label = "Order 1004"
+subscribers = ["waiting@example.com"]
+"""
+
+
+class Run:
+    """A daemon process and what it logs."""
+
+    def __init__(self, config: Path) -> None:
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        self.log = config.with_suffix(f".{time.monotonic_ns()}.log")
+        with self.log.open("w") as handle:  # the child keeps its own copy of the descriptor
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "notifier", "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=handle,
+                env=env,
+            )
+
+    def output(self) -> str:
+        return self.log.read_text(encoding="utf-8", errors="replace")
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 30) -> int:
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+        return self.proc.wait(timeout=timeout)
+
+
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        time.sleep(0.1)
+
+
+def received(server: SmtpServer) -> dict[tuple[str, str], list[tuple[str, str, str]]]:
+    """(recipient, number) -> [(stage, language, Message-ID)] in arrival order, copies included."""
+    out: dict[tuple[str, str], list[tuple[str, str, str]]] = {}
+    for m in server.messages:
+        message = email.message_from_bytes(m.data, policy=email.policy.default)
+        if message["X-Notifier-Tracking-Number"] is None:
+            continue  # the operator digest
+        key = (str(message["To"]), str(message["X-Notifier-Tracking-Number"]))
+        out.setdefault(key, []).append(
+            (str(message["X-Notifier-Stage"]), str(message["Content-Language"]), str(message["Message-ID"]))
+        )
+    return out
+
+
+def stages_of(server: SmtpServer) -> dict[tuple[str, str], list[str]]:
+    return {key: [stage for stage, _, _ in values] for key, values in received(server).items()}
+
+
+def advance_all(simulator: Simulator, journeys: list[Journey], pause: float) -> None:
+    for _ in range(max(len(j.scans) for j in journeys)):
+        simulator.advance()
+        time.sleep(pause)
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]]:
+    journeys = builtin_journeys()
+    simulator = Simulator(journeys)
+    with SimulatorServer(simulator) as jp, SmtpServer() as smtp:
+        yield simulator, jp, smtp, journeys
+
+
+def start(
+    tmp_path: Path, db_url: str, jp: SimulatorServer, smtp: SmtpServer, extra: str = ""
+) -> tuple[Path, Run]:
+    config = tmp_path / "notifier.toml"
+    config.write_text(config_text(db_url, jp.base_url, smtp.port, extra), encoding="utf-8")
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "notifier", "db", "upgrade", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    return config, Run(config)
+
+
+def test_four_journeys_arrive_in_order_once_each_in_the_right_language(
+    db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, smtp, journeys = world
+    _, run = start(tmp_path, db_url, jp, smtp)
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        advance_all(simulator, journeys, 0.8)
+        wait_for(lambda: stages_of(smtp) == EXPECTED, 60, f"the expected emails (got {stages_of(smtp)})")
+        time.sleep(1.5)  # nothing more may arrive
+        assert stages_of(smtp) == EXPECTED
+        for (_, number), values in received(smtp).items():
+            assert {language for _, language, _ in values} == {LANGUAGE[number]}
+            assert len({mid for _, _, mid in values}) == len(values)
+        assert all(m.rcpt_tos != ("waiting@example.com",) for m in smtp.messages)
+    finally:
+        assert run.stop() == 0, run.output()
+    assert "stopping" in run.output()
+
+
+def test_sighup_with_a_broken_config_keeps_the_old_one(
+    db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, smtp, journeys = world
+    config, run = start(tmp_path, db_url, jp, smtp)
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        good = config.read_text(encoding="utf-8")
+        config.write_text(good.replace('locale = "ja"', 'locale = "fr"\ncolour = "red"'), encoding="utf-8")
+        run.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in run.output(), 20, "the refused reload")
+        assert "locale: must be en or ja" in run.output()
+        assert "colour: unknown key" in run.output()
+        assert run.proc.poll() is None  # still running, on the old configuration
+        advance_all(simulator, journeys, 0.8)
+        wait_for(lambda: stages_of(smtp) == EXPECTED, 60, f"the expected emails (got {stages_of(smtp)})")
+        hanako = received(smtp)[("hanako@example.jp", YUPACK)]
+        assert {language for _, language, _ in hanako} == {"ja"}  # the old locale still applies
+    finally:
+        assert run.stop() == 0, run.output()
+
+
+def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
+    db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, smtp, journeys = world
+    config, run = start(tmp_path, db_url, jp, smtp, extra='outbox_lease = "1s"')
+    kills = 0
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        for step in range(max(len(j.scans) for j in journeys)):
+            simulator.advance()
+            time.sleep(0.4 + 0.3 * (step % 3))
+            run.proc.kill()  # SIGKILL at an arbitrary point of its work
+            run.proc.wait(timeout=10)
+            kills += 1
+            run = Run(config)
+            wait_for(lambda: "notifier running" in run.output(), 30, "READY after restart")
+        wait_for(
+            lambda: (
+                {k: list(dict.fromkeys(v)) for k, v in stages_of(smtp).items()}
+                == {k: list(dict.fromkeys(v)) for k, v in EXPECTED.items()}
+                and all(len(set(v)) >= 1 for v in stages_of(smtp).values())
+            ),
+            60,
+            "every expected email",
+        )
+        time.sleep(2)
+    finally:
+        assert run.stop() == 0, run.output()
+    got = received(smtp)
+    for key, stages in EXPECTED.items():
+        values = got[key]
+        # Nothing lost: every expected message arrived, in order.
+        unique = list(dict.fromkeys((stage, mid) for stage, _, mid in values))
+        assert [stage for stage, _ in unique] == stages
+        # Copies only from the post-250 window: same Message-ID, at most one per kill.
+        assert len(values) - len(unique) <= kills
+
+
+def test_second_instance_on_the_same_sqlite_database_is_refused(
+    tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    _, jp, smtp, _ = world
+    config, first = start(tmp_path, f"sqlite:///{tmp_path / 'one.db'}", jp, smtp)
+    try:
+        wait_for(lambda: "notifier running" in first.output(), 30, "READY")
+        second = Run(config)
+        assert second.proc.wait(timeout=30) == 1
+        assert "another notifier is already running" in second.output()
+    finally:
+        assert first.stop() == 0
+
+
+def test_unreadable_pages_pause_customer_mail_with_one_alert(
+    db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, smtp, journeys = world
+    simulator.advance(steps=2)  # the EMS has left Japan: one message is due
+    config, run = start(tmp_path, db_url, jp, smtp)
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        wait_for(lambda: len(stages_of(smtp)) >= 1, 30, "a first email")
+        simulator.set_fault(Fault.CHANGED_LAYOUT)
+        before = stages_of(smtp)
+        simulator.advance()
+        simulator.advance()
+        time.sleep(4)
+        assert stages_of(smtp) == before  # no customer mail while pages are unreadable
+        alerts = subprocess.run(
+            [sys.executable, "-m", "notifier", "alerts", "--json", "--config", str(config)],
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        import json
+
+        kinds = [a["kind"] for a in json.loads(alerts.stdout)]
+        assert kinds.count("site_unrecognized") == 1
+    finally:
+        assert run.stop() == 0, run.output()
