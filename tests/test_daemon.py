@@ -225,7 +225,8 @@ def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
             run.proc.wait(timeout=10)
             kills += 1
             run = Run(config)
-            wait_for(lambda: "notifier running" in run.output(), 30, "READY after restart")
+            restarted = run
+            wait_for(lambda: "notifier running" in restarted.output(), 30, "READY after restart")
         wait_for(
             lambda: (
                 {k: list(dict.fromkeys(v)) for k, v in stages_of(smtp).items()}
@@ -265,7 +266,7 @@ def test_second_instance_on_the_same_sqlite_database_is_refused(
 def test_unreadable_pages_pause_customer_mail_with_one_alert(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
-    simulator, jp, smtp, journeys = world
+    simulator, jp, smtp, _ = world
     simulator.advance(steps=2)  # the EMS has left Japan: one message is due
     config, run = start(tmp_path, db_url, jp, smtp)
     try:
