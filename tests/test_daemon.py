@@ -225,8 +225,7 @@ def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
             run.proc.wait(timeout=10)
             kills += 1
             run = Run(config)
-            restarted = run
-            wait_for(lambda: "notifier running" in restarted.output(), 30, "READY after restart")
+            wait_for(lambda current=run: "notifier running" in current.output(), 30, "READY after restart")
         wait_for(
             lambda: (
                 {k: list(dict.fromkeys(v)) for k, v in stages_of(smtp).items()}
