@@ -139,6 +139,10 @@ def stages_of(server: SmtpServer) -> dict[tuple[str, str], list[str]]:
     return {key: [stage for stage, _, _ in values] for key, values in received(server).items()}
 
 
+def ready_check(run: Run) -> Callable[[], bool]:
+    return lambda: "notifier running" in run.output()
+
+
 def advance_all(simulator: Simulator, journeys: list[Journey], pause: float) -> None:
     for _ in range(max(len(j.scans) for j in journeys)):
         simulator.advance()
@@ -225,7 +229,7 @@ def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
             run.proc.wait(timeout=10)
             kills += 1
             run = Run(config)
-            wait_for(lambda current=run: "notifier running" in current.output(), 30, "READY after restart")
+            wait_for(ready_check(run), 30, "READY after restart")
         wait_for(
             lambda: (
                 {k: list(dict.fromkeys(v)) for k, v in stages_of(smtp).items()}
