@@ -22,7 +22,7 @@ def when(
     entered_days: float = 0.5,
     policy: PollingPolicy | None = None,
     seed: int = 1,
-):
+) -> NextPoll:
     return next_poll(
         stage=stage,
         now=NOW,
