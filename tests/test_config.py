@@ -44,6 +44,44 @@ def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.Mon
     assert rules["accepted"].item_types == frozenset({"ems"})
     assert rules["vip-out-for-delivery"].template is Template.OUT_FOR_DELIVERY
     assert rules["vip-out-for-delivery"].destinations == frozenset({"US", "CA"})
+    assert [w.number for w in settings.watches] == ["EJ123456785JP", "123456789012"]
+    assert settings.watches[1].locale == "ja"
+    assert settings.watches[0].tags == frozenset({"vip"})
+    assert settings.polling.intervals[Stage.OUT_FOR_DELIVERY] == dt.timedelta(minutes=30)
+    assert settings.poll_tick == 15
+
+
+def test_watchlists_name_file_line_and_key_for_every_problem(tmp_path: Path) -> None:
+    (tmp_path / "watch.d").mkdir()
+    (tmp_path / "watch.d" / "orders.toml").write_text(
+        '[[watch]]\nnumber = "EJ123456785JP"\nlabel = "dup"\n\n[[watch]]\nnumber = "1234"\n', encoding="utf-8"
+    )
+    text = """[polling]
+watch_files = ["watch.d/*.toml"]
+
+[[watch]]
+number = "EJ123456785JP"
+subscribers = ["a@example.com", "not an address"]
+locale = "fr"
+colour = "red"
+
+[[watch]]
+number = "EL015307998JP"
+time_zone = "Mars/Olympus"
+"""
+    with pytest.raises(ConfigError) as info:
+        parse_settings(text, tmp_path / "config.toml")
+    message = str(info.value)
+    config, orders = tmp_path / "config.toml", tmp_path / "watch.d" / "orders.toml"
+    for expected in (
+        f"{config}:6: watch[0].subscribers:",
+        f"{config}:7: watch[0].locale: must be en or ja",
+        f"{config}:8: watch[0].colour: unknown key",
+        f"{config}:11: watch[1].number: 'EL015307998JP' is not a valid tracking number: the check digit",
+        f"{orders}:6: watch[1].number: '1234' is not a valid tracking number",
+        f"{orders}:1: watch.number: EJ123456785JP is already watched at {config}:4",
+    ):
+        assert expected in message, (expected, message)
 
 
 def test_every_problem_is_reported_at_once_with_line_and_key(tmp_path: Path) -> None:
