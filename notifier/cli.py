@@ -244,7 +244,7 @@ def _port(text: str) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    from notifier import cli_mail, cli_store
+    from notifier import cli_mail, cli_store, demo
     from notifier.simulator import Fault
 
     # -v works before or after the command; SUPPRESS keeps a subcommand's default from
@@ -314,6 +314,7 @@ def build_parser() -> argparse.ArgumentParser:
     check_config.add_argument("--config", metavar="PATH", help="config file (default: $NOTIFIER_CONFIG)")
     check_config.set_defaults(handler=cmd_config_check)
 
+    demo.add_parser(sub, parents=[common])
     cli_store.add_parsers(sub, parents=[common])
     cli_mail.add_parsers(sub, parents=[common], database_options=cli_store.database_parent())
     return parser

@@ -325,7 +325,10 @@ def diff_detail(stored: Sequence[TrackingEvent], page: Page, number: str) -> Cha
 
     history = tuple(e for e, _ in merged)
     current = current_stage(history)
-    if went_backwards(previous, current):
+    # On its way back to the sender a parcel passes the exchange offices again: the journey's
+    # order no longer applies once a return has begun.
+    returning = any(e.stage in (Stage.RETURNING, Stage.RETURNED) for e in history)
+    if not returning and went_backwards(previous, current):
         anomalies.append(
             Anomaly(
                 kind=AnomalyKind.STAGE_BACKWARDS,

@@ -637,3 +637,11 @@ def test_a_new_parcel_under_a_reused_number_is_not_merged() -> None:
     shared = diff_detail(stored, page_of(A, B, C, much_later), NUMBER)
     assert kinds(shared) == []
     assert shared.new_events == (much_later,)
+
+
+def test_the_return_leg_is_not_going_backwards() -> None:
+    back = ev(400, Stage.RETURNING)
+    again = ev(460, Stage.INWARD_EXCHANGE)
+    change = diff_detail((A, B, C, D, E, F), page_of(A, B, C, D, E, F, back, again), NUMBER)
+    assert kinds(change) == []
+    assert chain(change) == [Stage.RETURNING, Stage.INWARD_EXCHANGE]

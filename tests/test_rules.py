@@ -347,3 +347,12 @@ def test_the_return_leg_only_speaks_of_the_return() -> None:
     # Polled step by step, the arrival back in Japan still says nothing to the customer.
     step = diff_detail(back[:6], page(*back[:7]), NUMBER)
     assert notifications_for_change(step, SHIP, [ALICE], RulesConfig(), later) == []
+
+
+def test_return_seen_together_with_the_next_exchange_scan_still_notifies() -> None:
+    back = [*HISTORY[:5], ev(12, Stage.RETURNING), ev(15, Stage.INWARD_EXCHANGE)]
+    change = diff_detail(back[:5], page(*back), NUMBER)
+    sent = notifications_for_change(
+        change, SHIP, [ALICE], RulesConfig(), dt.datetime(2026, 3, 16, tzinfo=dt.UTC)
+    )
+    assert [n.template for n in sent] == [Template.RETURNING]
