@@ -150,9 +150,14 @@ def cmd_check(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     locale = Locale(args.locale)
     save_dir = Path(args.save_pages) if args.save_pages else None
+    base_url, interval = args.base_url, args.request_interval
+    if args.config or os.environ.get("NOTIFIER_CONFIG"):
+        from notifier.config import load_settings
+
+        configured = load_settings(args.config).japanpost
+        base_url = args.base_url if args.base_url != DEFAULT_BASE_URL else configured.base_url
+        interval = interval if interval is not None else configured.request_interval
     with ExitStack() as stack:
-        base_url = args.base_url
-        interval = args.request_interval
         if args.simulator:
             from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
 
@@ -271,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="seconds between requests (5; 0 with --simulator)",
+    )
+    check.add_argument(
+        "--config", metavar="PATH", help="read [japanpost] from this config (or $NOTIFIER_CONFIG)"
     )
     check.add_argument("--save-pages", metavar="DIR", help="save each fetched page as DIR/NUMBER-LOCALE.html")
     check.add_argument(

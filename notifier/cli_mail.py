@@ -3,20 +3,23 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import datetime as dt
 import email
 import email.policy
 import json
 import os
+import re
 import socket
 import sys
 from pathlib import Path
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from notifier.compose import MailSettings, draft
+from notifier.compose import MailSettings, draft, unsubscribe_uri
 from notifier.config import Settings, load_settings
 from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
-from notifier.messages import Template
+from notifier.messages import MessageContext, Template
 from notifier.numbers import parse_number
 from notifier.outbox import OutboxPolicy, drain
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
@@ -79,6 +82,15 @@ async def _watch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     number = parse_number(args.number)
     subscribers = [validate_address(a) for a in args.subscriber or []]
+    if args.time_zone:
+        try:
+            ZoneInfo(args.time_zone)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise AddressError(
+                f"--time-zone {args.time_zone!r} is not an IANA time zone (like Asia/Tokyo)"
+            ) from None
+    if args.destination and not re.fullmatch(r"[A-Za-z]{2}", args.destination):
+        raise AddressError(f"--destination {args.destination!r} is not a two-letter country code (like US)")
     store = await _open(settings)
     try:
         now = utcnow()
@@ -97,6 +109,30 @@ async def _watch(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         await store.close()
+
+
+async def _unwatch(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    number = parse_number(args.number).value
+    store = await _open(settings)
+    try:
+        if not await store.unwatch(number):
+            print(f"notifier unwatch: {number} is not in the database", file=sys.stderr)
+            return EXIT_FAILURE
+        print(f"{number} is no longer polled; its history is kept (notifier history {number})")
+        return EXIT_OK
+    finally:
+        await store.close()
+
+
+def cmd_unwatch(args: argparse.Namespace) -> int:
+    import asyncio
+
+    try:
+        return asyncio.run(_unwatch(args))
+    except InvalidNumberError as exc:
+        print(f"notifier unwatch: {exc}", file=sys.stderr)
+        return EXIT_USAGE
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
@@ -209,6 +245,17 @@ def cmd_outbox(args: argparse.Namespace) -> int:
 # --- preview and test-email ---------------------------------------------------------------
 
 
+def _as_configured(context: MessageContext, settings: Settings, recipient: str) -> MessageContext:
+    """The sample shipment, but from this shop: its name, reply address and unsubscribe link."""
+    mail = mail_settings(settings)
+    return dataclasses.replace(
+        context,
+        shop_name=mail.shop_name,
+        reply_to=mail.reply_to or "",
+        unsubscribe_url=unsubscribe_uri(mail.unsubscribe, recipient, context.number),
+    )
+
+
 def _template_of(args: argparse.Namespace) -> Template:
     if args.template:
         return Template(args.template)
@@ -220,7 +267,9 @@ def _template_of(args: argparse.Namespace) -> Template:
 def cmd_preview(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     renderer = Renderer(settings.notifications.templates)
-    context = sample_context(_template_of(args), args.locale)
+    context = _as_configured(
+        sample_context(_template_of(args), args.locale), settings, "customer@example.com"
+    )
     rendered = renderer.render(context)
     if args.html:
         Path(args.html).write_text(rendered.html, encoding="utf-8")
@@ -234,7 +283,7 @@ async def _test_email(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     recipient = validate_address(args.address)
     mail = mail_settings(settings)
-    context = sample_context(Template.TEST, args.locale)
+    context = _as_configured(sample_context(Template.TEST, args.locale), settings, recipient)
     now = utcnow()
     message = draft(
         context,
@@ -331,6 +380,10 @@ def add_parsers(
     watch.add_argument("--destination", metavar="CC", help="destination country code, for rules")
     watch.add_argument("--tag", action="append", metavar="TAG", help="tags for rules; repeatable")
     watch.set_defaults(handler=cmd_watch)
+
+    unwatch = sub.add_parser("unwatch", parents=both, help="stop polling a number (its history stays)")
+    unwatch.add_argument("number", metavar="NUMBER")
+    unwatch.set_defaults(handler=cmd_unwatch)
 
     outbox = sub.add_parser("outbox", parents=both, help="list, show, retry or send queued messages")
     outbox_sub = outbox.add_subparsers(dest="outbox_command", metavar="ACTION")

@@ -100,6 +100,8 @@ def backup_sqlite(source: Path, destination: Path) -> int:
     """
     if not source.is_file():
         raise DatabaseError(f"no SQLite database at {source}")
+    if not destination.parent.is_dir():
+        raise DatabaseError(f"cannot write the backup: {destination.parent} is not a directory")
     partial = destination.with_name(destination.name + ".partial")
     with (
         closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
@@ -121,7 +123,10 @@ def cmd_db(args: argparse.Namespace) -> int:
                 file=sys.stderr,
             )
             return EXIT_USAGE
-        size = backup_sqlite(Path(url.database), Path(args.destination))
+        try:
+            size = backup_sqlite(Path(url.database), Path(args.destination))
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"backup to {args.destination} failed: {exc}") from exc
         print(f"backed up {url.database} to {args.destination} ({size} bytes)")
         return EXIT_OK
     return _run(_db(args))

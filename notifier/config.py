@@ -601,6 +601,17 @@ def _polling(data: dict[str, Any], problems: _Problems) -> tuple[PollingPolicy, 
     return PollingPolicy(intervals=intervals, **values), tick
 
 
+def _anchor_sqlite(url: str, base: Path) -> str:
+    """A relative SQLite path in a config file means beside that file, like every other path in it."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    relative = url[len(prefix) :]
+    if not relative or relative.startswith(":memory:") or "?" in relative:
+        return url
+    return prefix + str((base / relative).resolve())
+
+
 def parse_settings(text: str, source: Path | None = None) -> Settings:
     """Validate a whole config file; raise one ConfigError listing every problem."""
     where = str(source) if source else "<config>"
@@ -616,6 +627,7 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
     if not isinstance(url, str) or not url:
         problems.add("database.url", "must be a non-empty string")
         url = DEFAULT_DATABASE_URL
+    url = _anchor_sqlite(url, base) if source is not None else url
     base_url = japanpost.get("base_url", DEFAULT_BASE_URL)
     if not isinstance(base_url, str) or not base_url.startswith(("http://", "https://")):
         problems.add("japanpost.base_url", "must be an http(s) URL")

@@ -327,9 +327,13 @@ def quiet_until(
     """
     if window is None:
         return None
-    from zoneinfo import ZoneInfo
+    from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-    zone = ZoneInfo(time_zone or "UTC")
+    try:
+        zone = ZoneInfo(time_zone or "UTC")
+    except (ZoneInfoNotFoundError, ValueError):
+        # A zone that slipped past validation must not jam the outbox: fall back to UTC.
+        zone = ZoneInfo("UTC")
     local = now.astimezone(zone)
     start, end = window
     clock = local.time().replace(tzinfo=None)

@@ -170,3 +170,44 @@ def test_test_email_over_smtp_and_to_files(
     (eml,) = (tmp_path / "eml").glob("*.eml")
     assert email.message_from_bytes(eml.read_bytes())["To"] == "me@example.com"
     assert main(["test-email", "me@@example.com", *files_opts]) == 2
+
+
+def test_watch_refuses_bad_zone_and_destination_and_unwatch_keeps_history(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = write_config(tmp_path, db_url, "http://127.0.0.1:9", None)
+    assert main(["db", "upgrade", *opts]) == 0
+    assert (
+        main(["watch", "EJ202603021JP", "--subscriber", "z@example.com", "--time-zone", "Tokyo", *opts]) == 2
+    )
+    assert "IANA time zone" in capsys.readouterr().err
+    assert main(["watch", "EJ202603021JP", "--destination", "USA", *opts]) == 2
+    assert main(["watch", "EJ202603021JP", "--time-zone", "Asia/Tokyo", "--destination", "us", *opts]) == 0
+    assert main(["unwatch", "EJ202603021JP", *opts]) == 0
+    assert "history is kept" in capsys.readouterr().out
+    assert main(["status", "--json", *opts]) == 0
+    assert json.loads(capsys.readouterr().out) == []
+    assert main(["unwatch", "EJ271828189JP", *opts]) == 1
+
+
+def test_preview_and_test_email_speak_for_the_configured_shop(
+    tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = write_config(tmp_path, "sqlite:///unused.db", "http://127.0.0.1:9", smtp)
+    assert main(["preview", "--stage", "delivered", *opts]) == 0
+    text = capsys.readouterr().out
+    assert "Sakura Stationery" in text  # the configured shop_name
+    assert "mailto:ops@sakura.example" in text  # the configured unsubscribe (default: the operator)
+    assert main(["test-email", "me@example.com", *opts]) == 0
+    (message,) = parsed(smtp)
+    assert message["List-Unsubscribe"] == "<mailto:ops@sakura.example?subject=unsubscribe%20me%40example.com>"
+
+
+def test_relative_sqlite_path_is_beside_the_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from notifier.config import load_settings
+
+    (tmp_path / "etc").mkdir()
+    config = tmp_path / "etc" / "n.toml"
+    config.write_text('[database]\nurl = "sqlite:///state/n.db"\n')
+    monkeypatch.chdir(tmp_path)
+    assert load_settings(str(config)).database.url == f"sqlite:///{tmp_path / 'etc' / 'state' / 'n.db'}"

@@ -171,7 +171,7 @@ def test_environment_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     config = tmp_path / "n.toml"
     config.write_text('[database]\nurl = "sqlite:///from-file.db"\n')
     monkeypatch.setenv("NOTIFIER_CONFIG", str(config))
-    assert load_settings(None).database.url == "sqlite:///from-file.db"
+    assert load_settings(None).database.url == f"sqlite:///{tmp_path / 'from-file.db'}"
     monkeypatch.setenv("NOTIFIER_DATABASE_URL", "sqlite:///from-env.db")
     assert load_settings(None).database.url == "sqlite:///from-env.db"
     assert load_settings(None, database_url="sqlite:///from-flag.db").database.url == "sqlite:///from-flag.db"

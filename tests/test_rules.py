@@ -356,3 +356,10 @@ def test_return_seen_together_with_the_next_exchange_scan_still_notifies() -> No
         change, SHIP, [ALICE], RulesConfig(), dt.datetime(2026, 3, 16, tzinfo=dt.UTC)
     )
     assert [n.template for n in sent] == [Template.RETURNING]
+
+
+def test_quiet_hours_with_an_unknown_zone_fall_back_to_utc() -> None:
+    late = dt.datetime(2026, 3, 10, 22, 0, tzinfo=dt.UTC)
+    assert quiet_until(late, "Tokyo", (dt.time(21), dt.time(8))) == dt.datetime(
+        2026, 3, 11, 8, 0, tzinfo=dt.UTC
+    )

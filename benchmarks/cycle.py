@@ -1,0 +1,643 @@
+"""Poll cycle: requests per shipment, time and CPU of a full cycle, peak RSS, start-up to READY.
+
+    python benchmarks/cycle.py [--shipments N]
+
+A SQLite database in a temporary directory, migrated to head; N shipments (3 in 4 with S10
+numbers, 1 in 4 with 12-digit domestic ones) watched with `Store.watch`, each with its own
+journey in one in-process `Simulator` (the scans of the three builtin journeys that get found,
+under the shipment's number, 1 to len-2 scans revealed), served over real HTTP on loopback by
+`SimulatorServer`. The client runs with no request pacing (`request_interval` 0) and every
+timed phase calls `run_cycle` the way the daemon does (default `limit` 500) in a loop until it
+claims nothing, under a clock moved far enough ahead to make every shipment due:
+
+1. first sight, on a sample (default 1,000): nothing stored yet, so one detail request each.
+   The other shipments get the same state untimed, from one `Store.record_poll` each (the
+   Change, page and snapshot of their journey step, computed once per step), to keep the run
+   near 5 minutes;
+2. unchanged: all N due, nothing new: one list request per 10 shipments;
+3. 5% changed: 5% of the journeys advanced by one scan first; those need a detail request each.
+
+Then two things the daemon does besides cycles, at this size: the status line it rebuilds
+after every poll tick (`Store.shipments` + `Store.outbox_depth`, as `Daemon._status`), and the
+five-minute housekeeping's `queue_timed`, run for at most 15 s and extrapolated.
+
+Last, the daemon itself: `python -m notifier run --config <generated>` on this database (no
+watchlist: the shipments are already in it, and none is due), timed from spawn to the
+"notifier running" log line (READY), then SIGTERM, timed to its exit.
+
+CPU is that of this whole process minus the simulator's threads (measured per thread), so it is
+what the daemon would spend: notifier, SQLAlchemy, aiosqlite's thread, httpx and the parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import dataclasses
+import datetime as dt
+import os
+import platform
+import random
+import resource
+import signal
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO, ParamSpec, TypeVar
+from urllib.parse import urlencode
+
+import sqlalchemy
+
+from notifier.cli_mail import notifier_for
+from notifier.client import DETAIL_PATH, ClientSettings, JapanPostClient
+from notifier.config import Settings
+from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
+from notifier.db import make_engine, upgrade
+from notifier.diff import Change, diff_detail
+from notifier.model import ItemResult, Layout
+from notifier.numbers import TrackingNumber, parse_number, s10_check_digit
+from notifier.parser import parse_page
+from notifier.policy import PollingPolicy
+from notifier.poll import POLL_LOCALE, Notifier, queue_timed
+from notifier.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
+from notifier.store import PageCapture, Store
+
+LIMIT = 500  # the daemon's run_cycle default: shipments claimed per call
+INTERVAL = dt.timedelta(hours=1)  # fixed polling interval; each phase's clock is 2 h after the last
+CHANGED_SHARE = 0.05
+READY_LINE = "notifier running"
+READY_TIMEOUT = 120.0
+HOUSEKEEPING_BUDGET = 15.0
+# Targets this benchmark is held to, for 10,000 shipments on the 2-core reference machine.
+TARGET_CYCLE_WALL = 30.0
+TARGET_RSS_MB = 200.0
+TARGET_REQUESTS = 0.2
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+
+def expect(condition: bool, message: str) -> None:
+    """A sanity check that `python -O` keeps: figures from a wrong workload are worse than none."""
+    if not condition:
+        raise RuntimeError(message)
+
+
+def peak_rss_mib() -> float:
+    """Peak resident set size of this process so far (ru_maxrss is KiB on Linux)."""
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def rss_mib() -> float:
+    with open("/proc/self/statm") as statm:
+        return int(statm.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+
+
+def load() -> str:
+    return "/".join(f"{x:.2f}" for x in os.getloadavg())
+
+
+# --- workload ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Step:
+    """A journey's detail page with its first `count` scans shown, parsed, and the Change that
+    takes a shipment that has never been seen to it: what first sight records."""
+
+    count: int
+    body: bytes
+    layout: str
+    item: ItemResult
+    change: Change
+
+
+@dataclass(frozen=True, slots=True)
+class Shipment:
+    number: TrackingNumber
+    journey: Journey
+    step: Step
+
+
+def templates() -> list[Journey]:
+    """The builtin journeys that get found (the fourth never is)."""
+    return [j for j in builtin_journeys() if j.scans]
+
+
+def steps(journeys: Sequence[Journey]) -> dict[tuple[str, int], Step]:
+    simulator = Simulator(journeys, seed=1)
+    result = {}
+    for journey in journeys:
+        for count in range(1, len(journey.scans) + 1):
+            simulator.reveal(journey.number, count)
+            body = simulator.render_detail(journey.number, str(POLL_LOCALE)).encode()
+            page = parse_page(body, requested=(journey.number,))
+            item = page.item(journey.number)
+            expect(page.layout is Layout.DETAIL and item is not None, f"{journey.number}: step {count}")
+            assert item is not None
+            change = diff_detail((), page, journey.number)
+            expect(change.changed and not change.anomalies, f"{journey.number}: step {count}: {change}")
+            result[journey.number, count] = Step(count, body, str(page.layout), item, change)
+    return result
+
+
+def fleet(count: int, seed: int = 20261123) -> list[Shipment]:
+    """Distinct valid numbers, each on a copy of a builtin journey with 1 to len-2 scans shown
+    (so one more scan never reaches a terminal stage, which would stop polling)."""
+    rng = random.Random(seed)
+    journeys = templates()
+    pages = steps(journeys)
+    international = [j for j in journeys if j.international]
+    domestic = [j for j in journeys if not j.international]
+    serials = rng.sample(range(10_000_000, 100_000_000), count)
+    result = []
+    for index, serial in enumerate(serials):
+        # One in four is domestic; within each kind the journeys take turns.
+        if index % 4 == 3 and domestic:
+            template = domestic[index // 4 % len(domestic)]
+            value = f"{serial:08d}{rng.randrange(10_000):04d}"
+        else:
+            template = international[(index - index // 4) % len(international)]
+            value = f"{template.number[:2]}{serial:08d}{s10_check_digit(f'{serial:08d}')}JP"
+        revealed = rng.randint(1, len(template.scans) - 2)
+        journey = dataclasses.replace(template, number=value, revealed=revealed)
+        result.append(Shipment(parse_number(value), journey, pages[template.number, revealed]))
+    expect(len({s.number.value for s in result}) == count, "duplicate tracking numbers")
+    return result
+
+
+# --- measuring -----------------------------------------------------------------------------
+
+
+def thread_cpu(prefix: str) -> dict[int, float]:
+    """CPU seconds of each live thread whose name starts with `prefix`, by native id."""
+    result = {}
+    for thread in threading.enumerate():
+        if thread.name.startswith(prefix) and thread.ident is not None and thread.native_id is not None:
+            with contextlib.suppress(OSError):
+                clock = time.pthread_getcpuclockid(thread.ident)
+                result[thread.native_id] = time.clock_gettime(clock)
+    return result
+
+
+def process_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+@dataclass(slots=True)
+class Calls:
+    """Wall time spent awaiting each wrapped call (they run one at a time: one cycle, no overlap)."""
+
+    seconds: dict[str, float] = field(default_factory=dict)
+    counts: dict[str, int] = field(default_factory=dict)
+
+    def wrap(self, name: str, method: Callable[P, Awaitable[T]]) -> Callable[P, Awaitable[T]]:
+        async def timed(*args: P.args, **kwargs: P.kwargs) -> T:
+            started = time.perf_counter()
+            try:
+                return await method(*args, **kwargs)
+            finally:
+                self.seconds[name] = self.seconds.get(name, 0.0) + time.perf_counter() - started
+                self.counts[name] = self.counts.get(name, 0) + 1
+
+        return timed
+
+    def reset(self) -> None:
+        self.seconds.clear()
+        self.counts.clear()
+
+
+@dataclass(slots=True)
+class Phase:
+    name: str
+    shipments: int
+    runs: int = 0
+    stats: CycleStats = field(default_factory=CycleStats)
+    requests: int = 0
+    wall: float = 0.0
+    cpu: float = 0.0
+    simulator_cpu: float = 0.0
+    calls: dict[str, tuple[int, float]] = field(default_factory=dict)
+
+    @property
+    def notifier_cpu(self) -> float:
+        return self.cpu - self.simulator_cpu
+
+    @property
+    def per_shipment(self) -> float:
+        return self.requests / self.shipments
+
+
+def accumulate(total: CycleStats, stats: CycleStats) -> None:
+    for name in (
+        "claimed",
+        "list_requests",
+        "detail_requests",
+        "changed",
+        "failed",
+        "queued",
+        "unrecognized",
+        "skipped_open_circuit",
+    ):
+        setattr(total, name, getattr(total, name) + getattr(stats, name))
+    total.gave_up += stats.gave_up
+
+
+@dataclass(slots=True)
+class Bench:
+    store: Store
+    client: JapanPostClient
+    notifier: Notifier
+    simulator: Simulator
+    calls: Calls
+    policy: PollingPolicy = field(default_factory=lambda: PollingPolicy(fixed_interval=INTERVAL))
+    breaker: CircuitBreaker = field(default_factory=CircuitBreaker)
+    rng: random.Random = field(default_factory=lambda: random.Random(5))
+
+    async def phase(self, name: str, shipments: int, now: dt.datetime) -> Phase:
+        """Call run_cycle as the daemon does, until it claims nothing, with the clock at `now`."""
+        result = Phase(name, shipments)
+        self.simulator.reset_requests()
+        self.calls.reset()
+        sim_before = thread_cpu("simulator")
+        cpu_before = process_cpu()
+        started = time.perf_counter()
+        while True:
+            stats = await run_cycle(
+                self.store,
+                self.client,
+                self.notifier,
+                owner="bench",
+                policy=self.policy,
+                breaker=self.breaker,
+                clock=lambda: now,
+                rng=self.rng,
+                limit=LIMIT,
+            )
+            if not stats.claimed:
+                break
+            result.runs += 1
+            accumulate(result.stats, stats)
+        result.wall = time.perf_counter() - started
+        result.cpu = process_cpu() - cpu_before
+        sim_after = thread_cpu("simulator")
+        result.simulator_cpu = sum(cpu - sim_before.get(tid, 0.0) for tid, cpu in sim_after.items())
+        result.requests = self.simulator.request_count
+        result.calls = {k: (self.calls.counts[k], v) for k, v in self.calls.seconds.items()}
+        expect(result.stats.claimed == shipments, f"{name}: claimed {result.stats.claimed} of {shipments}")
+        expect(
+            result.stats.failed == 0 and result.stats.unrecognized == 0 and not result.stats.gave_up,
+            f"{name}: {result.stats}",
+        )
+        expect(
+            result.requests == result.stats.list_requests + result.stats.detail_requests,
+            f"{name}: the simulator saw {result.requests} requests, the cycle counted "
+            f"{result.stats.list_requests} + {result.stats.detail_requests}",
+        )
+        report(result)
+        return result
+
+
+def report(phase: Phase) -> None:
+    s = phase.stats
+    print(
+        f"\n{phase.name}: {phase.shipments:,} shipments due, {phase.runs} run_cycle calls (limit {LIMIT}); "
+        f"load average {load()}\n"
+        f"  requests  {phase.requests:7,} = {s.list_requests:,} list + {s.detail_requests:,} detail"
+        f"  -> {phase.per_shipment:.3f} per shipment; {s.changed:,} changed\n"
+        f"  wall      {phase.wall:7.1f} s  ({phase.shipments / phase.wall:,.0f} shipments/s, "
+        f"{phase.wall / phase.shipments * 1e3:.2f} ms each)\n"
+        f"  CPU       {phase.notifier_cpu:7.1f} s  notifier side ({phase.notifier_cpu / phase.wall:.0%} "
+        f"of one core), + {phase.simulator_cpu:.1f} s in the simulator's threads",
+        flush=True,
+    )
+    for name, (count, seconds) in sorted(phase.calls.items(), key=lambda kv: -kv[1][1]):
+        print(
+            f"    {name:<20} {count:7,} calls {seconds:7.1f} s  {seconds / count * 1e3:6.2f} ms each  "
+            f"{seconds / phase.wall:4.0%} of wall"
+        )
+
+
+# --- set-up --------------------------------------------------------------------------------
+
+
+async def watch_all(store: Store, ships: Sequence[Shipment], now: dt.datetime) -> list[int]:
+    ids = []
+    for ship in ships:
+        view = await store.watch(
+            ship.number, now=now, label=f"order {ship.number.value[-6:]}", first_poll_at=now
+        )
+        ids.append(view.id)
+    return ids
+
+
+async def fill(
+    store: Store, ships: Sequence[Shipment], ids: Sequence[int], now: dt.datetime, base_url: str
+) -> None:
+    """What first sight records, without the request: history, contacts, stage, one snapshot."""
+    rng = random.Random(3)
+    for ship, shipment_id in zip(ships, ids, strict=True):
+        step = ship.step
+        query = urlencode({"reqCodeNo1": ship.number.value, "locale": str(POLL_LOCALE)})
+        await store.record_poll(
+            shipment_id,
+            change=step.change,
+            item=step.item,
+            now=now,
+            next_poll_at=now + INTERVAL * rng.uniform(0.9, 1.1),
+            capture=PageCapture(body=step.body, url=f"{base_url}{DETAIL_PATH}?{query}", layout=step.layout),
+        )
+
+
+# --- what the daemon does besides cycles ---------------------------------------------------
+
+
+class OutOfTimeError(Exception):
+    pass
+
+
+async def status_line(store: Store) -> list[float]:
+    """Daemon._status after every poll tick: every shipment loaded to count them, and the outbox."""
+    durations = []
+    for _ in range(3):
+        started = time.perf_counter()
+        watched = len(await store.shipments())
+        await store.outbox_depth()
+        durations.append(time.perf_counter() - started)
+        expect(watched > 0, "no shipments")
+    return durations
+
+
+async def housekeeping(store: Store, notifier: Notifier, now: dt.datetime) -> tuple[int, float, bool]:
+    """queue_timed for at most HOUSEKEEPING_BUDGET seconds: (shipments done, seconds, finished)."""
+    history = store.history
+    done = 0
+    started = time.perf_counter()
+
+    async def bounded(shipment_id: int) -> object:
+        nonlocal done
+        if time.perf_counter() - started > HOUSEKEEPING_BUDGET:
+            raise OutOfTimeError
+        done += 1
+        return await history(shipment_id)
+
+    store.history = bounded  # type: ignore[method-assign,assignment]
+    try:
+        await queue_timed(store, notifier, now=now)
+        finished = True
+    except OutOfTimeError:
+        finished = False
+    finally:
+        store.history = history  # type: ignore[method-assign]
+    return done, time.perf_counter() - started, finished
+
+
+# --- the daemon ----------------------------------------------------------------------------
+
+
+@dataclass(slots=True)
+class Startup:
+    ready: float | None
+    stopped: float
+    exit_code: int
+    rss_mib: float
+    log: list[str]
+
+
+def start_daemon(config: Path, cwd: Path) -> Startup:
+    """Spawn `notifier run`, time it to READY, SIGTERM it, time it to exit."""
+    started = time.perf_counter()
+    process = subprocess.Popen(
+        [sys.executable, "-m", "notifier", "run", "--config", str(config)],
+        cwd=cwd,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    assert process.stderr is not None
+    lines: list[str] = []
+    ready_at: list[float] = []
+    seen = threading.Event()
+
+    def read(stream: IO[str]) -> None:
+        for line in stream:
+            lines.append(line.rstrip("\n"))
+            if READY_LINE in line and not ready_at:
+                ready_at.append(time.perf_counter() - started)
+                seen.set()
+        seen.set()  # end of file: it exited before READY
+
+    reader = threading.Thread(target=read, args=(process.stderr,), daemon=True)
+    reader.start()
+    seen.wait(READY_TIMEOUT)
+    term = time.perf_counter()
+    if process.poll() is None:
+        process.send_signal(signal.SIGTERM)
+    try:
+        code = process.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        code = process.wait()
+    stopped = time.perf_counter() - term
+    reader.join(5)
+    rss = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
+    return Startup(ready_at[0] if ready_at else None, stopped, code, rss, lines)
+
+
+def summary(log: Sequence[str]) -> list[str]:
+    """Log lines, with each traceback folded to its last line."""
+    out: list[str] = []
+    traceback = 0
+    for line in log:
+        if line.startswith("Traceback"):
+            traceback = 1
+            continue
+        if traceback and line.startswith((" ", "\t")):
+            traceback += 1
+            continue
+        if traceback:
+            out.append(f"[traceback of {traceback} lines] {line}")
+            traceback = 0
+            continue
+        out.append(line)
+    return out
+
+
+def write_config(path: Path, url: str, base_url: str) -> None:
+    path.write_text(
+        "# generated by benchmarks/cycle.py: no watchlist, the shipments are in the database\n"
+        f'[database]\nurl = "{url}"\n\n'
+        f'[japanpost]\nbase_url = "{base_url}"\nrequest_interval = 5\n\n'
+        f'[notifications]\noutbox_dir = "{path.parent / "outbox"}"\n',
+        encoding="utf-8",
+    )
+
+
+# --- main ----------------------------------------------------------------------------------
+
+
+async def main_async(args: argparse.Namespace) -> int:
+    began = time.perf_counter()
+    count, sample = args.shipments, min(args.first_sight, args.shipments)
+    print(
+        f"python {platform.python_version()}, SQLAlchemy {sqlalchemy.__version__}, SQLite "
+        f"{sqlite3.sqlite_version} (WAL, synchronous=FULL), {os.cpu_count()} CPUs, load average {load()}; "
+        f"{count:,} shipments; run_cycle limit {LIMIT}, request_interval 0, the simulator in this "
+        "process over HTTP on loopback",
+        flush=True,
+    )
+    rss_imports = rss_mib()
+    ships = fleet(count)
+    simulator = Simulator((s.journey for s in ships), seed=1)
+    rss_fleet = rss_mib()
+    # Real now, so the daemon started at the end finds created_at in the past and nothing due.
+    t0 = dt.datetime.now(dt.UTC).replace(microsecond=0)
+    first_sight_at = t0 + dt.timedelta(days=1)
+    unchanged_at = first_sight_at + 2 * INTERVAL
+    changed_at = unchanged_at + 2 * INTERVAL
+
+    with (
+        tempfile.TemporaryDirectory(prefix="notifier-cycle-") as directory,
+        SimulatorServer(simulator) as server,
+    ):
+        folder = Path(directory)
+        url = f"sqlite:///{folder / 'notifier.db'}"
+        engine = make_engine(url)
+        try:
+            await upgrade(engine)
+        finally:
+            await engine.dispose()
+        store = await Store.open(url)
+        calls = Calls()
+        client = JapanPostClient(ClientSettings(base_url=server.base_url, request_interval=0.0))
+        notifier = notifier_for(Settings())
+        try:
+            started = time.perf_counter()
+            ids = await watch_all(store, ships, t0)
+            watched = time.perf_counter() - started
+            await fill(store, ships[sample:], ids[sample:], first_sight_at, server.base_url)
+            filled = time.perf_counter() - started - watched
+            print(
+                f"\nset-up, untimed otherwise: Store.watch of {count:,} shipments {watched:.1f} s "
+                f"({count / watched:,.0f}/s); Store.record_poll of the {count - sample:,} not in the "
+                f"first-sight sample {filled:.1f} s ({(count - sample) / max(filled, 1e-9):,.0f}/s)",
+                flush=True,
+            )
+            # Timing wrappers on these instances only, to split a cycle's wall time.
+            for name in ("claim_due", "history", "record_poll"):
+                setattr(store, name, calls.wrap(f"store.{name}", getattr(store, name)))
+            for name in ("fetch_latest", "fetch_detail"):
+                setattr(client, name, calls.wrap(f"client.{name}", getattr(client, name)))
+            bench = Bench(store, client, notifier, simulator, calls)
+
+            first = await bench.phase(f"first sight (sample of {sample:,})", sample, first_sight_at)
+            expect(first.stats.changed == sample, f"first sight changed {first.stats.changed} of {sample}")
+            unchanged = await bench.phase("unchanged", count, unchanged_at)
+            expect(unchanged.stats.detail_requests == 0, "unchanged shipments needed detail pages")
+            moved = random.Random(11).sample([s.number.value for s in ships], round(count * CHANGED_SHARE))
+            for number in moved:
+                expect(simulator.advance(number) == [number], f"{number} did not advance")
+            changed = await bench.phase(f"{CHANGED_SHARE:.0%} changed", count, changed_at)
+            expect(changed.stats.changed == len(moved), f"{changed.stats.changed} changed of {len(moved)}")
+            rss_peak = peak_rss_mib()
+            print(
+                f"\nRSS of this process (notifier + simulator + benchmark): {rss_imports:.0f} MiB after "
+                f"imports, {rss_fleet:.0f} MiB with the fleet and the simulator's {count:,} journeys, "
+                f"peak {rss_peak:.0f} MiB after the cycles",
+                flush=True,
+            )
+
+            ticks = await status_line(store)
+            print(
+                f"\ndaemon bookkeeping at {count:,} shipments:\n"
+                f"  status line after each poll tick (Store.shipments + outbox_depth): "
+                f"{statistics.median(ticks) * 1e3:.0f} ms (median of 3)",
+                flush=True,
+            )
+            done, seconds, finished = await housekeeping(store, notifier, changed_at)
+            whole = seconds if finished else seconds / max(done, 1) * count
+            print(
+                f"  housekeeping queue_timed: {done:,} shipments in {seconds:.1f} s "
+                f"({done / seconds:,.0f}/s){'' if finished else f', stopped; all {count:,}: ~{whole:.0f} s'}",
+                flush=True,
+            )
+        finally:
+            await client.aclose()
+            await store.close()
+
+        config = folder / "notifier.toml"
+        write_config(config, url, server.base_url)
+        simulator.reset_requests()
+        startup = start_daemon(config, folder)
+        ready = "never" if startup.ready is None else f"{startup.ready:.2f} s"
+        print(
+            f"\ndaemon: `python -m notifier run` on {count:,} shipments (no watchlist, none due): READY "
+            f'("{READY_LINE}") after {ready}; SIGTERM to exit {startup.stopped:.2f} s, exit code '
+            f"{startup.exit_code}; its peak RSS {startup.rss_mib:.0f} MiB; {simulator.request_count} "
+            "requests to the simulator; its stderr:"
+        )
+        for line in summary(startup.log):
+            print(f"  | {line}")
+
+    print(f"\nagainst the targets (for 10,000 shipments; this run: {count:,}):")
+    own_mb, daemon_mb = rss_peak * 2**20 / 1e6, startup.rss_mib * 2**20 / 1e6
+    rows = [
+        (
+            "unchanged cycle, wall",
+            f"{unchanged.wall:.1f} s",
+            f"< {TARGET_CYCLE_WALL:.0f} s",
+            unchanged.wall < TARGET_CYCLE_WALL,
+        ),
+        ("peak RSS, this process", f"{own_mb:.0f} MB", f"< {TARGET_RSS_MB:.0f} MB", own_mb < TARGET_RSS_MB),
+        (
+            "peak RSS, the daemon",
+            f"{daemon_mb:.0f} MB",
+            f"< {TARGET_RSS_MB:.0f} MB",
+            daemon_mb < TARGET_RSS_MB,
+        ),
+    ]
+    for phase in (unchanged, changed):
+        rows.append(
+            (
+                f"requests/shipment, {phase.name}",
+                f"{phase.per_shipment:.3f}",
+                f"well < {TARGET_REQUESTS}",
+                phase.per_shipment < TARGET_REQUESTS,
+            )
+        )
+    for what, figure, target, ok in rows:
+        print(f"  {what:<32} {figure:>10}  target {target:<12} {'met' if ok else 'MISSED'}")
+    print(f"  {'daemon start to READY':<32} {ready:>10}  (no target)")
+    print(f"\ntotal {time.perf_counter() - began:.0f} s; load average {load()}")
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
+    parser.add_argument("--shipments", type=int, default=10_000, help="shipments to watch (default 10,000)")
+    parser.add_argument(
+        "--first-sight",
+        type=int,
+        default=1_000,
+        help="shipments whose first sight is timed through run_cycle (default 1,000; the others are "
+        "filled untimed with one record_poll each)",
+    )
+    args = parser.parse_args(argv)
+    if args.shipments < 20 or args.first_sight < 1:
+        parser.error("--shipments must be at least 20 and --first-sight at least 1")
+    return asyncio.run(main_async(args))
+
+
+if __name__ == "__main__":
+    sys.exit(main())
