@@ -172,6 +172,7 @@ def start(
     return config, Run(config)
 
 
+@pytest.mark.timeout(300)
 def test_four_journeys_arrive_in_order_once_each_in_the_right_language(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
@@ -192,6 +193,7 @@ def test_four_journeys_arrive_in_order_once_each_in_the_right_language(
     assert "stopping" in run.output()
 
 
+@pytest.mark.timeout(300)
 def test_sighup_with_a_broken_config_keeps_the_old_one(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
@@ -214,6 +216,7 @@ def test_sighup_with_a_broken_config_keeps_the_old_one(
         assert run.stop() == 0, run.output()
 
 
+@pytest.mark.timeout(300)
 def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
@@ -266,6 +269,7 @@ def test_second_instance_on_the_same_sqlite_database_is_refused(
         assert first.stop() == 0
 
 
+@pytest.mark.timeout(300)
 def test_unreadable_pages_pause_customer_mail_with_one_alert(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
