@@ -78,10 +78,15 @@ class RequestPacer:
     interval: float
     _lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     _last: float = float("-inf")
+    _hold_until: float = float("-inf")
+
+    def hold(self, seconds: float) -> None:
+        """The server asked us to wait (Retry-After): nobody sharing this pacer asks before then."""
+        self._hold_until = max(self._hold_until, time.monotonic() + seconds)
 
     async def wait(self) -> None:
         async with self._lock:
-            delay = self._last + self.interval - time.monotonic()
+            delay = max(self._last + self.interval, self._hold_until) - time.monotonic()
             if delay > 0:
                 await asyncio.sleep(delay)
             self._last = time.monotonic()
@@ -252,6 +257,8 @@ class JapanPostClient:
                 )
             return
         retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        if retry_after is not None:
+            self.pacer.hold(min(retry_after, self.settings.max_retry_after))
         if status in (408, 425, 429) or status >= 500:
             raise TransientFetchError(
                 f"HTTP {status}", url=str(response.url), status=status, retry_after=retry_after

@@ -177,7 +177,7 @@ async def run_cycle(
         )
         if result.change is None:
             stats.failed += 1
-            breaker.failure(clock())
+            breaker.failure(clock(), result.retry_after)
             continue
         if any(a.kind is AnomalyKind.UNRECOGNIZED_PAGE for a in result.change.anomalies):
             stats.unrecognized += 1

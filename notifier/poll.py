@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from notifier.client import JapanPostClient
 from notifier.compose import MailSettings, digest_context, draft, drafts_for
 from notifier.diff import Change, diff_detail
-from notifier.errors import FetchError
+from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
 from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
@@ -43,6 +43,7 @@ class PollResult:
     error: str | None = None
     failures: int = 0
     queued: int = 0
+    retry_after: float | None = None
 
 
 @dataclass(slots=True, kw_only=True)
@@ -107,7 +108,8 @@ async def poll_detail(
                 "failures": failures,
             },
         )
-        return PollResult(number=shipment.number, error=str(exc), failures=failures)
+        retry_after = exc.retry_after if isinstance(exc, TransientFetchError) else None
+        return PollResult(number=shipment.number, error=str(exc), failures=failures, retry_after=retry_after)
     page = fetched.page
     change = diff_detail(stored, page, shipment.number)
     item = page.item(shipment.number)
@@ -141,16 +143,16 @@ async def poll_detail(
         outbox=outbox,
     )
     crashpoint("poll:after-commit")
+    # One line per poll, key=value, for journald and grep.
     logger.info(
-        "poll done",
-        extra={
-            "action": "poll_done",
-            "number": shipment.number,
-            "layout": str(page.layout),
-            "new_events": len(change.new_events),
-            "stage": str(change.current_stage),
-            "anomalies": ",".join(str(a.kind) for a in change.anomalies),
-        },
+        "poll number=%s layout=%s new_events=%d stage=%s queued=%d anomalies=%s",
+        shipment.number,
+        page.layout,
+        len(change.new_events),
+        change.current_stage,
+        len(outbox),
+        ",".join(str(a.kind) for a in change.anomalies) or "-",
+        extra={"action": "poll_done", "number": shipment.number},
     )
     error = page.reason if page.layout is Layout.UNRECOGNIZED else None
     return PollResult(number=shipment.number, change=change, error=error, queued=len(outbox))

@@ -213,3 +213,17 @@ def test_retry_after_forms() -> None:
     assert parse_retry_after("Sun, 09 Sep 2001 01:48:40 GMT", now) == pytest.approx(120, abs=1)
     assert parse_retry_after("soon", now) is None
     assert parse_retry_after(None, now) is None
+
+
+async def test_retry_after_holds_every_caller_sharing_the_pacer(
+    simulator: Simulator, sim_server: SimulatorServer
+) -> None:
+    numbers = found_numbers(simulator)
+    simulator.inject(Fault.RATE_LIMITED, times=1, retry_after=1)
+    async with client_for(sim_server, attempts=1) as client:
+        with pytest.raises(TransientFetchError):
+            await client.fetch_detail(numbers[0])
+        # A different number, a different caller: it still waits out the server's Retry-After.
+        await client.fetch_detail(numbers[1])
+    limited, next_one = simulator.requests
+    assert next_one.at - limited.at >= 0.95

@@ -297,3 +297,29 @@ def test_unreadable_pages_pause_customer_mail_with_one_alert(
         assert kinds.count("site_unrecognized") == 1
     finally:
         assert run.stop() == 0, run.output()
+
+
+@pytest.mark.timeout(300)
+def test_server_errors_and_rate_limits_are_backed_off(
+    tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, smtp, _ = world
+    simulator.advance(steps=2)
+    simulator.set_fault(Fault.RATE_LIMITED, retry_after=3)
+    config, run = start(tmp_path, f"sqlite:///{tmp_path / 'limits.db'}", jp, smtp)
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        wait_for(lambda: any(r.status == 429 for r in simulator.requests), 30, "a 429")
+        time.sleep(8)
+        limited = [r.at for r in simulator.requests if r.status == 429]
+        # Retry-After: 3 is honoured: never two requests closer than that while limited.
+        gaps = [b - a for a, b in zip(limited, limited[1:], strict=False)]
+        assert gaps
+        assert min(gaps) >= 2.9, gaps
+        simulator.clear_faults()
+        simulator.inject(Fault.SERVER_ERROR, times=4)
+        wait_for(lambda: len(stages_of(smtp)) >= 1, 90, "mail once Japan Post answers again")
+        errors = [r for r in simulator.requests if r.status == 500]
+        assert len(errors) == 4
+    finally:
+        assert run.stop() == 0, run.output()
