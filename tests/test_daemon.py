@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import email
 import email.policy
+import itertools
 import os
 import signal
 import subprocess
@@ -306,14 +307,14 @@ def test_server_errors_and_rate_limits_are_backed_off(
     simulator, jp, smtp, _ = world
     simulator.advance(steps=2)
     simulator.set_fault(Fault.RATE_LIMITED, retry_after=3)
-    config, run = start(tmp_path, f"sqlite:///{tmp_path / 'limits.db'}", jp, smtp)
+    _config, run = start(tmp_path, f"sqlite:///{tmp_path / 'limits.db'}", jp, smtp)
     try:
         wait_for(lambda: "notifier running" in run.output(), 30, "READY")
         wait_for(lambda: any(r.status == 429 for r in simulator.requests), 30, "a 429")
         time.sleep(8)
         limited = [r.at for r in simulator.requests if r.status == 429]
         # Retry-After: 3 is honoured: never two requests closer than that while limited.
-        gaps = [b - a for a, b in zip(limited, limited[1:], strict=False)]
+        gaps = [b - a for a, b in itertools.pairwise(limited)]
         assert gaps
         assert min(gaps) >= 2.9, gaps
         simulator.clear_faults()
