@@ -145,6 +145,35 @@ def cmd_watch(args: argparse.Namespace) -> int:
         return EXIT_USAGE
 
 
+# --- import -------------------------------------------------------------------------------
+
+
+def cmd_import(args: argparse.Namespace) -> int:
+    from notifier.config import parse_settings
+    from notifier.errors import ConfigError
+    from notifier.importer import read_orders, to_toml, write_atomically
+
+    source = Path(args.file)
+    try:
+        text = source.read_text(encoding="utf-8-sig")
+        watches = read_orders(text, str(source))
+        rendered = to_toml(watches, source.name)
+        parse_settings(rendered)  # the daemon will read it: prove it can, before writing
+    except OSError as exc:
+        print(f"notifier import: cannot read {source}: {exc.strerror}", file=sys.stderr)
+        return EXIT_USAGE
+    except ConfigError as exc:
+        print(f"notifier import: nothing written; fix these first:\n{exc}", file=sys.stderr)
+        return EXIT_USAGE
+    if args.output is None:
+        sys.stdout.write(rendered)
+        return EXIT_OK
+    write_atomically(Path(args.output), rendered)
+    subscribers = sum(len(w.subscribers) for w in watches)
+    print(f"wrote {len(watches)} watches ({subscribers} subscribers) to {args.output}")
+    return EXIT_OK
+
+
 # --- outbox -------------------------------------------------------------------------------
 
 
@@ -380,6 +409,17 @@ def add_parsers(
     watch.add_argument("--destination", metavar="CC", help="destination country code, for rules")
     watch.add_argument("--tag", action="append", metavar="TAG", help="tags for rules; repeatable")
     watch.set_defaults(handler=cmd_watch)
+
+    importer = sub.add_parser(
+        "import", parents=parents, help="turn a CSV of orders into a watch file (all rows checked first)"
+    )
+    importer.add_argument("file", metavar="ORDERS.csv")
+    importer.add_argument(
+        "--output",
+        metavar="FILE",
+        help="write here (e.g. watch.d/orders.toml, in [polling] watch_files); default: stdout",
+    )
+    importer.set_defaults(handler=cmd_import)
 
     unwatch = sub.add_parser("unwatch", parents=both, help="stop polling a number (its history stays)")
     unwatch.add_argument("number", metavar="NUMBER")
