@@ -135,6 +135,7 @@ _KNOWN["polling"] = {
     "stale_give_up",
     "tick",
     "watch_files",
+    "lease",
 }
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
 _WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
@@ -567,7 +568,7 @@ def _polling(data: dict[str, Any], problems: _Problems) -> tuple[PollingPolicy, 
     table = _section(data, "polling", problems)
     defaults = PollingPolicy()
     values: dict[str, Any] = {}
-    for key in ("fixed_interval", "pending_give_up", "terminal_grace", "stale_give_up"):
+    for key in ("fixed_interval", "pending_give_up", "terminal_grace", "stale_give_up", "lease"):
         if key in table:
             try:
                 values[key] = parse_duration(table[key])

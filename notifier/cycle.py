@@ -139,13 +139,19 @@ async def run_cycle(
             continue
         breaker.success()
         notifier.paused = False
+        histories = await store.histories([v.id for v in chunk])
+        unchanged: list[tuple[int, dt.datetime | None]] = []
         for view in chunk:
-            stored = await store.history(view.id)
-            change = diff_latest(stored, page, view.number)
+            change = diff_latest(histories[view.id], page, view.number)
             if change.needs_detail:
                 needs_detail.append(view)
                 continue
             when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
+            await _maybe_give_up(store, view, when, clock(), stats)
+            if not change.anomalies:
+                # The common case, by far: nothing new. One small update for the whole page.
+                unchanged.append((view.id, when.at))
+                continue
             await store.record_poll(
                 view.id,
                 change=change,
@@ -153,11 +159,9 @@ async def run_cycle(
                 now=clock(),
                 next_poll_at=when.at,
                 owner=owner,
-                capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout))
-                if change.anomalies
-                else None,
+                capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout)),
             )
-            await _maybe_give_up(store, view, when, clock(), stats)
+        await store.record_unchanged(unchanged, now=clock(), owner=owner)
 
     for view in needs_detail:
         now = clock()

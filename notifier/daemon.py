@@ -98,6 +98,7 @@ class Daemon:
         self.systemd = SystemdNotifier()
         self.rng = random.Random()
         self.breaker = CircuitBreaker()
+        self.lease = dt.timedelta(minutes=10)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
         self.busy: set[asyncio.Task[Any]] = set()
@@ -138,6 +139,15 @@ class Daemon:
                 os.close(lock)
 
     async def _serve(self) -> int:
+        if self.store.dialect == "sqlite":
+            shipments, messages = await self.store.release_all_leases()
+            if shipments or messages:
+                logger.info(
+                    "took over from a stopped instance: %d shipment and %d message leases released",
+                    shipments,
+                    messages,
+                    extra={"action": "leases_released"},
+                )
         await self._apply(self.settings)
         self._remember_mtimes()
         loop = asyncio.get_running_loop()
@@ -200,6 +210,11 @@ class Daemon:
                 self.busy.add(task)
             try:
                 await job()
+            except asyncio.CancelledError:
+                # Cancelled by the stop after its grace period: the transaction in flight
+                # rolled back; not an error.
+                logger.info("job cancelled at shutdown", extra={"action": "job_cancelled"})
+                raise
             except Exception:
                 self.counters.errors += 1
                 logger.exception("job failed", extra={"action": "job_failed"})
@@ -316,6 +331,14 @@ class Daemon:
     # --- jobs ------------------------------------------------------------------------------
 
     async def _poll(self) -> None:
+        # A claim must be worked through before its lease runs out, at the configured pace.
+        interval = self.settings.japanpost.request_interval
+        limit = 500 if interval <= 0 else max(10, min(500, int(self.lease.total_seconds() / 2 / interval)))
+        # Long enough to poll the whole claim twice over at the configured pace, and no longer:
+        # a crashed instance's shipments come back that much sooner.
+        self.lease = self.settings.polling.lease or max(
+            dt.timedelta(minutes=1), dt.timedelta(seconds=limit * max(interval, 0.05) * 4)
+        )
         stats = await run_cycle(
             self.store,
             self.client,
@@ -325,6 +348,8 @@ class Daemon:
             breaker=self.breaker,
             clock=utcnow,
             rng=self.rng,
+            limit=limit,
+            lease=self.lease,
         )
         self.counters.cycles += 1
         if stats.claimed:
@@ -386,7 +411,7 @@ class Daemon:
 
     async def _status(self) -> str:
         depth = await self.store.outbox_depth()
-        watched = len(await self.store.shipments())
+        watched = await self.store.count_active()
         paused = " mail PAUSED (pages unreadable)" if self.notifier.paused else ""
         return (
             f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "

@@ -56,6 +56,9 @@ class PollingPolicy:
     stale_give_up: dt.timedelta = 60 * DAY
     # After failures, wait longer (doubling, capped) so a broken number does not eat the budget.
     failure_backoff_cap: dt.timedelta = 12 * HOUR
+    # How long a claim on due shipments lasts before another instance may take them over
+    # (None: long enough to work through the claim at the configured request pace).
+    lease: dt.timedelta | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

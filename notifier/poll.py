@@ -166,8 +166,11 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
     if notifier.paused:
         return 0
     queued = 0
+    subscribed = await store.subscribed_shipment_ids()
     for view in await store.shipments():
-        if view.last_event_time is None:
+        # Only a stall or a hold can make time-based news, and only for someone listening.
+        timed = view.stage in notifier.rules.stalls or view.stage is Stage.RETENTION
+        if view.last_event_time is None or view.id not in subscribed or not timed:
             continue
         shipment_facts = facts(view)
         history = await store.history(view.id)

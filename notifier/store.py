@@ -360,6 +360,77 @@ class Store:
             ).scalars()
             return tuple(_event(row) for row in rows)
 
+    async def histories(self, shipment_ids: Sequence[int]) -> dict[int, tuple[TrackingEvent, ...]]:
+        """Several shipments' histories in one query (a list page covers ten at a time)."""
+        found: dict[int, list[TrackingEvent]] = {sid: [] for sid in shipment_ids}
+        if not shipment_ids:
+            return {}
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(Event)
+                .where(Event.shipment_id.in_(list(shipment_ids)))
+                .order_by(Event.shipment_id, Event.seq, Event.id)
+            )
+            for row in rows.scalars():
+                found[row.shipment_id].append(_event(row))
+        return {sid: tuple(events) for sid, events in found.items()}
+
+    async def record_unchanged(
+        self, polls: Sequence[tuple[int, dt.datetime | None]], *, now: dt.datetime, owner: str
+    ) -> int:
+        """Polls that found nothing new, in one transaction: only the polling state moves.
+        Returns how many were still ours (a lost lease leaves that row alone)."""
+        if not polls:
+            return 0
+        done = 0
+        async with self._write() as session:
+            for shipment_id, next_poll_at in polls:
+                result = await session.execute(
+                    update(Shipment)
+                    .where(Shipment.id == shipment_id, Shipment.leased_by == owner)
+                    .values(
+                        last_polled_at=now,
+                        next_poll_at=next_poll_at,
+                        consecutive_failures=0,
+                        last_error=None,
+                        leased_by=None,
+                        lease_until=None,
+                    )
+                )
+                done += int(result.rowcount)  # type: ignore[attr-defined]
+        return done
+
+    async def release_all_leases(self) -> tuple[int, int]:
+        """Hand back every lease: for a sole instance (SQLite's lock guarantees one) starting up,
+        any lease is a dead predecessor's, and waiting for it to expire would only delay news.
+        Messages it was sending go back to pending and are resent with the same Message-ID."""
+        async with self._write() as session:
+            shipments = await session.execute(
+                update(Shipment)
+                .where(Shipment.leased_by.is_not(None))
+                .values(leased_by=None, lease_until=None)
+            )
+            messages = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.state == str(OutboxState.SENDING))
+                .values(state=str(OutboxState.PENDING), leased_by=None, lease_until=None)
+            )
+            return int(shipments.rowcount), int(messages.rowcount)  # type: ignore[attr-defined]
+
+    async def count_active(self) -> int:
+        async with self._reads() as session:
+            result = await session.execute(
+                select(func.count()).select_from(Shipment).where(Shipment.active.is_(True))
+            )
+            return int(result.scalar_one())
+
+    async def subscribed_shipment_ids(self) -> set[int]:
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(Subscription.shipment_id).where(Subscription.active.is_(True)).distinct()
+            )
+            return {int(sid) for (sid,) in rows}
+
     async def contacts(self, shipment_id: int) -> tuple[ContactOffice, ...]:
         async with self._reads() as session:
             rows = (

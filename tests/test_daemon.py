@@ -50,7 +50,7 @@ EXPECTED = {
 LANGUAGE = {EMS: "en", YUPACK: "ja", RETURNED: "en"}
 
 
-def config_text(db_url: str, jp: str, smtp_port: int, extra: str = "") -> str:
+def config_text(db_url: str, jp: str, smtp_port: int, extra: str = "", polling: str = "") -> str:
     return f"""
 [database]
 url = "{db_url}"
@@ -60,6 +60,7 @@ request_interval = 0
 [polling]
 fixed_interval = "0.3s"
 tick = "0.3s"
+{polling}
 [smtp]
 host = "127.0.0.1"
 port = {smtp_port}
@@ -114,11 +115,11 @@ class Run:
         return self.proc.wait(timeout=timeout)
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str = "") -> None:
+def wait_for(condition: Callable[[], bool], timeout: float = 60, what: str | Callable[[], str] = "") -> None:
     deadline = time.monotonic() + timeout
     while not condition():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            raise AssertionError(f"timed out waiting for {what() if callable(what) else what}")
         time.sleep(0.1)
 
 
@@ -159,10 +160,10 @@ def world(tmp_path: Path) -> Iterator[tuple[Simulator, SimulatorServer, SmtpServ
 
 
 def start(
-    tmp_path: Path, db_url: str, jp: SimulatorServer, smtp: SmtpServer, extra: str = ""
+    tmp_path: Path, db_url: str, jp: SimulatorServer, smtp: SmtpServer, extra: str = "", polling: str = ""
 ) -> tuple[Path, Run]:
     config = tmp_path / "notifier.toml"
-    config.write_text(config_text(db_url, jp.base_url, smtp.port, extra), encoding="utf-8")
+    config.write_text(config_text(db_url, jp.base_url, smtp.port, extra, polling), encoding="utf-8")
     upgrade = subprocess.run(
         [sys.executable, "-m", "notifier", "db", "upgrade", "--config", str(config)],
         capture_output=True,
@@ -222,7 +223,7 @@ def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
     simulator, jp, smtp, journeys = world
-    config, run = start(tmp_path, db_url, jp, smtp, extra='outbox_lease = "1s"')
+    config, run = start(tmp_path, db_url, jp, smtp, extra='outbox_lease = "1s"', polling='lease = "2s"')
     kills = 0
     try:
         wait_for(lambda: "notifier running" in run.output(), 30, "READY")
@@ -241,7 +242,7 @@ def test_kill_9_and_restart_loses_nothing_and_repeats_nothing(
                 and all(len(set(v)) >= 1 for v in stages_of(smtp).values())
             ),
             60,
-            "every expected email",
+            lambda: f"every expected email (got {stages_of(smtp)})",
         )
         time.sleep(2)
     finally:

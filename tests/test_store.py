@@ -342,3 +342,27 @@ async def test_sqlite_reads_do_not_wait_for_a_writer(tmp_path: Path, sqlite_temp
         assert elapsed < 1.0  # a write transaction would have waited for the 5 s busy timeout
     finally:
         await store.close()
+
+
+async def test_batched_reads_and_unchanged_polls_respect_leases(store: Store) -> None:
+    first = await store.watch(parse_number(NUMBER), now=T0)
+    second = await store.watch(parse_number("EJ123456785JP"), now=T0)
+    await poll(store, first.id, page_with(3), T0)
+    histories = await store.histories([first.id, second.id])
+    assert len(histories[first.id]) == 3
+    assert histories[second.id] == ()
+    claimed = await store.claim_due(
+        owner="me", now=T0 + dt.timedelta(hours=2), limit=10, lease=dt.timedelta(minutes=5)
+    )
+    assert {v.id for v in claimed} == {first.id, second.id}
+    later = T0 + dt.timedelta(hours=3)
+    assert (
+        await store.record_unchanged([(first.id, later), (second.id, None)], now=later, owner="someone else")
+        == 0
+    )
+    assert await store.record_unchanged([(first.id, later), (second.id, None)], now=later, owner="me") == 2
+    view = await store.get(NUMBER)
+    assert view is not None
+    assert (view.next_poll_at, view.last_polled_at) == (later, later)
+    assert len(await store.history(first.id)) == 3  # nothing but the polling state moved
+    assert await store.count_active() == 2
