@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import dataclasses
 import datetime as dt
 import email
@@ -12,7 +13,9 @@ import os
 import re
 import socket
 import sys
+from collections.abc import Coroutine
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from notifier.compose import MailSettings, draft, unsubscribe_uri
@@ -78,6 +81,15 @@ async def _open(settings: Settings) -> Store:
 # --- watch --------------------------------------------------------------------------------
 
 
+def _usage_errors_to_exit_2(name: str, work: Coroutine[Any, Any, int]) -> int:
+    """Run a command; numbers and addresses the user typed wrong are usage errors (exit 2)."""
+    try:
+        return asyncio.run(work)
+    except (InvalidNumberError, AddressError) as exc:
+        print(f"notifier {name}: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+
+
 async def _watch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     number = parse_number(args.number)
@@ -126,23 +138,11 @@ async def _unwatch(args: argparse.Namespace) -> int:
 
 
 def cmd_unwatch(args: argparse.Namespace) -> int:
-    import asyncio
-
-    try:
-        return asyncio.run(_unwatch(args))
-    except InvalidNumberError as exc:
-        print(f"notifier unwatch: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _usage_errors_to_exit_2("unwatch", _unwatch(args))
 
 
 def cmd_watch(args: argparse.Namespace) -> int:
-    import asyncio
-
-    try:
-        return asyncio.run(_watch(args))
-    except (InvalidNumberError, AddressError) as exc:
-        print(f"notifier watch: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _usage_errors_to_exit_2("watch", _watch(args))
 
 
 # --- import -------------------------------------------------------------------------------
@@ -266,8 +266,6 @@ async def _outbox(args: argparse.Namespace) -> int:
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
-    import asyncio
-
     return asyncio.run(_outbox(args))
 
 
@@ -340,13 +338,7 @@ async def _test_email(args: argparse.Namespace) -> int:
 
 
 def cmd_test_email(args: argparse.Namespace) -> int:
-    import asyncio
-
-    try:
-        return asyncio.run(_test_email(args))
-    except AddressError as exc:
-        print(f"notifier test-email: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _usage_errors_to_exit_2("test-email", _test_email(args))
 
 
 # --- suppression list ---------------------------------------------------------------------
@@ -371,23 +363,11 @@ async def _suppression(args: argparse.Namespace, add: bool) -> int:
 
 
 def cmd_unsubscribe(args: argparse.Namespace) -> int:
-    import asyncio
-
-    try:
-        return asyncio.run(_suppression(args, add=True))
-    except AddressError as exc:
-        print(f"notifier unsubscribe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _usage_errors_to_exit_2("unsubscribe", _suppression(args, add=True))
 
 
 def cmd_resubscribe(args: argparse.Namespace) -> int:
-    import asyncio
-
-    try:
-        return asyncio.run(_suppression(args, add=False))
-    except AddressError as exc:
-        print(f"notifier resubscribe: {exc}", file=sys.stderr)
-        return EXIT_USAGE
+    return _usage_errors_to_exit_2("resubscribe", _suppression(args, add=False))
 
 
 # --- wiring -------------------------------------------------------------------------------
