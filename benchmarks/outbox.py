@@ -178,10 +178,10 @@ class TimedStore(Store):
             self.split.claim += time.perf_counter() - started
             self.split.claims += 1
 
-    async def is_suppressed(self, email: str) -> bool:
+    async def suppressed_among(self, emails: Sequence[str]) -> set[str]:
         started = time.perf_counter()
         try:
-            return await super().is_suppressed(email)
+            return await super().suppressed_among(emails)
         finally:
             self.split.suppressed += time.perf_counter() - started
 
@@ -374,7 +374,7 @@ async def deliver(store: TimedStore, drafts: Sequence[OutboxDraft]) -> None:
         f"{split.claim / split.claims * 1e3:.1f} ms per call, the last one finding nothing",
     )
     for what, spent in (
-        ("  is_suppressed", split.suppressed),
+        ("  suppressed_among (per batch)", split.suppressed),
         ("  SMTP send (MAIL, RCPT, DATA)", split.send),
         ("  mark_sent (one commit)", split.mark_sent),
         ("  rest of drain", other),

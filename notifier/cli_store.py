@@ -141,6 +141,8 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
         base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
     )
 
+    notifier = notifier_for(settings)
+
     async def action(store: Store) -> int:
         worst = EXIT_OK
         async with JapanPostClient(client_settings) as client:
@@ -148,7 +150,7 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
                 now = utcnow()
                 shipment = await store.watch(parse_number(number), now=now, label=args.label or "")
                 result = await poll_detail(
-                    store, client, shipment, now=now, next_poll_at=None, notifier=notifier_for(settings)
+                    store, client, shipment, now=now, next_poll_at=None, notifier=notifier
                 )
                 if result.change is None or result.error:
                     print(f"{number}: {result.error} (failure {result.failures or 1})")

@@ -12,7 +12,7 @@ import random
 import signal
 import socket
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -84,7 +84,6 @@ class Counters:
     reloads: int = 0
     reload_failures: int = 0
     sent: int = 0
-    extra: dict[str, int] = field(default_factory=dict)
 
 
 class Daemon:
@@ -107,7 +106,6 @@ class Daemon:
         self.client: JapanPostClient
         self.notifier: Notifier
         self._mtimes: dict[Path, float] = {}
-        self._healthy_at = 0.0
 
     # --- start-up --------------------------------------------------------------------------
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 
 class Template(enum.StrEnum):
@@ -89,7 +89,6 @@ class MessageContext:
     unsubscribe_url: str = ""
     reply_to: str = ""
     digest: tuple[DigestLine, ...] = ()
-    extra: dict[str, str] = field(default_factory=dict)
 
     @classmethod
     def digest_for(

@@ -1000,11 +1000,6 @@ class Store:
             rows = await session.execute(select(Suppression.email).where(Suppression.email.in_(wanted)))
             return {email for (email,) in rows}
 
-    async def is_suppressed(self, email: str) -> bool:
-        async with self._reads() as session:
-            found = await session.execute(select(Suppression.id).where(Suppression.email == email.lower()))
-            return found.first() is not None
-
     async def recipients(self, shipment_id: int) -> list[tuple[int, str, str, str | None]]:
         """(subscription id, email, locale, time zone) of the shipment's active subscriptions."""
         async with self._reads() as session:
