@@ -49,6 +49,8 @@ class DatabaseSettings:
 class JapanPostSettings:
     base_url: str = DEFAULT_BASE_URL
     request_interval: float = 5.0
+    # No successful request for this long raises one `site_down` alert (and one notice on recovery).
+    down_alert_after: dt.timedelta = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -63,6 +65,8 @@ class NotificationSettings:
     quiet_hours: tuple[dt.time, dt.time] | None = None
     max_attempts: int = 8
     outbox_lease: dt.timedelta = dt.timedelta(minutes=5)
+    # Operator alerts are emailed this long after the first one not yet sent, gathered into one.
+    alert_batch: dt.timedelta = dt.timedelta(minutes=5)
     rules: RulesConfig = field(default_factory=RulesConfig)
 
 
@@ -95,7 +99,7 @@ class Settings:
 
 _KNOWN: dict[str, set[str]] = {
     "database": {"url"},
-    "japanpost": {"base_url", "request_interval"},
+    "japanpost": {"base_url", "request_interval", "down_alert_after"},
     "smtp": {
         "host",
         "port",
@@ -118,6 +122,7 @@ _KNOWN: dict[str, set[str]] = {
         "quiet_hours",
         "max_attempts",
         "outbox_lease",
+        "alert_batch",
         "baseline",
         "multi_stage",
         "max_event_age",
@@ -448,6 +453,16 @@ def _notifications(
             lease = parse_duration(table["outbox_lease"])
         except ValueError as exc:
             problems.add("notifications.outbox_lease", str(exc))
+    alert_batch = defaults.alert_batch
+    if "alert_batch" in table:
+        try:
+            alert_batch = parse_duration(table["alert_batch"])
+        except ValueError as exc:
+            problems.add("notifications.alert_batch", str(exc))
+        else:
+            if alert_batch > dt.timedelta(days=1):
+                problems.add("notifications.alert_batch", "at most 1d (the daily digest covers longer)")
+                alert_batch = defaults.alert_batch
     templates = _string(table, "templates", "notifications.templates", problems)
     template_dir = (base / templates).expanduser() if templates else None
     if template_dir is not None and not template_dir.is_dir():
@@ -470,6 +485,7 @@ def _notifications(
         quiet_hours=quiet,
         max_attempts=attempts,
         outbox_lease=lease,
+        alert_batch=alert_batch,
         rules=_rules(table, problems),
     )
 
@@ -639,6 +655,12 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
             interval = parse_duration(japanpost["request_interval"]).total_seconds()
         except ValueError as exc:
             problems.add("japanpost.request_interval", str(exc))
+    down_alert_after = JapanPostSettings().down_alert_after
+    if "down_alert_after" in japanpost:
+        try:
+            down_alert_after = parse_duration(japanpost["down_alert_after"])
+        except ValueError as exc:
+            problems.add("japanpost.down_alert_after", str(exc))
     smtp, sender = _smtp(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
@@ -684,7 +706,9 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
         polling=polling,
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
-        japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval),
+        japanpost=JapanPostSettings(
+            base_url=str(base_url), request_interval=interval, down_alert_after=down_alert_after
+        ),
         smtp=smtp,
         notifications=notifications,
     )

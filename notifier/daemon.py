@@ -22,6 +22,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import Settings, load_settings
@@ -97,6 +98,7 @@ class Daemon:
         self.systemd = SystemdNotifier()
         self.rng = random.Random()
         self.breaker = CircuitBreaker()
+        self.desk = AlertDesk()
         self.lease = dt.timedelta(minutes=10)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -147,6 +149,7 @@ class Daemon:
                     extra={"action": "leases_released"},
                 )
         await self._apply(self.settings)
+        await self.desk.start(self.store, utcnow())
         self._remember_mtimes()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
@@ -177,6 +180,12 @@ class Daemon:
             next_run_time=utcnow(),
         )
         scheduler.add_job(self._check_files, IntervalTrigger(seconds=2), id="config-files")
+        scheduler.add_job(
+            self._guarded(self._alerts),
+            IntervalTrigger(seconds=min(5.0, max(1.0, tick))),
+            id="alerts",
+            next_run_time=utcnow(),
+        )
         scheduler.start()
         self.systemd.ready(await self._status())
         logger.info("notifier running", extra={"action": "ready", "owner": self.owner})
@@ -393,6 +402,17 @@ class Daemon:
             )
         await self.store.prune_snapshots(now=now, max_age=dt.timedelta(days=90), keep_per_shipment=20)
 
+    async def _alerts(self) -> None:
+        await self.desk.tick(
+            self.store,
+            self.notifier,
+            self.breaker,
+            operator=self.settings.notifications.operator,
+            batch=self.settings.notifications.alert_batch,
+            down_after=self.settings.japanpost.down_alert_after,
+            now=utcnow(),
+        )
+
     async def _watchdog(self) -> None:
         interval = watchdog_interval()
         while True:
@@ -413,7 +433,7 @@ class Daemon:
         paused = " mail PAUSED (pages unreadable)" if self.notifier.paused else ""
         return (
             f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "
-            f"Japan Post circuit {self.breaker.state}{paused}"
+            f"Japan Post circuit {self.breaker.state}{paused}{await self.desk.status(self.store)}"
         )
 
 

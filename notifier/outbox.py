@@ -91,7 +91,10 @@ async def drain(
             await store.mark_suppressed(item.id, owner=owner)
             result.suppressed += 1
             continue
-        until = quiet_until(now, item.time_zone, policy.quiet_hours)
+        # Quiet hours spare customers; an operator alert (alerting.NOTICE_RULE) must not wait them out.
+        until = (
+            None if item.rule == "operator_alert" else quiet_until(now, item.time_zone, policy.quiet_hours)
+        )
         if until is not None:
             await store.mark_retry(
                 item.id, owner=owner, error="quiet hours", next_attempt_at=until, count_attempt=False
