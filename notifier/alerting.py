@@ -62,6 +62,10 @@ def breaker_failing(breaker: CircuitBreaker) -> bool:
     return breaker.opened > 0 or breaker.failures >= MIN_FAILED_REQUESTS
 
 
+def _cut(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
+
+
 def _duration(delta: dt.timedelta) -> str:
     minutes = int(delta.total_seconds() // 60)
     if minutes < 60:
@@ -228,9 +232,7 @@ class AlertDesk:
         count, newest = await store.alert_summary()
         if not count or newest is None:
             return ""
-        text = (
-            f"; {count} open alert{'s' if count != 1 else ''}, newest: {newest.kind}: {newest.message[:100]}"
-        )
+        text = f"; {count} open alert{'s' if count != 1 else ''}, newest: {newest.kind}: {_cut(newest.message, 100)}"
         if self.undelivered:
-            text += f" (alert email not sent: {self.undelivered[:80]})"
+            text += f" (alert email not sent: {_cut(self.undelivered, 100)})"
         return text

@@ -1,0 +1,234 @@
+"""Operations end to end: the real daemon tells the operator about a dead site at once, keeps
+alerts it cannot email visible (log, `alerts`, STATUS), and lives through a full disk."""
+
+from __future__ import annotations
+
+import email
+import email.policy
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
+from tests.smtp_server import SmtpServer
+from tests.test_daemon import Run, wait_for
+
+EMS = builtin_journeys()[0].number
+OPERATOR = "ops@sakura.example"
+
+
+def ops_config(db_url: str, jp: str, smtp_port: int, *, japanpost: str = "", notifications: str = "") -> str:
+    return f"""
+[database]
+url = "{db_url}"
+[japanpost]
+base_url = "{jp}"
+request_interval = 0
+{japanpost}
+[polling]
+fixed_interval = "0.3s"
+tick = "0.3s"
+[smtp]
+host = "127.0.0.1"
+port = {smtp_port}
+security = "none"
+from = "Sakura <shop@sakura.example>"
+timeout = "5s"
+[notifications]
+operator = "{OPERATOR}"
+max_event_age = "3650d"
+{notifications}
+[[watch]]
+number = "{EMS}"
+label = "Order 1001"
+subscribers = ["customer@example.com"]
+"""
+
+
+def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", *args, "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+        env=env,
+    )
+
+
+def write_config(tmp_path: Path, text: str) -> Path:
+    config = tmp_path / "notifier.toml"
+    config.write_text(text, encoding="utf-8")
+    upgrade = cli(config, "db", "upgrade")
+    assert upgrade.returncode == 0, upgrade.stderr
+    return config
+
+
+def operator_mail(smtp: SmtpServer) -> list[tuple[str, str]]:
+    """(X-Notifier-Rule, plain text) of each message to the operator, in arrival order."""
+    out = []
+    for m in smtp.messages:
+        if OPERATOR not in m.rcpt_tos:
+            continue
+        message = email.message_from_bytes(m.data, policy=email.policy.default)
+        body = message.get_body(preferencelist=("plain",))
+        assert body is not None
+        out.append((str(message["X-Notifier-Rule"]), body.get_content()))
+    return out
+
+
+def customer_mail(smtp: SmtpServer) -> list[str]:
+    return [
+        str(email.message_from_bytes(m.data, policy=email.policy.default)["X-Notifier-Stage"])
+        for m in smtp.messages
+        if "customer@example.com" in m.rcpt_tos
+    ]
+
+
+@pytest.fixture
+def jp() -> Iterator[tuple[Simulator, SimulatorServer]]:
+    simulator = Simulator(builtin_journeys())
+    with SimulatorServer(simulator) as server:
+        yield simulator, server
+
+
+@pytest.mark.timeout(180)
+def test_a_dead_site_is_emailed_at_once_and_its_recovery_once(
+    db_url: str, tmp_path: Path, jp: tuple[Simulator, SimulatorServer]
+) -> None:
+    simulator, server = jp
+    simulator.advance(steps=2)  # the EMS has left Japan: one customer message is due
+    simulator.set_fault(Fault.SERVER_ERROR)
+    with SmtpServer() as smtp:
+        config = write_config(
+            tmp_path,
+            ops_config(
+                db_url,
+                server.base_url,
+                smtp.port,
+                japanpost='down_alert_after = "2s"',
+                notifications='alert_batch = "1s"',
+            ),
+        )
+        run = Run(config)
+        try:
+            wait_for(
+                lambda: any("Japan Post not answering" in text for _, text in operator_mail(smtp)),
+                60,
+                lambda: f"the site_down email (log: {run.output()[-2000:]})",
+            )
+            time.sleep(4)  # still down: nothing more may arrive
+            assert [rule for rule, _ in operator_mail(smtp)] == ["operator_alert"]
+            assert "HTTP 500" in operator_mail(smtp)[0][1]
+            assert customer_mail(smtp) == []
+            assert "ERROR notifier.alerting: Japan Post unreachable or refusing requests" in run.output()
+            alerts = json.loads(cli(config, "alerts", "--json").stdout)
+            assert [(a["kind"], a["count"]) for a in alerts] == [("site_down", 1)]
+        finally:
+            assert run.stop() == 0, run.output()
+        # The site comes back while the daemon is down; the restarted daemon knows the outage
+        # was still open and announces its end once.
+        simulator.clear_faults()
+        run = Run(config)
+        try:
+            wait_for(
+                lambda: any("Japan Post answers again" in text for _, text in operator_mail(smtp)),
+                60,
+                lambda: f"the recovery email (log: {run.output()[-2000:]})",
+            )
+            wait_for(lambda: customer_mail(smtp) == ["departed_origin"], 30, "the delayed customer email")
+            time.sleep(3)
+        finally:
+            assert run.stop() == 0, run.output()
+    alert_mails = [text for rule, text in operator_mail(smtp) if rule == "operator_alert"]
+    assert len(alert_mails) == 2
+    assert "Japan Post answers again" in alert_mails[1]
+    assert cli(config, "alerts", "--json").stdout.strip() == "[]"
+    closed = json.loads(cli(config, "alerts", "--all", "--json").stdout)
+    assert sorted(a["kind"] for a in closed) == ["site_down", "site_recovered"]
+
+
+def closed_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def notify_socket(tmp_path: Path) -> Iterator[socket.socket]:
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    sock.bind(str(tmp_path / "notify"))
+    sock.settimeout(1)
+    yield sock
+    sock.close()
+
+
+def statuses_until(sock: socket.socket, wanted: list[str], timeout: float, seen: list[str]) -> str:
+    """Read datagrams until a STATUS= line contains every string of `wanted`; return that line."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            datagram = sock.recv(65536).decode()
+        except TimeoutError:
+            continue
+        for line in datagram.splitlines():
+            if line.startswith("STATUS="):
+                seen.append(line)
+                if all(w in line for w in wanted):
+                    return line
+    raise AssertionError(f"no STATUS with {wanted} in {timeout}s; last ones: {seen[-5:]}")
+
+
+@pytest.mark.timeout(180)
+def test_an_alert_that_cannot_be_emailed_is_in_the_log_alerts_and_status(
+    tmp_path: Path, jp: tuple[Simulator, SimulatorServer], notify_socket: socket.socket
+) -> None:
+    simulator, server = jp
+    simulator.set_fault(Fault.CHANGED_LAYOUT)
+    config = write_config(
+        tmp_path,
+        ops_config(
+            f"sqlite:///{tmp_path / 'ops.db'}",
+            server.base_url,
+            closed_port(),  # the mail server is down: nothing can be emailed
+            notifications='alert_batch = "0s"',
+        ),
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env["NOTIFY_SOCKET"] = str(notify_socket.getsockname())
+    log = tmp_path / "daemon.log"
+    with log.open("w") as handle:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "notifier", "run", "--config", str(config)],
+            stdout=subprocess.DEVNULL,
+            stderr=handle,
+            env=env,
+        )
+    seen: list[str] = []
+    try:
+        status = statuses_until(
+            notify_socket,
+            [
+                "open alerts, newest: site_unrecognized: Japan Post pages are not recognised",
+                "alert email not sent",
+            ],
+            60,
+            seen,
+        )
+        assert "mail PAUSED" in status
+        output = log.read_text(encoding="utf-8")
+        assert f"ERROR notifier.alerting: operator alert email to {OPERATOR} not sent (" in output
+        assert output.count("operator alert email to") == 1  # once per message and reason, not per tick
+        listed = cli(config, "alerts")
+        assert listed.returncode == 0
+        assert "site_unrecognized" in listed.stdout
+    finally:
+        proc.terminate()
+        assert proc.wait(timeout=30) == 0
