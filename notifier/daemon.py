@@ -27,6 +27,7 @@ from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import Settings, load_settings
 from notifier.cycle import CircuitBreaker, run_cycle
+from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
 from notifier.mailer import transport_for
 from notifier.numbers import parse_number
@@ -99,6 +100,7 @@ class Daemon:
         self.rng = random.Random()
         self.breaker = CircuitBreaker()
         self.desk = AlertDesk()
+        self.disk = DiskGuard(where="the database")
         self.lease = dt.timedelta(minutes=10)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -117,6 +119,7 @@ class Daemon:
         except ConfigError as exc:
             logger.error("invalid configuration:\n%s", exc)
             return EXIT_CONFIG
+        self.disk = DiskGuard.for_database(self.settings.database.url)
         try:
             lock = acquire_instance_lock(self.settings.database.url)
         except InstanceLockedError as exc:
@@ -139,21 +142,15 @@ class Daemon:
                 os.close(lock)
 
     async def _serve(self) -> int:
-        if self.store.dialect == "sqlite":
-            shipments, messages = await self.store.release_all_leases()
-            if shipments or messages:
-                logger.info(
-                    "took over from a stopped instance: %d shipment and %d message leases released",
-                    shipments,
-                    messages,
-                    extra={"action": "leases_released"},
-                )
-        await self._apply(self.settings)
-        await self.desk.start(self.store, utcnow())
-        self._remember_mtimes()
         loop = asyncio.get_running_loop()
         for signum in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(signum, self.stop.set)
+        # A full disk at start-up waits for space, saying why, instead of exiting into a restart loop.
+        if not await self.disk.wait_until_writable(self._start_up, self.systemd, self.stop, utcnow):
+            if hasattr(self, "client"):
+                await self.client.aclose()
+            return EXIT_OK
+        self._remember_mtimes()
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
         scheduler = AsyncIOScheduler(
             job_defaults={
@@ -208,6 +205,19 @@ class Daemon:
             await self.client.aclose()
         return EXIT_OK
 
+    async def _start_up(self) -> None:
+        if self.store.dialect == "sqlite":
+            shipments, messages = await self.store.release_all_leases()
+            if shipments or messages:
+                logger.info(
+                    "took over from a stopped instance: %d shipment and %d message leases released",
+                    shipments,
+                    messages,
+                    extra={"action": "leases_released"},
+                )
+        await self._apply(self.settings)
+        await self.desk.start(self.store, utcnow())
+
     def _guarded(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
             if self.stop.is_set():
@@ -222,9 +232,11 @@ class Daemon:
                 # rolled back; not an error.
                 logger.info("job cancelled at shutdown", extra={"action": "job_cancelled"})
                 raise
-            except Exception:
+            except Exception as exc:
                 self.counters.errors += 1
-                logger.exception("job failed", extra={"action": "job_failed"})
+                # A full disk fails every job the same way: one line a minute, not a traceback each.
+                if not self.disk.failed(exc, utcnow()):
+                    logger.exception("job failed", extra={"action": "job_failed"})
             finally:
                 if task is not None:
                     self.busy.discard(task)
@@ -401,8 +413,12 @@ class Daemon:
                 self.store, self.notifier, self.settings.notifications.operator, now=now
             )
         await self.store.prune_snapshots(now=now, max_age=dt.timedelta(days=90), keep_per_shipment=20)
+        await self.store.checkpoint()
 
     async def _alerts(self) -> None:
+        if self.disk.full and not await self.disk.probe(self.store, utcnow()):
+            self.systemd.status(await self._status())
+            return
         await self.desk.tick(
             self.store,
             self.notifier,
@@ -424,6 +440,9 @@ class Daemon:
             except Exception:
                 logger.error("database check failed; not petting the watchdog", extra={"action": "unhealthy"})
                 continue
+            if self.disk.full:
+                # Alive but unable to record anything: let systemd see it (the restart waits for space).
+                continue
             if interval:
                 self.systemd.watchdog()
 
@@ -433,7 +452,7 @@ class Daemon:
         paused = " mail PAUSED (pages unreadable)" if self.notifier.paused else ""
         return (
             f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "
-            f"Japan Post circuit {self.breaker.state}{paused}{await self.desk.status(self.store)}"
+            f"Japan Post circuit {self.breaker.state}{paused}{self.disk.status()}{await self.desk.status(self.store)}"
         )
 
 

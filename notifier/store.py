@@ -17,7 +17,7 @@ from sqlalchemy import Select, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from notifier.db import READ_ONLY, make_engine, require_head
+from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
 from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
@@ -890,6 +890,15 @@ class Store:
             surplus = select(ranked.c.id).where(ranked.c.position > keep_per_shipment)
             extra = await session.execute(delete(Snapshot).where(Snapshot.id.in_(surplus)))
             return int(aged.rowcount) + int(extra.rowcount)  # type: ignore[attr-defined]
+
+    async def checkpoint(self) -> tuple[int, int, int] | None:
+        """SQLite: copy the WAL into the database and truncate it to nothing, so the file never
+        keeps the size of its biggest burst. (busy, WAL pages, pages copied); None elsewhere."""
+        if self._write_lock is None:
+            return None
+        # Under the write lock, so our own writers do not make it give up half-way.
+        async with self._write_lock, self.engine.connect() as connection:
+            return await connection.run_sync(sqlite_checkpoint)
 
     async def snapshots(self, number: str) -> list[tuple[str, str, bytes]]:
         """(reason, layout, body) of a number's kept snapshots, newest first."""

@@ -44,6 +44,7 @@ timeout = "5s"
 [notifications]
 operator = "{OPERATOR}"
 max_event_age = "3650d"
+multi_stage = "each"
 {notifications}
 [[watch]]
 number = "{EMS}"
@@ -232,3 +233,173 @@ def test_an_alert_that_cannot_be_emailed_is_in_the_log_alerts_and_status(
     finally:
         proc.terminate()
         assert proc.wait(timeout=30) == 0
+
+
+# --- a full disk ----------------------------------------------------------------------------
+
+
+@pytest.fixture
+def small_volume(tmp_path: Path) -> Iterator[Path]:
+    """A real 8 MiB filesystem (tmpfs), so writes fail with a real ENOSPC / SQLITE_FULL."""
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=8M,mode=0700", "tmpfs", str(volume)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        yield volume
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], check=False)
+
+
+def fill(volume: Path) -> Path:
+    """Take every free byte of the volume; returns the file to delete to give them back."""
+    filler = volume / "filler"
+    fd = os.open(filler, os.O_WRONLY | os.O_CREAT, 0o600)
+    try:
+        for size in (1 << 20, 65536, 4096, 512, 1):
+            try:
+                while True:
+                    os.write(fd, b"\0" * size)
+            except OSError:
+                continue
+    finally:
+        os.close(fd)
+    return filler
+
+
+class NotifyLog:
+    """Collects sd_notify datagrams with the time each arrived, from a background thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        import threading
+
+        self.sock = sock
+        self.items: list[tuple[float, str]] = []
+        self._stop = False
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self._stop:
+            try:
+                self.items.append((time.monotonic(), self.sock.recv(65536).decode()))
+            except TimeoutError:
+                continue
+            except OSError:
+                return
+
+    def since(self, start: float) -> list[str]:
+        return [text for at, text in list(self.items) if at >= start]
+
+    def close(self) -> None:
+        self._stop = True
+        self.thread.join(timeout=5)
+
+
+@pytest.mark.timeout(300)
+def test_a_full_disk_is_one_line_a_minute_no_watchdog_a_clean_wait_at_start_and_a_recovery(
+    tmp_path: Path, small_volume: Path, notify_socket: socket.socket
+) -> None:
+    journeys = builtin_journeys()
+    simulator = Simulator(journeys)
+    simulator.advance(steps=2)
+    database = small_volume / "notifier.db"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env.update(NOTIFY_SOCKET=str(notify_socket.getsockname()), WATCHDOG_USEC="1000000")
+    notes = NotifyLog(notify_socket)
+
+    def start(log: Path) -> subprocess.Popen[bytes]:
+        with log.open("w") as handle:
+            return subprocess.Popen(
+                [sys.executable, "-m", "notifier", "run", "--config", str(config)],
+                stdout=subprocess.DEVNULL,
+                stderr=handle,
+                env=env,
+            )
+
+    with SimulatorServer(simulator) as server, SmtpServer() as smtp:
+        config = write_config(tmp_path, ops_config(f"sqlite:///{database}", server.base_url, smtp.port))
+        first_log, second_log = tmp_path / "first.log", tmp_path / "second.log"
+        proc = start(first_log)
+        try:
+            wait_for(lambda: customer_mail(smtp) == ["departed_origin"], 60, "the first customer email")
+            filler = fill(small_volume)
+            # Keep news coming, so the daemon has something to write.
+            deadline = time.monotonic() + 90
+            while "disk full: database writes fail" not in first_log.read_text(encoding="utf-8"):
+                assert time.monotonic() < deadline, first_log.read_text(encoding="utf-8")[-3000:]
+                simulator.advance()
+                time.sleep(1)
+            full_at = time.monotonic()
+            time.sleep(10)
+            log = first_log.read_text(encoding="utf-8")
+            assert log.count("disk full: database writes fail on") == 1, log[-3000:]  # one a minute
+            assert "Traceback" not in log
+            assert "job failed" not in log
+            quiet = notes.since(full_at + 2)
+            assert not any("WATCHDOG=1" in note for note in quiet), quiet  # not petted while full
+            assert any("DISK FULL since" in note for note in quiet), quiet
+            committed = customer_mail(smtp)
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0, first_log.read_text(encoding="utf-8")[-3000:]
+
+            # A restart while the disk is still full waits, and says why, instead of exiting.
+            restarted = time.monotonic()
+            proc = start(second_log)
+            wait_for(
+                lambda: "cannot start: the disk is full" in second_log.read_text(encoding="utf-8"),
+                60,
+                lambda: second_log.read_text(encoding="utf-8"),
+            )
+            time.sleep(6)
+            assert proc.poll() is None, second_log.read_text(encoding="utf-8")
+            waiting = notes.since(restarted)
+            assert any("STATUS=waiting for disk space" in n and "EXTEND_TIMEOUT_USEC=" in n for n in waiting)
+            assert not any("READY=1" in n for n in waiting)
+            assert "Traceback" not in second_log.read_text(encoding="utf-8")
+
+            filler.unlink()  # space comes back
+            freed = time.monotonic()
+            wait_for(lambda: any("READY=1" in n for n in notes.since(freed)), 60, "READY once space is back")
+            wait_for(
+                lambda: "disk space is back" in second_log.read_text(encoding="utf-8"),
+                60,
+                lambda: second_log.read_text(encoding="utf-8"),
+            )
+            wait_for(lambda: any("WATCHDOG=1" in n for n in notes.since(freed)), 30, "the watchdog again")
+            # Everything learnt before and after arrives, once each, in order: nothing was lost.
+            for _ in range(10):
+                simulator.advance()
+                time.sleep(0.5)
+            ems = [
+                "departed_origin",
+                "inward_exchange",
+                "customs_presented",
+                "customs_cleared",
+                "out_for_delivery",
+                "attempted_delivery",
+                "retention",
+                "delivered",
+            ]
+            wait_for(
+                lambda: list(dict.fromkeys(customer_mail(smtp))) == ems,
+                90,
+                lambda: f"every EMS email (got {customer_mail(smtp)})",
+            )
+            assert customer_mail(smtp)[: len(committed)] == committed
+            alerts = json.loads(cli(config, "alerts", "--json").stdout)
+            assert [a["kind"] for a in alerts] == ["disk_full"], alerts
+            assert "nothing committed was lost" in alerts[0]["message"]
+            wal = database.with_name("notifier.db-wal")
+            assert not wal.exists() or wal.stat().st_size < 4 * 2**20
+        finally:
+            proc.terminate()
+            assert proc.wait(timeout=30) == 0
+            notes.close()
+    assert "Traceback" not in second_log.read_text(encoding="utf-8")
