@@ -212,8 +212,10 @@ class AlertDesk:
         operator uninformed: say so at error level, once per message and reason."""
         stuck = [
             item
-            for item in await store.outbox(states=[OutboxState.PENDING, OutboxState.FAILED])
-            if item.rule == NOTICE_RULE and item.last_error
+            for item in await store.outbox(
+                states=[OutboxState.PENDING, OutboxState.FAILED], rule=NOTICE_RULE, limit=20
+            )
+            if item.last_error
         ]
         self.undelivered = stuck[0].last_error if stuck else None
         for item in stuck:

@@ -72,8 +72,9 @@ def acquire_instance_lock(database_url: str) -> int | None:
             f"another notifier is already running on {url.database} (lock {path}); "
             "SQLite takes one daemon per database (use PostgreSQL for several)"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # the pid is for people; a full disk must not stop us here
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
@@ -128,11 +129,21 @@ class Daemon:
         try:
             from notifier.db import SchemaError
 
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop.set)
+            url = self.settings.database.url
             try:
-                self.store = await Store.open(self.settings.database.url)
+                # On a full disk even opening a WAL database can fail: wait, like the start-up writes.
+                store = await self.disk.retry_while_full(
+                    lambda: Store.open(url), self.systemd, self.stop, utcnow
+                )
             except SchemaError as exc:
                 logger.error("%s", exc)
                 return EXIT_SCHEMA
+            if store is None:
+                return EXIT_OK
+            self.store = store
             try:
                 return await self._serve()
             finally:
@@ -143,10 +154,8 @@ class Daemon:
 
     async def _serve(self) -> int:
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop.set)
         # A full disk at start-up waits for space, saying why, instead of exiting into a restart loop.
-        if not await self.disk.wait_until_writable(self._start_up, self.systemd, self.stop, utcnow):
+        if not await self.disk.retry_while_full(self._start_up, self.systemd, self.stop, utcnow):
             if hasattr(self, "client"):
                 await self.client.aclose()
             return EXIT_OK
@@ -205,7 +214,7 @@ class Daemon:
             await self.client.aclose()
         return EXIT_OK
 
-    async def _start_up(self) -> None:
+    async def _start_up(self) -> bool:
         if self.store.dialect == "sqlite":
             shipments, messages = await self.store.release_all_leases()
             if shipments or messages:
@@ -217,6 +226,7 @@ class Daemon:
                 )
         await self._apply(self.settings)
         await self.desk.start(self.store, utcnow())
+        return True
 
     def _guarded(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:

@@ -11,6 +11,7 @@ import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 
@@ -19,7 +20,12 @@ from notifier.store import Store
 
 logger = logging.getLogger(__name__)
 
+T = TypeVar("T")
+
 SQLITE_FULL = 13
+# "An attempt to enlarge the -shm file failed; this may indicate that the volume is out of
+# space" (SQLite's result codes page): what opening a cleanly closed WAL database on a full disk gives.
+SQLITE_IOERR_SHMSIZE = 4874
 POSTGRES_DISK_FULL = "53100"
 NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
 LOG_EVERY = dt.timedelta(minutes=1)
@@ -41,7 +47,9 @@ def is_disk_full(exc: BaseException) -> bool:
         seen.add(id(error))
         if isinstance(error, sqlite3.Error):
             code = getattr(error, "sqlite_errorcode", None)
-            if (code is not None and code & 0xFF == SQLITE_FULL) or "disk is full" in str(error):
+            if code is not None and (code & 0xFF == SQLITE_FULL or code == SQLITE_IOERR_SHMSIZE):
+                return True
+            if "disk is full" in str(error):
                 return True
         if isinstance(error, OSError) and error.errno in NO_SPACE:
             return True
@@ -175,15 +183,15 @@ class DiskGuard:
         await store.checkpoint()  # hand the WAL's space back at once
         return True
 
-    async def wait_until_writable(
+    async def retry_while_full(
         self,
-        attempt: Callable[[], Awaitable[None]],
+        attempt: Callable[[], Awaitable[T]],
         systemd: SystemdNotifier,
         stop: asyncio.Event,
         clock: Callable[[], dt.datetime],
-    ) -> bool:
-        """Run the start-up writes, retrying while the disk is full instead of exiting (which
-        would only become a restart loop). False if asked to stop meanwhile."""
+    ) -> T | None:
+        """Run a start-up step, retrying while the disk is full instead of exiting (which would
+        only become a restart loop). None if asked to stop meanwhile."""
         while True:
             if not self.space_back():
                 # Start-up may have nothing to write, but the first poll will: wait here, where
@@ -191,8 +199,7 @@ class DiskGuard:
                 self.note_full(clock(), starting=True)
             else:
                 try:
-                    await attempt()
-                    return True
+                    return await attempt()
                 except Exception as exc:
                     if not self.failed(exc, clock(), starting=True):
                         raise
@@ -203,6 +210,6 @@ class DiskGuard:
             )
             try:
                 await asyncio.wait_for(stop.wait(), PROBE_EVERY)
-                return False
+                return None
             except TimeoutError:
                 continue

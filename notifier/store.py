@@ -1049,12 +1049,14 @@ class Store:
         return await self._finish(message_id, owner, state=str(OutboxState.SUPPRESSED))
 
     async def outbox(
-        self, *, states: Sequence[OutboxState] | None = None, limit: int = 200
+        self, *, states: Sequence[OutboxState] | None = None, limit: int = 200, rule: str | None = None
     ) -> list[OutboxItem]:
         async with self._reads() as session:
             query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
             if states:
                 query = query.where(OutboxMessage.state.in_([str(s) for s in states]))
+            if rule is not None:
+                query = query.where(OutboxMessage.rule == rule)
             return [_outbox_item(row) for row in (await session.execute(query)).scalars()]
 
     async def outbox_item(self, message_id: int) -> OutboxItem | None:

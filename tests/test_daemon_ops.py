@@ -8,6 +8,7 @@ import email.policy
 import json
 import os
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -349,7 +350,14 @@ def test_a_full_disk_is_one_line_a_minute_no_watchdog_a_clean_wait_at_start_and_
             proc.terminate()
             assert proc.wait(timeout=30) == 0, first_log.read_text(encoding="utf-8")[-3000:]
 
-            # A restart while the disk is still full waits, and says why, instead of exiting.
+            # Stopped cleanly, and the disk fills while it is stopped: even opening the database
+            # fails now (SQLite cannot size its -shm file). The start waits, saying why.
+            filler.unlink()
+            closing = sqlite3.connect(database)
+            closing.execute("SELECT count(*) FROM shipments").fetchone()
+            closing.close()
+            assert not database.with_name("notifier.db-shm").exists()
+            filler = fill(small_volume)
             restarted = time.monotonic()
             proc = start(second_log)
             wait_for(

@@ -6,6 +6,7 @@ import datetime as dt
 import errno
 import logging
 import sqlite3
+import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,6 +18,7 @@ from sqlalchemy import event
 from notifier.db import SQLITE_JOURNAL_SIZE_LIMIT
 from notifier.diskguard import DISK_FULL, DiskGuard, database_folder, is_disk_full
 from notifier.store import Store
+from tests.test_daemon_ops import fill
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 NUMBER = "EL015307999JP"
@@ -130,3 +132,32 @@ async def test_the_wal_is_bounded_and_checkpoints_truncate_it(store: Store, tmp_
     assert busy == 0
     assert wal.stat().st_size == 0
     assert len(await store.alerts()) == 300  # nothing lost by the checkpoint
+
+
+def test_opening_a_closed_wal_database_on_a_full_volume_counts_as_disk_full(tmp_path: Path) -> None:
+    volume = tmp_path / "volume"
+    volume.mkdir()
+    mounted = subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=1M", "tmpfs", str(volume)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if mounted.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here (needs root): {mounted.stderr.strip()}")
+    try:
+        database = volume / "x.db"
+        connection = sqlite3.connect(database)
+        connection.execute("PRAGMA journal_mode=WAL")
+        connection.execute("CREATE TABLE t (x)")
+        connection.commit()
+        connection.close()
+        fill(volume)
+        connection = sqlite3.connect(database)
+        with pytest.raises(sqlite3.Error) as caught:
+            connection.execute("SELECT * FROM t")
+        connection.close()
+        assert caught.value.sqlite_errorname == "SQLITE_IOERR_SHMSIZE"
+        assert is_disk_full(caught.value)
+    finally:
+        subprocess.run(["umount", "-l", str(volume)], check=False)
