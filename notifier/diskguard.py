@@ -163,7 +163,7 @@ class DiskGuard:
             await store.raise_alert(
                 DISK_FULL,
                 f"the disk was full for about {minutes} min from {since:%Y-%m-%d %H:%M}Z: database writes "
-                f"failed on {self.where} ({failures} job runs); polling and sending waited and have resumed, "
+                f"failed on {self.where} ({failures} failed attempts); polling and sending waited and have resumed, "
                 "nothing committed was lost. Keep more space free there.",
                 now=now,
             )
