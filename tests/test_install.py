@@ -243,34 +243,31 @@ def test_a_root_only_password_file_is_named_not_crashed_on(installed: dict[str, 
         assert "Traceback" not in check.stderr
 
 
-@pytest.mark.timeout(120)
-def test_run_exits_2_on_a_bad_config_and_3_on_an_old_schema(tmp_path: Path) -> None:
-    """The codes RestartPreventExitStatus=2 3 relies on, from `run` itself."""
+def run_daemon(config: Path) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-    bad = tmp_path / "bad.toml"
-    bad.write_text('[polling]\ntick = "soon"\n', encoding="utf-8")
-    run = subprocess.run(
-        [sys.executable, "-m", "notifier", "run", "--config", str(bad)],
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", "run", "--config", str(config)],
         capture_output=True,
         text=True,
         env=env,
         check=False,
         timeout=60,
     )
+
+
+@pytest.mark.timeout(120)
+def test_run_exits_2_on_a_bad_config_and_3_on_an_old_schema(tmp_path: Path) -> None:
+    """The codes RestartPreventExitStatus=2 3 relies on, from `run` itself."""
+    bad = tmp_path / "bad.toml"
+    bad.write_text('[polling]\ntick = "soon"\n', encoding="utf-8")
+    run = run_daemon(bad)
     assert run.returncode == 2, run.stderr
     assert "polling.tick" in run.stderr
     assert "Traceback" not in run.stderr
 
     fresh = tmp_path / "fresh.toml"
     fresh.write_text(f'[database]\nurl = "sqlite:///{tmp_path / "new.db"}"\n', encoding="utf-8")
-    run = subprocess.run(
-        [sys.executable, "-m", "notifier", "run", "--config", str(fresh)],
-        capture_output=True,
-        text=True,
-        env=env,
-        check=False,
-        timeout=60,
-    )
+    run = run_daemon(fresh)
     assert run.returncode == 3, run.stderr
     assert "db upgrade" in run.stderr
     assert "Traceback" not in run.stderr
