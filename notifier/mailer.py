@@ -18,11 +18,11 @@ import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import aiosmtplib
 
@@ -279,20 +279,81 @@ def _body_part(content: str, subtype: str) -> EmailMessage:
     return part
 
 
-def _verify_generated(raw: bytes, expected: list[str]) -> None:
-    """Re-read what we produced: exactly the headers we set, CRLF only, no over-long lines.
+_FIELD_NAME_RE = re.compile(rb"([!-9;-~]+):")
+_PART_HEADERS = frozenset({"content-type", "content-transfer-encoding"})
 
-    Our interpreter may predate `verify_generated_headers` (gh-121650), so check for ourselves.
+
+def _header_names(raw: bytes) -> list[str]:
+    """Field names of the top-level header block, read from the bytes as a receiving MTA reads them."""
+    head, blank, _ = raw.partition(b"\r\n\r\n")
+    if not blank:
+        raise MessageBuildError("generated message has no blank line between its headers and its body")
+    names: list[str] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and names:
+            continue  # a folded continuation of the field above
+        match = _FIELD_NAME_RE.match(line)
+        if match is None:
+            raise MessageBuildError(f"generated header line {line[:60]!r} is not a header field")
+        names.append(match.group(1).decode("ascii"))
+    return names
+
+
+def _headers_and_defects(message: Message) -> tuple[dict[str, Any], list[str]]:
+    """The parsed headers of `message` by name, and every defect the parser noted, by class name."""
+    # Each access re-parses a header under the default policy, so every header is read once.
+    headers = dict(message.items())
+    where = str(getattr(headers.get("Content-Type"), "content_type", "text/plain"))
+    found = [f"{type(d).__name__} in {where}" for d in message.defects]
+    for name, value in headers.items():
+        found += [f"{type(d).__name__} in {name}" for d in getattr(value, "defects", ())]
+    return headers, found
+
+
+def _verify_generated(raw: bytes, intended: EmailMessage) -> None:
+    """Re-read what we produced: exactly the headers we set, with the values we set, CRLF only,
+    no over-long lines, the two parts we attached, and nothing the parser calls a defect.
+
+    Interpreters before 3.11.10 / 3.12.5 lack `verify_generated_headers` (gh-121650), and their
+    folder can emit a decoded CR LF as a new header (CVE-2024-6923), so we check for ourselves.
+    The message is parsed whole: a headers-only parse of any multipart message reports a false
+    MultipartInvariantViolationDefect before 3.11.5 (gh-106186).
     """
     lines = raw.split(b"\r\n")
     if b"\x00" in raw or any(b"\r" in line or b"\n" in line for line in lines):
         raise MessageBuildError("generated message has a NUL or a bare CR/LF")
     if any(len(line) > 998 for line in lines):
         raise MessageBuildError("generated message has a line longer than 998 octets")
-    parsed = BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
-    found = [name.lower() for name in parsed]
-    if found != [name.lower() for name in expected] or parsed.defects:
+    expected = list(intended.keys())
+    found = _header_names(raw)
+    if [name.lower() for name in found] != [name.lower() for name in expected]:
         raise MessageBuildError(f"generated headers {found} differ from the intended {expected}")
+    parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+    headers, defects = _headers_and_defects(parsed)
+    parts = []
+    for part in parsed.iter_parts():
+        part_headers, part_defects = _headers_and_defects(part)
+        defects += part_defects
+        content_type = getattr(part_headers.get("Content-Type"), "content_type", "text/plain")
+        parts.append((content_type, {name.lower() for name in part_headers}))
+    if defects:
+        raise MessageBuildError(f"generated message does not parse back cleanly: {'; '.join(defects)}")
+    for name in expected:
+        want, got = str(intended[name]), str(headers[name])
+        if any(char in _LINE_LIKE or unicodedata.category(char) == "Cc" for char in got):
+            # 3.11.2 keeps a CR LF inside an encoded word rather than folding it out: no new
+            # header on the wire, but a reader decodes a line break into the value.
+            raise MessageBuildError(f"generated {name} header decodes to control characters: {got!r}")
+        # The folder may put a space between two encoded words, which RFC 2047 readers drop.
+        if want != got and not (name == "Subject" and "".join(want.split()) == "".join(got.split())):
+            raise MessageBuildError(f"generated {name} header reads back as {got!r}, not {want!r}")
+    types = [headers["Content-Type"].content_type, *(content_type for content_type, _ in parts)]
+    if types != ["multipart/alternative", "text/plain", "text/html"]:
+        raise MessageBuildError(f"generated message has parts {types[1:]} in {types[0]}, not text and HTML")
+    if headers["Content-Type"].params.get("boundary") != intended.get_boundary() or any(
+        not names <= _PART_HEADERS for _, names in parts
+    ):
+        raise MessageBuildError("generated message parts do not have the intended headers and boundary")
 
 
 def build_message(
@@ -379,7 +440,7 @@ def build_message(
     msg.attach(_body_part(rendered.html, "html"))
 
     raw = msg.as_bytes()
-    _verify_generated(raw, list(msg.keys()))
+    _verify_generated(raw, msg)
     return raw
 
 
