@@ -199,9 +199,11 @@ async def _outbox(args: argparse.Namespace) -> int:
                 f"queued {timed} timed message(s); sent {result.sent} via {where}, retrying {result.retried}, "
                 f"failed {result.failed}, deferred {result.deferred} (quiet hours), suppressed {result.suppressed}"
             )
-            if result.paused_until:
+            if result.pause is not None:
                 print(
-                    f"outbox paused until {result.paused_until:%Y-%m-%d %H:%M}Z: {result.errors[-1]}",
+                    f"sending paused, nothing more tried ({result.held} message(s) held, no attempts "
+                    f"counted): {result.pause.reason}; the next `outbox send` (or the daemon, after "
+                    f"{result.pause.until:%H:%M}Z) tries again",
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE

@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import secrets
+import socket
 import ssl
 import unicodedata
 from collections.abc import Sequence
@@ -37,6 +38,7 @@ __all__ = [
     "PermanentSendError",
     "Security",
     "SendError",
+    "ServerUnreachableError",
     "SmtpSettings",
     "SmtpTransport",
     "TlsRequiredError",
@@ -93,9 +95,26 @@ class SendError(NotifierError):
         self.stage = stage
         self.maybe_delivered = maybe_delivered
 
+    @property
+    def offered(self) -> bool:
+        """Whether the message itself was offered (MAIL FROM reached, or a file write begun).
+
+        Before that, the failure says nothing about this message: only such sends count as an
+        attempt against the message's retry budget.
+        """
+        return self.stage in ("mail", "rcpt", "data", "file")
+
 
 class TransientSendError(SendError):
-    """Worth retrying later: 4xx replies, disconnects, timeouts, refused connections."""
+    """Worth retrying later: 4xx replies, disconnects, timeouts."""
+
+
+class ServerUnreachableError(TransientSendError):
+    """The configured server cannot be reached at all: connection refused, or its name does not resolve.
+
+    Usually a wrong host or port; the outbox pauses and alerts at once rather than retrying each
+    message, and resumes by itself once the server answers.
+    """
 
 
 class PermanentSendError(SendError):
@@ -533,6 +552,20 @@ def _ssl_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
+def _unreachable(exc: BaseException) -> str | None:
+    """Say why, if `exc` means nothing listens at the address or the host name does not resolve."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return f"the host name does not resolve ({seen.strerror or seen})"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused (nothing listens on that port)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _classify(exc: Exception, stage: str, host: str) -> SendError:
     """Map an aiosmtplib or socket exception to our tree, given what was under way."""
     where = f"SMTP {host}, {stage}"
@@ -553,6 +586,9 @@ def _classify(exc: Exception, stage: str, host: str) -> SendError:
     tls_error = _ssl_failure(exc)
     if tls_error is not None:
         return TlsRequiredError(f"{where}: TLS failed: {tls_error}", stage=stage)
+    unreachable = _unreachable(exc) if stage == "connect" else None
+    if unreachable is not None:
+        return ServerUnreachableError(f"{where}: {unreachable}", stage=stage)
     if stage == "auth" and not isinstance(exc, ConnectionError | TimeoutError):
         # No AUTH extension or no mechanism in common: the credentials cannot be used here.
         return AuthenticationError(f"{where}: {exc}", stage=stage)
@@ -582,6 +618,10 @@ class SmtpTransport:
         self._last_used = 0.0
         self._lock = asyncio.Lock()
         self._stage = ""
+
+    @property
+    def settings(self) -> SmtpSettings:
+        return self._settings
 
     async def __aenter__(self) -> Self:
         return self
@@ -641,7 +681,7 @@ class SmtpTransport:
                 # Only our deadline lands here; aiosmtplib's own timeouts are classified inside.
                 self._discard()
                 raise TransientSendError(
-                    f"SMTP {self._settings.host}: no reply within the total deadline of {deadline:g} s "
+                    f"SMTP {self._settings.host}:{self._settings.port}: no reply within the total deadline of {deadline:g} s "
                     f"(during {self._stage})",
                     stage=self._stage,
                     maybe_delivered=self._stage == "data",
@@ -652,7 +692,7 @@ class SmtpTransport:
                 raise
 
     async def _send_locked(self, raw: bytes, sender: str, recipients: list[str]) -> str:
-        host = self._settings.host
+        host = f"{self._settings.host}:{self._settings.port}"
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             reused = await self._ensure_connection()
@@ -736,7 +776,7 @@ class SmtpTransport:
                 await smtp.ehlo()
                 if not smtp.supports_extension("starttls"):
                     raise TlsRequiredError(
-                        f"SMTP {s.host}: the server does not offer STARTTLS, which is required; "
+                        f"SMTP {s.host}:{s.port}: the server does not offer STARTTLS, which is required; "
                         "nothing was sent",
                         stage="starttls",
                     )
@@ -749,7 +789,7 @@ class SmtpTransport:
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
-            raise _classify(exc, self._stage, s.host) from exc
+            raise _classify(exc, self._stage, f"{s.host}:{s.port}") from exc
         except BaseException:
             smtp.close()
             raise

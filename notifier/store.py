@@ -855,7 +855,8 @@ class Store:
         self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
     ) -> list[OutboxItem]:
         """Lease due messages: pending ones whose time has come, and sending ones whose owner
-        died (lease expired). Each claim counts an attempt, as the send may happen."""
+        died (lease expired). A claim is not an attempt: mark_* count one when a send was tried,
+        so a crash or restart loop does not eat the retry budget."""
         due = (
             select(OutboxMessage.id)
             .where(
@@ -872,7 +873,6 @@ class Store:
             state=str(OutboxState.SENDING),
             leased_by=owner,
             lease_until=now + lease,
-            attempts=OutboxMessage.attempts + 1,
         )
         return sorted((_outbox_item(row) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
@@ -899,6 +899,7 @@ class Store:
             sent_at=now,
             server_reply=reply[:500],
             last_error=None,
+            attempts=OutboxMessage.attempts + 1,
         )
 
     async def mark_retry(
@@ -915,11 +916,13 @@ class Store:
             "next_attempt_at": next_attempt_at,
             "last_error": error[:2000],
         }
-        if not count_attempt:
-            values["attempts"] = OutboxMessage.attempts - 1
+        if count_attempt:
+            values["attempts"] = OutboxMessage.attempts + 1
         return await self._finish(message_id, owner, **values)
 
-    async def mark_failed(self, message_id: int, *, owner: str, error: str, now: dt.datetime) -> bool:
+    async def mark_failed(
+        self, message_id: int, *, owner: str, error: str, now: dt.datetime, count_attempt: bool = True
+    ) -> bool:
         async with self._write() as session:
             row = await session.get(OutboxMessage, message_id)
             if row is None or row.leased_by != owner or row.state != str(OutboxState.SENDING):
@@ -928,12 +931,17 @@ class Store:
             row.last_error = error[:2000]
             row.leased_by = None
             row.lease_until = None
+            if count_attempt:
+                row.attempts += 1
+            # The subject column is short; the outbox id fits it whole and is what
+            # `notifier outbox show` takes. The Message-ID is in the text, in full.
             await self._raise(
                 session,
                 "send_failed",
-                f"message to {row.recipient} about {row.number or '-'} ({row.rule}) failed for good: {error}",
+                f"message {row.id} to {row.recipient} about {row.number or '-'} ({row.rule}, "
+                f"Message-ID {row.message_id}) failed for good: {error}",
                 now,
-                row.message_id[:40],
+                f"outbox {row.id}",
                 row.shipment_id,
             )
             return True
