@@ -209,8 +209,18 @@ async def _outbox(args: argparse.Namespace) -> int:
                 return EXIT_FAILURE
             return EXIT_FAILURE if result.failed else EXIT_OK
         if action == "retry":
-            count = await store.retry_failed(args.ids or None, now=utcnow())
+            failed = await store.outbox(states=[OutboxState.FAILED], limit=1_000_000)
+            wanted = [i for i in failed if not args.ids or i.id in args.ids]
+            # A message that could not be built has no bytes: queueing it again would send nothing.
+            unbuilt = [i.id for i in wanted if not i.raw]
+            count = await store.retry_failed([i.id for i in wanted if i.raw], now=utcnow())
             print(f"{count} failed message(s) queued again (same bytes, same Message-ID)")
+            if unbuilt:
+                print(
+                    f"not queued: {', '.join(map(str, unbuilt))}: never built (see `notifier outbox show ID`); "
+                    "fix the template or data, the next change of stage builds a new message",
+                    file=sys.stderr,
+                )
             return EXIT_OK
         if action == "show":
             item = await store.outbox_item(args.id)
@@ -225,6 +235,9 @@ async def _outbox(args: argparse.Namespace) -> int:
             print(f"to {item.recipient}  number {item.number}  created {item.created_at:%Y-%m-%d %H:%M}Z")
             if item.last_error:
                 print(f"last error: {item.last_error}")
+            if not item.raw:
+                print(f"Message-ID: {item.message_id}\n\nnever built: there is no message to show")
+                return EXIT_OK
             print(f"Message-ID: {message['Message-ID']}\nSubject: {message['Subject']}\n")
             body = message.get_body(preferencelist=("plain",))
             print(body.get_content() if body is not None else "")

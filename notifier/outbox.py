@@ -211,6 +211,17 @@ async def drain(
             )
             result.deferred += 1
             continue
+        if not item.raw:
+            # A message that could not be built, put back by hand: there is nothing to send.
+            await store.mark_failed(
+                item.id,
+                owner=owner,
+                error=item.last_error or "the message was never built; nothing to send",
+                now=now,
+                count_attempt=False,
+            )
+            result.failed += 1
+            continue
         await _send_one(
             store, transport, item, owner=owner, policy=policy, clock=clock, rng=rng, result=result
         )

@@ -118,6 +118,9 @@ class OutboxDraft:
     shipment_id: int | None = None
     subscription_id: int | None = None
     time_zone: str | None = None
+    # Why the message could not be built: it is stored as failed (raw empty, never sent) and
+    # raises one "message_build_failed" alert, so the rest of its poll still commits.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -825,7 +828,8 @@ class Store:
                     subject=draft.subject,
                     message_id=draft.message_id,
                     raw=draft.raw,
-                    state=str(OutboxState.PENDING),
+                    state=str(OutboxState.PENDING if draft.error is None else OutboxState.FAILED),
+                    last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,
@@ -834,7 +838,20 @@ class Store:
                 .on_conflict_do_nothing(index_elements=["dedup_key"])
             )
             result = await session.execute(statement)
-            created += int(result.rowcount)  # type: ignore[attr-defined]
+            new = int(result.rowcount)  # type: ignore[attr-defined]
+            created += new
+            if new and draft.error is not None:
+                # One alert per template and language: a broken template counts up, not floods.
+                await self._raise(
+                    session,
+                    "message_build_failed",
+                    f"the {draft.locale} {draft.template} message to {draft.recipient} about "
+                    f"{draft.number or '-'} could not be built and was not sent: {draft.error}. It is "
+                    "listed by `notifier outbox --state failed`; later messages are built afresh.",
+                    now,
+                    f"{draft.locale}/{draft.template}"[:40],
+                    draft.shipment_id,
+                )
         return created
 
     async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
