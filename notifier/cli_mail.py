@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from notifier.compose import MailSettings, draft, unsubscribe_uri
 from notifier.config import Settings, load_settings
+from notifier.db import DatabaseError
 from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
 from notifier.messages import MessageContext, Template
@@ -321,9 +325,44 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database that does not exist yet (opening it would create it)."""
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return path if path and path != ":memory:" and not Path(path).expanduser().exists() else None
+
+
+async def _suppressed(settings: Settings, address: str) -> bool | None:
+    """Whether `address` is on the suppression list; None if the database cannot be asked."""
+    missing = _missing_sqlite_file(settings.database.url)
+    if missing is not None:
+        # With no database nothing is suppressed; opening it would leave an empty file behind.
+        print(
+            f"notifier test-email: no database at {missing} yet; suppression list not checked",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        store = await _open(settings)
+    except (DatabaseError, SQLAlchemyError, OSError) as exc:
+        print(f"notifier test-email: suppression list not checked: {exc}", file=sys.stderr)
+        return None
+    try:
+        return bool(await store.suppressed_among([address]))
+    finally:
+        await store.close()
+
+
 async def _test_email(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     recipient = validate_address(args.address)
+    if await _suppressed(settings, recipient):
+        print(
+            f"notifier test-email: nothing sent: {recipient} is unsubscribed (on the suppression list, "
+            f"so the daemon sends it nothing either); `notifier resubscribe {recipient}` lifts that",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     mail = mail_settings(settings)
     context = _as_configured(sample_context(Template.TEST, args.locale), settings, recipient)
     now = utcnow()

@@ -304,3 +304,21 @@ def test_a_message_that_cannot_be_built_fails_alone_with_one_alert(
     assert "could not be built" in body.get_content()
     (japanese,) = [m for m in parsed(smtp) if m["Content-Language"] == "ja"]
     assert japanese["Subject"] == "Sakura Stationery: 1002"
+
+
+def test_test_email_to_an_unsubscribed_address_sends_nothing_and_says_so(
+    db_url: str, tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = write_config(tmp_path, db_url, "http://127.0.0.1:9", smtp)
+    assert main(["db", "upgrade", *opts]) == 0
+    assert main(["unsubscribe", "me@example.com", *opts]) == 0
+    capsys.readouterr()
+    assert main(["test-email", "Me@Example.com", *opts]) == 1
+    said = capsys.readouterr()
+    assert "nothing sent: Me@example.com is unsubscribed" in said.err
+    assert "notifier resubscribe" in said.err
+    assert said.out == ""
+    assert smtp.messages == []
+    assert main(["resubscribe", "me@example.com", *opts]) == 0
+    assert main(["test-email", "me@example.com", *opts]) == 0
+    assert len(smtp.messages) == 1
