@@ -8,7 +8,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
-from notifier.compose import MailSettings, digest_context, draft, drafts_for
+from notifier.compose import MailSettings, digest_context, draft_or_failure, drafts_for
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
@@ -219,7 +219,7 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
     if not lines:
         return 0
     context = digest_context(lines, notifier.mail)
-    message = draft(
+    message = draft_or_failure(
         context,
         renderer=notifier.renderer,
         mail=notifier.mail,

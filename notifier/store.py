@@ -118,6 +118,9 @@ class OutboxDraft:
     shipment_id: int | None = None
     subscription_id: int | None = None
     time_zone: str | None = None
+    # Why the message could not be built: it is stored as failed (raw empty, never sent) and
+    # raises one "message_build_failed" alert, so the rest of its poll still commits.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -825,7 +828,8 @@ class Store:
                     subject=draft.subject,
                     message_id=draft.message_id,
                     raw=draft.raw,
-                    state=str(OutboxState.PENDING),
+                    state=str(OutboxState.PENDING if draft.error is None else OutboxState.FAILED),
+                    last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,
@@ -834,7 +838,20 @@ class Store:
                 .on_conflict_do_nothing(index_elements=["dedup_key"])
             )
             result = await session.execute(statement)
-            created += int(result.rowcount)  # type: ignore[attr-defined]
+            new = int(result.rowcount)  # type: ignore[attr-defined]
+            created += new
+            if new and draft.error is not None:
+                # One alert per template and language: a broken template counts up, not floods.
+                await self._raise(
+                    session,
+                    "message_build_failed",
+                    f"the {draft.locale} {draft.template} message to {draft.recipient} about "
+                    f"{draft.number or '-'} could not be built and was not sent: {draft.error}. It is "
+                    "listed by `notifier outbox --state failed`; later messages are built afresh.",
+                    now,
+                    f"{draft.locale}/{draft.template}"[:40],
+                    draft.shipment_id,
+                )
         return created
 
     async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
@@ -855,7 +872,8 @@ class Store:
         self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
     ) -> list[OutboxItem]:
         """Lease due messages: pending ones whose time has come, and sending ones whose owner
-        died (lease expired). Each claim counts an attempt, as the send may happen."""
+        died (lease expired). A claim is not an attempt: mark_* count one when a send was tried,
+        so a crash or restart loop does not eat the retry budget."""
         due = (
             select(OutboxMessage.id)
             .where(
@@ -872,7 +890,6 @@ class Store:
             state=str(OutboxState.SENDING),
             leased_by=owner,
             lease_until=now + lease,
-            attempts=OutboxMessage.attempts + 1,
         )
         return sorted((_outbox_item(row) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
@@ -899,6 +916,7 @@ class Store:
             sent_at=now,
             server_reply=reply[:500],
             last_error=None,
+            attempts=OutboxMessage.attempts + 1,
         )
 
     async def mark_retry(
@@ -915,11 +933,13 @@ class Store:
             "next_attempt_at": next_attempt_at,
             "last_error": error[:2000],
         }
-        if not count_attempt:
-            values["attempts"] = OutboxMessage.attempts - 1
+        if count_attempt:
+            values["attempts"] = OutboxMessage.attempts + 1
         return await self._finish(message_id, owner, **values)
 
-    async def mark_failed(self, message_id: int, *, owner: str, error: str, now: dt.datetime) -> bool:
+    async def mark_failed(
+        self, message_id: int, *, owner: str, error: str, now: dt.datetime, count_attempt: bool = True
+    ) -> bool:
         async with self._write() as session:
             row = await session.get(OutboxMessage, message_id)
             if row is None or row.leased_by != owner or row.state != str(OutboxState.SENDING):
@@ -928,12 +948,17 @@ class Store:
             row.last_error = error[:2000]
             row.leased_by = None
             row.lease_until = None
+            if count_attempt:
+                row.attempts += 1
+            # The subject column is short; the outbox id fits it whole and is what
+            # `notifier outbox show` takes. The Message-ID is in the text, in full.
             await self._raise(
                 session,
                 "send_failed",
-                f"message to {row.recipient} about {row.number or '-'} ({row.rule}) failed for good: {error}",
+                f"message {row.id} to {row.recipient} about {row.number or '-'} ({row.rule}, "
+                f"Message-ID {row.message_id}) failed for good: {error}",
                 now,
-                row.message_id[:40],
+                f"outbox {row.id}",
                 row.shipment_id,
             )
             return True
