@@ -7,8 +7,10 @@ import statistics
 import sys
 import tempfile
 import time
+import tomllib
 from pathlib import Path
 
+from notifier import config
 from notifier.config import load_settings
 from notifier.numbers import s10_check_digit
 
@@ -68,8 +70,14 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--sizes", type=int, nargs="*", default=list(SIZES))
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--stdlib-toml", action="store_true", help="parse with tomllib even if tomli is installed"
+    )
     args = parser.parse_args(argv)
-    print(f"python {sys.version.split()[0]}; median (best) of {args.rounds} loads")
+    if args.stdlib_toml:
+        config._toml_loads = tomllib.loads
+    parser_name = getattr(getattr(config, "_toml_loads", tomllib.loads), "__module__", "?").split(".")[0]
+    print(f"python {sys.version.split()[0]}, TOML parser {parser_name}; median (best) of {args.rounds} loads")
     print(f"{'watches':>8}  {'main file':>20}  {f'watch_files ({PER_FILE}/file)':>24}  per watch")
     for count in args.sizes:
         with tempfile.TemporaryDirectory() as tmp:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import glob
 import math
 import os
@@ -64,6 +65,8 @@ MAX_ATTEMPTS = 1000
 # C0 and C1 controls: NUL is refused by PostgreSQL, the others break log lines and headers.
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
+# Tags are stored joined by spaces and split on whitespace when read back.
+_NOT_IN_A_TAG = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
 _WATCH_HEADER = re.compile(r"^[ \t]*\[\[[ \t]*watch[ \t]*\]\]", re.MULTILINE)
 
 
@@ -436,6 +439,7 @@ def _address(
         return None
 
 
+@functools.cache
 def _column_size(attribute: InstrumentedAttribute[Any]) -> tuple[int, str]:
     """The declared size of a String column, and its name: the ORM is where sizes are written."""
     column = attribute.expression
@@ -787,8 +791,9 @@ def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> 
     def problem(key: str, message: str) -> None:
         problems.add(f"{dotted}.{key}", message)
 
-    for key in sorted(set(raw) - _WATCH_KEYS):
-        problem(key, "unknown key")
+    if not raw.keys() <= _WATCH_KEYS:
+        for key in sorted(set(raw) - _WATCH_KEYS):
+            problem(key, "unknown key")
     raw_number = raw.get("number")
     number = ""
     if raw_number is None:
@@ -838,7 +843,7 @@ def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> 
     elif (reason := _stored_text(label, Shipment.label)) is not None:
         problem("label", reason)
     tags = _set_of(raw.get("tags"), f"{dotted}.tags", problems)
-    if any(not tag or _CONTROL.search(tag) or any(c.isspace() for c in tag) for tag in tags):
+    if any(not tag or _NOT_IN_A_TAG.search(tag) for tag in tags):
         problem("tags", "each tag is one word: no spaces, control characters or empty tags")
     elif (reason := _too_long(" ".join(sorted(tags)), Shipment.tags)) is not None:
         problem("tags", f"joined by spaces, they make a text that {reason}")
