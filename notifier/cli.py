@@ -328,6 +328,22 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _environment_problem(exc: Exception, args: argparse.Namespace) -> NotifierError | None:
+    """A database error from a command that did not explain it itself, made one line."""
+    if not hasattr(args, "database_url"):
+        return None
+    from notifier.config import DATABASE_URL_ENV, load_settings
+    from notifier.dbenv import classify
+
+    url = args.database_url or os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        try:
+            url = load_settings(getattr(args, "config", None)).database.url
+        except NotifierError:
+            return None
+    return classify(exc, url)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
@@ -354,5 +370,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: not an error worth a traceback.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
+        return EXIT_FAILURE
+    except Exception as exc:
+        problem = _environment_problem(exc, args)
+        if problem is None:
+            raise
+        logger.debug("command failed", exc_info=True)
+        print(f"notifier {args.command}: {problem}", file=sys.stderr)
         return EXIT_FAILURE
     return code

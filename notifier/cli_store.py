@@ -14,6 +14,7 @@ from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.cli_mail import notifier_for
 from notifier.client import ClientSettings, JapanPostClient
@@ -23,10 +24,13 @@ from notifier.db import (
     DatabaseError,
     display_url,
     downgrade,
+    known_revision,
     make_engine,
+    newer_schema_error,
     schema_state,
     upgrade,
 )
+from notifier.dbenv import explained
 from notifier.errors import InvalidNumberError
 from notifier.numbers import parse_number
 from notifier.poll import poll_detail
@@ -58,11 +62,12 @@ def _run(coroutine: Awaitable[int]) -> int:
 
 
 async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    store = await Store.open(settings.database.url)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    with explained(settings.database.url):
+        store = await Store.open(settings.database.url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
 
 
 # --- db -------------------------------------------------------------------------------
@@ -73,23 +78,35 @@ async def _db(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database.url)
     where = display_url(settings.database.url)
     try:
-        if args.db_command == "upgrade":
-            before = await schema_state(engine)
-            await upgrade(engine, args.revision)
-            after = await schema_state(engine)
-            print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
-        elif args.db_command == "downgrade":
-            await downgrade(engine, args.revision)
-            print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
-        else:
-            state = await schema_state(engine)
-            print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
-            if not state.at_head:
-                print("not at head: run `notifier db upgrade`", file=sys.stderr)
-                return 3
-        return EXIT_OK
+        with explained(settings.database.url):
+            return await _db_action(args, engine, where)
     finally:
         await engine.dispose()
+
+
+async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) -> int:
+    if args.db_command in ("upgrade", "downgrade"):
+        # Alembic would fail with a traceback: it cannot find a path from a revision it lacks.
+        current = (await schema_state(engine)).current
+        if current is not None and not known_revision(current):
+            raise newer_schema_error(where, current)
+    if args.db_command == "upgrade":
+        before = await schema_state(engine)
+        await upgrade(engine, args.revision)
+        after = await schema_state(engine)
+        print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
+    elif args.db_command == "downgrade":
+        await downgrade(engine, args.revision)
+        print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
+    else:
+        state = await schema_state(engine)
+        print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
+        if state.current is not None and not state.known:
+            raise newer_schema_error(where, state.current)
+        if not state.at_head:
+            print("not at head: run `notifier db upgrade`", file=sys.stderr)
+            return 3
+    return EXIT_OK
 
 
 def backup_sqlite(source: Path, destination: Path) -> int:
