@@ -322,6 +322,23 @@ def write_atomically(path: Path, text: str) -> int:
     return mode
 
 
+def _check_read_by(output: Path, config: str | None) -> None:
+    """A watch file the configuration does not list is never polled: say so."""
+    from notifier.config import load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:  # a change between our check and now; the daemon will say more
+        print(f"notifier import: warning: the configuration no longer loads:\n{exc}", file=sys.stderr)
+        return
+    if output.resolve() not in {path.resolve() for path in settings.watch_files}:
+        print(
+            f"notifier import: note: {settings.source} does not read {output}: add it to "
+            '[polling] watch_files (e.g. watch_files = ["watch.d/*.toml"]) or the daemon will not poll it',
+            file=sys.stderr,
+        )
+
+
 def run_import(file: Path, output: Path | None, config: str | None) -> int:
     """`notifier import`: exit 0 when written, 2 when nothing was (every reason printed)."""
     from notifier.config import load_settings, parse_settings
@@ -365,6 +382,8 @@ def run_import(file: Path, output: Path | None, config: str | None) -> int:
     except OSError as exc:
         print(f"notifier import: nothing written: cannot write {output}: {exc.strerror}", file=sys.stderr)
         return 2
+    if config or os.environ.get(CONFIG_ENV):
+        _check_read_by(output, config)
     subscribers = sum(len(w.subscribers) for w in orders.watches)
     print(
         f"wrote {len(orders.watches)} watches ({subscribers} subscribers) to {output} "

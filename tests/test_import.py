@@ -220,3 +220,25 @@ def test_written_file_in_an_empty_folder_is_readable_by_others(
     finally:
         os.umask(old)
     assert _mode(out) == 0o644
+
+
+def test_a_watch_file_the_config_does_not_read_is_pointed_out(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = _config(tmp_path)
+    orders = tmp_path / "orders.csv"
+    orders.write_text("number\n314159265350\n", encoding="utf-8")
+    assert (
+        main(
+            ["import", str(orders), "--output", str(tmp_path / "watch.d" / "a.toml"), "--config", str(config)]
+        )
+        == 0
+    )
+    assert "does not read" not in capsys.readouterr().err
+    elsewhere = tmp_path / "orders.toml"
+    assert main(["import", str(orders), "--output", str(elsewhere), "--config", str(config)]) == 2
+    assert "already watched" in capsys.readouterr().err  # a.toml has the number already
+    (tmp_path / "watch.d" / "a.toml").unlink()
+    assert main(["import", str(orders), "--output", str(elsewhere), "--config", str(config)]) == 0
+    err = capsys.readouterr().err
+    assert f"note: {config} does not read {elsewhere}: add it to [polling] watch_files" in err
