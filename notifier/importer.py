@@ -90,11 +90,10 @@ class ImportedWatch:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Orders:
-    """What a CSV holds: the watches, and notes worth telling (ignored columns, the encoding)."""
+    """What a CSV holds: the watches, and notes worth telling (the columns ignored)."""
 
     watches: list[ImportedWatch]
     notes: list[str]
-    encoding: str = "utf-8"
 
 
 def _fold(name: str) -> str:
@@ -115,24 +114,17 @@ def decode_csv(data: bytes, source: str) -> tuple[str, str]:
     else:
         # Valid UTF-8 is almost never valid-looking CP932 by accident, so UTF-8 goes first.
         encodings = ["utf-8", "cp932"]
+    error: UnicodeDecodeError | None = None
     for encoding in encodings:
         try:
             return data.decode(encoding), encoding
-        except UnicodeDecodeError:
-            continue
-    line = 1 + data[: _first_bad_byte(data)].count(b"\n")
+        except UnicodeDecodeError as exc:
+            error = exc
+    line = 1 + data[: error.start if error else 0].count(b"\n")
     raise ConfigError(
         f"{source}:{line}: neither UTF-8 nor Shift_JIS (CP932): save the sheet as "
         '"CSV UTF-8" or as "CSV" from Japanese Excel'
     )
-
-
-def _first_bad_byte(data: bytes) -> int:
-    try:
-        data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        return exc.start
-    return len(data)
 
 
 def read_orders(text: str, source: str) -> Orders:
@@ -143,7 +135,12 @@ def read_orders(text: str, source: str) -> Orders:
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
-    rows = list(reader)
+    # Each row with the line it starts on: a quoted cell may span lines (an address, a note).
+    starts, rows, end = [], [], 0
+    for row in reader:
+        starts.append(end + 1)
+        rows.append(row)
+        end = reader.line_num
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ConfigError(f"{source}: empty file: nothing to import")
     header = [_column(name) for name in rows[0]]
@@ -164,7 +161,7 @@ def read_orders(text: str, source: str) -> Orders:
         raise ConfigError("\n".join(problems))
     watches: list[ImportedWatch] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in zip(starts[1:], rows[1:], strict=True):
         if not any(cell.strip() for cell in row):
             continue
         cells: dict[str, str] = {}

@@ -242,3 +242,26 @@ def test_a_watch_file_the_config_does_not_read_is_pointed_out(
     assert main(["import", str(orders), "--output", str(elsewhere), "--config", str(config)]) == 0
     err = capsys.readouterr().err
     assert f"note: {config} does not read {elsewhere}: add it to [polling] watch_files" in err
+
+
+def test_a_file_in_neither_encoding_names_the_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = tmp_path / "orders.csv"
+    # Line 3 holds bytes that are neither UTF-8 nor CP932 (a broken double-byte character).
+    orders.write_bytes("番号\r\n314159265350\r\n".encode("cp932") + b"\x81\x7f\r\n")
+    assert main(["import", str(orders), "--output", str(tmp_path / "o.toml")]) == 2
+    err = capsys.readouterr().err
+    assert f"{orders}:3: neither UTF-8 nor Shift_JIS (CP932)" in err
+    assert not (tmp_path / "o.toml").exists()
+
+
+def test_problems_name_the_line_a_row_starts_on_after_multiline_cells(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        'number,住所\n314159265350,"東京都千代田区\n丸の内2-7-2"\nEJ123456784JP,大阪\n', encoding="utf-8"
+    )
+    assert main(["import", str(orders)]) == 2
+    assert f"{orders}:4: number:" in capsys.readouterr().err
