@@ -194,6 +194,26 @@ def _classify_server(error: BaseException, where: str) -> DatabaseEnvironmentErr
             kind=READ_ONLY,
             path=where,
         )
+    if sqlstate == "3D000":
+        return DatabaseEnvironmentError(
+            f"database {where} does not exist on that server ({error}): create it (createdb), "
+            "then run `notifier db upgrade`; or fix [database] url",
+            kind=CANNOT_OPEN,
+            path=where,
+        )
+    if sqlstate in ("28000", "28P01"):
+        return DatabaseEnvironmentError(
+            f"database {where} refused the login ({error}): check the user and password in "
+            "[database] url and the server's pg_hba.conf",
+            kind=CANNOT_OPEN,
+            path=where,
+        )
+    if sqlstate.startswith("08") or sqlstate == "57P03":
+        return DatabaseEnvironmentError(
+            f"cannot reach database {where} ({error}); is the server running and is [database] url right?",
+            kind=UNREACHABLE,
+            path=where,
+        )
     if isinstance(error, OSError):
         return DatabaseEnvironmentError(
             f"cannot reach database {where}: {error.strerror or error}; is the server running and "

@@ -212,3 +212,25 @@ def test_classify_sqlite_full_and_busy(database: Path) -> None:
     assert problem is not None
     assert problem.kind == LOCKED
     assert classify(ValueError("not ours"), url) is None
+
+
+@pytest.mark.postgres
+def test_postgresql_that_is_absent_refused_or_unreachable(postgres_template: str) -> None:
+    from sqlalchemy.engine import make_url
+
+    from tests.databases import POSTGRES_URL
+
+    # postgres_template: skips (or fails in CI) when no server answers.
+    server = make_url(POSTGRES_URL)
+    missing = server.set(database="notifier_no_such_db").render_as_string(hide_password=False)
+    result = notifier("status", url=missing)
+    assert result.returncode == 1
+    assert "notifier_no_such_db does not exist on that server" in one_line(result)
+    stranger = server.set(username="notifier_no_such_role").render_as_string(hide_password=False)
+    result = notifier("status", url=stranger)
+    assert result.returncode == 1
+    assert "refused the login" in one_line(result)
+    closed = server.set(port=1).render_as_string(hide_password=False)
+    result = notifier("status", url=closed)
+    assert result.returncode == 1
+    assert "cannot reach database" in one_line(result)
