@@ -153,29 +153,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from notifier.config import parse_settings
-    from notifier.errors import ConfigError
-    from notifier.importer import read_orders, to_toml, write_atomically
+    from notifier.importer import run_import
 
-    source = Path(args.file)
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-        watches = read_orders(text, str(source))
-        rendered = to_toml(watches, source.name)
-        parse_settings(rendered)  # the daemon will read it: prove it can, before writing
-    except OSError as exc:
-        print(f"notifier import: cannot read {source}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        print(f"notifier import: nothing written; fix these first:\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.output is None:
-        sys.stdout.write(rendered)
-        return EXIT_OK
-    write_atomically(Path(args.output), rendered)
-    subscribers = sum(len(w.subscribers) for w in watches)
-    print(f"wrote {len(watches)} watches ({subscribers} subscribers) to {args.output}")
-    return EXIT_OK
+    return run_import(Path(args.file), Path(args.output) if args.output else None, args.config)
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -452,6 +432,11 @@ def add_parsers(
         "--output",
         metavar="FILE",
         help="write here (e.g. watch.d/orders.toml, in [polling] watch_files); default: stdout",
+    )
+    importer.add_argument(
+        "--config",
+        metavar="PATH",
+        help="check for numbers already watched in this config and its watch files (default: $NOTIFIER_CONFIG)",
     )
     importer.set_defaults(handler=cmd_import)
 
