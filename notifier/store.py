@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from notifier.db import READ_ONLY, make_engine, require_head
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
+from notifier.limits import OUTBOX_SUBJECT, fit
 from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
 from notifier.numbers import TrackingNumber
 from notifier.orm import (
@@ -93,6 +94,8 @@ class PageCapture:
 
 
 class OutboxState(enum.StrEnum):
+    # Queued while the kill switch was on: decided, kept, and made pending when it lifts.
+    HELD = "held"
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
@@ -510,10 +513,13 @@ class Store:
         capture: PageCapture | None = None,
         owner: str | None = None,
         outbox: Sequence[OutboxDraft] = (),
+        held: bool = False,
     ) -> None:
         """Commit one poll atomically: new events, stage, polling state, snapshot, alerts and
         the notifications they cause (so an event is never stored without its messages).
 
+        `outbox` is what the rules decided for `change.transitions`; `held` queues it as
+        `held` (the kill switch is on) instead of `pending`, to be sent when it lifts.
         Nothing is deleted: events the page no longer shows are marked `missing_since`.
         """
         async with self._write() as session:
@@ -554,7 +560,7 @@ class Store:
             if capture is not None and (change.changed or change.anomalies):
                 reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
                 self._snapshot(session, row, capture, reason, now)
-            await self._enqueue(session, outbox, now)
+            await self._enqueue(session, outbox, now, held=held)
 
     async def _merge_events(
         self,
@@ -808,8 +814,11 @@ class Store:
 
     # --- outbox ----------------------------------------------------------------------
 
-    async def _enqueue(self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime) -> int:
+    async def _enqueue(
+        self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime, *, held: bool = False
+    ) -> int:
         created = 0
+        state = OutboxState.HELD if held else OutboxState.PENDING
         for draft in drafts:
             statement = (
                 self._insert(OutboxMessage)
@@ -825,10 +834,13 @@ class Store:
                     template=draft.template,
                     stage=draft.stage,
                     number=draft.number,
-                    subject=draft.subject,
+                    # Only shown in listings (the bytes carry the real one): a label near its
+                    # size limit must not make the insert, and the whole poll, fail.
+                    subject=fit(draft.subject, OUTBOX_SUBJECT),
                     message_id=draft.message_id,
                     raw=draft.raw,
-                    state=str(OutboxState.PENDING if draft.error is None else OutboxState.FAILED),
+                    # A message that could not be built fails alone; held or not.
+                    state=str(state if draft.error is None else OutboxState.FAILED),
                     last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
                     next_attempt_at=now,
@@ -858,6 +870,16 @@ class Store:
         """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
         async with self._write() as session:
             return await self._enqueue(session, drafts, now)
+
+    async def release_held(self, *, now: dt.datetime) -> int:
+        """The kill switch lifted: held messages become pending, due now. Returns how many."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.state == str(OutboxState.HELD))
+                .values(state=str(OutboxState.PENDING), next_attempt_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
