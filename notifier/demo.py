@@ -18,7 +18,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
-from notifier import columns
+from notifier import columns, logformat
 from notifier.db import make_engine, upgrade
 from notifier.sdnotify import Notifier as SystemdNotifier
 from notifier.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
@@ -512,9 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub, [common])
     args = parser.parse_args(["demo", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logformat.configure(logging.WARNING)
     code: int = args.handler(args)
     return code
 
