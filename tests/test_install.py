@@ -202,22 +202,23 @@ def test_installed_service_reads_its_config_and_credential_and_sends_mail(instal
         assert any(c.verb == "AUTH" for c in smtp.commands)
 
         # `systemctl start`: the daemon comes up as the service user and stops cleanly.
-        daemon = subprocess.Popen(
-            [sys.executable, "-m", "notifier", "run", "--config", str(config)],
-            preexec_fn=_as_service_user,
-            stderr=subprocess.PIPE,
-            text=True,
-            env=env,
-            cwd="/",
-        )
+        log = installed["root"] / "journal.log"
+        with log.open("w") as journal:
+            daemon = subprocess.Popen(
+                [sys.executable, "-m", "notifier", "run", "--config", str(config)],
+                preexec_fn=_as_service_user,
+                stderr=journal,
+                env=env,
+                cwd="/",
+            )
         try:
             deadline = time.monotonic() + 60
             while not any(r.status == 200 for r in simulator.requests):
-                assert daemon.poll() is None, daemon.communicate()[1]
+                assert daemon.poll() is None, log.read_text(encoding="utf-8")
                 assert time.monotonic() < deadline, "the daemon never polled"
                 time.sleep(0.1)
             daemon.send_signal(signal.SIGTERM)
-            assert daemon.wait(timeout=45) == 0, daemon.communicate()[1]
+            assert daemon.wait(timeout=45) == 0, log.read_text(encoding="utf-8")
         finally:
             if daemon.poll() is None:
                 daemon.kill()
