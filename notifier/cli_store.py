@@ -156,7 +156,11 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
         async with JapanPostClient(client_settings) as client:
             for number in numbers:
                 now = utcnow()
-                shipment = await store.watch(parse_number(number), now=now, label=args.label or "")
+                # A new watch is not due before this poll has recorded its own next poll time,
+                # so a running daemon does not race to poll it too.
+                shipment = await store.watch(
+                    parse_number(number), now=now, label=args.label or "", first_poll_at=now + POLL_LEASE
+                )
                 # The lease keeps a running daemon from polling it at the same time, and tells
                 # us when the daemon is polling it right now.
                 holder = await store.take_lease(shipment.id, owner=owner, now=now, lease=POLL_LEASE)
