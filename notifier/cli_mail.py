@@ -144,6 +144,15 @@ async def _watch(args: argparse.Namespace) -> int:
 async def _unwatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     number = parse_number(args.number).value
+    listed = next((w for w in settings.watches if w.number == number), None)
+    if listed is not None:
+        # The next reload would watch it again: the watchlist is where it stops.
+        print(
+            f"notifier unwatch: {number} is in the configuration's watchlist ({listed.source}); "
+            "remove it there and reload the daemon (systemctl reload notifier)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     store = await _open(settings)
     try:
         if not await store.unwatch(number):

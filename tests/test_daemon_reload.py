@@ -156,6 +156,9 @@ def test_cli_watches_survive_reloads_and_every_unwatch_is_named(tmp_path: Path, 
         refused = notifier(config, "watch", EMS, "--subscriber", "other@example.com")
         assert refused.returncode == 2
         assert f"{EMS} is in the configuration's watchlist ({config}:" in refused.stderr
+        kept = notifier(config, "unwatch", EMS)
+        assert kept.returncode == 2
+        assert "remove it there" in kept.stderr
         run.proc.send_signal(signal.SIGHUP)
         wait_for(lambda: run.output().count("configuration reloaded") == 1, 20, "the first reload")
         assert "no longer watched" not in run.output()
