@@ -118,6 +118,14 @@ outbox_dir = "outbox"
 """
 
 
+def phases(log: Path, line: str) -> str:
+    """The daemon's own account of the last such line (newer revisions log their phases)."""
+    found = [entry for entry in log.read_text(errors="replace").splitlines() if line in entry]
+    if not found or "(" not in found[-1]:
+        return ""
+    return " [daemon: " + found[-1].split("(", 1)[1].rstrip(")") + "]"
+
+
 class Daemon:
     def __init__(self, config_path: Path, notify: NotifySocket, log: Path) -> None:
         env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFIER_", "WATCHDOG_"))}
@@ -197,12 +205,19 @@ def main() -> None:
 
             daemon = Daemon(config_path, notify, log)
             ready = notify.first("READY=1", daemon.started) - daemon.started
-            print(f"2. first start (empty database): spawn to READY {ready:.2f} s")
+            time.sleep(0.2)
+            print(
+                f"2. first start (empty database): spawn to READY {ready:.2f} s{phases(log, 'notifier running')}"
+            )
             print(f"   stop: SIGTERM to exit {daemon.stop():.2f} s")
 
             daemon = Daemon(config_path, notify, log)
             ready = notify.first("READY=1", daemon.started) - daemon.started
-            print(f"3. restart ({n} watches in the database): spawn to READY {ready:.2f} s")
+            time.sleep(0.2)
+            print(
+                f"3. restart ({n} watches in the database): spawn to READY {ready:.2f} s"
+                f"{phases(log, 'notifier running')}"
+            )
             time.sleep(3)  # settled: first poll ticks, housekeeping
 
             kept = [i for i in range(n) if i % 100 != 1]  # 1% dropped
@@ -219,6 +234,7 @@ def main() -> None:
             print(
                 f"4. reload (SIGHUP; {len(added)} added, {n - len(kept)} dropped, {len(relabel)} relabelled): "
                 f"RELOADING to READY {done - reloading:.2f} s; SIGHUP to READY {done - signalled:.2f} s"
+                f"{phases(log, 'configuration reloaded')}"
             )
             print(
                 f"   watchdog pets every 0.5 s when idle: {len(pets)} pets around the reload, "
@@ -233,8 +249,10 @@ def main() -> None:
             seed_cli_watches(cli_db, n)
             daemon = Daemon(cli_config, notify, log)
             ready = notify.first("READY=1", daemon.started) - daemon.started
+            time.sleep(0.2)
             print(
                 f"5. CLI watches ({n} in the database, no watchlist in the config): spawn to READY {ready:.2f} s"
+                f"{phases(log, 'notifier running')}"
             )
             daemon.stop()
             with sqlite3.connect(cli_db) as connection:

@@ -114,14 +114,19 @@ class Daemon:
         self._retired: list[JapanPostClient] = []
         # Set by a reload during a cycle: that cycle scheduled its shipments with the old policy.
         self._reschedule_after_cycle = False
+        self._started = time.monotonic()
+        self._loaded_in = 0.0
+        self._synced_in = 0.0
 
     # --- start-up --------------------------------------------------------------------------
 
     async def run(self) -> int:
+        self._started = time.monotonic()
         try:
             self.settings = await asyncio.to_thread(
                 load_settings, self.config_path, database_url=self.database_url
             )
+            self._loaded_in = time.monotonic() - self._started
         except ConfigError as exc:
             logger.error("invalid configuration:\n%s", exc)
             return EXIT_CONFIG
@@ -195,7 +200,13 @@ class Daemon:
         scheduler.add_job(self._check_files, IntervalTrigger(seconds=2), id="config-files")
         scheduler.start()
         self.systemd.ready(await self._status())
-        logger.info("notifier running", extra={"action": "ready", "owner": self.owner})
+        logger.info(
+            "notifier running (ready in %.2fs: configuration %.2fs, watchlist sync %.2fs)",
+            time.monotonic() - self._started,
+            self._loaded_in,
+            self._synced_in,
+            extra={"action": "ready", "owner": self.owner},
+        )
         watchdog = asyncio.create_task(self._watchdog())
         reloader = asyncio.create_task(self._reloader())
         try:
@@ -285,7 +296,9 @@ class Daemon:
             )
             for watch in settings.watches
         ]
+        started = time.monotonic()
         result = await self.store.sync_config_watches(watches, now=utcnow())
+        self._synced_in = time.monotonic() - started
         if result.added or result.updated or result.unwatched:
             logger.info(
                 "watchlist synced: %d watched from the configuration, %d newly or again, %d updated, %d unwatched",
@@ -412,8 +425,9 @@ class Daemon:
                     extra={"action": "reschedule_failed"},
                 )
         logger.info(
-            "configuration reloaded in %.2fs",
+            "configuration reloaded in %.2fs (watchlist sync %.2fs)",
             time.monotonic() - started,
+            self._synced_in,
             extra={"action": "reloaded", "watches": len(new.watches)},
         )
         self.systemd.ready(await self._status())
