@@ -32,7 +32,7 @@ from notifier.outbox import OutboxPolicy, drain
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.render import Renderer, sample_context
 from notifier.stages import Stage
-from notifier.store import OutboxState, Store
+from notifier.store import WATCHED_BY_CONFIG, OutboxState, Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -107,9 +107,27 @@ async def _watch(args: argparse.Namespace) -> int:
             ) from None
     if args.destination and not re.fullmatch(r"[A-Za-z]{2}", args.destination):
         raise AddressError(f"--destination {args.destination!r} is not a two-letter country code (like US)")
+    listed = next((w for w in settings.watches if w.number == number.value), None)
+    if listed is not None:
+        # The configuration decides its numbers' labels and subscribers: a change made here
+        # would be undone at the daemon's next reload.
+        print(
+            f"notifier watch: {number.value} is in the configuration's watchlist ({listed.source}); "
+            "edit that file and reload the daemon (systemctl reload notifier) instead",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     store = await _open(settings)
     try:
         now = utcnow()
+        known = await store.get(number.value)
+        if known is not None and known.active and known.watched_by == WATCHED_BY_CONFIG:
+            print(
+                f"notifier watch: {number.value} is watched by the daemon's configuration; "
+                "edit its watchlist (the [[watch]] tables of its config and watch files) instead",
+                file=sys.stderr,
+            )
+            return EXIT_USAGE
         view = await store.watch(
             number,
             now=now,
@@ -130,6 +148,15 @@ async def _watch(args: argparse.Namespace) -> int:
 async def _unwatch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     number = parse_number(args.number).value
+    listed = next((w for w in settings.watches if w.number == number), None)
+    if listed is not None:
+        # The next reload would watch it again: the watchlist is where it stops.
+        print(
+            f"notifier unwatch: {number} is in the configuration's watchlist ({listed.source}); "
+            "remove it there and reload the daemon (systemctl reload notifier)",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
     store = await _open(settings)
     try:
         if not await store.unwatch(number):

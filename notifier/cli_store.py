@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
+import socket
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
@@ -20,6 +22,7 @@ from notifier import columns
 from notifier.cli_mail import notifier_for
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
+from notifier.cycle import schedule
 from notifier.db import (
     SQLITE_BUSY_TIMEOUT_MS,
     DatabaseError,
@@ -35,7 +38,7 @@ from notifier.dbenv import explained
 from notifier.errors import InvalidNumberError
 from notifier.numbers import parse_number
 from notifier.poll import poll_detail
-from notifier.stages import stage_info
+from notifier.stages import Stage, stage_info
 from notifier.store import ShipmentView, Store
 
 EXIT_OK = 0
@@ -153,12 +156,17 @@ def cmd_db(args: argparse.Namespace) -> int:
 # --- poll -----------------------------------------------------------------------------
 
 
+# Long enough for one detail request and its commit; a crashed `poll` frees the number by then.
+POLL_LEASE = dt.timedelta(minutes=2)
+
+
 async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
     settings = _settings(args)
     client_settings = ClientSettings(
         base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
     )
-
+    owner = f"poll:{socket.gethostname()}:{os.getpid()}"
+    rng = random.Random()
     notifier = notifier_for(settings)
 
     async def action(store: Store) -> int:
@@ -166,10 +174,34 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
         async with JapanPostClient(client_settings) as client:
             for number in numbers:
                 now = utcnow()
-                shipment = await store.watch(parse_number(number), now=now, label=args.label or "")
-                result = await poll_detail(
-                    store, client, shipment, now=now, next_poll_at=None, notifier=notifier
+                # A new watch is not due before this poll has recorded its own next poll time,
+                # so a running daemon does not race to poll it too.
+                shipment = await store.watch(
+                    parse_number(number), now=now, label=args.label or "", first_poll_at=now + POLL_LEASE
                 )
+                # The lease keeps a running daemon from polling it at the same time, and tells
+                # us when the daemon is polling it right now.
+                holder = await store.take_lease(shipment.id, owner=owner, now=now, lease=POLL_LEASE)
+                if holder is not None:
+                    print(
+                        f"{number}: the running daemon ({holder}) is polling it right now; "
+                        f"see `notifier history {number}` in a moment"
+                    )
+                    continue
+
+                def decide(
+                    stage: Stage, changed: bool, failed: bool, view: ShipmentView = shipment
+                ) -> dt.datetime | None:
+                    # The daemon's own policy: after this poll it polls the number on schedule.
+                    return schedule(view, stage, changed, failed, utcnow(), settings.polling, rng).at
+
+                try:
+                    result = await poll_detail(
+                        store, client, shipment, now=now, next_poll_at=decide, owner=owner, notifier=notifier
+                    )
+                except BaseException:
+                    await store.release(shipment.id, owner=owner, next_poll_at=shipment.next_poll_at or now)
+                    raise
                 if result.change is None or result.error:
                     print(f"{number}: {result.error} (failure {result.failures or 1})")
                     worst = EXIT_FAILURE
@@ -188,7 +220,38 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
     return await _with_store(settings, action)
 
 
+async def _poll_now(args: argparse.Namespace, numbers: list[str] | None) -> int:
+    """Mark numbers due: the running daemon polls them at its next tick, at its own pace."""
+    settings = _settings(args)
+
+    async def action(store: Store) -> int:
+        marked = await store.mark_due(numbers, now=utcnow())
+        missing = sorted(set(numbers or ()) - set(marked))
+        for number in missing:
+            print(
+                f"notifier poll: {number} is not watched (add it with `notifier watch {number}` "
+                "or to the configuration's watchlist)",
+                file=sys.stderr,
+            )
+        print(
+            f"{len(marked)} number(s) due now; the running daemon polls them at its next tick "
+            f"(every {settings.poll_tick:g}s), at its usual pace"
+        )
+        return EXIT_FAILURE if missing else EXIT_OK
+
+    return await _with_store(settings, action)
+
+
 def cmd_poll(args: argparse.Namespace) -> int:
+    if args.all and not args.now:
+        print("notifier poll: --all goes with --now (poll --now --all)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.all and args.numbers:
+        print("notifier poll: give NUMBERs or --all, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.all and not args.numbers:
+        print("notifier poll: give at least one NUMBER (or --now --all)", file=sys.stderr)
+        return EXIT_USAGE
     numbers, problems = [], []
     for raw in args.numbers:
         try:
@@ -198,6 +261,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(f"notifier poll: {p}" for p in problems), file=sys.stderr)
         return EXIT_USAGE
+    if args.now:
+        return _run(_poll_now(args, None if args.all else numbers))
     return _run(_poll(args, numbers))
 
 
@@ -385,9 +450,19 @@ def add_parsers(
     _database_options(down)
     db.set_defaults(handler=cmd_db)
 
-    poll = command("poll", "watch numbers and poll them once now, recording the result")
-    poll.add_argument("numbers", nargs="+", metavar="NUMBER")
+    poll = command(
+        "poll",
+        "watch numbers and poll them once here, recording the result; with --now, have the "
+        "running daemon poll them at its next tick instead",
+    )
+    poll.add_argument("numbers", nargs="*", metavar="NUMBER")
     poll.add_argument("--label", help="label to store with the shipment(s)")
+    poll.add_argument(
+        "--now",
+        action="store_true",
+        help="mark the numbers due now: the running daemon polls them at its next tick (fetches nothing here)",
+    )
+    poll.add_argument("--all", action="store_true", help="with --now: every watched number")
     _database_options(poll)
     poll.set_defaults(handler=cmd_poll)
 

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -69,6 +69,7 @@ class ShipmentView:
     last_error: str | None
     created_at: dt.datetime | None = None
     open_alerts: int = 0
+    watched_by: str = "cli"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -194,6 +195,7 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
         last_error=row.last_error,
         created_at=row.created_at,
         open_alerts=open_alerts,
+        watched_by=row.watched_by,
     )
 
 
@@ -311,6 +313,8 @@ class Store:
                 if not row.active:
                     row.active = True
                     row.next_poll_at = first_poll_at or now
+                    # Watched again from the CLI: a reload must not unwatch it again.
+                    row.watched_by = WATCHED_BY_CLI
             await session.flush()
             return _view(row)
 
@@ -1057,3 +1061,314 @@ class Store:
                 .order_by(Subscription.id)
             )
             return [(int(i), str(e), str(loc), tz) for i, e, loc, tz in rows]
+
+    # --- watch management (config sync, due times) ----------------------------------
+
+    async def sync_config_watches(self, watches: Sequence[ConfiguredWatch], *, now: dt.datetime) -> WatchSync:
+        """Make the configuration's watchlist true in one transaction, with a few set-based
+        statements whatever its size: listed numbers are watched (and taken over from the CLI),
+        their subscriptions are exactly the listed ones, and numbers the configuration watched
+        that it no longer lists stop (their history stays). CLI watches are never unwatched."""
+        wanted = {w.number.value: w for w in watches}
+        async with self._write() as session:
+            latest: dict[str, _Latest] = {}
+            for columns in await session.execute(
+                select(
+                    Shipment.id,
+                    Shipment.number,
+                    Shipment.incarnation,
+                    Shipment.label,
+                    Shipment.destination,
+                    Shipment.tags,
+                    Shipment.active,
+                    Shipment.retired_at,
+                    Shipment.watched_by,
+                )
+            ):
+                found = _Latest(*columns)
+                if found.number not in latest or latest[found.number].incarnation < found.incarnation:
+                    latest[found.number] = found
+            inserts: list[dict[str, object]] = []
+            updates: list[dict[str, object]] = []
+            revived: list[dict[str, object]] = []
+            added: list[str] = []
+            taken_over: list[str] = []
+            for number, watch in wanted.items():
+                row = latest.get(number)
+                tags = " ".join(sorted(watch.tags))
+                if row is None or row.retired_at is not None:
+                    inserts.append(
+                        {
+                            "number": number,
+                            "incarnation": row.incarnation + 1 if row is not None else 1,
+                            "label": watch.label,
+                            "origin": watch.number.country,
+                            "destination": watch.destination,
+                            "tags": tags,
+                            "created_at": now,
+                            "next_poll_at": now,
+                            "watched_by": WATCHED_BY_CONFIG,
+                        }
+                    )
+                    added.append(number)
+                    continue
+                values: dict[str, object] = {
+                    "id": row.id,
+                    "label": watch.label or row.label,
+                    "destination": watch.destination or row.destination,
+                    "tags": tags,
+                    "watched_by": WATCHED_BY_CONFIG,
+                }
+                if row.watched_by != WATCHED_BY_CONFIG and row.active:
+                    taken_over.append(number)
+                if not row.active:
+                    added.append(number)
+                    revived.append({**values, "active": True, "next_poll_at": now})
+                elif (values["label"], values["destination"], tags, WATCHED_BY_CONFIG) != (
+                    row.label,
+                    row.destination,
+                    row.tags,
+                    row.watched_by,
+                ):
+                    updates.append(values)
+            gone = [
+                row
+                for number, row in latest.items()
+                if row.active and row.watched_by == WATCHED_BY_CONFIG and number not in wanted
+            ]
+            if inserts:
+                await session.execute(insert(Shipment), inserts)
+            for batch in (updates, revived):
+                if batch:
+                    await session.execute(update(Shipment), batch)
+            if gone:
+                await session.execute(
+                    update(Shipment),
+                    [{"id": row.id, "active": False, "leased_by": None, "lease_until": None} for row in gone],
+                )
+            await self._sync_subscriptions(session, wanted, now)
+        return WatchSync(
+            added=tuple(added),
+            updated=len(updates),
+            unwatched=tuple(sorted(row.number for row in gone)),
+            taken_over=tuple(taken_over),
+        )
+
+    async def _sync_subscriptions(
+        self, session: AsyncSession, wanted: dict[str, ConfiguredWatch], now: dt.datetime
+    ) -> None:
+        shipment_ids = {
+            number: sid
+            for sid, number in await session.execute(
+                select(Shipment.id, Shipment.number).where(
+                    Shipment.watched_by == WATCHED_BY_CONFIG,
+                    Shipment.active.is_(True),
+                )
+            )
+            if number in wanted
+        }
+        # (email, locale, zone) per shipment, lower-cased as `set_subscribers` stores them.
+        listed: dict[int, dict[str, tuple[str, str | None]]] = {}
+        for number, watch in wanted.items():
+            sid = shipment_ids.get(number)
+            if sid is not None:
+                listed[sid] = {email.lower(): (locale, zone) for email, locale, zone in watch.subscribers}
+        people = {email: sid for sid, email in await session.execute(select(Subscriber.id, Subscriber.email))}
+        new_people: dict[str, str] = {}
+        for subscribers in listed.values():
+            for email, (locale, _) in subscribers.items():
+                if email not in people:
+                    new_people.setdefault(email, locale)
+        if new_people:
+            await session.execute(
+                insert(Subscriber),
+                [
+                    {"email": email, "locale": locale, "created_at": now}
+                    for email, locale in new_people.items()
+                ],
+            )
+            people = {
+                email: sid for sid, email in await session.execute(select(Subscriber.id, Subscriber.email))
+            }
+        existing = {
+            (shipment_id, subscriber_id): (sub_id, locale, zone, active)
+            for sub_id, shipment_id, subscriber_id, locale, zone, active in await session.execute(
+                select(
+                    Subscription.id,
+                    Subscription.shipment_id,
+                    Subscription.subscriber_id,
+                    Subscription.locale,
+                    Subscription.time_zone,
+                    Subscription.active,
+                )
+                .join(Shipment, Shipment.id == Subscription.shipment_id)
+                .where(Shipment.watched_by == WATCHED_BY_CONFIG, Shipment.active.is_(True))
+            )
+        }
+        inserts: list[dict[str, object]] = []
+        updates: list[dict[str, object]] = []
+        keep: set[tuple[int, int]] = set()
+        for sid, subscribers in listed.items():
+            for email, (locale, zone) in subscribers.items():
+                key = (sid, people[email])
+                keep.add(key)
+                current = existing.get(key)
+                if current is None:
+                    inserts.append(
+                        {
+                            "subscriber_id": people[email],
+                            "shipment_id": sid,
+                            "locale": locale,
+                            "time_zone": zone,
+                            "created_at": now,
+                        }
+                    )
+                elif current[1:] != (locale, zone, True):
+                    updates.append({"id": current[0], "locale": locale, "time_zone": zone, "active": True})
+        stopped = [
+            {"id": current[0], "active": False}
+            for key, current in existing.items()
+            if key not in keep and current[3] and key[0] in listed
+        ]
+        if inserts:
+            await session.execute(insert(Subscription), inserts)
+        for batch in (updates, stopped):
+            if batch:
+                await session.execute(update(Subscription), batch)
+
+    async def scheduled(self, *, now: dt.datetime) -> list[ScheduledRow]:
+        """Active shipments waiting for a future poll (not leased): what a policy change moves."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(
+                    Shipment.id,
+                    Shipment.stage,
+                    Shipment.next_poll_at,
+                    Shipment.last_polled_at,
+                    Shipment.created_at,
+                    Shipment.last_changed_at,
+                    Shipment.stage_entered_at,
+                    Shipment.consecutive_failures,
+                ).where(
+                    Shipment.active.is_(True),
+                    Shipment.next_poll_at > now,
+                    Shipment.last_polled_at.is_not(None),
+                    (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
+                )
+            )
+            return [
+                ScheduledRow(
+                    id=sid,
+                    stage=Stage(stage) if stage in Stage.__members__.values() else Stage.UNKNOWN,
+                    next_poll_at=due or now,
+                    last_polled_at=polled or now,
+                    created_at=created,
+                    last_changed_at=changed,
+                    stage_entered_at=entered,
+                    consecutive_failures=failures,
+                )
+                for sid, stage, due, polled, created, changed, entered, failures in rows
+            ]
+
+    async def move_due_times(self, moves: Sequence[tuple[int, dt.datetime]], *, now: dt.datetime) -> None:
+        """Set these shipments' next poll times, leaving alone any leased meanwhile."""
+        if not moves:
+            return
+        table = Shipment.__table__
+        assert isinstance(table, Table)
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("row_id"),
+                (table.c.lease_until.is_(None)) | (table.c.lease_until < now),
+            )
+            .values(next_poll_at=bindparam("due"))
+        )
+        async with self._write() as session:
+            await session.execute(statement, [{"row_id": sid, "due": due} for sid, due in moves])
+
+    async def mark_due(self, numbers: Sequence[str] | None, *, now: dt.datetime) -> list[str]:
+        """Make these watched numbers (every watched one when None) due now: a running daemon
+        claims them at its next tick. Returns the numbers marked."""
+        statement = update(Shipment).where(Shipment.active.is_(True))
+        if numbers is not None:
+            statement = statement.where(Shipment.number.in_(list(numbers)))
+        async with self._write() as session:
+            result = await session.execute(
+                statement.values(next_poll_at=now).returning(Shipment.number),
+                execution_options={"synchronize_session": False},
+            )
+            return sorted(str(number) for (number,) in result)
+
+    async def take_lease(
+        self, shipment_id: int, *, owner: str, now: dt.datetime, lease: dt.timedelta
+    ) -> str | None:
+        """Lease one shipment for a poll outside the daemon's cycle. Returns None when taken,
+        else who holds it (a running daemon polling it right now)."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(Shipment)
+                .where(
+                    Shipment.id == shipment_id,
+                    (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
+                )
+                .values(leased_by=owner, lease_until=now + lease),
+                execution_options={"synchronize_session": False},
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                return None
+            holder = await session.execute(select(Shipment.leased_by).where(Shipment.id == shipment_id))
+            return str(holder.scalar_one_or_none() or "another process")
+
+
+WATCHED_BY_CONFIG = "config"
+WATCHED_BY_CLI = "cli"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfiguredWatch:
+    """One number of the configuration's watchlist, as the store syncs it."""
+
+    number: TrackingNumber
+    label: str = ""
+    destination: str | None = None
+    tags: frozenset[str] = frozenset()
+    subscribers: tuple[tuple[str, str, str | None], ...] = ()
+    """(email, locale, time zone) of each subscriber."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchSync:
+    """What a watchlist sync changed."""
+
+    added: tuple[str, ...]
+    updated: int
+    unwatched: tuple[str, ...]
+    taken_over: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    id: int
+    number: str
+    incarnation: int
+    label: str
+    destination: str | None
+    tags: str
+    active: bool
+    retired_at: dt.datetime | None
+    watched_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledRow:
+    """What the polling policy needs to know to place a shipment's next poll."""
+
+    id: int
+    stage: Stage
+    next_poll_at: dt.datetime
+    last_polled_at: dt.datetime
+    created_at: dt.datetime | None
+    last_changed_at: dt.datetime | None
+    stage_entered_at: dt.datetime | None
+    consecutive_failures: int
