@@ -7,6 +7,8 @@ import asyncio
 import datetime as dt
 import json
 import os
+import random
+import socket
 import sqlite3
 import sys
 from collections.abc import Awaitable, Callable
@@ -14,23 +16,29 @@ from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier import columns
 from notifier.cli_mail import notifier_for
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
+from notifier.cycle import schedule
 from notifier.db import (
     SQLITE_BUSY_TIMEOUT_MS,
     DatabaseError,
     display_url,
     downgrade,
+    known_revision,
     make_engine,
+    newer_schema_error,
     schema_state,
     upgrade,
 )
+from notifier.dbenv import explained
 from notifier.errors import InvalidNumberError
 from notifier.numbers import parse_number
 from notifier.poll import poll_detail
-from notifier.stages import stage_info
+from notifier.stages import Stage, stage_info
 from notifier.store import ShipmentView, Store
 
 EXIT_OK = 0
@@ -58,11 +66,12 @@ def _run(coroutine: Awaitable[int]) -> int:
 
 
 async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    store = await Store.open(settings.database.url)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    with explained(settings.database.url):
+        store = await Store.open(settings.database.url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
 
 
 # --- db -------------------------------------------------------------------------------
@@ -73,23 +82,35 @@ async def _db(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database.url)
     where = display_url(settings.database.url)
     try:
-        if args.db_command == "upgrade":
-            before = await schema_state(engine)
-            await upgrade(engine, args.revision)
-            after = await schema_state(engine)
-            print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
-        elif args.db_command == "downgrade":
-            await downgrade(engine, args.revision)
-            print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
-        else:
-            state = await schema_state(engine)
-            print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
-            if not state.at_head:
-                print("not at head: run `notifier db upgrade`", file=sys.stderr)
-                return 3
-        return EXIT_OK
+        with explained(settings.database.url):
+            return await _db_action(args, engine, where)
     finally:
         await engine.dispose()
+
+
+async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) -> int:
+    if args.db_command in ("upgrade", "downgrade"):
+        # Alembic would fail with a traceback: it cannot find a path from a revision it lacks.
+        current = (await schema_state(engine)).current
+        if current is not None and not known_revision(current):
+            raise newer_schema_error(where, current)
+    if args.db_command == "upgrade":
+        before = await schema_state(engine)
+        await upgrade(engine, args.revision)
+        after = await schema_state(engine)
+        print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
+    elif args.db_command == "downgrade":
+        await downgrade(engine, args.revision)
+        print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
+    else:
+        state = await schema_state(engine)
+        print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
+        if state.current is not None and not state.known:
+            raise newer_schema_error(where, state.current)
+        if not state.at_head:
+            print("not at head: run `notifier db upgrade`", file=sys.stderr)
+            return 3
+    return EXIT_OK
 
 
 def backup_sqlite(source: Path, destination: Path) -> int:
@@ -135,12 +156,17 @@ def cmd_db(args: argparse.Namespace) -> int:
 # --- poll -----------------------------------------------------------------------------
 
 
+# Long enough for one detail request and its commit; a crashed `poll` frees the number by then.
+POLL_LEASE = dt.timedelta(minutes=2)
+
+
 async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
     settings = _settings(args)
     client_settings = ClientSettings(
         base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
     )
-
+    owner = f"poll:{socket.gethostname()}:{os.getpid()}"
+    rng = random.Random()
     notifier = notifier_for(settings)
 
     async def action(store: Store) -> int:
@@ -148,10 +174,34 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
         async with JapanPostClient(client_settings) as client:
             for number in numbers:
                 now = utcnow()
-                shipment = await store.watch(parse_number(number), now=now, label=args.label or "")
-                result = await poll_detail(
-                    store, client, shipment, now=now, next_poll_at=None, notifier=notifier
+                # A new watch is not due before this poll has recorded its own next poll time,
+                # so a running daemon does not race to poll it too.
+                shipment = await store.watch(
+                    parse_number(number), now=now, label=args.label or "", first_poll_at=now + POLL_LEASE
                 )
+                # The lease keeps a running daemon from polling it at the same time, and tells
+                # us when the daemon is polling it right now.
+                holder = await store.take_lease(shipment.id, owner=owner, now=now, lease=POLL_LEASE)
+                if holder is not None:
+                    print(
+                        f"{number}: the running daemon ({holder}) is polling it right now; "
+                        f"see `notifier history {number}` in a moment"
+                    )
+                    continue
+
+                def decide(
+                    stage: Stage, changed: bool, failed: bool, view: ShipmentView = shipment
+                ) -> dt.datetime | None:
+                    # The daemon's own policy: after this poll it polls the number on schedule.
+                    return schedule(view, stage, changed, failed, utcnow(), settings.polling, rng).at
+
+                try:
+                    result = await poll_detail(
+                        store, client, shipment, now=now, next_poll_at=decide, owner=owner, notifier=notifier
+                    )
+                except BaseException:
+                    await store.release(shipment.id, owner=owner, next_poll_at=shipment.next_poll_at or now)
+                    raise
                 if result.change is None or result.error:
                     print(f"{number}: {result.error} (failure {result.failures or 1})")
                     worst = EXIT_FAILURE
@@ -170,7 +220,38 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
     return await _with_store(settings, action)
 
 
+async def _poll_now(args: argparse.Namespace, numbers: list[str] | None) -> int:
+    """Mark numbers due: the running daemon polls them at its next tick, at its own pace."""
+    settings = _settings(args)
+
+    async def action(store: Store) -> int:
+        marked = await store.mark_due(numbers, now=utcnow())
+        missing = sorted(set(numbers or ()) - set(marked))
+        for number in missing:
+            print(
+                f"notifier poll: {number} is not watched (add it with `notifier watch {number}` "
+                "or to the configuration's watchlist)",
+                file=sys.stderr,
+            )
+        print(
+            f"{len(marked)} number(s) due now; the running daemon polls them at its next tick "
+            f"(every {settings.poll_tick:g}s), at its usual pace"
+        )
+        return EXIT_FAILURE if missing else EXIT_OK
+
+    return await _with_store(settings, action)
+
+
 def cmd_poll(args: argparse.Namespace) -> int:
+    if args.all and not args.now:
+        print("notifier poll: --all goes with --now (poll --now --all)", file=sys.stderr)
+        return EXIT_USAGE
+    if args.all and args.numbers:
+        print("notifier poll: give NUMBERs or --all, not both", file=sys.stderr)
+        return EXIT_USAGE
+    if not args.all and not args.numbers:
+        print("notifier poll: give at least one NUMBER (or --now --all)", file=sys.stderr)
+        return EXIT_USAGE
     numbers, problems = [], []
     for raw in args.numbers:
         try:
@@ -180,6 +261,8 @@ def cmd_poll(args: argparse.Namespace) -> int:
     if problems:
         print("\n".join(f"notifier poll: {p}" for p in problems), file=sys.stderr)
         return EXIT_USAGE
+    if args.now:
+        return _run(_poll_now(args, None if args.all else numbers))
     return _run(_poll(args, numbers))
 
 
@@ -203,13 +286,6 @@ def _status_row(view: ShipmentView) -> dict[str, object]:
     }
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
 async def _status(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         views = await store.shipments(include_inactive=args.all)
@@ -222,7 +298,7 @@ async def _status(args: argparse.Namespace) -> int:
         rows = [
             [
                 v.number + ("" if v.active else " (off)"),
-                v.label[:30],
+                columns.truncate(v.label, 30),
                 str(v.stage),
                 v.last_event_time or "-",
                 _when(v.last_polled_at) + (f" !{v.consecutive_failures}" if v.consecutive_failures else ""),
@@ -232,7 +308,7 @@ async def _status(args: argparse.Namespace) -> int:
             for v in views
         ]
         headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "ALERTS"]
-        print(_table(rows, headers))
+        print(columns.table(rows, headers))
         return EXIT_OK
 
     return await _with_store(_settings(args), action)
@@ -253,9 +329,18 @@ async def _history(args: argparse.Namespace) -> int:
         print(f"stage {view.stage}: {meaning}")
         if not events:
             print("no events yet")
-        for event in events:
-            place = " / ".join(p for p in (event.office, event.region, event.postal_code) if p)
-            print(f"  {event.when.iso_local():<16}  {event.stage:<20}  {event.status}  [{place}]")
+        else:
+            rows = [
+                [
+                    event.when.iso_local(),
+                    str(event.stage),
+                    event.status,
+                    " / ".join(p for p in (event.office, event.region, event.postal_code) if p),
+                ]
+                for event in events
+            ]
+            table = columns.table(rows, ["WHEN", "STAGE", "STATUS", "PLACE"])
+            print("\n".join(f"  {line}" for line in table.splitlines()))
         for office in await store.contacts(view.id):
             print(f"  contact: {office.role}: {office.office} {office.phone}".rstrip())
         return EXIT_OK
@@ -295,10 +380,12 @@ async def _alerts(args: argparse.Namespace) -> int:
             print("no open alerts")
             return EXIT_OK
         rows = [
-            [str(a.id), a.kind, a.subject or "-", str(a.count), _when(a.last_seen_at), a.message[:80]]
+            [str(a.id), a.kind, a.subject or "-", str(a.count), _when(a.last_seen_at), a.message]
             for a in alerts
         ]
-        print(_table(rows, ["ID", "KIND", "SUBJECT", "COUNT", "LAST SEEN", "MESSAGE"]))
+        headers = ["ID", "KIND", "SUBJECT", "COUNT", "LAST SEEN", "MESSAGE"]
+        # The message is what the operator acts on: wrapped to the terminal, never cut.
+        print(columns.table(rows, headers, right=frozenset({0, 3}), max_width=columns.terminal_columns()))
         return EXIT_OK
 
     return await _with_store(_settings(args), action)
@@ -363,9 +450,19 @@ def add_parsers(
     _database_options(down)
     db.set_defaults(handler=cmd_db)
 
-    poll = command("poll", "watch numbers and poll them once now, recording the result")
-    poll.add_argument("numbers", nargs="+", metavar="NUMBER")
+    poll = command(
+        "poll",
+        "watch numbers and poll them once here, recording the result; with --now, have the "
+        "running daemon poll them at its next tick instead",
+    )
+    poll.add_argument("numbers", nargs="*", metavar="NUMBER")
     poll.add_argument("--label", help="label to store with the shipment(s)")
+    poll.add_argument(
+        "--now",
+        action="store_true",
+        help="mark the numbers due now: the running daemon polls them at its next tick (fetches nothing here)",
+    )
+    poll.add_argument("--all", action="store_true", help="with --now: every watched number")
     _database_options(poll)
     poll.set_defaults(handler=cmd_poll)
 

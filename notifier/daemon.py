@@ -11,6 +11,7 @@ import os
 import random
 import signal
 import socket
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,9 +34,10 @@ from notifier.mailer import transport_for
 from notifier.numbers import parse_number
 from notifier.outbox import drain
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
+from notifier.reschedule import moves
 from notifier.sdnotify import Notifier as SystemdNotifier
 from notifier.sdnotify import watchdog_interval
-from notifier.store import Store
+from notifier.store import ConfiguredWatch, Store
 
 logger = logging.getLogger(__name__)
 
@@ -111,14 +113,31 @@ class Daemon:
         self.client: JapanPostClient
         self.notifier: Notifier
         self._mtimes: dict[Path, float] = {}
+        # The client the running poll cycle holds: a reload retires it, and it is closed only
+        # once that cycle is over (closing it under the cycle failed its requests).
+        self._cycle_client: JapanPostClient | None = None
+        self._retired: list[JapanPostClient] = []
+        # Set by a reload during a cycle: that cycle scheduled its shipments with the old policy.
+        self._reschedule_after_cycle = False
+        self._started = time.monotonic()
+        self._loaded_in = 0.0
+        self._synced_in = 0.0
 
     # --- start-up --------------------------------------------------------------------------
 
     async def run(self) -> int:
+        self._started = time.monotonic()
         try:
-            self.settings = load_settings(self.config_path, database_url=self.database_url)
+            self.settings = await asyncio.to_thread(
+                load_settings, self.config_path, database_url=self.database_url
+            )
+            self._loaded_in = time.monotonic() - self._started
         except ConfigError as exc:
             logger.error("invalid configuration:\n%s", exc)
+            return EXIT_CONFIG
+        except Exception as exc:
+            # Whatever the loader let through is still a configuration that cannot be used.
+            logger.error("invalid configuration: cannot load it: %s", _one_line(exc))
             return EXIT_CONFIG
         self.disk = DiskGuard.for_database(self.settings.database.url)
         try:
@@ -194,7 +213,13 @@ class Daemon:
         )
         scheduler.start()
         self.systemd.ready(await self._status())
-        logger.info("notifier running", extra={"action": "ready", "owner": self.owner})
+        logger.info(
+            "notifier running (ready in %.2fs: configuration %.2fs, watchlist sync %.2fs)",
+            time.monotonic() - self._started,
+            self._loaded_in,
+            self._synced_in,
+            extra={"action": "ready", "owner": self.owner},
+        )
         watchdog = asyncio.create_task(self._watchdog())
         reloader = asyncio.create_task(self._reloader())
         try:
@@ -212,6 +237,8 @@ class Daemon:
                     task.cancel()
             scheduler.shutdown(wait=False)
             await self.client.aclose()
+            for client in self._retired:
+                await client.aclose()
         return EXIT_OK
 
     async def _start_up(self) -> bool:
@@ -225,6 +252,8 @@ class Daemon:
                     extra={"action": "leases_released"},
                 )
         await self._apply(self.settings)
+        # The policy may have changed while stopped: due times follow the configuration now.
+        await self._reschedule(self.settings)
         await self.desk.start(self.store, utcnow())
         return True
 
@@ -262,44 +291,83 @@ class Daemon:
     # --- configuration -----------------------------------------------------------------------
 
     async def _apply(self, settings: Settings) -> None:
-        """Make the running service match `settings`: client, rules, templates, watches."""
-        old_client = getattr(self, "client", None)
-        self.client = JapanPostClient(
+        """Make the running service match `settings`: client, rules, templates, watches.
+
+        The database goes first: when syncing the watches fails, nothing has changed."""
+        notifier = notifier_for(settings)
+        await self._sync_watches(settings)
+        client = JapanPostClient(
             ClientSettings(
                 base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
             )
         )
+        old_client: JapanPostClient | None = getattr(self, "client", None)
+        self.client = client
         if old_client is not None:
-            await old_client.aclose()
+            if self._cycle_client is not None and old_client is self._cycle_client:
+                self._retired.append(self._cycle_client)
+            else:
+                await old_client.aclose()
         paused = getattr(self, "notifier", None)
-        self.notifier = notifier_for(settings)
-        self.notifier.paused = paused.paused if paused is not None else False
-        await self._sync_watches(settings)
+        notifier.paused = paused.paused if paused is not None else False
+        self.notifier = notifier
         self.settings = settings
 
     async def _sync_watches(self, settings: Settings) -> None:
-        """With a watchlist in the config, the config decides what is polled: new watches start,
-        removed ones stop (their history stays)."""
-        if not settings.watches and not settings.watch_files:
-            return
-        now = utcnow()
-        wanted = set()
-        for watch in settings.watches:
-            view = await self.store.watch(
-                parse_number(watch.number),
-                now=now,
+        """The configuration decides the numbers it lists: they are watched with exactly its
+        subscribers, and those it listed before and no longer does stop (their history stays).
+        Numbers added with `notifier watch` or `notifier poll` are the CLI's: never unwatched here."""
+        watches = [
+            ConfiguredWatch(
+                number=parse_number(watch.number),
                 label=watch.label,
                 destination=watch.destination,
                 tags=watch.tags,
+                subscribers=tuple((email, watch.locale, watch.time_zone) for email in watch.subscribers),
             )
-            wanted.add(view.number)
-            await self.store.set_subscribers(
-                view.id, [(email, watch.locale, watch.time_zone) for email in watch.subscribers], now=now
+            for watch in settings.watches
+        ]
+        started = time.monotonic()
+        result = await self.store.sync_config_watches(watches, now=utcnow())
+        self._synced_in = time.monotonic() - started
+        if result.added or result.updated or result.unwatched:
+            logger.info(
+                "watchlist synced: %d watched from the configuration, %d newly or again, %d updated, %d unwatched",
+                len(watches),
+                len(result.added),
+                result.updated,
+                len(result.unwatched),
+                extra={"action": "watches_synced"},
             )
-        for view in await self.store.shipments():
-            if view.number not in wanted:
-                await self.store.unwatch(view.number)
-                logger.info("no longer watched", extra={"action": "unwatched", "number": view.number})
+        for number in result.taken_over:
+            logger.info(
+                "%s: now watched by the configuration (it was added with notifier watch/poll); "
+                "its subscribers are the configuration's from now on",
+                number,
+                extra={"action": "watch_taken_over", "number": number},
+            )
+        for number in result.unwatched:
+            logger.info(
+                "no longer watched: %s (removed from the configuration's watchlist; history kept)",
+                number,
+                extra={"action": "unwatched", "number": number, "reason": "removed_from_config"},
+            )
+
+    async def _reschedule(self, settings: Settings) -> int:
+        """Move due times the current polling policy would not have given (a reload with new
+        intervals takes effect now, not at each shipment's old due time)."""
+        now = utcnow()
+        rows = await self.store.scheduled(now=now)
+        moved = moves(rows, settings.polling, now=now, rng=self.rng)
+        await self.store.move_due_times(moved, now=now)
+        if moved:
+            logger.info(
+                "rescheduled %d of %d waiting shipments for the polling policy",
+                len(moved),
+                len(rows),
+                extra={"action": "rescheduled"},
+            )
+        return len(moved)
 
     def _watched_files(self) -> list[Path]:
         files = [*self.settings.watch_files]
@@ -327,33 +395,72 @@ class Daemon:
         while True:
             await self.reload_requested.wait()
             self.reload_requested.clear()
-            await self.reload()
+            try:
+                await self.reload()
+            except Exception as exc:
+                # reload() reports its own failures; this keeps the reloader alive whatever
+                # escapes it, so the next SIGHUP or file change is still heard.
+                self.counters.reload_failures += 1
+                logger.error(
+                    "reload failed, keeping the running configuration: %s",
+                    _one_line(exc),
+                    extra={"action": "reload_failed"},
+                )
+
+    def _refuse(self, reason: str, detail: str) -> bool:
+        self.counters.reload_failures += 1
+        logger.error(
+            "reload refused, keeping the running configuration:%s",
+            detail,
+            extra={"action": "reload_failed"},
+        )
+        self.systemd.ready(f"reload failed, old config kept: {reason}")
+        return False
 
     async def reload(self) -> bool:
-        """Parse and check the whole new configuration; apply it only if it is valid."""
+        """Parse and check the whole new configuration; apply it only if it is valid.
+
+        Loading runs in a thread, so polls, sends and the watchdog go on meanwhile. Any failure
+        (invalid config, an error the loader did not expect, a database error while syncing the
+        watches) is logged in one line, counted, and leaves the running configuration in place."""
         self.systemd.reloading()
         self._remember_mtimes()
+        started = time.monotonic()
         try:
-            new = load_settings(self.config_path, database_url=self.database_url)
+            new = await asyncio.to_thread(load_settings, self.config_path, database_url=self.database_url)
         except ConfigError as exc:
-            self.counters.reload_failures += 1
-            logger.error(
-                "reload refused, keeping the running configuration:\n%s",
-                exc,
-                extra={"action": "reload_failed"},
-            )
-            self.systemd.ready(f"reload failed, old config kept: {str(exc).splitlines()[0]}")
-            return False
+            return self._refuse(str(exc).splitlines()[0], f"\n{exc}")
+        except Exception as exc:
+            return self._refuse(_one_line(exc), f" cannot load it: {_one_line(exc)}")
         if new.database.url != self.settings.database.url:
-            logger.error(
-                "reload refused: database.url cannot change while running; restart instead",
-                extra={"action": "reload_failed"},
+            return self._refuse(
+                "database.url changed (restart needed)",
+                " database.url cannot change while running; restart instead",
             )
-            self.systemd.ready("reload failed: database.url changed (restart needed)")
-            return False
-        await self._apply(new)
+        old_policy = self.settings.polling
+        try:
+            await self._apply(new)
+        except Exception as exc:
+            return self._refuse(_one_line(exc), f" applying it failed: {_one_line(exc)}")
         self.counters.reloads += 1
-        logger.info("configuration reloaded", extra={"action": "reloaded", "watches": len(new.watches)})
+        if new.polling != old_policy:
+            if self._cycle_client is not None:
+                self._reschedule_after_cycle = True
+            try:
+                await self._reschedule(new)
+            except Exception as exc:
+                self._reschedule_after_cycle = True
+                logger.error(
+                    "rescheduling for the new polling policy failed (retried after the next cycle): %s",
+                    _one_line(exc),
+                    extra={"action": "reschedule_failed"},
+                )
+        logger.info(
+            "configuration reloaded in %.2fs (watchlist sync %.2fs)",
+            time.monotonic() - started,
+            self._synced_in,
+            extra={"action": "reloaded", "watches": len(new.watches)},
+        )
         self.systemd.ready(await self._status())
         return True
 
@@ -368,18 +475,32 @@ class Daemon:
         self.lease = self.settings.polling.lease or max(
             dt.timedelta(minutes=1), dt.timedelta(seconds=limit * max(interval, 0.05) * 4)
         )
-        stats = await run_cycle(
-            self.store,
-            self.client,
-            self.notifier,
-            owner=self.owner,
-            policy=self.settings.polling,
-            breaker=self.breaker,
-            clock=utcnow,
-            rng=self.rng,
-            limit=limit,
-            lease=self.lease,
-        )
+        if self._reschedule_after_cycle:
+            self._reschedule_after_cycle = False
+            await self._reschedule(self.settings)
+        client, notifier = self.client, self.notifier
+        self._cycle_client = client
+        try:
+            stats = await run_cycle(
+                self.store,
+                client,
+                notifier,
+                owner=self.owner,
+                policy=self.settings.polling,
+                breaker=self.breaker,
+                clock=utcnow,
+                rng=self.rng,
+                limit=limit,
+                lease=self.lease,
+            )
+        finally:
+            self._cycle_client = None
+            if notifier is not self.notifier:
+                # Reloaded during the cycle: what the cycle learned about the pages is newer.
+                self.notifier.paused = notifier.paused
+            retired, self._retired = self._retired, []
+            for old in retired:
+                await old.aclose()
         self.counters.cycles += 1
         if stats.claimed:
             logger.info(
@@ -464,6 +585,14 @@ class Daemon:
             f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "
             f"Japan Post circuit {self.breaker.state}{paused}{self.disk.status()}{await self.desk.status(self.store)}"
         )
+
+
+def _one_line(exc: BaseException) -> str:
+    """An exception as one log-friendly line: its type and the first line of its message
+    (database errors append the SQL and a link on later lines)."""
+    text = str(exc).strip().splitlines()
+    first = text[0] if text else ""
+    return f"{type(exc).__name__}: {first[:300]}" if first else type(exc).__name__
 
 
 def run(config_path: str | None, database_url: str | None = None) -> int:

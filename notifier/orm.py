@@ -87,6 +87,9 @@ class Shipment(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     leased_by: Mapped[str | None] = mapped_column(String(100))
     lease_until: Mapped[dt.datetime | None]
+    # "config": the configuration's watchlist decides (a reload that drops the number unwatches
+    # it); "cli": added with `notifier watch` or `poll`, never unwatched by the configuration.
+    watched_by: Mapped[str] = mapped_column(String(10), default="cli", server_default=text("'cli'"))
 
 
 class Event(Base):

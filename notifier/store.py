@@ -13,13 +13,14 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Select, delete, func, select, text, update
+from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
+from notifier.limits import OUTBOX_SUBJECT, fit
 from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
 from notifier.numbers import TrackingNumber
 from notifier.orm import (
@@ -68,6 +69,7 @@ class ShipmentView:
     last_error: str | None
     created_at: dt.datetime | None = None
     open_alerts: int = 0
+    watched_by: str = "cli"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -93,6 +95,8 @@ class PageCapture:
 
 
 class OutboxState(enum.StrEnum):
+    # Queued while the kill switch was on: decided, kept, and made pending when it lifts.
+    HELD = "held"
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
@@ -118,6 +122,9 @@ class OutboxDraft:
     shipment_id: int | None = None
     subscription_id: int | None = None
     time_zone: str | None = None
+    # Why the message could not be built: it is stored as failed (raw empty, never sent) and
+    # raises one "message_build_failed" alert, so the rest of its poll still commits.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -188,6 +195,7 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
         last_error=row.last_error,
         created_at=row.created_at,
         open_alerts=open_alerts,
+        watched_by=row.watched_by,
     )
 
 
@@ -305,6 +313,8 @@ class Store:
                 if not row.active:
                     row.active = True
                     row.next_poll_at = first_poll_at or now
+                    # Watched again from the CLI: a reload must not unwatch it again.
+                    row.watched_by = WATCHED_BY_CLI
             await session.flush()
             return _view(row)
 
@@ -507,10 +517,13 @@ class Store:
         capture: PageCapture | None = None,
         owner: str | None = None,
         outbox: Sequence[OutboxDraft] = (),
+        held: bool = False,
     ) -> None:
         """Commit one poll atomically: new events, stage, polling state, snapshot, alerts and
         the notifications they cause (so an event is never stored without its messages).
 
+        `outbox` is what the rules decided for `change.transitions`; `held` queues it as
+        `held` (the kill switch is on) instead of `pending`, to be sent when it lifts.
         Nothing is deleted: events the page no longer shows are marked `missing_since`.
         """
         async with self._write() as session:
@@ -551,7 +564,7 @@ class Store:
             if capture is not None and (change.changed or change.anomalies):
                 reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
                 self._snapshot(session, row, capture, reason, now)
-            await self._enqueue(session, outbox, now)
+            await self._enqueue(session, outbox, now, held=held)
 
     async def _merge_events(
         self,
@@ -912,8 +925,11 @@ class Store:
 
     # --- outbox ----------------------------------------------------------------------
 
-    async def _enqueue(self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime) -> int:
+    async def _enqueue(
+        self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime, *, held: bool = False
+    ) -> int:
         created = 0
+        state = OutboxState.HELD if held else OutboxState.PENDING
         for draft in drafts:
             statement = (
                 self._insert(OutboxMessage)
@@ -929,10 +945,14 @@ class Store:
                     template=draft.template,
                     stage=draft.stage,
                     number=draft.number,
-                    subject=draft.subject,
+                    # Only shown in listings (the bytes carry the real one): a label near its
+                    # size limit must not make the insert, and the whole poll, fail.
+                    subject=fit(draft.subject, OUTBOX_SUBJECT),
                     message_id=draft.message_id,
                     raw=draft.raw,
-                    state=str(OutboxState.PENDING),
+                    # A message that could not be built fails alone; held or not.
+                    state=str(state if draft.error is None else OutboxState.FAILED),
+                    last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,
@@ -941,13 +961,36 @@ class Store:
                 .on_conflict_do_nothing(index_elements=["dedup_key"])
             )
             result = await session.execute(statement)
-            created += int(result.rowcount)  # type: ignore[attr-defined]
+            new = int(result.rowcount)  # type: ignore[attr-defined]
+            created += new
+            if new and draft.error is not None:
+                # One alert per template and language: a broken template counts up, not floods.
+                await self._raise(
+                    session,
+                    "message_build_failed",
+                    f"the {draft.locale} {draft.template} message to {draft.recipient} about "
+                    f"{draft.number or '-'} could not be built and was not sent: {draft.error}. It is "
+                    "listed by `notifier outbox --state failed`; later messages are built afresh.",
+                    now,
+                    f"{draft.locale}/{draft.template}"[:40],
+                    draft.shipment_id,
+                )
         return created
 
     async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
         """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
         async with self._write() as session:
             return await self._enqueue(session, drafts, now)
+
+    async def release_held(self, *, now: dt.datetime) -> int:
+        """The kill switch lifted: held messages become pending, due now. Returns how many."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.state == str(OutboxState.HELD))
+                .values(state=str(OutboxState.PENDING), next_attempt_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -962,7 +1005,8 @@ class Store:
         self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
     ) -> list[OutboxItem]:
         """Lease due messages: pending ones whose time has come, and sending ones whose owner
-        died (lease expired). Each claim counts an attempt, as the send may happen."""
+        died (lease expired). A claim is not an attempt: mark_* count one when a send was tried,
+        so a crash or restart loop does not eat the retry budget."""
         due = (
             select(OutboxMessage.id)
             .where(
@@ -979,7 +1023,6 @@ class Store:
             state=str(OutboxState.SENDING),
             leased_by=owner,
             lease_until=now + lease,
-            attempts=OutboxMessage.attempts + 1,
         )
         return sorted((_outbox_item(row) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
@@ -1006,6 +1049,7 @@ class Store:
             sent_at=now,
             server_reply=reply[:500],
             last_error=None,
+            attempts=OutboxMessage.attempts + 1,
         )
 
     async def mark_retry(
@@ -1022,11 +1066,13 @@ class Store:
             "next_attempt_at": next_attempt_at,
             "last_error": error[:2000],
         }
-        if not count_attempt:
-            values["attempts"] = OutboxMessage.attempts - 1
+        if count_attempt:
+            values["attempts"] = OutboxMessage.attempts + 1
         return await self._finish(message_id, owner, **values)
 
-    async def mark_failed(self, message_id: int, *, owner: str, error: str, now: dt.datetime) -> bool:
+    async def mark_failed(
+        self, message_id: int, *, owner: str, error: str, now: dt.datetime, count_attempt: bool = True
+    ) -> bool:
         async with self._write() as session:
             row = await session.get(OutboxMessage, message_id)
             if row is None or row.leased_by != owner or row.state != str(OutboxState.SENDING):
@@ -1035,12 +1081,17 @@ class Store:
             row.last_error = error[:2000]
             row.leased_by = None
             row.lease_until = None
+            if count_attempt:
+                row.attempts += 1
+            # The subject column is short; the outbox id fits it whole and is what
+            # `notifier outbox show` takes. The Message-ID is in the text, in full.
             await self._raise(
                 session,
                 "send_failed",
-                f"message to {row.recipient} about {row.number or '-'} ({row.rule}) failed for good: {error}",
+                f"message {row.id} to {row.recipient} about {row.number or '-'} ({row.rule}, "
+                f"Message-ID {row.message_id}) failed for good: {error}",
                 now,
-                row.message_id[:40],
+                f"outbox {row.id}",
                 row.shipment_id,
             )
             return True
@@ -1119,3 +1170,314 @@ class Store:
                 .order_by(Subscription.id)
             )
             return [(int(i), str(e), str(loc), tz) for i, e, loc, tz in rows]
+
+    # --- watch management (config sync, due times) ----------------------------------
+
+    async def sync_config_watches(self, watches: Sequence[ConfiguredWatch], *, now: dt.datetime) -> WatchSync:
+        """Make the configuration's watchlist true in one transaction, with a few set-based
+        statements whatever its size: listed numbers are watched (and taken over from the CLI),
+        their subscriptions are exactly the listed ones, and numbers the configuration watched
+        that it no longer lists stop (their history stays). CLI watches are never unwatched."""
+        wanted = {w.number.value: w for w in watches}
+        async with self._write() as session:
+            latest: dict[str, _Latest] = {}
+            for columns in await session.execute(
+                select(
+                    Shipment.id,
+                    Shipment.number,
+                    Shipment.incarnation,
+                    Shipment.label,
+                    Shipment.destination,
+                    Shipment.tags,
+                    Shipment.active,
+                    Shipment.retired_at,
+                    Shipment.watched_by,
+                )
+            ):
+                found = _Latest(*columns)
+                if found.number not in latest or latest[found.number].incarnation < found.incarnation:
+                    latest[found.number] = found
+            inserts: list[dict[str, object]] = []
+            updates: list[dict[str, object]] = []
+            revived: list[dict[str, object]] = []
+            added: list[str] = []
+            taken_over: list[str] = []
+            for number, watch in wanted.items():
+                row = latest.get(number)
+                tags = " ".join(sorted(watch.tags))
+                if row is None or row.retired_at is not None:
+                    inserts.append(
+                        {
+                            "number": number,
+                            "incarnation": row.incarnation + 1 if row is not None else 1,
+                            "label": watch.label,
+                            "origin": watch.number.country,
+                            "destination": watch.destination,
+                            "tags": tags,
+                            "created_at": now,
+                            "next_poll_at": now,
+                            "watched_by": WATCHED_BY_CONFIG,
+                        }
+                    )
+                    added.append(number)
+                    continue
+                values: dict[str, object] = {
+                    "id": row.id,
+                    "label": watch.label or row.label,
+                    "destination": watch.destination or row.destination,
+                    "tags": tags,
+                    "watched_by": WATCHED_BY_CONFIG,
+                }
+                if row.watched_by != WATCHED_BY_CONFIG and row.active:
+                    taken_over.append(number)
+                if not row.active:
+                    added.append(number)
+                    revived.append({**values, "active": True, "next_poll_at": now})
+                elif (values["label"], values["destination"], tags, WATCHED_BY_CONFIG) != (
+                    row.label,
+                    row.destination,
+                    row.tags,
+                    row.watched_by,
+                ):
+                    updates.append(values)
+            gone = [
+                row
+                for number, row in latest.items()
+                if row.active and row.watched_by == WATCHED_BY_CONFIG and number not in wanted
+            ]
+            if inserts:
+                await session.execute(insert(Shipment), inserts)
+            for batch in (updates, revived):
+                if batch:
+                    await session.execute(update(Shipment), batch)
+            if gone:
+                await session.execute(
+                    update(Shipment),
+                    [{"id": row.id, "active": False, "leased_by": None, "lease_until": None} for row in gone],
+                )
+            await self._sync_subscriptions(session, wanted, now)
+        return WatchSync(
+            added=tuple(added),
+            updated=len(updates),
+            unwatched=tuple(sorted(row.number for row in gone)),
+            taken_over=tuple(taken_over),
+        )
+
+    async def _sync_subscriptions(
+        self, session: AsyncSession, wanted: dict[str, ConfiguredWatch], now: dt.datetime
+    ) -> None:
+        shipment_ids = {
+            number: sid
+            for sid, number in await session.execute(
+                select(Shipment.id, Shipment.number).where(
+                    Shipment.watched_by == WATCHED_BY_CONFIG,
+                    Shipment.active.is_(True),
+                )
+            )
+            if number in wanted
+        }
+        # (email, locale, zone) per shipment, lower-cased as `set_subscribers` stores them.
+        listed: dict[int, dict[str, tuple[str, str | None]]] = {}
+        for number, watch in wanted.items():
+            sid = shipment_ids.get(number)
+            if sid is not None:
+                listed[sid] = {email.lower(): (locale, zone) for email, locale, zone in watch.subscribers}
+        people = {email: sid for sid, email in await session.execute(select(Subscriber.id, Subscriber.email))}
+        new_people: dict[str, str] = {}
+        for subscribers in listed.values():
+            for email, (locale, _) in subscribers.items():
+                if email not in people:
+                    new_people.setdefault(email, locale)
+        if new_people:
+            await session.execute(
+                insert(Subscriber),
+                [
+                    {"email": email, "locale": locale, "created_at": now}
+                    for email, locale in new_people.items()
+                ],
+            )
+            people = {
+                email: sid for sid, email in await session.execute(select(Subscriber.id, Subscriber.email))
+            }
+        existing = {
+            (shipment_id, subscriber_id): (sub_id, locale, zone, active)
+            for sub_id, shipment_id, subscriber_id, locale, zone, active in await session.execute(
+                select(
+                    Subscription.id,
+                    Subscription.shipment_id,
+                    Subscription.subscriber_id,
+                    Subscription.locale,
+                    Subscription.time_zone,
+                    Subscription.active,
+                )
+                .join(Shipment, Shipment.id == Subscription.shipment_id)
+                .where(Shipment.watched_by == WATCHED_BY_CONFIG, Shipment.active.is_(True))
+            )
+        }
+        inserts: list[dict[str, object]] = []
+        updates: list[dict[str, object]] = []
+        keep: set[tuple[int, int]] = set()
+        for sid, subscribers in listed.items():
+            for email, (locale, zone) in subscribers.items():
+                key = (sid, people[email])
+                keep.add(key)
+                current = existing.get(key)
+                if current is None:
+                    inserts.append(
+                        {
+                            "subscriber_id": people[email],
+                            "shipment_id": sid,
+                            "locale": locale,
+                            "time_zone": zone,
+                            "created_at": now,
+                        }
+                    )
+                elif current[1:] != (locale, zone, True):
+                    updates.append({"id": current[0], "locale": locale, "time_zone": zone, "active": True})
+        stopped = [
+            {"id": current[0], "active": False}
+            for key, current in existing.items()
+            if key not in keep and current[3] and key[0] in listed
+        ]
+        if inserts:
+            await session.execute(insert(Subscription), inserts)
+        for batch in (updates, stopped):
+            if batch:
+                await session.execute(update(Subscription), batch)
+
+    async def scheduled(self, *, now: dt.datetime) -> list[ScheduledRow]:
+        """Active shipments waiting for a future poll (not leased): what a policy change moves."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(
+                    Shipment.id,
+                    Shipment.stage,
+                    Shipment.next_poll_at,
+                    Shipment.last_polled_at,
+                    Shipment.created_at,
+                    Shipment.last_changed_at,
+                    Shipment.stage_entered_at,
+                    Shipment.consecutive_failures,
+                ).where(
+                    Shipment.active.is_(True),
+                    Shipment.next_poll_at > now,
+                    Shipment.last_polled_at.is_not(None),
+                    (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
+                )
+            )
+            return [
+                ScheduledRow(
+                    id=sid,
+                    stage=Stage(stage) if stage in Stage.__members__.values() else Stage.UNKNOWN,
+                    next_poll_at=due or now,
+                    last_polled_at=polled or now,
+                    created_at=created,
+                    last_changed_at=changed,
+                    stage_entered_at=entered,
+                    consecutive_failures=failures,
+                )
+                for sid, stage, due, polled, created, changed, entered, failures in rows
+            ]
+
+    async def move_due_times(self, moves: Sequence[tuple[int, dt.datetime]], *, now: dt.datetime) -> None:
+        """Set these shipments' next poll times, leaving alone any leased meanwhile."""
+        if not moves:
+            return
+        table = Shipment.__table__
+        assert isinstance(table, Table)
+        statement = (
+            update(table)
+            .where(
+                table.c.id == bindparam("row_id"),
+                (table.c.lease_until.is_(None)) | (table.c.lease_until < now),
+            )
+            .values(next_poll_at=bindparam("due"))
+        )
+        async with self._write() as session:
+            await session.execute(statement, [{"row_id": sid, "due": due} for sid, due in moves])
+
+    async def mark_due(self, numbers: Sequence[str] | None, *, now: dt.datetime) -> list[str]:
+        """Make these watched numbers (every watched one when None) due now: a running daemon
+        claims them at its next tick. Returns the numbers marked."""
+        statement = update(Shipment).where(Shipment.active.is_(True))
+        if numbers is not None:
+            statement = statement.where(Shipment.number.in_(list(numbers)))
+        async with self._write() as session:
+            result = await session.execute(
+                statement.values(next_poll_at=now).returning(Shipment.number),
+                execution_options={"synchronize_session": False},
+            )
+            return sorted(str(number) for (number,) in result)
+
+    async def take_lease(
+        self, shipment_id: int, *, owner: str, now: dt.datetime, lease: dt.timedelta
+    ) -> str | None:
+        """Lease one shipment for a poll outside the daemon's cycle. Returns None when taken,
+        else who holds it (a running daemon polling it right now)."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(Shipment)
+                .where(
+                    Shipment.id == shipment_id,
+                    (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
+                )
+                .values(leased_by=owner, lease_until=now + lease),
+                execution_options={"synchronize_session": False},
+            )
+            if result.rowcount:  # type: ignore[attr-defined]
+                return None
+            holder = await session.execute(select(Shipment.leased_by).where(Shipment.id == shipment_id))
+            return str(holder.scalar_one_or_none() or "another process")
+
+
+WATCHED_BY_CONFIG = "config"
+WATCHED_BY_CLI = "cli"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ConfiguredWatch:
+    """One number of the configuration's watchlist, as the store syncs it."""
+
+    number: TrackingNumber
+    label: str = ""
+    destination: str | None = None
+    tags: frozenset[str] = frozenset()
+    subscribers: tuple[tuple[str, str, str | None], ...] = ()
+    """(email, locale, time zone) of each subscriber."""
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class WatchSync:
+    """What a watchlist sync changed."""
+
+    added: tuple[str, ...]
+    updated: int
+    unwatched: tuple[str, ...]
+    taken_over: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class _Latest:
+    id: int
+    number: str
+    incarnation: int
+    label: str
+    destination: str | None
+    tags: str
+    active: bool
+    retired_at: dt.datetime | None
+    watched_by: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ScheduledRow:
+    """What the polling policy needs to know to place a shipment's next poll."""
+
+    id: int
+    stage: Stage
+    next_poll_at: dt.datetime
+    last_polled_at: dt.datetime
+    created_at: dt.datetime | None
+    last_changed_at: dt.datetime | None
+    stage_entered_at: dt.datetime | None
+    consecutive_failures: int

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 from pathlib import Path
 
 import pytest
@@ -17,11 +18,14 @@ EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 
 
 def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The example names absolute paths of a real install; give it a password file where it looks.
+    # As the packaged unit runs it: the password is the systemd credential, not a file the
+    # example names.
     text = EXAMPLE.read_text(encoding="utf-8")
-    secret = tmp_path / "smtp-password"
-    secret.write_text("s3cret\n")
-    text = text.replace("/etc/notifier/smtp-password", str(secret))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp-password").write_text("s3cret\n")
+    monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     settings = parse_settings(text, tmp_path / "config.toml")
     assert settings.database.url.startswith("sqlite:////var/lib/notifier")
     assert settings.japanpost.request_interval == 5
@@ -51,6 +55,36 @@ def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.Mon
     assert settings.poll_tick == 15
 
 
+COMMENTED_KEY = re.compile(r"^# ?((?:\[\[?[\w.]+\]\]?)|[A-Za-z_][\w.-]*\s*=.*)$")
+
+
+def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -> None:
+    """Each `# key = value` (and `# [table]`) line of the example, uncommented all at once, loads."""
+    lines = EXAMPLE.read_text(encoding="utf-8").splitlines()
+    uncommented = [m.group(1) if (m := COMMENTED_KEY.match(line)) else line for line in lines]
+    changed = [new for old, new in zip(lines, uncommented, strict=True) if old != new]
+    assert len(changed) >= 12, changed  # the polling keys, ca_file, templates, a rule...
+    etc = tmp_path / "etc"
+    (etc / "templates").mkdir(parents=True)
+    (etc / "smtp-password").write_text("s3cret\n")
+    (etc / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
+    (tmp_path / "watch.d").mkdir()
+    (tmp_path / "watch.d" / "orders.toml").write_text('[[watch]]\nnumber = "EE123456785JP"\n')
+    text = "\n".join(uncommented).replace("/etc/notifier/", f"{etc}/")
+    text = text.replace("/home/shop/.config/notifier/", f"{etc}/")
+    settings = parse_settings(text, tmp_path / "config.toml")
+    assert settings.polling.jitter == 0.1
+    assert settings.polling.stale_give_up == dt.timedelta(days=60)
+    assert settings.polling.fixed_interval == dt.timedelta(seconds=1)
+    assert settings.watch_files == (tmp_path / "watch.d" / "orders.toml",)
+    assert settings.notifications.templates == etc / "templates"
+    assert settings.smtp is not None
+    assert settings.smtp.cert_bundle == str(etc / "ca.pem")
+    assert Stage.CUSTOMS_PRESENTED not in settings.notifications.rules.stalls
+    assert not {rule.name: rule for rule in settings.notifications.rules.rules}["delivered"].enabled
+    assert "EE123456785JP" in [w.number for w in settings.watches]
+
+
 def test_watchlists_name_file_line_and_key_for_every_problem(tmp_path: Path) -> None:
     (tmp_path / "watch.d").mkdir()
     (tmp_path / "watch.d" / "orders.toml").write_text(
@@ -78,6 +112,8 @@ time_zone = "Mars/Olympus"
         f"{config}:7: watch[0].locale: must be en or ja",
         f"{config}:8: watch[0].colour: unknown key",
         f"{config}:11: watch[1].number: 'EL015307998JP' is not a valid tracking number: the check digit",
+        # A bad number no longer hides the other problems of its [[watch]].
+        f"{config}:12: watch[1].time_zone: 'Mars/Olympus' is not an IANA time zone",
         f"{orders}:6: watch[1].number: '1234' is not a valid tracking number",
         f"{orders}:1: watch.number: EJ123456785JP is already watched at {config}:4",
     ):

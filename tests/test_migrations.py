@@ -74,6 +74,7 @@ async def test_round_trip_every_revision_with_data(empty_db_url: str) -> None:
             assert (await schema_state(engine)).current != revision
             await upgrade(engine, revision)
             assert await counts(empty_db_url) == before
+            await downgrade(engine, "-1")  # on down to the next revision to check
         await downgrade(engine, "base")
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda c: inspect(c).get_table_names())
@@ -116,7 +117,12 @@ async def test_database_not_at_head_is_refused(empty_db_url: str) -> None:
         # A database written by another version of notifier (here: a revision we do not know).
         async with engine.begin() as connection:
             await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
-        with pytest.raises(SchemaError, match="at revision f00dfeed but this notifier needs"):
+        with pytest.raises(SchemaError, match=r"at revision f00dfeed, which notifier .* does not know"):
+            await require_head(engine)
+        # An older revision we know: upgrade is the way.
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        with pytest.raises(SchemaError, match="at revision 0001 but this notifier needs"):
             await require_head(engine)
     finally:
         await engine.dispose()
@@ -153,3 +159,59 @@ def test_migration_scripts_ship_with_the_package() -> None:
 
     assert (migrations_dir() / "env.py").is_file()
     assert revisions_oldest_first()
+
+
+async def test_0003_keeps_every_watch_and_makes_stranded_shipments_due(empty_db_url: str) -> None:
+    """Rows from before 0003 are the CLI's (no config sync unwatches them), and a shipment an
+    old `notifier poll` left with no due time is due again, unless the policy gave up on it."""
+    engine = make_engine(empty_db_url)
+    try:
+        await upgrade(engine, "0002")
+        async with engine.begin() as connection:
+            for number, polled in (
+                ("EJ000000001JP", True),
+                ("EJ000000002JP", True),
+                ("EJ000000003JP", False),
+            ):
+                await connection.execute(
+                    text(
+                        "INSERT INTO shipments (number, incarnation, label, origin, tags, stage, active, "
+                        "created_at, last_polled_at, next_poll_at, consecutive_failures) VALUES "
+                        "(:number, 1, '', 'JP', '', 'in_transit', :active, :t0, :polled, NULL, 0)"
+                    ),
+                    {
+                        "number": number,
+                        "active": True,
+                        "t0": T0.replace(tzinfo=None),
+                        "polled": (T0 + dt.timedelta(hours=1)).replace(tzinfo=None) if polled else None,
+                    },
+                )
+            await connection.execute(
+                text(
+                    "INSERT INTO alerts (kind, subject, message, first_seen_at, last_seen_at, count) "
+                    "VALUES ('gave_up', 'EJ000000002JP', 'no change for 60 days', :t0, :t0, 1)"
+                ),
+                {"t0": T0.replace(tzinfo=None)},
+            )
+        await upgrade(engine)
+        async with engine.connect() as connection:
+            rows = {
+                number: (watched_by, due)
+                for number, watched_by, due in await connection.execute(
+                    text("SELECT number, watched_by, next_poll_at FROM shipments ORDER BY number")
+                )
+            }
+        assert {watched_by for watched_by, _ in rows.values()} == {"cli"}
+        due = {number: value for number, (_, value) in rows.items()}
+        assert due["EJ000000002JP"] is None  # given up on: stays stopped
+        assert due["EJ000000001JP"] is not None
+        assert due["EJ000000003JP"] is not None
+        await downgrade(engine, "0002")
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda c: [col["name"] for col in inspect(c).get_columns("shipments")]
+            )
+        assert "watched_by" not in columns
+        assert await counts(empty_db_url) == (3, 0)
+    finally:
+        await engine.dispose()
