@@ -1069,6 +1069,17 @@ def _database_url(url: str) -> str | None:
 def parse_settings(text: str, source: Path | None = None) -> Settings:
     """Validate a whole config file; raise one ConfigError listing every problem."""
     where = str(source) if source else "<config>"
+    try:
+        return _parse_settings(text, source, where)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a gap in the checks must still not crash `config check` or a reload
+        raise ConfigError(
+            f"{where}: could not be checked ({type(exc).__name__}: {exc}); please report this"
+        ) from exc
+
+
+def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     data = _parse_toml(text, where)
     problems = _Problems(text, where)
     base = source.parent if source else Path.cwd()
@@ -1168,14 +1179,7 @@ def load_settings(path: str | None, *, database_url: str | None = None) -> Setti
             data = source.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from exc
-        try:
-            settings = parse_settings(_decode(data, str(source)), source)
-        except ConfigError:
-            raise
-        except Exception as exc:  # a gap in the checks above must still not crash a reload
-            raise ConfigError(
-                f"{source}: could not be checked ({type(exc).__name__}: {exc}); please report this"
-            ) from exc
+        settings = parse_settings(_decode(data, str(source)), source)
     else:
         settings = Settings()
     override = database_url or os.environ.get(DATABASE_URL_ENV)

@@ -186,6 +186,8 @@ values = st.recursive(
 
 def _substitute(data: Any, path: tuple[object, ...], value: object) -> Any:
     head, *rest = path
+    if isinstance(data, dict) and head not in data:
+        raise KeyError(head)  # an earlier change made this place a different table
     copy = dict(data) if isinstance(data, dict) else list(data)
     if rest:
         copy[head] = _substitute(copy[head], tuple(rest), value)  # type: ignore[call-overload]
@@ -243,6 +245,33 @@ def test_fuzzed_values_give_only_config_errors(
     target = fuzz_dir / "fuzzed.toml"
     target.write_text(dump(data), encoding="utf-8")
     check_loads_or_config_error(target)
+
+
+@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), values | st.none()), min_size=1, max_size=3))
+def test_config_check_on_fuzzed_values_prints_no_traceback(
+    fuzz_dir: Path, changes: list[tuple[tuple[object, ...], object]]
+) -> None:
+    """The same fuzz, a few examples through the real `notifier config check` process."""
+    data: Any = BASE
+    for path, value in changes:
+        try:
+            data = _substitute(data, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    target = fuzz_dir / "fuzzed-cli.toml"
+    target.write_text(dump(data), encoding="utf-8")
+    proc = subprocess.run(
+        [sys.executable, "-m", "notifier", "config", "check", "--config", str(target)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert proc.returncode in (0, 2), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if proc.returncode == 2:
+        assert proc.stdout == ""
+        assert all(line.startswith("notifier config: ") for line in proc.stderr.splitlines()[:1])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
