@@ -62,8 +62,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 MAX_DURATION = dt.timedelta(days=36525)
 MAX_ATTEMPTS = 1000
-# C0 and C1 controls: NUL is refused by PostgreSQL, the others break log lines and headers.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls and the Unicode line separators: NUL is refused by PostgreSQL, the others
+# break log lines, `status` tables and headers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 # Tags are stored joined by spaces and split on whitespace when read back.
 _NOT_IN_A_TAG = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -234,7 +235,8 @@ class _Index:
     """
 
     def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
+        # Only "\n" ends a TOML line; str.splitlines would also split at U+2028 or \x1c in a string.
+        self.lines = text.split("\n")
         self.first: dict[str, int] = {}
         self.at_line: dict[int, str] = {}
         self.table_at: list[str] = [""]
@@ -1012,7 +1014,7 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
         # tomllib's own position stays at the end: it gives the column too.
         at = message[position.start() :]
         message = message[: position.start()]
-        line = int(position.group(1)) if position.group(1) else max(1, len(text.splitlines()))
+        line = int(position.group(1)) if position.group(1) else max(1, len(text.rstrip("\n").split("\n")))
         message = _TOML_HINTS.get(message, message)
         key = _Index(text).key_at(line)
         if message.startswith("Cannot declare") and key:

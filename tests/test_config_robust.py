@@ -376,6 +376,11 @@ BAD_INPUTS: list[tuple[str, bytes, str]] = [
     ),
     ("database-url", b'[database]\nurl = "nonsense"\n', ":2: database.url: not a database URL"),
     ("section-type", b"database = 5\n", ":1: database: must be a table"),
+    (
+        "line-separator",  # only \n ends a TOML line: U+2028 in a string must not shift the count
+        '[notifications]\nshop_name = "a\u2028b"\nmax_attempts = 0\n'.encode(),
+        ":3: notifications.max_attempts: must be a whole number from 1 to 1000",
+    ),
     ("bad-toml", b"[polling\n", ":1:"),
     (
         "label",
