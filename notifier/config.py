@@ -559,7 +559,7 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
             port=port,
             security=security,
             username=username,
-            password=password if username else None,
+            password=password,
             timeout=timeout,
             validate_certs=validate,
             cert_bundle=str(_file_path(base, ca_file)) if ca_file else None,
@@ -580,11 +580,12 @@ def _sender_fits(sender: str, dotted: str, problems: _Problems) -> bool:
     if reason is None:
         domain = sender.rsplit("<", 1)[-1].rstrip(">").rsplit("@", 1)[-1]
         try:
-            reason = _too_long(make_message_id(domain), OutboxMessage.message_id)
+            message_id = make_message_id(domain)
         except ValueError as exc:
-            reason = str(exc)
-        if reason is not None:
-            reason = f"its domain makes a Message-ID that {reason.removeprefix('is ')}"
+            reason = f"its domain cannot make a Message-ID: {exc}"
+        else:
+            too_long = _too_long(message_id, OutboxMessage.message_id)
+            reason = f"its domain makes a Message-ID that {too_long}" if too_long else None
     if reason is not None:
         problems.add(dotted, reason)
         return False

@@ -534,7 +534,9 @@ tags = ["two words"]
     where = tmp_path / "c.toml"
     message = str(info.value)
     for expected in (
-        f"{where}:4: smtp.from: its domain makes a Message-ID that",
+        f"{where}:4: smtp.from: its domain makes a Message-ID that is {len(make_message_id(long_domain))} "
+        f"characters long; at most {size(OutboxMessage.message_id)} fit "
+        "(database column outbox.message_id)",
         f"{where}:7: notifications.rule[0].name: is {size(OutboxMessage.rule) + 1} characters long; "
         f"at most {size(OutboxMessage.rule)} fit (database column outbox.rule)",
         f"{where}:12: watch[0].label: is {size(Shipment.label) + 1} characters long; "
