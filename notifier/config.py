@@ -1111,8 +1111,14 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     polling, tick = _polling(data, problems)
     watches = _watches(data, problems)
     watch_files: list[Path] = []
+    # A file matched by two patterns is read once; the config itself (watch_files = ["*.toml"]
+    # beside it) is not a watch file.
+    read = {os.path.realpath(source)} if source is not None else set()
     for pattern in _watch_file_patterns(data.get("polling"), problems):
         for path in _matching_files(base, pattern):
+            if os.path.realpath(path) in read:
+                continue
+            read.add(os.path.realpath(path))
             watch_files.append(path)
             watches += _watch_file(path, problems)
     seen: dict[str, str] = {}

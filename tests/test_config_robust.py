@@ -441,6 +441,12 @@ def test_absolute_watch_file_patterns_work(tmp_path: Path) -> None:
         '[polling]\nwatch_files = ["w/*.toml", "~/no-such-notifier-dir/*.toml"]\n', encoding="utf-8"
     )
     assert [w.number for w in load_settings(str(config)).watches] == [number(6)]
+    # Two patterns matching one file read it once; the config itself is never a watch file.
+    (config.parent / "w" / "config-copy.toml").symlink_to(config)
+    config.write_text('[polling]\nwatch_files = ["w/*.toml", "w/b.toml", "*.toml"]\n', encoding="utf-8")
+    loaded = load_settings(str(config))
+    assert [w.number for w in loaded.watches] == [number(6)]
+    assert loaded.watch_files == (config.parent / "w" / "b.toml",)
 
 
 def test_watch_file_problems_name_their_file_and_line(tmp_path: Path) -> None:
