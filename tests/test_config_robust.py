@@ -3,6 +3,7 @@ TOML values and bytes, `config check` as a real process, and values sized to the
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import math
@@ -247,7 +248,8 @@ def test_fuzzed_values_give_only_config_errors(
     check_loads_or_config_error(target)
 
 
-@settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@pytest.mark.timeout(600)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(st.lists(st.tuples(st.sampled_from(PATHS), values | st.none()), min_size=1, max_size=3))
 def test_config_check_on_fuzzed_values_prints_no_traceback(
     fuzz_dir: Path, changes: list[tuple[tuple[object, ...], object]]
@@ -261,12 +263,7 @@ def test_config_check_on_fuzzed_values_prints_no_traceback(
             continue
     target = fuzz_dir / "fuzzed-cli.toml"
     target.write_text(dump(data), encoding="utf-8")
-    proc = subprocess.run(
-        [sys.executable, "-m", "notifier", "config", "check", "--config", str(target)],
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    proc = config_check(target)
     assert proc.returncode in (0, 2), proc.stderr
     assert "Traceback" not in proc.stderr, proc.stderr
     if proc.returncode == 2:
@@ -401,17 +398,25 @@ def test_field_report_inputs_are_config_errors(
     assert f"{path}{expected}" in message, message
 
 
+def config_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.timeout(600)
 def test_config_check_never_prints_a_traceback(tmp_path: Path) -> None:
     """The real command, one process per input: one line per problem on stderr, exit 2."""
-    for name, content, expected in BAD_INPUTS:
-        path = tmp_path / f"{name}.toml"
-        path.write_bytes(content)
-        proc = subprocess.run(
-            [sys.executable, "-m", "notifier", "config", "check", "--config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    paths = []
+    for name, content, _ in BAD_INPUTS:
+        paths.append(tmp_path / f"{name}.toml")
+        paths[-1].write_bytes(content)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(config_check, paths))
+    for (name, _, expected), path, proc in zip(BAD_INPUTS, paths, results, strict=True):
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
         assert "Traceback" not in proc.stderr, (name, proc.stderr)
         assert f"{path}{expected}" in proc.stderr, (name, proc.stderr)
