@@ -248,6 +248,17 @@ def _port(text: str) -> int:
     return value
 
 
+class _HelpFormatter(argparse.ArgumentDefaultsHelpFormatter):
+    """Shows a default only where it says something: not "None" or "False", and not twice
+    when the help text already names its default."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        if action.default is None or action.default is False or "default" in text:
+            return text
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
     from notifier import cli_mail, cli_store, demo
     from notifier.simulator import Fault
@@ -262,9 +273,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     def command(name: str, help: str) -> argparse.ArgumentParser:
-        return sub.add_parser(
-            name, help=help, parents=[common], formatter_class=argparse.ArgumentDefaultsHelpFormatter
-        )
+        return sub.add_parser(name, help=help, parents=[common], formatter_class=_HelpFormatter)
 
     check = command("check", "fetch and print the history, stage and meaning of numbers")
     check.add_argument("numbers", nargs="+", metavar="NUMBER", help="tracking numbers; quote any with spaces")
@@ -311,7 +320,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     run_parser = command("run", "run the daemon: poll, notify, send, until SIGTERM")
     run_parser.add_argument("--config", metavar="PATH", help="config file (default: $NOTIFIER_CONFIG)")
-    run_parser.add_argument("--database-url", metavar="URL", help="override [database] url")
+    run_parser.add_argument(
+        "--database-url", metavar="URL", help="override [database] url (default: $NOTIFIER_DATABASE_URL)"
+    )
     run_parser.set_defaults(handler=cmd_run)
 
     config_parser = command("config", "configuration tools")
@@ -328,12 +339,29 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _environment_problem(exc: Exception, args: argparse.Namespace) -> NotifierError | None:
+    """A database error from a command that did not explain it itself, made one line."""
+    if not hasattr(args, "database_url"):
+        return None
+    from notifier.config import DATABASE_URL_ENV, load_settings
+    from notifier.dbenv import classify
+
+    url = args.database_url or os.environ.get(DATABASE_URL_ENV)
+    if not url:
+        try:
+            url = load_settings(getattr(args, "config", None)).database.url
+        except NotifierError:
+            return None
+    return classify(exc, url)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    from notifier import logformat
+
+    # Fields passed as `extra=` (number, to, action, message_id…) end each line as key=value.
+    logformat.configure(logging.WARNING)
     if getattr(args, "verbose", False):
         # Our own detail only: the HTTP libraries' debug output drowns it.
         logging.getLogger("notifier").setLevel(logging.DEBUG)
@@ -354,5 +382,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader (e.g. `| head`) went away: not an error worth a traceback.
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
+        return EXIT_FAILURE
+    except Exception as exc:
+        problem = _environment_problem(exc, args)
+        if problem is None:
+            raise
+        logger.debug("command failed", exc_info=True)
+        print(f"notifier {args.command}: {problem}", file=sys.stderr)
         return EXIT_FAILURE
     return code

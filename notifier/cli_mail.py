@@ -18,8 +18,12 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import SQLAlchemyError
+
 from notifier.compose import MailSettings, draft, unsubscribe_uri
 from notifier.config import Settings, load_settings
+from notifier.db import DatabaseError
 from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
 from notifier.messages import MessageContext, Template
@@ -149,29 +153,9 @@ def cmd_watch(args: argparse.Namespace) -> int:
 
 
 def cmd_import(args: argparse.Namespace) -> int:
-    from notifier.config import parse_settings
-    from notifier.errors import ConfigError
-    from notifier.importer import read_orders, to_toml, write_atomically
+    from notifier.importer import run_import
 
-    source = Path(args.file)
-    try:
-        text = source.read_text(encoding="utf-8-sig")
-        watches = read_orders(text, str(source))
-        rendered = to_toml(watches, source.name)
-        parse_settings(rendered)  # the daemon will read it: prove it can, before writing
-    except OSError as exc:
-        print(f"notifier import: cannot read {source}: {exc.strerror}", file=sys.stderr)
-        return EXIT_USAGE
-    except ConfigError as exc:
-        print(f"notifier import: nothing written; fix these first:\n{exc}", file=sys.stderr)
-        return EXIT_USAGE
-    if args.output is None:
-        sys.stdout.write(rendered)
-        return EXIT_OK
-    write_atomically(Path(args.output), rendered)
-    subscribers = sum(len(w.subscribers) for w in watches)
-    print(f"wrote {len(watches)} watches ({subscribers} subscribers) to {args.output}")
-    return EXIT_OK
+    return run_import(Path(args.file), Path(args.output) if args.output else None, args.config)
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -199,16 +183,28 @@ async def _outbox(args: argparse.Namespace) -> int:
                 f"queued {timed} timed message(s); sent {result.sent} via {where}, retrying {result.retried}, "
                 f"failed {result.failed}, deferred {result.deferred} (quiet hours), suppressed {result.suppressed}"
             )
-            if result.paused_until:
+            if result.pause is not None:
                 print(
-                    f"outbox paused until {result.paused_until:%Y-%m-%d %H:%M}Z: {result.errors[-1]}",
+                    f"sending paused, nothing more tried ({result.held} message(s) held, no attempts "
+                    f"counted): {result.pause.reason}; the next `outbox send` (or the daemon, after "
+                    f"{result.pause.until:%H:%M}Z) tries again",
                     file=sys.stderr,
                 )
                 return EXIT_FAILURE
             return EXIT_FAILURE if result.failed else EXIT_OK
         if action == "retry":
-            count = await store.retry_failed(args.ids or None, now=utcnow())
+            failed = await store.outbox(states=[OutboxState.FAILED], limit=1_000_000)
+            wanted = [i for i in failed if not args.ids or i.id in args.ids]
+            # A message that could not be built has no bytes: queueing it again would send nothing.
+            unbuilt = [i.id for i in wanted if not i.raw]
+            count = await store.retry_failed([i.id for i in wanted if i.raw], now=utcnow())
             print(f"{count} failed message(s) queued again (same bytes, same Message-ID)")
+            if unbuilt:
+                print(
+                    f"not queued: {', '.join(map(str, unbuilt))}: never built (see `notifier outbox show ID`); "
+                    "fix the template or data, the next change of stage builds a new message",
+                    file=sys.stderr,
+                )
             return EXIT_OK
         if action == "show":
             item = await store.outbox_item(args.id)
@@ -223,6 +219,9 @@ async def _outbox(args: argparse.Namespace) -> int:
             print(f"to {item.recipient}  number {item.number}  created {item.created_at:%Y-%m-%d %H:%M}Z")
             if item.last_error:
                 print(f"last error: {item.last_error}")
+            if not item.raw:
+                print(f"Message-ID: {item.message_id}\n\nnever built: there is no message to show")
+                return EXIT_OK
             print(f"Message-ID: {message['Message-ID']}\nSubject: {message['Subject']}\n")
             body = message.get_body(preferencelist=("plain",))
             print(body.get_content() if body is not None else "")
@@ -306,9 +305,44 @@ def cmd_preview(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _missing_sqlite_file(url: str) -> str | None:
+    """The path of a SQLite database that does not exist yet (opening it would create it)."""
+    parsed = make_url(url)
+    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
+    return path if path and path != ":memory:" and not Path(path).expanduser().exists() else None
+
+
+async def _suppressed(settings: Settings, address: str) -> bool | None:
+    """Whether `address` is on the suppression list; None if the database cannot be asked."""
+    missing = _missing_sqlite_file(settings.database.url)
+    if missing is not None:
+        # With no database nothing is suppressed; opening it would leave an empty file behind.
+        print(
+            f"notifier test-email: no database at {missing} yet; suppression list not checked",
+            file=sys.stderr,
+        )
+        return None
+    try:
+        store = await _open(settings)
+    except (DatabaseError, SQLAlchemyError, OSError) as exc:
+        print(f"notifier test-email: suppression list not checked: {exc}", file=sys.stderr)
+        return None
+    try:
+        return bool(await store.suppressed_among([address]))
+    finally:
+        await store.close()
+
+
 async def _test_email(args: argparse.Namespace) -> int:
     settings = load_settings(args.config)
     recipient = validate_address(args.address)
+    if await _suppressed(settings, recipient):
+        print(
+            f"notifier test-email: nothing sent: {recipient} is unsubscribed (on the suppression list, "
+            f"so the daemon sends it nothing either); `notifier resubscribe {recipient}` lifts that",
+            file=sys.stderr,
+        )
+        return EXIT_FAILURE
     mail = mail_settings(settings)
     context = _as_configured(sample_context(Template.TEST, args.locale), settings, recipient)
     now = utcnow()
@@ -398,6 +432,11 @@ def add_parsers(
         "--output",
         metavar="FILE",
         help="write here (e.g. watch.d/orders.toml, in [polling] watch_files); default: stdout",
+    )
+    importer.add_argument(
+        "--config",
+        metavar="PATH",
+        help="check for numbers already watched in this config and its watch files (default: $NOTIFIER_CONFIG)",
     )
     importer.set_defaults(handler=cmd_import)
 

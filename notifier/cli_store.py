@@ -14,7 +14,9 @@ from contextlib import closing
 from pathlib import Path
 
 from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncEngine
 
+from notifier import columns
 from notifier.cli_mail import notifier_for
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
@@ -23,10 +25,13 @@ from notifier.db import (
     DatabaseError,
     display_url,
     downgrade,
+    known_revision,
     make_engine,
+    newer_schema_error,
     schema_state,
     upgrade,
 )
+from notifier.dbenv import explained
 from notifier.errors import InvalidNumberError
 from notifier.numbers import parse_number
 from notifier.poll import poll_detail
@@ -58,11 +63,12 @@ def _run(coroutine: Awaitable[int]) -> int:
 
 
 async def _with_store(settings: Settings, action: Callable[[Store], Awaitable[int]]) -> int:
-    store = await Store.open(settings.database.url)
-    try:
-        return await action(store)
-    finally:
-        await store.close()
+    with explained(settings.database.url):
+        store = await Store.open(settings.database.url)
+        try:
+            return await action(store)
+        finally:
+            await store.close()
 
 
 # --- db -------------------------------------------------------------------------------
@@ -73,23 +79,35 @@ async def _db(args: argparse.Namespace) -> int:
     engine = make_engine(settings.database.url)
     where = display_url(settings.database.url)
     try:
-        if args.db_command == "upgrade":
-            before = await schema_state(engine)
-            await upgrade(engine, args.revision)
-            after = await schema_state(engine)
-            print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
-        elif args.db_command == "downgrade":
-            await downgrade(engine, args.revision)
-            print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
-        else:
-            state = await schema_state(engine)
-            print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
-            if not state.at_head:
-                print("not at head: run `notifier db upgrade`", file=sys.stderr)
-                return 3
-        return EXIT_OK
+        with explained(settings.database.url):
+            return await _db_action(args, engine, where)
     finally:
         await engine.dispose()
+
+
+async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) -> int:
+    if args.db_command in ("upgrade", "downgrade"):
+        # Alembic would fail with a traceback: it cannot find a path from a revision it lacks.
+        current = (await schema_state(engine)).current
+        if current is not None and not known_revision(current):
+            raise newer_schema_error(where, current)
+    if args.db_command == "upgrade":
+        before = await schema_state(engine)
+        await upgrade(engine, args.revision)
+        after = await schema_state(engine)
+        print(f"{where}: {before.current or 'empty'} -> {after.current} (head {after.head})")
+    elif args.db_command == "downgrade":
+        await downgrade(engine, args.revision)
+        print(f"{where}: now at {(await schema_state(engine)).current or 'base (empty)'}")
+    else:
+        state = await schema_state(engine)
+        print(f"{where}: revision {state.current or 'none (empty database)'}; head {state.head}")
+        if state.current is not None and not state.known:
+            raise newer_schema_error(where, state.current)
+        if not state.at_head:
+            print("not at head: run `notifier db upgrade`", file=sys.stderr)
+            return 3
+    return EXIT_OK
 
 
 def backup_sqlite(source: Path, destination: Path) -> int:
@@ -203,13 +221,6 @@ def _status_row(view: ShipmentView) -> dict[str, object]:
     }
 
 
-def _table(rows: list[list[str]], headers: list[str]) -> str:
-    widths = [max(len(h), *(len(r[i]) for r in rows)) if rows else len(h) for i, h in enumerate(headers)]
-    lines = ["  ".join(h.ljust(w) for h, w in zip(headers, widths, strict=True)).rstrip()]
-    lines += ["  ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)).rstrip() for row in rows]
-    return "\n".join(lines)
-
-
 async def _status(args: argparse.Namespace) -> int:
     async def action(store: Store) -> int:
         views = await store.shipments(include_inactive=args.all)
@@ -222,7 +233,7 @@ async def _status(args: argparse.Namespace) -> int:
         rows = [
             [
                 v.number + ("" if v.active else " (off)"),
-                v.label[:30],
+                columns.truncate(v.label, 30),
                 str(v.stage),
                 v.last_event_time or "-",
                 _when(v.last_polled_at) + (f" !{v.consecutive_failures}" if v.consecutive_failures else ""),
@@ -232,7 +243,7 @@ async def _status(args: argparse.Namespace) -> int:
             for v in views
         ]
         headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "ALERTS"]
-        print(_table(rows, headers))
+        print(columns.table(rows, headers))
         return EXIT_OK
 
     return await _with_store(_settings(args), action)
@@ -253,9 +264,18 @@ async def _history(args: argparse.Namespace) -> int:
         print(f"stage {view.stage}: {meaning}")
         if not events:
             print("no events yet")
-        for event in events:
-            place = " / ".join(p for p in (event.office, event.region, event.postal_code) if p)
-            print(f"  {event.when.iso_local():<16}  {event.stage:<20}  {event.status}  [{place}]")
+        else:
+            rows = [
+                [
+                    event.when.iso_local(),
+                    str(event.stage),
+                    event.status,
+                    " / ".join(p for p in (event.office, event.region, event.postal_code) if p),
+                ]
+                for event in events
+            ]
+            table = columns.table(rows, ["WHEN", "STAGE", "STATUS", "PLACE"])
+            print("\n".join(f"  {line}" for line in table.splitlines()))
         for office in await store.contacts(view.id):
             print(f"  contact: {office.role}: {office.office} {office.phone}".rstrip())
         return EXIT_OK
@@ -295,10 +315,12 @@ async def _alerts(args: argparse.Namespace) -> int:
             print("no open alerts")
             return EXIT_OK
         rows = [
-            [str(a.id), a.kind, a.subject or "-", str(a.count), _when(a.last_seen_at), a.message[:80]]
+            [str(a.id), a.kind, a.subject or "-", str(a.count), _when(a.last_seen_at), a.message]
             for a in alerts
         ]
-        print(_table(rows, ["ID", "KIND", "SUBJECT", "COUNT", "LAST SEEN", "MESSAGE"]))
+        headers = ["ID", "KIND", "SUBJECT", "COUNT", "LAST SEEN", "MESSAGE"]
+        # The message is what the operator acts on: wrapped to the terminal, never cut.
+        print(columns.table(rows, headers, right=frozenset({0, 3}), max_width=columns.terminal_columns()))
         return EXIT_OK
 
     return await _with_store(_settings(args), action)

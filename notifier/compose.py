@@ -3,11 +3,17 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
+import secrets
+import traceback
 import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import jinja2
+
 from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
+from notifier.errors import NotifierError
 from notifier.mailer import build_message, make_message_id
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
 from notifier.model import ContactOffice, TrackingEvent
@@ -16,6 +22,8 @@ from notifier.render import Renderer
 from notifier.rules import Notification, ShipmentFacts
 from notifier.stages import Stage, stage_info
 from notifier.store import OutboxDraft
+
+logger = logging.getLogger(__name__)
 
 HISTORY_LINES = 12
 
@@ -154,6 +162,107 @@ def draft(
     )
 
 
+def build_error(exc: Exception) -> str:
+    """One line saying why a message could not be built, naming the template file and line if any."""
+    where = ""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        where = f"{exc.filename or exc.name}, line {exc.lineno}: "
+    else:
+        # Jinja2 rewrites tracebacks so that template code shows as the template's own lines.
+        frames = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename.endswith(".j2")]
+        if frames:
+            where = f"{frames[-1].filename}, line {frames[-1].lineno}: "
+    text = " ".join(str(exc).split()) or "(no detail)"
+    return f"{where}{type(exc).__name__}: {text}"
+
+
+def failed_draft(
+    exc: Exception,
+    *,
+    mail: MailSettings,
+    recipient: str,
+    dedup_key: str,
+    rule: str,
+    template: str,
+    locale: str,
+    stage: str,
+    number: str,
+    shipment_id: int | None = None,
+    subscription_id: int | None = None,
+    time_zone: str | None = None,
+) -> OutboxDraft:
+    """What is queued for a message that could not be built: a failed row with the reason, no bytes."""
+    reason = build_error(exc)
+    # A bug (not a template or a value we refused) deserves its traceback in the journal.
+    expected = isinstance(exc, NotifierError | jinja2.TemplateError)
+    logger.error(
+        "message could not be built to=%s number=%s template=%s/%s: %s",
+        recipient,
+        number or "-",
+        locale,
+        template,
+        reason,
+        exc_info=None if expected else exc,
+        extra={"action": "build_failed", "to": recipient, "number": number, "error": reason},
+    )
+    try:
+        message_id = make_message_id(mail.domain)
+    except NotifierError:
+        message_id = f"<{secrets.token_hex(16)}@invalid>"
+    return OutboxDraft(
+        dedup_key=dedup_key,
+        recipient=recipient,
+        sender=mail.sender,
+        locale=locale[:2],
+        rule=rule,
+        template=template,
+        stage=stage,
+        number=number,
+        subject="",
+        message_id=message_id,
+        raw=b"",
+        shipment_id=shipment_id,
+        subscription_id=subscription_id,
+        time_zone=time_zone,
+        error=reason,
+    )
+
+
+def draft_or_failure(
+    context: MessageContext,
+    *,
+    renderer: Renderer,
+    mail: MailSettings,
+    recipient: str,
+    dedup_key: str,
+    rule: str,
+    now: dt.datetime,
+) -> OutboxDraft:
+    """`draft`, but a message that cannot be built becomes a failed draft instead of an exception."""
+    try:
+        return draft(
+            context,
+            renderer=renderer,
+            mail=mail,
+            recipient=recipient,
+            dedup_key=dedup_key,
+            rule=rule,
+            now=now,
+        )
+    except Exception as exc:
+        return failed_draft(
+            exc,
+            mail=mail,
+            recipient=recipient,
+            dedup_key=dedup_key,
+            rule=rule,
+            template=str(context.template),
+            locale=context.locale,
+            stage=context.stage,
+            number=context.number,
+        )
+
+
 def drafts_for(
     notifications: Sequence[Notification],
     shipment: ShipmentFacts,
@@ -164,21 +273,43 @@ def drafts_for(
     renderer: Renderer,
     now: dt.datetime,
 ) -> list[OutboxDraft]:
-    return [
-        draft(
-            context_for(n, shipment, history, contacts, mail),
-            renderer=renderer,
-            mail=mail,
-            recipient=n.recipient.email,
-            dedup_key=n.dedup_key,
-            rule=n.rule,
-            now=now,
-            shipment_id=shipment.id,
-            subscription_id=n.recipient.subscription_id,
-            time_zone=n.recipient.time_zone,
-        )
-        for n in notifications
-    ]
+    """One draft per notification. One that cannot be built (any error in its context, template
+    or MIME) is a failed draft, so it cannot take its poll and the other messages down with it."""
+    drafts: list[OutboxDraft] = []
+    for n in notifications:
+        try:
+            drafts.append(
+                draft(
+                    context_for(n, shipment, history, contacts, mail),
+                    renderer=renderer,
+                    mail=mail,
+                    recipient=n.recipient.email,
+                    dedup_key=n.dedup_key,
+                    rule=n.rule,
+                    now=now,
+                    shipment_id=shipment.id,
+                    subscription_id=n.recipient.subscription_id,
+                    time_zone=n.recipient.time_zone,
+                )
+            )
+        except Exception as exc:
+            drafts.append(
+                failed_draft(
+                    exc,
+                    mail=mail,
+                    recipient=n.recipient.email,
+                    dedup_key=n.dedup_key,
+                    rule=n.rule,
+                    template=str(n.template),
+                    locale=n.recipient.locale,
+                    stage=str(n.stage),
+                    number=shipment.number,
+                    shipment_id=shipment.id,
+                    subscription_id=n.recipient.subscription_id,
+                    time_zone=n.recipient.time_zone,
+                )
+            )
+    return drafts
 
 
 def digest_context(lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en") -> MessageContext:

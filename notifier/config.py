@@ -544,7 +544,12 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
     username = _string(smtp, "username", "smtp.username", problems)
     password = read_password(smtp, problems, base)
     if username and not password:
-        problems.add("smtp.username", f"needs a password: set smtp.password_file or ${SMTP_PASSWORD_ENV}")
+        problems.add(
+            "smtp.username",
+            f"needs a password: set smtp.password_file, ${SMTP_PASSWORD_ENV}, or under systemd the "
+            f'credential "{CREDENTIAL_NAME}" (LoadCredential={CREDENTIAL_NAME}:/etc/notifier/{CREDENTIAL_NAME})',
+        )
+        username = None  # reported once, here, not again as a half-given login
     validate = smtp.get("validate_certs", True)
     if not isinstance(validate, bool):
         problems.add("smtp.validate_certs", "must be true or false")

@@ -1,4 +1,9 @@
-"""One polling cycle: claim due shipments, batch latest-status requests, fetch details only for changes."""
+"""One polling cycle: claim due shipments, batch latest-status requests, fetch details only for changes.
+
+One shipment's failure never blocks another's: a poll that fails for a reason of its own (its
+data, a bug) is rolled back alone, handed back with back-off, alerted once (deduplicated) and
+the cycle goes on. Only an error recording that failure (the database itself) ends the cycle.
+"""
 
 from __future__ import annotations
 
@@ -15,9 +20,13 @@ from notifier.model import Layout
 from notifier.policy import NextPoll, PollingPolicy, next_poll
 from notifier.poll import Notifier, poll_detail
 from notifier.stages import Stage
-from notifier.store import PageCapture, ShipmentView, Store
+from notifier.store import LeaseLostError, PageCapture, ShipmentView, Store
 
 logger = logging.getLogger(__name__)
+
+# A poll that failed for a reason of its own is retried after this, doubling per failure up to
+# the policy's cap, whatever the polling interval: a poison shipment must not spin.
+ERROR_BACKOFF = dt.timedelta(minutes=1)
 
 
 @dataclass(slots=True)
@@ -67,6 +76,10 @@ class CycleStats:
     queued: int = 0
     unrecognized: int = 0
     skipped_open_circuit: int = 0
+    errors: int = 0
+    lost_leases: int = 0
+    held: int = 0
+    released: int = 0
     gave_up: list[str] = field(default_factory=list)
 
 
@@ -138,29 +151,36 @@ async def run_cycle(
             )
             continue
         breaker.success()
-        notifier.paused = False
+        await _resume(store, notifier, clock(), stats)
         histories = await store.histories([v.id for v in chunk])
         unchanged: list[tuple[int, dt.datetime | None]] = []
         for view in chunk:
-            change = diff_latest(histories[view.id], page, view.number)
-            if change.needs_detail:
-                needs_detail.append(view)
-                continue
-            when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
-            await _maybe_give_up(store, view, when, clock(), stats)
-            if not change.anomalies:
-                # The common case, by far: nothing new. One small update for the whole page.
-                unchanged.append((view.id, when.at))
-                continue
-            await store.record_poll(
-                view.id,
-                change=change,
-                item=None,
-                now=clock(),
-                next_poll_at=when.at,
-                owner=owner,
-                capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout)),
-            )
+            try:
+                # A list page never yields a transition (it only asks for the detail page), so
+                # nothing recorded here has messages to decide.
+                change = diff_latest(histories[view.id], page, view.number)
+                if change.needs_detail:
+                    needs_detail.append(view)
+                    continue
+                when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
+                await _maybe_give_up(store, view, when, clock(), stats)
+                if not change.anomalies:
+                    # The common case, by far: nothing new. One small update for the whole page.
+                    unchanged.append((view.id, when.at))
+                    continue
+                await store.record_poll(
+                    view.id,
+                    change=change,
+                    item=None,
+                    now=clock(),
+                    next_poll_at=when.at,
+                    owner=owner,
+                    capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout)),
+                )
+            except LeaseLostError as exc:
+                _lease_lost(view, exc, stats)
+            except Exception as exc:
+                await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
         await store.record_unchanged(unchanged, now=clock(), owner=owner)
 
     for view in needs_detail:
@@ -176,9 +196,16 @@ async def run_cycle(
             when = schedule(view, stage, changed, failed, clock(), policy, rng)
             return when.at
 
-        result = await poll_detail(
-            store, client, view, now=now, next_poll_at=decide, owner=owner, notifier=notifier
-        )
+        try:
+            result = await poll_detail(
+                store, client, view, now=now, next_poll_at=decide, owner=owner, notifier=notifier
+            )
+        except LeaseLostError as exc:
+            _lease_lost(view, exc, stats)
+            continue
+        except Exception as exc:
+            await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
+            continue
         if result.change is None:
             stats.failed += 1
             breaker.failure(clock(), result.retry_after)
@@ -188,10 +215,84 @@ async def run_cycle(
             await _kill_switch(store, notifier, result.error or "", clock())
             continue
         breaker.success()
-        notifier.paused = False
         stats.changed += int(result.change.changed)
         stats.queued += result.queued
+        stats.held += result.queued if result.held else 0
+        await _resume(store, notifier, clock(), stats)
+    if not notifier.paused:
+        # Also what another instance, or this one before a restart, held: pages read here.
+        stats.released += await store.release_held(now=clock())
     return stats
+
+
+async def _resume(store: Store, notifier: Notifier, now: dt.datetime, stats: CycleStats) -> None:
+    """A page read again: lift the kill switch and let what it held go out."""
+    if not notifier.paused:
+        return
+    notifier.paused = False
+    released = await store.release_held(now=now)
+    stats.released += released
+    logger.warning(
+        "Japan Post pages read again; customer mail resumed, %d held message(s) released",
+        released,
+        extra={"action": "kill_switch_lifted"},
+    )
+
+
+def _lease_lost(view: ShipmentView, exc: LeaseLostError, stats: CycleStats) -> None:
+    # Another instance owns the shipment now and polls it; ours rolled back whole.
+    stats.lost_leases += 1
+    logger.warning("%s", exc, extra={"action": "lease_lost", "number": view.number})
+
+
+def describe_error(exc: BaseException) -> str:
+    """One line for an unexpected error: its type and first line, the driver's for database ones."""
+    cause = getattr(exc, "orig", None) or exc
+    lines = str(cause).strip().splitlines()
+    text = f"{type(cause).__name__}: {lines[0]}" if lines else type(cause).__name__
+    return text[:300]
+
+
+async def _poll_error(
+    store: Store,
+    view: ShipmentView,
+    exc: Exception,
+    owner: str,
+    now: dt.datetime,
+    policy: PollingPolicy,
+    rng: random.Random,
+    stats: CycleStats,
+) -> None:
+    """This shipment's poll failed for a reason of its own and rolled back: hand it back with
+    back-off and tell the operator (one open alert per number), then let the cycle go on."""
+    stats.errors += 1
+    reason = describe_error(exc)
+    logger.error(
+        "poll of %s failed: %s; the other shipments go on",
+        view.number,
+        reason,
+        exc_info=exc,
+        extra={"action": "poll_error", "number": view.number},
+    )
+    when = schedule(view, view.stage, False, True, now, policy, rng)
+    failures = view.consecutive_failures + 1
+    backoff = min(policy.failure_backoff_cap, ERROR_BACKOFF * 2 ** min(failures - 1, 10))
+    retry = max(when.at or now, now + backoff)
+    try:
+        await store.record_failure(
+            view.id, error=f"poll error: {reason}", now=now, next_poll_at=retry, owner=owner
+        )
+    except LeaseLostError as lost:
+        _lease_lost(view, lost, stats)
+        return
+    await store.raise_alert(
+        "poll_error",
+        f"{view.number}: polling failed ({reason}); nothing of this poll was recorded. Retrying "
+        f"with back-off (next {retry:%Y-%m-%d %H:%M}Z); other shipments are unaffected.",
+        now=now,
+        subject=view.number,
+        shipment_id=view.id,
+    )
 
 
 async def _hand_back(
@@ -227,8 +328,9 @@ async def _kill_switch(store: Store, notifier: Notifier, reason: str, now: dt.da
     notifier.paused = True
     await store.raise_alert(
         "site_unrecognized",
-        f"Japan Post pages are not recognised ({reason}); customer mail is paused and history is "
-        "untouched until pages read again. If it lasts, the site may have been redesigned.",
+        f"Japan Post pages are not recognised ({reason}); unreadable pages change no history, and "
+        "customer mail learnt meanwhile is held and sent when pages read again. If it lasts, the "
+        "site may have been redesigned.",
         now=now,
     )
 

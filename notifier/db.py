@@ -69,7 +69,10 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
         if database and database != ":memory:":
             parent = Path(database).expanduser().resolve().parent
             if not parent.is_dir():
-                raise DatabaseError(f"directory {parent} for the SQLite database does not exist")
+                raise DatabaseError(
+                    f"the folder {parent} of database {database} does not exist: create it, writable "
+                    "by the user that runs notifier, or fix [database] url"
+                )
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
@@ -110,13 +113,32 @@ def head_revision() -> str:
     return heads[0]
 
 
+def known_revision(revision: str) -> bool:
+    """Whether this version's migrations include `revision` (a newer notifier's are unknown)."""
+    try:
+        return ScriptDirectory.from_config(alembic_config()).get_revision(revision) is not None
+    except Exception:  # alembic raises its own CommandError and ResolutionError kinds
+        return False
+
+
+def newer_schema_error(where: str, revision: str) -> SchemaError:
+    from notifier import __version__
+
+    return SchemaError(
+        f"database {where} is at revision {revision}, which notifier {__version__} does not know: "
+        "a newer notifier upgraded it; run that version again (installing an older notifier "
+        "does not downgrade the database), or restore the backup taken before the upgrade"
+    )
+
+
 def _current(connection: Connection) -> str | None:
     heads = MigrationContext.configure(connection).get_current_heads()
     return heads[0] if heads else None
 
 
 async def current_revision(engine: AsyncEngine) -> str | None:
-    async with engine.connect() as connection:
+    # A deferred read: checking the schema must not wait behind another process's write.
+    async with engine.execution_options(**{READ_ONLY: True}).connect() as connection:
         return await connection.run_sync(_current)
 
 
@@ -179,6 +201,11 @@ class SchemaState:
     def at_head(self) -> bool:
         return self.current == self.head
 
+    @property
+    def known(self) -> bool:
+        """False for a revision written by a newer notifier: no migration of ours leads from it."""
+        return self.current is None or known_revision(self.current)
+
 
 async def schema_state(engine: AsyncEngine) -> SchemaState:
     return SchemaState(current=await current_revision(engine), head=head_revision())
@@ -192,6 +219,8 @@ async def require_head(engine: AsyncEngine) -> None:
     where = display_url(engine.url.render_as_string(hide_password=False))
     if state.current is None:
         raise SchemaError(f"database {where} has no notifier schema; run `notifier db upgrade` first")
+    if not state.known:
+        raise newer_schema_error(where, state.current)
     raise SchemaError(
         f"database {where} is at revision {state.current} but this notifier needs {state.head}; "
         "back it up, then run `notifier db upgrade`"

@@ -18,6 +18,7 @@ from email.parser import BytesParser
 from pathlib import Path
 from typing import TYPE_CHECKING, TextIO
 
+from notifier import columns, logformat
 from notifier.db import make_engine, upgrade
 from notifier.sdnotify import Notifier as SystemdNotifier
 from notifier.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
@@ -302,13 +303,21 @@ def print_intro(console: Console, step_seconds: float, workdir: Path, keep: bool
     journeys = {j.number: j for j in builtin_journeys()}
     console.line("notifier demo: the real daemon, a simulated Japan Post, four parcels, compressed time.")
     console.line()
+    rows = []
     for watch in WATCHES:
         journey = journeys[watch.number]
         note = f"{len(journey.scans)} scans" if journey.scans else "never found by Japan Post"
-        console.line(
-            f"  {watch.number:<13}  {journey.item_type_en:<7}  {watch.subscriber:<19} ({watch.locale})"
-            f"  {watch.label}  [{note}]"
+        rows.append(
+            [
+                watch.number,
+                journey.item_type_en,
+                f"{watch.subscriber} ({watch.locale})",
+                watch.label,
+                f"[{note}]",
+            ]
         )
+    for line in intro_lines(rows):
+        console.line(line)
     console.line()
     console.line(
         f"Japan Post shows one more scan of every parcel each {step_seconds:g} s; the daemon polls every"
@@ -318,13 +327,25 @@ def print_intro(console: Console, step_seconds: float, workdir: Path, keep: bool
     console.line()
 
 
+def intro_lines(rows: list[list[str]]) -> list[str]:
+    """The parcels, one a line, columns aligned by display width (labels may be Japanese)."""
+    return ["  " + line for line in columns.table(rows, [""] * len(rows[0])).splitlines()[1:]]
+
+
+def summary_lines(rows: list[list[str]]) -> list[str]:
+    """Customer, email count, number, label: aligned by display width; the count right-aligned."""
+    counted = [[row[0], f"{row[1]} emails", *row[2:]] for row in rows]
+    table = columns.table(counted, [""] * len(counted[0]), right=frozenset({1}))
+    return ["  " + line for line in table.splitlines()[1:]]
+
+
 def wrap_stages(stages: list[str], width: int = 72) -> list[str]:
     """`a → b → c`, broken after an arrow so that each line reads as a continuation."""
     lines: list[str] = []
     current = ""
     for stage in stages:
         candidate = f"{current} → {stage}" if current else stage
-        if current and len(candidate) > width:
+        if current and columns.width(candidate) > width:
             lines.append(current + " →")
             current = stage
         else:
@@ -337,11 +358,14 @@ def print_summary(console: Console, printer: OutboxPrinter, config: Path, keep: 
     console.line(RULE)
     console.line(f"Summary: {len(printer.emails)} emails in {elapsed:.1f} s")
     per_customer = Counter(mail.to for mail in printer.emails)
-    for watch in WATCHES:
+    others = sorted(set(per_customer) - {w.subscriber for w in WATCHES})
+    lines = summary_lines(
+        [[w.subscriber, str(per_customer[w.subscriber]), w.number, w.label] for w in WATCHES]
+        + [[address, str(per_customer[address]), "(operator digest)", ""] for address in others]
+    )
+    for watch, line in zip(WATCHES, lines, strict=False):
         stages = [mail.stage for mail in printer.emails if mail.to == watch.subscriber]
-        console.line(
-            f"  {watch.subscriber:<19} {per_customer[watch.subscriber]:>2} emails  {watch.number:<13}  {watch.label}"
-        )
+        console.line(line)
         if stages:
             told = wrap_stages(stages)
         elif not journeys[watch.number].scans:
@@ -350,9 +374,8 @@ def print_summary(console: Console, printer: OutboxPrinter, config: Path, keep: 
             told = ["nothing yet"]
         for text in told:
             console.line(f"      {text}")
-    others = sorted(set(per_customer) - {w.subscriber for w in WATCHES})
-    for address in others:
-        console.line(f"  {address:<19} {per_customer[address]:>2} emails  (operator digest)")
+    for line in lines[len(WATCHES) :]:
+        console.line(line)
     console.line()
     where = "kept" if keep else "removed now; rerun with --keep to keep them"
     console.line(f"Emails (.eml files): {printer.directory}  ({where})")
@@ -489,9 +512,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     add_parser(sub, [common])
     args = parser.parse_args(["demo", *(sys.argv[1:] if argv is None else argv)])
-    logging.basicConfig(
-        level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s", stream=sys.stderr
-    )
+    logformat.configure(logging.WARNING)
     code: int = args.handler(args)
     return code
 

@@ -2,41 +2,78 @@
 
 from __future__ import annotations
 
+import codecs
+import contextlib
 import csv
 import io
 import json
 import os
 import re
+import stat
+import sys
 import tempfile
+import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
+from notifier.config import CONFIG_ENV, Settings
 from notifier.errors import ConfigError
 from notifier.mailer import AddressError, validate_address
 from notifier.numbers import parse_number
 
 # Header names shops use, folded to ours. "tracking", "email" and friends come from common
-# shop exports; matching is case-insensitive and ignores spaces and underscores.
+# shop exports, the Japanese ones from Japanese carts and Japan Post's own shipping tools;
+# matching ignores case, width (ＥＭＡＩＬ), spaces, underscores and hyphens.
 _ALIASES = {
     "number": "number",
     "trackingnumber": "number",
     "tracking": "number",
+    "お問い合わせ番号": "number",
+    "お問合せ番号": "number",
+    "問い合わせ番号": "number",
+    "問合せ番号": "number",
+    "追跡番号": "number",
+    "伝票番号": "number",
+    "送り状番号": "number",
     "label": "label",
     "order": "label",
     "ordernumber": "label",
+    "注文番号": "label",
+    "ご注文番号": "label",
+    "受注番号": "label",
     "subscribers": "subscribers",
     "subscriber": "subscribers",
     "email": "subscribers",
     "emails": "subscribers",
+    "メールアドレス": "subscribers",
+    "メール": "subscribers",
+    "eメール": "subscribers",
+    "eメールアドレス": "subscribers",
+    "電子メール": "subscribers",
     "locale": "locale",
     "language": "locale",
+    "言語": "locale",
     "tags": "tags",
+    "タグ": "tags",
     "destination": "destination",
     "country": "destination",
+    "国": "destination",
+    "国コード": "destination",
+    "配送先国": "destination",
     "timezone": "time_zone",
     "zone": "time_zone",
+    "タイムゾーン": "time_zone",
+}
+# Values people type in a language column, folded to our locales.
+_LOCALES = {"en": "en", "english": "en", "英語": "en", "ja": "ja", "japanese": "ja", "日本語": "ja"}
+_ENCODING_NAMES = {
+    "utf-8-sig": "UTF-8 with BOM",
+    "utf-8": "UTF-8",
+    "utf-16": "UTF-16",
+    "cp932": "Shift_JIS (CP932)",
 }
 _SPLIT = re.compile(r"[;,\s]+")
+_SPLIT_ADDRESSES = re.compile(r"[;,\s、，；]+")
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -48,37 +85,90 @@ class ImportedWatch:
     tags: tuple[str, ...]
     destination: str | None
     time_zone: str | None
+    line: int = 0
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Orders:
+    """What a CSV holds: the watches, and notes worth telling (the columns ignored)."""
+
+    watches: list[ImportedWatch]
+    notes: list[str]
+
+
+def _fold(name: str) -> str:
+    return re.sub(r"[\s_\-]", "", unicodedata.normalize("NFKC", name).strip().casefold())
 
 
 def _column(name: str) -> str | None:
-    return _ALIASES.get(re.sub(r"[\s_\-]", "", name.strip().casefold()))
+    return _ALIASES.get(_fold(name))
 
 
-def read_orders(text: str, source: str) -> list[ImportedWatch]:
+def decode_csv(data: bytes, source: str) -> tuple[str, str]:
+    """The text of a CSV and the encoding it was in: UTF-8 (with or without BOM), UTF-16 with a
+    BOM (Excel's "Unicode text"), or CP932, which Japanese Excel writes for "CSV"."""
+    if data.startswith(codecs.BOM_UTF8):
+        encodings = ["utf-8-sig"]
+    elif data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        encodings = ["utf-16"]
+    else:
+        # Valid UTF-8 is almost never valid-looking CP932 by accident, so UTF-8 goes first.
+        encodings = ["utf-8", "cp932"]
+    error: UnicodeDecodeError | None = None
+    for encoding in encodings:
+        try:
+            return data.decode(encoding), encoding
+        except UnicodeDecodeError as exc:
+            error = exc
+    line = 1 + data[: error.start if error else 0].count(b"\n")
+    raise ConfigError(
+        f"{source}:{line}: neither UTF-8 nor Shift_JIS (CP932): save the sheet as "
+        '"CSV UTF-8" or as "CSV" from Japanese Excel'
+    )
+
+
+def read_orders(text: str, source: str) -> Orders:
     """Parse CSV text (comma, semicolon or tab separated; header row required)."""
+    first_line = text.split("\n", 1)[0]
     try:
-        dialect = csv.Sniffer().sniff(text.split("\n", 1)[0], delimiters=",;\t")
+        dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(first_line, delimiters=",;\t")
     except csv.Error:
         dialect = csv.excel
     reader = csv.reader(io.StringIO(text), dialect)
-    rows = list(reader)
-    if not rows:
-        raise ConfigError(f"{source}: empty file")
+    # Each row with the line it starts on: a quoted cell may span lines (an address, a note).
+    starts, rows, end = [], [], 0
+    for row in reader:
+        starts.append(end + 1)
+        rows.append(row)
+        end = reader.line_num
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise ConfigError(f"{source}: empty file: nothing to import")
     header = [_column(name) for name in rows[0]]
-    problems = [
-        f"{source}:1: column {name!r}: unknown (use number, label, subscribers, locale, tags, destination, time_zone)"
-        for name, known in zip(rows[0], header, strict=True)
-        if known is None and name.strip()
+    ignored = [
+        name.strip() for name, known in zip(rows[0], header, strict=True) if known is None and name.strip()
     ]
+    notes = []
+    if ignored:
+        notes.append(
+            f"{source}:1: ignoring column(s) {', '.join(repr(n) for n in ignored)} "
+            "(used: number, label, subscribers, locale, tags, destination, time_zone)"
+        )
+    problems = []
     if "number" not in header:
-        problems.append(f"{source}:1: no number column (a header like 'number' or 'tracking number')")
+        problems.append(
+            f"{source}:1: no number column (a header like 'number', 'tracking number' or 'お問い合わせ番号')"
+        )
         raise ConfigError("\n".join(problems))
     watches: list[ImportedWatch] = []
     seen: dict[str, int] = {}
-    for line, row in enumerate(rows[1:], start=2):
+    for line, row in zip(starts[1:], rows[1:], strict=True):
         if not any(cell.strip() for cell in row):
             continue
-        cells = {key: value.strip() for key, value in zip(header, row, strict=False) if key}
+        cells: dict[str, str] = {}
+        for key, value in zip(header, row, strict=False):
+            # With two columns mapping to one field (say 注文番号 and Order), the first filled one wins.
+            if key and value.strip() and key not in cells:
+                cells[key] = unicodedata.normalize("NFKC", value).strip() if key != "label" else value.strip()
         where = f"{source}:{line}"
         try:
             number = parse_number(cells.get("number", "")).value
@@ -90,14 +180,15 @@ def read_orders(text: str, source: str) -> list[ImportedWatch]:
             continue
         seen[number] = line
         subscribers = []
-        for address in filter(None, _SPLIT.split(cells.get("subscribers", ""))):
+        for address in filter(None, _SPLIT_ADDRESSES.split(cells.get("subscribers", ""))):
             try:
                 subscribers.append(validate_address(address))
             except AddressError as exc:
                 problems.append(f"{where}: subscribers: {exc}")
-        locale = cells.get("locale", "").casefold() or "en"
-        if locale not in ("en", "ja"):
-            problems.append(f"{where}: locale: {locale!r} must be en or ja")
+        raw_locale = cells.get("locale", "")
+        locale = _LOCALES.get(raw_locale.casefold(), "") if raw_locale else "en"
+        if not locale:
+            problems.append(f"{where}: locale: {raw_locale!r} must be en or ja (or 英語, 日本語)")
         destination = cells.get("destination", "").upper() or None
         if destination and not re.fullmatch(r"[A-Z]{2}", destination):
             problems.append(f"{where}: destination: {destination!r} is not a two-letter country code")
@@ -114,15 +205,42 @@ def read_orders(text: str, source: str) -> list[ImportedWatch]:
                 number=number,
                 label=cells.get("label", ""),
                 subscribers=tuple(subscribers),
-                locale=locale,
+                locale=locale or "en",
                 tags=tuple(filter(None, _SPLIT.split(cells.get("tags", "")))),
                 destination=destination,
                 time_zone=zone,
+                line=line,
             )
         )
     if problems:
-        raise ConfigError("\n".join(problems))
-    return watches
+        raise ConfigError("\n".join(notes + problems))
+    if not watches:
+        # An empty watch file is not harmless: with a watchlist, the config decides what is
+        # polled, so every number this file used to hold would stop being polled.
+        raise ConfigError(
+            f"{source}: no orders, only a header: an empty watch file would stop polling every number "
+            "it held (to stop watching them all, delete the watch file instead)"
+        )
+    return Orders(watches=watches, notes=notes)
+
+
+def duplicates_in_config(
+    watches: list[ImportedWatch], settings: Settings, source: str, output: Path | None
+) -> list[str]:
+    """Numbers the rest of the configuration already watches; the daemon would refuse the
+    whole reload for one of them, so they are refused here, before writing."""
+    replaced = output.resolve() if output is not None else None
+    elsewhere: dict[str, str] = {}
+    for watch in settings.watches:
+        path = watch.source.rsplit(":", 1)[0]
+        if replaced is not None and Path(path).resolve() == replaced:
+            continue  # the file being replaced: its numbers go away with it
+        elsewhere.setdefault(watch.number, watch.source)
+    return [
+        f"{source}:{w.line}: number: {w.number} is already watched at {elsewhere[w.number]}"
+        for w in watches
+        if w.number in elsewhere
+    ]
 
 
 def _toml_string(value: str) -> str:
@@ -149,13 +267,123 @@ def to_toml(watches: list[ImportedWatch], source: str) -> str:
     return "\n".join(lines)
 
 
-def write_atomically(path: Path, text: str) -> None:
-    """The daemon reloads a watch file when it changes: it must never see half of one."""
+def _reference_file(path: Path) -> Path | None:
+    """The file whose permissions a new watch file should copy: the one it replaces, else a
+    sibling watch file, else any sibling file."""
+    if path.is_file():
+        return path
+    try:
+        siblings = sorted(p for p in path.parent.iterdir() if p.is_file() and not p.name.endswith(".tmp"))
+    except OSError:
+        return None
+    tomls = [p for p in siblings if p.suffix == ".toml"]
+    candidates = tomls or siblings
+    return candidates[0] if candidates else None
+
+
+def _default_mode() -> int:
+    umask = os.umask(0)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+def write_atomically(path: Path, text: str) -> int:
+    """The daemon reloads a watch file when it changes: it must never see half of one.
+
+    The file gets the mode (and group, where allowed) of the file it replaces or of its
+    neighbours, so the service user can read it as it reads them; with no neighbour, what a
+    plain write would give. Returns the mode written.
+    """
     path.parent.mkdir(parents=True, exist_ok=True)
+    reference = _reference_file(path)
+    info = reference.stat() if reference is not None else None
+    mode = stat.S_IMODE(info.st_mode) if info is not None else _default_mode()
     with tempfile.NamedTemporaryFile(
         "w", encoding="utf-8", dir=path.parent, delete=False, suffix=".tmp"
     ) as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
+        try:
+            handle.write(text)
+            handle.flush()
+            # NamedTemporaryFile creates 0600, which the service user could not read.
+            os.fchmod(handle.fileno(), mode)
+            if info is not None and info.st_gid != os.fstat(handle.fileno()).st_gid:
+                # Not ours to give away when unprivileged; the mode alone still matches.
+                with contextlib.suppress(OSError):
+                    os.fchown(handle.fileno(), -1, info.st_gid)
+            os.fsync(handle.fileno())
+        except BaseException:
+            handle.close()
+            os.unlink(handle.name)
+            raise
     os.replace(handle.name, path)
+    return mode
+
+
+def _check_read_by(output: Path, config: str | None) -> None:
+    """A watch file the configuration does not list is never polled: say so."""
+    from notifier.config import load_settings
+
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:  # a change between our check and now; the daemon will say more
+        print(f"notifier import: warning: the configuration no longer loads:\n{exc}", file=sys.stderr)
+        return
+    if output.resolve() not in {path.resolve() for path in settings.watch_files}:
+        print(
+            f"notifier import: note: {settings.source} does not read {output}: add it to "
+            '[polling] watch_files (e.g. watch_files = ["watch.d/*.toml"]) or the daemon will not poll it',
+            file=sys.stderr,
+        )
+
+
+def run_import(file: Path, output: Path | None, config: str | None) -> int:
+    """`notifier import`: exit 0 when written, 2 when nothing was (every reason printed)."""
+    from notifier.config import load_settings, parse_settings
+
+    try:
+        data = file.read_bytes()
+    except OSError as exc:
+        print(f"notifier import: cannot read {file}: {exc.strerror}", file=sys.stderr)
+        return 2
+    try:
+        text, encoding = decode_csv(data, str(file))
+        orders = read_orders(text, str(file))
+        for note in orders.notes:
+            print(f"notifier import: note: {note}", file=sys.stderr)
+        rendered = to_toml(orders.watches, file.name)
+        parse_settings(rendered)  # the daemon will read it: prove it can, before writing
+        if config or os.environ.get(CONFIG_ENV):
+            try:
+                settings = load_settings(config)
+            except ConfigError as exc:
+                raise ConfigError(
+                    f"cannot check for duplicates, the configuration has errors:\n{exc}"
+                ) from exc
+            duplicates = duplicates_in_config(orders.watches, settings, str(file), output)
+            if duplicates:
+                raise ConfigError("\n".join(duplicates))
+        elif output is not None:
+            print(
+                "notifier import: note: no --config (nor $NOTIFIER_CONFIG): "
+                "duplicates checked within the file only",
+                file=sys.stderr,
+            )
+    except ConfigError as exc:
+        print(f"notifier import: nothing written; fix these first:\n{exc}", file=sys.stderr)
+        return 2
+    if output is None:
+        sys.stdout.write(rendered)
+        return 0
+    try:
+        mode = write_atomically(output, rendered)
+    except OSError as exc:
+        print(f"notifier import: nothing written: cannot write {output}: {exc.strerror}", file=sys.stderr)
+        return 2
+    if config or os.environ.get(CONFIG_ENV):
+        _check_read_by(output, config)
+    subscribers = sum(len(w.subscribers) for w in orders.watches)
+    print(
+        f"wrote {len(orders.watches)} watches ({subscribers} subscribers) to {output} "
+        f"(read as {_ENCODING_NAMES.get(encoding, encoding)}; mode {mode:04o})"
+    )
+    return 0

@@ -13,16 +13,17 @@ import logging
 import os
 import re
 import secrets
+import socket
 import ssl
 import unicodedata
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from email.headerregistry import Address
-from email.message import EmailMessage
+from email.message import EmailMessage, Message
 from email.parser import BytesParser
 from pathlib import Path
 from types import TracebackType
-from typing import Literal, Self
+from typing import Any, Literal, Self
 
 import aiosmtplib
 
@@ -37,6 +38,7 @@ __all__ = [
     "PermanentSendError",
     "Security",
     "SendError",
+    "ServerUnreachableError",
     "SmtpSettings",
     "SmtpTransport",
     "TlsRequiredError",
@@ -93,9 +95,26 @@ class SendError(NotifierError):
         self.stage = stage
         self.maybe_delivered = maybe_delivered
 
+    @property
+    def offered(self) -> bool:
+        """Whether the message itself was offered (MAIL FROM reached, or a file write begun).
+
+        Before that, the failure says nothing about this message: only such sends count as an
+        attempt against the message's retry budget.
+        """
+        return self.stage in ("mail", "rcpt", "data", "file")
+
 
 class TransientSendError(SendError):
-    """Worth retrying later: 4xx replies, disconnects, timeouts, refused connections."""
+    """Worth retrying later: 4xx replies, disconnects, timeouts."""
+
+
+class ServerUnreachableError(TransientSendError):
+    """The configured server cannot be reached at all: connection refused, or its name does not resolve.
+
+    Usually a wrong host or port; the outbox pauses and alerts at once rather than retrying each
+    message, and resumes by itself once the server answers.
+    """
 
 
 class PermanentSendError(SendError):
@@ -279,20 +298,81 @@ def _body_part(content: str, subtype: str) -> EmailMessage:
     return part
 
 
-def _verify_generated(raw: bytes, expected: list[str]) -> None:
-    """Re-read what we produced: exactly the headers we set, CRLF only, no over-long lines.
+_FIELD_NAME_RE = re.compile(rb"([!-9;-~]+):")
+_PART_HEADERS = frozenset({"content-type", "content-transfer-encoding"})
 
-    Our interpreter may predate `verify_generated_headers` (gh-121650), so check for ourselves.
+
+def _header_names(raw: bytes) -> list[str]:
+    """Field names of the top-level header block, read from the bytes as a receiving MTA reads them."""
+    head, blank, _ = raw.partition(b"\r\n\r\n")
+    if not blank:
+        raise MessageBuildError("generated message has no blank line between its headers and its body")
+    names: list[str] = []
+    for line in head.split(b"\r\n"):
+        if line[:1] in (b" ", b"\t") and names:
+            continue  # a folded continuation of the field above
+        match = _FIELD_NAME_RE.match(line)
+        if match is None:
+            raise MessageBuildError(f"generated header line {line[:60]!r} is not a header field")
+        names.append(match.group(1).decode("ascii"))
+    return names
+
+
+def _headers_and_defects(message: Message) -> tuple[dict[str, Any], list[str]]:
+    """The parsed headers of `message` by name, and every defect the parser noted, by class name."""
+    # Each access re-parses a header under the default policy, so every header is read once.
+    headers = dict(message.items())
+    where = str(getattr(headers.get("Content-Type"), "content_type", "text/plain"))
+    found = [f"{type(d).__name__} in {where}" for d in message.defects]
+    for name, value in headers.items():
+        found += [f"{type(d).__name__} in {name}" for d in getattr(value, "defects", ())]
+    return headers, found
+
+
+def _verify_generated(raw: bytes, intended: EmailMessage) -> None:
+    """Re-read what we produced: exactly the headers we set, with the values we set, CRLF only,
+    no over-long lines, the two parts we attached, and nothing the parser calls a defect.
+
+    Interpreters before 3.11.10 / 3.12.5 lack `verify_generated_headers` (gh-121650), and their
+    folder can emit a decoded CR LF as a new header (CVE-2024-6923), so we check for ourselves.
+    The message is parsed whole: a headers-only parse of any multipart message reports a false
+    MultipartInvariantViolationDefect before 3.11.5 (gh-106186).
     """
     lines = raw.split(b"\r\n")
     if b"\x00" in raw or any(b"\r" in line or b"\n" in line for line in lines):
         raise MessageBuildError("generated message has a NUL or a bare CR/LF")
     if any(len(line) > 998 for line in lines):
         raise MessageBuildError("generated message has a line longer than 998 octets")
-    parsed = BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
-    found = [name.lower() for name in parsed]
-    if found != [name.lower() for name in expected] or parsed.defects:
+    expected = list(intended.keys())
+    found = _header_names(raw)
+    if [name.lower() for name in found] != [name.lower() for name in expected]:
         raise MessageBuildError(f"generated headers {found} differ from the intended {expected}")
+    parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+    headers, defects = _headers_and_defects(parsed)
+    parts = []
+    for part in parsed.iter_parts():
+        part_headers, part_defects = _headers_and_defects(part)
+        defects += part_defects
+        content_type = getattr(part_headers.get("Content-Type"), "content_type", "text/plain")
+        parts.append((content_type, {name.lower() for name in part_headers}))
+    if defects:
+        raise MessageBuildError(f"generated message does not parse back cleanly: {'; '.join(defects)}")
+    for name in expected:
+        want, got = str(intended[name]), str(headers[name])
+        if any(char in _LINE_LIKE or unicodedata.category(char) == "Cc" for char in got):
+            # 3.11.2 keeps a CR LF inside an encoded word rather than folding it out: no new
+            # header on the wire, but a reader decodes a line break into the value.
+            raise MessageBuildError(f"generated {name} header decodes to control characters: {got!r}")
+        # The folder may put a space between two encoded words, which RFC 2047 readers drop.
+        if want != got and not (name == "Subject" and "".join(want.split()) == "".join(got.split())):
+            raise MessageBuildError(f"generated {name} header reads back as {got!r}, not {want!r}")
+    types = [headers["Content-Type"].content_type, *(content_type for content_type, _ in parts)]
+    if types != ["multipart/alternative", "text/plain", "text/html"]:
+        raise MessageBuildError(f"generated message has parts {types[1:]} in {types[0]}, not text and HTML")
+    if headers["Content-Type"].params.get("boundary") != intended.get_boundary() or any(
+        not names <= _PART_HEADERS for _, names in parts
+    ):
+        raise MessageBuildError("generated message parts do not have the intended headers and boundary")
 
 
 def build_message(
@@ -379,7 +459,7 @@ def build_message(
     msg.attach(_body_part(rendered.html, "html"))
 
     raw = msg.as_bytes()
-    _verify_generated(raw, list(msg.keys()))
+    _verify_generated(raw, msg)
     return raw
 
 
@@ -472,6 +552,20 @@ def _ssl_failure(exc: BaseException) -> BaseException | None:
     return None
 
 
+def _unreachable(exc: BaseException) -> str | None:
+    """Say why, if `exc` means nothing listens at the address or the host name does not resolve."""
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            break
+        if isinstance(seen, socket.gaierror):
+            return f"the host name does not resolve ({seen.strerror or seen})"
+        if isinstance(seen, ConnectionRefusedError):
+            return "connection refused (nothing listens on that port)"
+        seen = seen.__cause__ or seen.__context__
+    return None
+
+
 def _classify(exc: Exception, stage: str, host: str) -> SendError:
     """Map an aiosmtplib or socket exception to our tree, given what was under way."""
     where = f"SMTP {host}, {stage}"
@@ -492,6 +586,9 @@ def _classify(exc: Exception, stage: str, host: str) -> SendError:
     tls_error = _ssl_failure(exc)
     if tls_error is not None:
         return TlsRequiredError(f"{where}: TLS failed: {tls_error}", stage=stage)
+    unreachable = _unreachable(exc) if stage == "connect" else None
+    if unreachable is not None:
+        return ServerUnreachableError(f"{where}: {unreachable}", stage=stage)
     if stage == "auth" and not isinstance(exc, ConnectionError | TimeoutError):
         # No AUTH extension or no mechanism in common: the credentials cannot be used here.
         return AuthenticationError(f"{where}: {exc}", stage=stage)
@@ -521,6 +618,10 @@ class SmtpTransport:
         self._last_used = 0.0
         self._lock = asyncio.Lock()
         self._stage = ""
+
+    @property
+    def settings(self) -> SmtpSettings:
+        return self._settings
 
     async def __aenter__(self) -> Self:
         return self
@@ -580,7 +681,7 @@ class SmtpTransport:
                 # Only our deadline lands here; aiosmtplib's own timeouts are classified inside.
                 self._discard()
                 raise TransientSendError(
-                    f"SMTP {self._settings.host}: no reply within the total deadline of {deadline:g} s "
+                    f"SMTP {self._settings.host}:{self._settings.port}: no reply within the total deadline of {deadline:g} s "
                     f"(during {self._stage})",
                     stage=self._stage,
                     maybe_delivered=self._stage == "data",
@@ -591,7 +692,7 @@ class SmtpTransport:
                 raise
 
     async def _send_locked(self, raw: bytes, sender: str, recipients: list[str]) -> str:
-        host = self._settings.host
+        host = f"{self._settings.host}:{self._settings.port}"
         loop = asyncio.get_running_loop()
         for attempt in (1, 2):
             reused = await self._ensure_connection()
@@ -675,7 +776,7 @@ class SmtpTransport:
                 await smtp.ehlo()
                 if not smtp.supports_extension("starttls"):
                     raise TlsRequiredError(
-                        f"SMTP {s.host}: the server does not offer STARTTLS, which is required; "
+                        f"SMTP {s.host}:{s.port}: the server does not offer STARTTLS, which is required; "
                         "nothing was sent",
                         stage="starttls",
                     )
@@ -688,7 +789,7 @@ class SmtpTransport:
             raise
         except (aiosmtplib.SMTPException, OSError) as exc:
             smtp.close()
-            raise _classify(exc, self._stage, s.host) from exc
+            raise _classify(exc, self._stage, f"{s.host}:{s.port}") from exc
         except BaseException:
             smtp.close()
             raise

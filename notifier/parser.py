@@ -12,6 +12,8 @@ from collections.abc import Sequence
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode
 
+from notifier import limits
+from notifier.limits import fit
 from notifier.model import (
     TOKYO,
     ContactOffice,
@@ -156,14 +158,15 @@ def _event(
     in_japan = located_in_japan(region, postal_code)
     if in_japan is None and number.isdigit():
         in_japan = True  # domestic items never leave Japan
+    # The stage and place are read from the full text; what is kept is fitted to the columns.
     return TrackingEvent(
         when=EventTime(date=date, time=clock, zone=TOKYO if in_japan else None),
-        status=status,
+        status=fit(status, limits.STATUS),
         stage=map_status(status, in_japan=in_japan, origin_japan=origin_japan),
         details=details,
-        office=office,
-        region=region,
-        postal_code=postal_code,
+        office=fit(office, limits.OFFICE),
+        region=fit(region, limits.REGION),
+        postal_code=fit(postal_code, limits.POSTAL_CODE),
     )
 
 
@@ -241,7 +244,13 @@ def _contacts(table: LexborNode | None) -> tuple[ContactOffice, ...]:
             continue
         role, office, phone = (_text(cells[columns[name]]) for name in ("role", "office", "phone"))
         if role and office:
-            offices.append(ContactOffice(role=role, office=office, phone=phone))
+            offices.append(
+                ContactOffice(
+                    role=fit(role, limits.CONTACT_ROLE),
+                    office=fit(office, limits.CONTACT_OFFICE),
+                    phone=fit(phone, limits.CONTACT_PHONE),
+                )
+            )
     return tuple(offices)
 
 
@@ -254,7 +263,7 @@ def _detail(tree: LexborNode, history: LexborNode) -> tuple[ItemResult, ...]:
         ItemResult(
             number=number,
             outcome=Outcome.FOUND,
-            item_type=item_type or None,
+            item_type=fit(item_type, limits.ITEM_TYPE) or None,
             events=_history(history, number),
             offices=_contacts(tree.css_first('table[summary="窓口店"]')),
             additional_services=services,
@@ -300,7 +309,12 @@ def _list(table: LexborNode) -> tuple[ItemResult, ...]:
         )
         item_type = _text(top[columns["item_type"]])
         items.append(
-            ItemResult(number=number, outcome=Outcome.FOUND, item_type=item_type or None, events=(event,))
+            ItemResult(
+                number=number,
+                outcome=Outcome.FOUND,
+                item_type=fit(item_type, limits.ITEM_TYPE) or None,
+                events=(event,),
+            )
         )
         index += 2
     if not items:

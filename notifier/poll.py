@@ -1,4 +1,15 @@
-"""One poll of one shipment: fetch, parse, diff, record. The only module that joins the shells."""
+"""One poll of one shipment: fetch, parse, diff, record. The only module that joins the shells.
+
+The invariant every path here keeps: **every stored transition has had its rules evaluated, in
+the same transaction.** A poll's events, its stage and the messages its transitions call for
+(or the decision that they call for none) are committed together by `Store.record_poll`, so
+no later poll can see those events as new and nothing decides them afterwards. The kill
+switch (`Notifier.paused`) never skips that decision: what is learnt while it is on is queued
+`held` and becomes `pending` when it lifts (`Store.release_held`). Pages that cannot be read
+store nothing; a list page only asks for the detail page and never stores a transition;
+time-based messages (`queue_timed`) are not stored transitions and are simply evaluated again
+once the switch is off, keyed so that each goes out at most once.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
-from notifier.compose import MailSettings, digest_context, draft, drafts_for
+from notifier.compose import MailSettings, digest_context, draft_or_failure, drafts_for
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
@@ -43,6 +54,7 @@ class PollResult:
     error: str | None = None
     failures: int = 0
     queued: int = 0
+    held: bool = False
     retry_after: float | None = None
 
 
@@ -53,7 +65,8 @@ class Notifier:
     rules: RulesConfig
     mail: MailSettings
     renderer: Renderer
-    # Customer mail stops while pages are unreadable site-wide (the daemon's kill switch).
+    # Pages are unreadable site-wide (the daemon's kill switch): customer mail decided now is
+    # held, not sent, until pages read again; time-based mail waits. Nothing is dropped.
     paused: bool = False
 
 
@@ -87,10 +100,10 @@ async def poll_detail(
     now: dt.datetime,
     next_poll_at: dt.datetime | Scheduler | None,
     owner: str | None = None,
-    notifier: Notifier | None = None,
+    notifier: Notifier,
 ) -> PollResult:
     """Fetch one shipment's detail page and commit what changed, with the messages it calls
-    for, in one transaction."""
+    for, in one transaction (held while `notifier.paused`)."""
     stored = await store.history(shipment.id)
     try:
         fetched = await client.fetch_detail(shipment.number, POLL_LOCALE)
@@ -114,7 +127,8 @@ async def poll_detail(
     change = diff_detail(stored, page, shipment.number)
     item = page.item(shipment.number)
     outbox: list[OutboxDraft] = []
-    if notifier is not None and not notifier.paused and change.transitions:
+    held = notifier.paused
+    if change.transitions:
         recipients = await recipients_of(store, shipment.id)
         shipment_facts = facts(shipment, item)
         notifications = notifications_for_change(change, shipment_facts, recipients, notifier.rules, now)
@@ -141,27 +155,34 @@ async def poll_detail(
         capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout), note=page.reason),
         owner=owner,
         outbox=outbox,
+        held=held,
     )
     crashpoint("poll:after-commit")
     # One line per poll, key=value, for journald and grep.
     logger.info(
-        "poll number=%s layout=%s new_events=%d stage=%s queued=%d anomalies=%s",
+        "poll number=%s layout=%s new_events=%d stage=%s queued=%d%s anomalies=%s",
         shipment.number,
         page.layout,
         len(change.new_events),
         change.current_stage,
         len(outbox),
+        " (held: mail paused)" if held and outbox else "",
         ",".join(str(a.kind) for a in change.anomalies) or "-",
         extra={"action": "poll_done", "number": shipment.number},
     )
     error = page.reason if page.layout is Layout.UNRECOGNIZED else None
-    return PollResult(number=shipment.number, change=change, error=error, queued=len(outbox))
+    return PollResult(
+        number=shipment.number, change=change, error=error, queued=len(outbox), held=held and bool(outbox)
+    )
 
 
 async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> int:
     """Queue the messages due because time passed (stalls, retention reminders); returns how many were new.
 
     Each is keyed to the current stage's entry, so running this often sends each at most once.
+    While the kill switch is on, and for a shipment whose last poll failed, nothing is queued:
+    silence we could not read is not the parcel's silence. The next run after a good poll
+    evaluates them again, so they are deferred, not dropped.
     """
     if notifier.paused:
         return 0
@@ -171,6 +192,8 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
         # Only a stall or a hold can make time-based news, and only for someone listening.
         timed = view.stage in notifier.rules.stalls or view.stage is Stage.RETENTION
         if view.last_event_time is None or view.id not in subscribed or not timed:
+            continue
+        if view.consecutive_failures:
             continue
         shipment_facts = facts(view)
         history = await store.history(view.id)
@@ -219,7 +242,7 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
     if not lines:
         return 0
     context = digest_context(lines, notifier.mail)
-    message = draft(
+    message = draft_or_failure(
         context,
         renderer=notifier.renderer,
         mail=notifier.mail,

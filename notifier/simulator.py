@@ -400,6 +400,8 @@ class Simulator:
         self._journeys: dict[str, Journey] = {}
         self._queue: deque[list[Any]] = deque()  # [spec, remaining uses]
         self._persistent: _FaultSpec | None = None
+        self._every = 1
+        self._unqueued = 0  # requests answered after the queue ran dry, for `every`
         self._requests: list[RequestRecord] = []
         self._random = random.Random(seed)
         for journey in journeys:
@@ -445,17 +447,20 @@ class Simulator:
 
     def inject(
         self,
-        fault: Fault,
+        fault: Fault | None,
         *,
         times: int = 1,
         retry_after: float | None = None,
         delay: float = 0.0,
         size: int = 5 * 2**20,
     ) -> None:
-        """Give the next `times` requests this fault (after any already queued)."""
+        """Give the next `times` requests this fault (after any already queued).
+
+        `None` queues good answers, so a script of good and bad requests can be laid out in order.
+        """
         if times < 1:
             raise ValueError("times must be at least 1")
-        spec = _fault_spec(fault, retry_after=retry_after, delay=delay, size=size)
+        spec = None if fault is None else _fault_spec(fault, retry_after=retry_after, delay=delay, size=size)
         with self._lock:
             self._queue.append([spec, times])
 
@@ -466,17 +471,26 @@ class Simulator:
         retry_after: float | None = None,
         delay: float = 0.0,
         size: int = 5 * 2**20,
+        every: int = 1,
     ) -> None:
-        """Give every request this fault until it is set to None. Queued faults go first."""
+        """Give every request this fault until it is set to None. Queued faults go first.
+
+        With `every=N` only every Nth request gets it (the Nth, 2Nth, ...): a flapping site.
+        """
+        if every < 1:
+            raise ValueError("every must be at least 1")
         spec = None if fault is None else _fault_spec(fault, retry_after=retry_after, delay=delay, size=size)
         with self._lock:
             self._persistent = spec
+            self._every = every
+            self._unqueued = 0
 
     def clear_faults(self) -> None:
         """Drop queued faults and the persistent one."""
         with self._lock:
             self._queue.clear()
             self._persistent = None
+            self._every = 1
 
     def _next_fault(self) -> _FaultSpec | None:
         with self._lock:
@@ -485,8 +499,11 @@ class Simulator:
                 head[1] -= 1
                 if head[1] <= 0:
                     self._queue.popleft()
-                spec: _FaultSpec = head[0]
+                spec: _FaultSpec | None = head[0]
                 return spec
+            self._unqueued += 1
+            if self._unqueued % self._every:
+                return None
             return self._persistent
 
     # -- request log

@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from notifier.db import READ_ONLY, make_engine, require_head
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
+from notifier.limits import OUTBOX_SUBJECT, fit
 from notifier.model import ContactOffice, EventTime, ItemResult, TrackingEvent
 from notifier.numbers import TrackingNumber
 from notifier.orm import (
@@ -93,6 +94,8 @@ class PageCapture:
 
 
 class OutboxState(enum.StrEnum):
+    # Queued while the kill switch was on: decided, kept, and made pending when it lifts.
+    HELD = "held"
     PENDING = "pending"
     SENDING = "sending"
     SENT = "sent"
@@ -118,6 +121,9 @@ class OutboxDraft:
     shipment_id: int | None = None
     subscription_id: int | None = None
     time_zone: str | None = None
+    # Why the message could not be built: it is stored as failed (raw empty, never sent) and
+    # raises one "message_build_failed" alert, so the rest of its poll still commits.
+    error: str | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -507,10 +513,13 @@ class Store:
         capture: PageCapture | None = None,
         owner: str | None = None,
         outbox: Sequence[OutboxDraft] = (),
+        held: bool = False,
     ) -> None:
         """Commit one poll atomically: new events, stage, polling state, snapshot, alerts and
         the notifications they cause (so an event is never stored without its messages).
 
+        `outbox` is what the rules decided for `change.transitions`; `held` queues it as
+        `held` (the kill switch is on) instead of `pending`, to be sent when it lifts.
         Nothing is deleted: events the page no longer shows are marked `missing_since`.
         """
         async with self._write() as session:
@@ -551,7 +560,7 @@ class Store:
             if capture is not None and (change.changed or change.anomalies):
                 reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
                 self._snapshot(session, row, capture, reason, now)
-            await self._enqueue(session, outbox, now)
+            await self._enqueue(session, outbox, now, held=held)
 
     async def _merge_events(
         self,
@@ -805,8 +814,11 @@ class Store:
 
     # --- outbox ----------------------------------------------------------------------
 
-    async def _enqueue(self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime) -> int:
+    async def _enqueue(
+        self, session: AsyncSession, drafts: Sequence[OutboxDraft], now: dt.datetime, *, held: bool = False
+    ) -> int:
         created = 0
+        state = OutboxState.HELD if held else OutboxState.PENDING
         for draft in drafts:
             statement = (
                 self._insert(OutboxMessage)
@@ -822,10 +834,14 @@ class Store:
                     template=draft.template,
                     stage=draft.stage,
                     number=draft.number,
-                    subject=draft.subject,
+                    # Only shown in listings (the bytes carry the real one): a label near its
+                    # size limit must not make the insert, and the whole poll, fail.
+                    subject=fit(draft.subject, OUTBOX_SUBJECT),
                     message_id=draft.message_id,
                     raw=draft.raw,
-                    state=str(OutboxState.PENDING),
+                    # A message that could not be built fails alone; held or not.
+                    state=str(state if draft.error is None else OutboxState.FAILED),
+                    last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
                     next_attempt_at=now,
                     created_at=now,
@@ -834,13 +850,36 @@ class Store:
                 .on_conflict_do_nothing(index_elements=["dedup_key"])
             )
             result = await session.execute(statement)
-            created += int(result.rowcount)  # type: ignore[attr-defined]
+            new = int(result.rowcount)  # type: ignore[attr-defined]
+            created += new
+            if new and draft.error is not None:
+                # One alert per template and language: a broken template counts up, not floods.
+                await self._raise(
+                    session,
+                    "message_build_failed",
+                    f"the {draft.locale} {draft.template} message to {draft.recipient} about "
+                    f"{draft.number or '-'} could not be built and was not sent: {draft.error}. It is "
+                    "listed by `notifier outbox --state failed`; later messages are built afresh.",
+                    now,
+                    f"{draft.locale}/{draft.template}"[:40],
+                    draft.shipment_id,
+                )
         return created
 
     async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
         """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
         async with self._write() as session:
             return await self._enqueue(session, drafts, now)
+
+    async def release_held(self, *, now: dt.datetime) -> int:
+        """The kill switch lifted: held messages become pending, due now. Returns how many."""
+        async with self._write() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(OutboxMessage.state == str(OutboxState.HELD))
+                .values(state=str(OutboxState.PENDING), next_attempt_at=now)
+            )
+            return int(result.rowcount)  # type: ignore[attr-defined]
 
     async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -855,7 +894,8 @@ class Store:
         self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
     ) -> list[OutboxItem]:
         """Lease due messages: pending ones whose time has come, and sending ones whose owner
-        died (lease expired). Each claim counts an attempt, as the send may happen."""
+        died (lease expired). A claim is not an attempt: mark_* count one when a send was tried,
+        so a crash or restart loop does not eat the retry budget."""
         due = (
             select(OutboxMessage.id)
             .where(
@@ -872,7 +912,6 @@ class Store:
             state=str(OutboxState.SENDING),
             leased_by=owner,
             lease_until=now + lease,
-            attempts=OutboxMessage.attempts + 1,
         )
         return sorted((_outbox_item(row) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
@@ -899,6 +938,7 @@ class Store:
             sent_at=now,
             server_reply=reply[:500],
             last_error=None,
+            attempts=OutboxMessage.attempts + 1,
         )
 
     async def mark_retry(
@@ -915,11 +955,13 @@ class Store:
             "next_attempt_at": next_attempt_at,
             "last_error": error[:2000],
         }
-        if not count_attempt:
-            values["attempts"] = OutboxMessage.attempts - 1
+        if count_attempt:
+            values["attempts"] = OutboxMessage.attempts + 1
         return await self._finish(message_id, owner, **values)
 
-    async def mark_failed(self, message_id: int, *, owner: str, error: str, now: dt.datetime) -> bool:
+    async def mark_failed(
+        self, message_id: int, *, owner: str, error: str, now: dt.datetime, count_attempt: bool = True
+    ) -> bool:
         async with self._write() as session:
             row = await session.get(OutboxMessage, message_id)
             if row is None or row.leased_by != owner or row.state != str(OutboxState.SENDING):
@@ -928,12 +970,17 @@ class Store:
             row.last_error = error[:2000]
             row.leased_by = None
             row.lease_until = None
+            if count_attempt:
+                row.attempts += 1
+            # The subject column is short; the outbox id fits it whole and is what
+            # `notifier outbox show` takes. The Message-ID is in the text, in full.
             await self._raise(
                 session,
                 "send_failed",
-                f"message to {row.recipient} about {row.number or '-'} ({row.rule}) failed for good: {error}",
+                f"message {row.id} to {row.recipient} about {row.number or '-'} ({row.rule}, "
+                f"Message-ID {row.message_id}) failed for good: {error}",
                 now,
-                row.message_id[:40],
+                f"outbox {row.id}",
                 row.shipment_id,
             )
             return True

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import email
 import email.policy
 import json
@@ -211,3 +212,113 @@ def test_relative_sqlite_path_is_beside_the_config(tmp_path: Path, monkeypatch: 
     config.write_text('[database]\nurl = "sqlite:///state/n.db"\n')
     monkeypatch.chdir(tmp_path)
     assert load_settings(str(config)).database.url == f"sqlite:///{tmp_path / 'etc' / 'state' / 'n.db'}"
+
+
+def test_a_message_that_cannot_be_built_fails_alone_with_one_alert(
+    db_url: str, tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    first = builtin_journeys()[0]
+    second = dataclasses.replace(first, number="EJ314159268JP")  # another EMS on the same route
+    simulator = Simulator([first, second])
+    simulator.reveal(first.number, 3)
+    simulator.reveal(second.number, 3)
+    # The operator's own Japanese subject expects every label to hold a "#".
+    override = tmp_path / "tpl" / "ja"
+    override.mkdir(parents=True)
+    (override / "departed_origin.subject.j2").write_text(
+        "{{ shop_name }}: {{ label.split('#')[1] }}\n", encoding="utf-8"
+    )
+    with SimulatorServer(simulator) as jp:
+        opts = write_config(tmp_path, db_url, jp.base_url, smtp)
+        config = Path(opts[1])
+        config.write_text(
+            config.read_text(encoding="utf-8").replace(
+                "[notifications]\n", '[notifications]\ntemplates = "tpl"\n'
+            ),
+            encoding="utf-8",
+        )
+        assert main(["db", "upgrade", *opts]) == 0
+        for number, label in ((first.number, "Order 1001"), (second.number, "Order #1002")):
+            assert (
+                main(["watch", number, "--label", label, "--subscriber", f"{number}@example.com", *opts]) == 0
+            )
+            assert (
+                main(
+                    [
+                        "watch",
+                        number,
+                        "--label",
+                        label,
+                        "--subscriber",
+                        "hanako@example.jp",
+                        "--locale",
+                        "ja",
+                        *opts,
+                    ]
+                )
+                == 0
+            )
+        assert main(["poll", first.number, second.number, *opts]) == 0
+        polled = capsys.readouterr().out
+        assert polled.count("stage departed_origin, 2 message(s) queued") == 2
+        assert main(["outbox", "send", *opts]) == 0
+        # Three customers, and the operator's digest with the alert.
+        assert "queued 1 timed message(s); sent 4 via SMTP" in capsys.readouterr().out
+        # Polled again later: the history was committed, so nothing is new and nothing repeats.
+        assert main(["poll", first.number, *opts]) == 0
+        assert "0 new event(s), stage departed_origin" in capsys.readouterr().out
+        assert main(["history", first.number, *opts]) == 0
+        assert "departed_origin" in capsys.readouterr().out
+        assert main(["outbox", "--state", "failed", "--json", *opts]) == 0
+        (failed,) = json.loads(capsys.readouterr().out)
+        assert (failed["recipient"], failed["number"]) == ("hanako@example.jp", first.number)
+        assert "departed_origin.subject.j2, line 1: UndefinedError" in failed["last_error"]
+        assert main(["alerts", "--json", *opts]) == 0
+        (alert,) = json.loads(capsys.readouterr().out)
+        assert (alert["kind"], alert["subject"], alert["count"]) == (
+            "message_build_failed",
+            "ja/departed_origin",
+            1,
+        )
+        assert "hanako@example.jp" in alert["message"]
+        assert "departed_origin.subject.j2, line 1" in alert["message"]
+        # There are no bytes to send again; the command says so instead of queueing nothing.
+        assert main(["outbox", "retry", *opts]) == 0
+        retried = capsys.readouterr()
+        assert "0 failed message(s) queued again" in retried.out
+        assert f"not queued: {failed['id']}: never built" in retried.err
+        assert main(["outbox", "show", str(failed["id"]), *opts]) == 0
+        assert "never built" in capsys.readouterr().out
+    delivered = sorted((m["To"], m["Content-Language"]) for m in parsed(smtp))
+    assert delivered == sorted(
+        [
+            (f"{first.number}@example.com", "en"),
+            (f"{second.number}@example.com", "en"),
+            ("hanako@example.jp", "ja"),
+            ("ops@sakura.example", "en"),
+        ]
+    )
+    (digest,) = [m for m in parsed(smtp) if m["To"] == "ops@sakura.example"]
+    body = digest.get_body(preferencelist=("plain",))
+    assert body is not None
+    assert "could not be built" in body.get_content()
+    (japanese,) = [m for m in parsed(smtp) if m["Content-Language"] == "ja"]
+    assert japanese["Subject"] == "Sakura Stationery: 1002"
+
+
+def test_test_email_to_an_unsubscribed_address_sends_nothing_and_says_so(
+    db_url: str, tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = write_config(tmp_path, db_url, "http://127.0.0.1:9", smtp)
+    assert main(["db", "upgrade", *opts]) == 0
+    assert main(["unsubscribe", "me@example.com", *opts]) == 0
+    capsys.readouterr()
+    assert main(["test-email", "Me@Example.com", *opts]) == 1
+    said = capsys.readouterr()
+    assert "nothing sent: Me@example.com is unsubscribed" in said.err
+    assert "notifier resubscribe" in said.err
+    assert said.out == ""
+    assert smtp.messages == []
+    assert main(["resubscribe", "me@example.com", *opts]) == 0
+    assert main(["test-email", "me@example.com", *opts]) == 0
+    assert len(smtp.messages) == 1

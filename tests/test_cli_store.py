@@ -124,3 +124,90 @@ def test_sqlite_backup_is_a_consistent_usable_copy(
 
     assert asyncio.run(read()) == ("", 5)
     assert main(["db", "backup", str(copy), "--database-url", "postgresql://x@127.0.0.1/none"]) == 2
+
+
+def _column_starts(line: str, cells: list[str]) -> list[int]:
+    """Display column at which each cell begins in `line` (searched left to right)."""
+    from notifier.columns import width
+
+    starts, index = [], 0
+    for cell in cells:
+        index = line.index(cell, index)
+        starts.append(width(line[:index]))
+        index += len(cell)
+    return starts
+
+
+def test_status_aligns_japanese_labels_by_display_width(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    opts = ["--database-url", url]
+    assert main(["db", "upgrade", *opts]) == 0
+    labels = {"EJ123456785JP": "ご注文 1001 山田様", "314159265350": "Order 7", "123456789012": "ﾃｽﾄ注文"}
+    for number, label in labels.items():
+        assert main(["watch", number, "--label", label, *opts]) == 0
+    capsys.readouterr()
+    assert main(["status", *opts]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    expected = _column_starts(
+        lines[0], ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL"]
+    )
+    rows = {line.split()[0]: line for line in lines[1:]}
+    assert set(rows) == set(labels)
+    for number, label in labels.items():
+        assert _column_starts(rows[number], [number, label, "pending", "-", "-"]) == expected[:5]
+
+
+def test_alerts_show_the_whole_message_wrapped_and_aligned(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import asyncio
+    import datetime as dt
+
+    from notifier.columns import width
+    from notifier.store import Store
+
+    url = f"sqlite:///{tmp_path / 'n.db'}"
+    assert main(["db", "upgrade", "--database-url", url]) == 0
+    message = (
+        "message to 山田太郎 <taro@example.jp> about EJ123456785JP (delivered) failed for good: "
+        "550 5.1.1 <taro@example.jp>: メールボックスが見つかりません。宛先をご確認ください。 "
+        "The recipient's server refused the address after 8 attempts; end of the message"
+    )
+
+    async def raise_alerts() -> None:
+        store = await Store.open(url)
+        try:
+            now = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
+            await store.raise_alert("send_failed", message, now=now, subject="EJ123456785JP")
+            await store.raise_alert("stalled", "荷物が7日間動いていません", now=now, subject="314159265350")
+        finally:
+            await store.close()
+
+    asyncio.run(raise_alerts())
+    capsys.readouterr()
+    monkeypatch.setenv("COLUMNS", "100")
+    assert main(["alerts", "--database-url", url]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert all(width(line) <= 100 for line in lines)
+    start = _column_starts(lines[0], ["MESSAGE"])[0]
+    # Every word of the message is there, in order, and continuation lines start under MESSAGE.
+    first = next(i for i, line in enumerate(lines) if "send_failed" in line)
+    block = [lines[first]]
+    for line in lines[first + 1 :]:
+        if line[:start].strip():
+            break
+        block.append(line)
+    assert len(block) > 1
+    assert all(width(line) - width(line.lstrip()) == start for line in block[1:])
+    text = "".join(
+        line[len(line) - len(line.lstrip()) :] if i else line[line.index("message to") :]
+        for i, line in enumerate(block)
+    )
+    assert text.replace(" ", "") == message.replace(" ", "")
+    stalled = next(line for line in lines if "stalled" in line)
+    assert _column_starts(stalled, ["荷物"]) == [start]
+    assert _column_starts(lines[first], ["send_failed", "EJ123456785JP"]) == _column_starts(
+        lines[0], ["KIND", "SUBJECT"]
+    )

@@ -18,11 +18,14 @@ EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 
 
 def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    # The example names absolute paths of a real install; give it a password file where it looks.
+    # As the packaged unit runs it: the password is the systemd credential, not a file the
+    # example names.
     text = EXAMPLE.read_text(encoding="utf-8")
-    secret = tmp_path / "smtp-password"
-    secret.write_text("s3cret\n")
-    text = text.replace("/etc/notifier/smtp-password", str(secret))
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp-password").write_text("s3cret\n")
+    monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
     settings = parse_settings(text, tmp_path / "config.toml")
     assert settings.database.url.startswith("sqlite:////var/lib/notifier")
     assert settings.japanpost.request_interval == 5
@@ -68,6 +71,7 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     (tmp_path / "watch.d").mkdir()
     (tmp_path / "watch.d" / "orders.toml").write_text('[[watch]]\nnumber = "EE123456785JP"\n')
     text = "\n".join(uncommented).replace("/etc/notifier/", f"{etc}/")
+    text = text.replace("/home/shop/.config/notifier/", f"{etc}/")
     settings = parse_settings(text, tmp_path / "config.toml")
     assert settings.polling.jitter == 0.1
     assert settings.polling.stale_give_up == dt.timedelta(days=60)

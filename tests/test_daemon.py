@@ -275,18 +275,27 @@ def test_second_instance_on_the_same_sqlite_database_is_refused(
 def test_unreadable_pages_pause_customer_mail_with_one_alert(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 ) -> None:
-    simulator, jp, smtp, _ = world
-    simulator.advance(steps=2)  # the EMS has left Japan: one message is due
+    simulator, jp, smtp, journeys = world
+    simulator.advance(steps=2)  # the EMS and the returned parcel have left Japan: two messages are due
     config, run = start(tmp_path, db_url, jp, smtp)
+
+    def first(counts: dict[str, int]) -> dict[tuple[str, str], list[str]]:
+        return {key: EXPECTED[key][: counts[key[1]]] for key in EXPECTED if counts.get(key[1])}
+
     try:
         wait_for(lambda: "notifier running" in run.output(), 30, "READY")
-        wait_for(lambda: len(stages_of(smtp)) >= 1, 30, "a first email")
+        due = first({EMS: 1, RETURNED: 1})
+        wait_for(lambda: stages_of(smtp) == due, 60, lambda: f"the two due emails (got {stages_of(smtp)})")
         simulator.set_fault(Fault.CHANGED_LAYOUT)
-        before = stages_of(smtp)
         simulator.advance()
         simulator.advance()
-        time.sleep(4)
-        assert stages_of(smtp) == before  # no customer mail while pages are unreadable
+
+        def asked_twice_under_fault() -> bool:
+            faulty = [r.numbers for r in simulator.requests if r.fault is Fault.CHANGED_LAYOUT]
+            return all(sum(j.number in numbers for numbers in faulty) >= 2 for j in journeys)
+
+        wait_for(asked_twice_under_fault, 60, "every number asked twice while pages are unreadable")
+        assert stages_of(smtp) == due  # no customer mail while pages are unreadable
         alerts = subprocess.run(
             [sys.executable, "-m", "notifier", "alerts", "--json", "--config", str(config)],
             capture_output=True,
@@ -297,6 +306,13 @@ def test_unreadable_pages_pause_customer_mail_with_one_alert(
 
         kinds = [a["kind"] for a in json.loads(alerts.stdout)]
         assert kinds.count("site_unrecognized") == 1
+        # Deferred, not dropped: once pages read again, the news of both steps goes out, once each.
+        simulator.clear_faults()
+        later = first({EMS: 3, YUPACK: 2, RETURNED: 3})
+        wait_for(lambda: stages_of(smtp) == later, 60, lambda: f"the deferred emails (got {stages_of(smtp)})")
+        assert "customer mail resumed" in run.output()
+        ids = [mid for values in received(smtp).values() for _, _, mid in values]
+        assert len(ids) == len(set(ids))
     finally:
         assert run.stop() == 0, run.output()
 

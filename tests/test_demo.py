@@ -109,3 +109,24 @@ def test_keep_leaves_a_config_to_copy_and_the_emails(tmp_path: Path) -> None:
     assert settings.smtp is None
     assert settings.notifications.outbox_dir == workdir / "outbox"
     assert settings.database.url == f"sqlite:///{workdir / 'notifier.db'}"
+
+
+def test_summary_and_intro_columns_line_up_with_japanese_labels() -> None:
+    from notifier.columns import width
+    from notifier.demo import intro_lines, summary_lines
+
+    intro = intro_lines(
+        [
+            ["314159265350", "Yu-Pack", "hanako@example.jp (ja)", "注文 1002 山田様", "[4 scans]"],
+            ["EJ202603021JP", "EMS", "emma@example.com (en)", "Order 1001", "[9 scans]"],
+        ]
+    )
+    assert len({width(line[: line.index("[")]) for line in intro}) == 1
+    summary = summary_lines(
+        [
+            ["hanako@example.jp", "3", "314159265350", "注文 1002 山田様"],
+            ["ops@example.com", "12", "(operator digest)", ""],
+        ]
+    )
+    assert len({width(line[: line.index(" emails")]) for line in summary}) == 1
+    assert summary[0].endswith("注文 1002 山田様")

@@ -9,6 +9,7 @@ import email.utils
 import os
 import socket
 import stat
+import sys
 import time
 from email.message import EmailMessage
 from email.parser import BytesParser
@@ -21,6 +22,7 @@ from hypothesis import strategies as st
 
 from notifier.errors import ConfigError
 from notifier.mailer import (
+    _POLICY,
     AddressError,
     AuthenticationError,
     FileTransport,
@@ -31,6 +33,7 @@ from notifier.mailer import (
     SmtpTransport,
     TlsRequiredError,
     TransientSendError,
+    _verify_generated,
     build_message,
     clean_subject,
     header_token,
@@ -194,6 +197,55 @@ def test_optional_headers() -> None:
     assert "List-Unsubscribe" not in bare
     assert "List-Unsubscribe-Post" not in bare
     assert bare["Content-Language"] == "en"
+
+
+def test_builds_where_a_headers_only_parse_reports_a_false_multipart_defect() -> None:
+    raw = build()
+    headers_only = BytesParser(policy=email.policy.compat32).parsebytes(raw, headersonly=True)
+    # Before 3.11.5 (gh-106186) every multipart message "has" this defect in a headers-only parse;
+    # Debian 12's python3 is 3.11.2. The self-check must not trip over it.
+    wrongly_reported = [type(d).__name__ for d in headers_only.defects]
+    assert wrongly_reported == (
+        ["MultipartInvariantViolationDefect"] if sys.version_info < (3, 11, 5) else []
+    )
+    assert [part.defects for part in parse(raw).walk()] == [[], [], []]
+
+
+def _hand_built(subject: str) -> EmailMessage:
+    """A message built without clean_subject, the way build_message assembles one."""
+    message = EmailMessage(policy=_POLICY)
+    message["From"] = "shop@example.com"
+    message["Subject"] = subject
+    message.make_alternative(boundary="=_b")
+    for subtype in ("plain", "html"):
+        part = EmailMessage(policy=_POLICY)
+        part.set_content("hi", subtype=subtype, charset="utf-8")
+        del part["MIME-Version"]
+        message.attach(part)
+    return message
+
+
+@pytest.mark.parametrize("padding", ["", "x " * 40])
+def test_self_check_catches_an_encoded_line_break_however_the_stdlib_folds_it(padding: str) -> None:
+    # CVE-2024-6923: 3.11.7 folds the decoded CR LF out as a new "Bcc:" header line; 3.11.2 keeps
+    # it inside an encoded word, which a reader decodes into a line break in the Subject.
+    intended = _hand_built(padding + "=?utf-8?q?=0D=0ABcc:_evil@x?=")
+    with pytest.raises(MessageBuildError, match=r"Bcc|control characters"):
+        _verify_generated(intended.as_bytes(), intended)
+
+
+def test_self_check_names_what_it_refuses() -> None:
+    intended = _hand_built("hello")
+    raw = intended.as_bytes()
+    _verify_generated(raw, intended)
+    with pytest.raises(MessageBuildError, match="CloseBoundaryNotFoundDefect in multipart/alternative"):
+        _verify_generated(raw.replace(b"--=_b--\r\n", b""), intended)
+    with pytest.raises(MessageBuildError, match=r"Subject header reads back as 'hello X', not 'hello'"):
+        _verify_generated(raw.replace(b"Subject: hello\r\n", b"Subject: hello\r\n X\r\n"), intended)
+    with pytest.raises(MessageBuildError, match=r"\['From', 'Subject', 'Bcc', 'Content-Type'\]"):
+        _verify_generated(raw.replace(b"Subject: hello\r\n", b"Subject: hello\r\nBcc: x@y\r\n"), intended)
+    with pytest.raises(MessageBuildError, match=r"parts \['text/html'\] in multipart/alternative"):
+        _verify_generated(raw.replace(b"--=_b\r\n", b"", 1), intended)
 
 
 @pytest.mark.parametrize(

@@ -116,7 +116,12 @@ async def test_database_not_at_head_is_refused(empty_db_url: str) -> None:
         # A database written by another version of notifier (here: a revision we do not know).
         async with engine.begin() as connection:
             await connection.execute(text("UPDATE alembic_version SET version_num = 'f00dfeed'"))
-        with pytest.raises(SchemaError, match="at revision f00dfeed but this notifier needs"):
+        with pytest.raises(SchemaError, match=r"at revision f00dfeed, which notifier .* does not know"):
+            await require_head(engine)
+        # An older revision we know: upgrade is the way.
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE alembic_version SET version_num = '0001'"))
+        with pytest.raises(SchemaError, match="at revision 0001 but this notifier needs"):
             await require_head(engine)
     finally:
         await engine.dispose()

@@ -6,21 +6,34 @@ import asyncio
 import datetime as dt
 import email
 import email.policy
+import logging
 import os
+import re
+import socket
 import subprocess
 import sys
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from notifier.compose import MailSettings, draft
-from notifier.mailer import SmtpTransport
+from notifier.mailer import SmtpSettings, SmtpTransport
 from notifier.messages import Template
-from notifier.outbox import OutboxPolicy, drain
+from notifier.outbox import OutboxPolicy, drain, sending_paused
 from notifier.render import Renderer, sample_context
 from notifier.store import OutboxDraft, OutboxState, Store
-from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
+from tests.smtp_server import (
+    AUTH_PASSWORD,
+    AUTH_USER,
+    SmtpServer,
+    smtp_server_starttls,
+    tls_ca,
+    untrusted_ca_bundle,
+)
+
+__all__ = ["smtp_server_starttls", "tls_ca", "untrusted_ca_bundle"]
 
 T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)  # 12:00 in Tokyo
 MAIL = MailSettings(sender="Sakura Stationery <shop@sakura.example>", shop_name="Sakura Stationery")
@@ -244,8 +257,6 @@ def test_killed_at_each_step_loses_nothing(db_url: str, tmp_path: Path, crashpoi
         )
         crashed = outbox_process(config, db_url, crashpoint)
         assert crashed.returncode == 137, crashed.stderr
-        import time
-
         time.sleep(1.2)  # let the dead owner's lease run out
         rerun = outbox_process(config, db_url, None)
         assert rerun.returncode == 0, rerun.stderr
@@ -297,3 +308,273 @@ async def test_operator_digest_once_a_day_with_alerts_and_stale_numbers(store: S
         await queue_operator_digest(store, notifier, "ops@sakura.example", now=later + dt.timedelta(days=1))
         == 1
     )
+
+
+# ---------------------------------------------------------------------------------------------------------
+# SMTP trouble: each class of failure is logged with its reason, pauses or retries, and alerts
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+    return port
+
+
+def outbox_log(caplog: pytest.LogCaptureFixture) -> list[logging.LogRecord]:
+    return [r for r in caplog.records if r.name == "notifier.outbox"]
+
+
+async def drain_with(store: Store, settings: SmtpSettings, clock: Clock, policy: OutboxPolicy | None = None):
+    async with SmtpTransport(settings) as transport:
+        return await drain(store, transport, owner="me", policy=policy or OutboxPolicy(), clock=clock)
+
+
+async def assert_paused_at_once(
+    store: Store,
+    settings: SmtpSettings,
+    caplog: pytest.LogCaptureFixture,
+    *,
+    kind: str,
+    alert: str,
+    reason: str,
+) -> None:
+    """Three due messages; the first try fails before any message is offered."""
+    drafts = [message(n) for n in range(3)]
+    await store.enqueue(drafts, now=T0)
+    clock = Clock(T0)
+    caplog.set_level(logging.WARNING, logger="notifier")
+    result = await drain_with(store, settings, clock)
+    assert (result.sent, result.retried, result.failed, result.held) == (0, 0, 0, 2)
+    assert result.pause is not None
+    assert result.pause.kind == kind
+    assert re.search(reason, result.pause.reason), result.pause.reason
+    # No attempt spent on any message; all still due, so new settings or a restart try at once.
+    assert {(i.state, i.attempts, i.next_attempt_at) for i in await store.outbox()} == {
+        (OutboxState.PENDING, 0, T0)
+    }
+    (raised,) = await store.alerts()
+    assert raised.kind == alert
+    assert re.search(reason, raised.message)
+    assert "paused" in raised.message
+    (line,) = outbox_log(caplog)
+    assert line.levelno == logging.ERROR  # the alert email would go through this same server
+    first = await store.outbox_item(1)
+    assert first is not None
+    assert f"to=alice@example.com number={first.number} outbox_id=1" in line.getMessage()
+    assert re.search(reason, line.getMessage())
+    assert sending_paused(store) == result.pause
+    assert result.pause.kind in result.pause.summary()
+    # Paused: a later drain, even with a new message due, tries nothing until the pause ends.
+    await store.enqueue([message(9)], now=T0)
+    clock.now = T0 + dt.timedelta(seconds=30)
+    again = await drain_with(store, settings, clock)
+    assert again.pause == result.pause
+    assert again.sent == again.held == 0
+    assert {i.state for i in await store.outbox()} == {OutboxState.PENDING}
+
+
+async def test_connection_refused_pauses_and_alerts_at_once_and_new_settings_resume(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    closed = SmtpSettings(host="127.0.0.1", port=free_port(), security="none", connect_timeout=2.0)
+    await assert_paused_at_once(
+        store, closed, caplog, kind="unreachable", alert="smtp_unreachable", reason="connection refused"
+    )
+    # The operator fixes the port and reloads: the pause does not apply to other settings.
+    with SmtpServer() as server:
+        result = await drain_with(store, server.settings(), Clock(T0 + dt.timedelta(minutes=1)))
+        assert result.sent == 4
+        assert sending_paused(store) is None
+    assert {(i.state, i.attempts) for i in await store.outbox()} == {(OutboxState.SENT, 1)}
+
+
+async def test_unresolvable_host_pauses_and_alerts_at_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    nowhere = SmtpSettings(host="smtp.notifier.invalid", port=587, connect_timeout=2.0)
+    await assert_paused_at_once(
+        store, nowhere, caplog, kind="unreachable", alert="smtp_unreachable", reason="does not resolve"
+    )
+
+
+@pytest.mark.parametrize("mismatch", ["untrusted certificate", "implicit TLS to a plain server"])
+async def test_tls_failure_pauses_and_alerts_at_once(
+    store: Store,
+    caplog: pytest.LogCaptureFixture,
+    smtp_server_starttls: SmtpServer,
+    untrusted_ca_bundle: Path,
+    mismatch: str,
+) -> None:
+    if mismatch == "untrusted certificate":
+        settings = smtp_server_starttls.settings(cert_bundle=str(untrusted_ca_bundle))
+        reason = "certificate verify failed"
+    else:
+        settings = smtp_server_starttls.settings(security="tls")  # a STARTTLS port spoken to as 465
+        reason = "TLS failed"
+    await assert_paused_at_once(store, settings, caplog, kind="tls", alert="smtp_tls_failed", reason=reason)
+    assert smtp_server_starttls.messages == []
+    assert not {"MAIL", "RCPT", "DATA"} & set(smtp_server_starttls.handler.verbs())
+
+
+async def test_refused_login_pauses_and_alerts_at_once(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    with SmtpServer(auth=True) as server:
+        await assert_paused_at_once(
+            store,
+            server.settings(username=AUTH_USER, password="wrong"),
+            caplog,
+            kind="auth",
+            alert="smtp_auth_failed",
+            reason="535",
+        )
+        pause = sending_paused(store)
+        assert pause is not None
+        assert pause.until == T0 + OutboxPolicy().auth_pause
+        assert server.messages == []
+        fixed = server.settings(username=AUTH_USER, password=AUTH_PASSWORD)
+        assert (await drain_with(store, fixed, Clock(T0 + dt.timedelta(minutes=2)))).sent == 4
+
+
+async def test_451_retries_with_backoff_logs_each_reply_and_alerts_after_three(
+    store: Store, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    smtp.faults.data_temp_failures = 3
+    await store.enqueue([message(1)], now=T0)
+    caplog.set_level(logging.WARNING, logger="notifier")
+    clock = Clock(T0)
+    for attempt in (1, 2, 3):
+        result = await drain_with(store, smtp.settings(), clock)
+        assert (result.retried, result.pause) == (1, None)  # a 4xx is about the message: no pause
+        (item,) = await store.outbox()
+        assert (item.state, item.attempts) == (OutboxState.PENDING, attempt)
+        line = outbox_log(caplog)[-1]
+        text = line.getMessage()
+        assert f"to=alice@example.com number={item.number} outbox_id={item.id}" in text
+        assert f"attempt {attempt} of 8 failed; retrying at {item.next_attempt_at:%Y-%m-%d %H:%M:%S}Z" in text
+        assert "451 4.3.0 Try again later" in text
+        kinds = [a.kind for a in await store.alerts()]
+        if attempt < 3:
+            assert (line.levelno, kinds) == (logging.WARNING, [])
+        else:
+            assert (line.levelno, kinds) == (logging.ERROR, ["smtp_retrying"])
+        clock.now = item.next_attempt_at
+    (alert,) = await store.alerts()
+    assert "451 4.3.0" in alert.message
+    assert "3 times" in alert.message
+    assert (await drain_with(store, smtp.settings(), clock)).sent == 1
+    assert sending_paused(store) is None
+
+
+async def test_server_that_never_greets_pauses_with_backoff_and_alerts_after_three(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="notifier")
+    with socket.socket() as silent:  # accepts connections (the kernel backlog) but never says 220
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        settings = SmtpSettings(
+            host="127.0.0.1", port=silent.getsockname()[1], security="none", connect_timeout=0.3, timeout=2.0
+        )
+        await store.enqueue([message(1)], now=T0)
+        clock = Clock(T0)
+        waits = []
+        for failures in (1, 2, 3):
+            result = await drain_with(store, settings, clock)
+            assert result.pause is not None
+            assert (result.pause.kind, result.pause.failures, result.pause.since) == ("connect", failures, T0)
+            waits.append(result.pause.until - clock.now)
+            alerts = [a.kind for a in await store.alerts()]
+            assert alerts == ([] if failures < 3 else ["smtp_connect_failed"])
+            assert outbox_log(caplog)[-1].levelno == (logging.WARNING if failures < 3 else logging.ERROR)
+            clock.now = result.pause.until
+    assert waits == [dt.timedelta(minutes=1), dt.timedelta(minutes=2), dt.timedelta(minutes=4)]
+    (item,) = await store.outbox()
+    assert (item.state, item.attempts) == (OutboxState.PENDING, 0)
+    assert "Timed out" in (item.last_error or "")
+
+
+async def test_operator_mail_that_cannot_go_out_is_an_error_and_an_alert_in_full(
+    store: Store, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from notifier.poll import Notifier, queue_operator_digest
+    from notifier.rules import RulesConfig
+
+    caplog.set_level(logging.WARNING, logger="notifier")
+    notifier = Notifier(rules=RulesConfig(), mail=MAIL, renderer=RENDERER)
+    await store.raise_alert("site_unrecognized", "pages unreadable", now=T0)
+    assert await queue_operator_digest(store, notifier, "ops@sakura.example", now=T0) == 1
+    smtp.faults.rcpt_reply = "550 5.1.1 No such user"
+    assert (await drain_with(store, smtp.settings(), Clock(T0))).failed == 1
+    (digest,) = await store.outbox()
+    (line,) = outbox_log(caplog)
+    assert line.levelno == logging.ERROR
+    assert "to=ops@sakura.example" in line.getMessage()
+    assert "notifier alerts" in line.getMessage()
+    failed = {a.kind: a for a in await store.alerts()}["send_failed"]
+    # The subject is stored whole (it used to be the Message-ID cut at 40 characters).
+    assert failed.subject == f"outbox {digest.id}"
+    assert len(digest.message_id) > 40
+    assert digest.message_id in failed.message
+    assert "550 5.1.1 No such user" in failed.message
+
+
+async def test_claims_without_a_send_spend_no_attempts(store: Store, smtp: SmtpServer) -> None:
+    # A restart loop: each instance claims the message and dies before sending.
+    await store.enqueue([message(1)], now=T0)
+    clock = T0
+    for _ in range(10):
+        (claimed,) = await store.claim_outbox(
+            owner="dies", now=clock, limit=10, lease=dt.timedelta(seconds=1)
+        )
+        assert claimed.attempts == 0
+        clock += dt.timedelta(seconds=2)  # the dead owner's lease runs out
+    smtp.faults.data_temp_failures = 1
+    policy = OutboxPolicy(max_attempts=3)
+    assert (await drain_with(store, smtp.settings(), Clock(clock), policy)).retried == 1
+    (item,) = await store.outbox()
+    assert (item.state, item.attempts) == (OutboxState.PENDING, 1)
+    assert (await drain_with(store, smtp.settings(), Clock(item.next_attempt_at), policy)).sent == 1
+    (item,) = await store.outbox()
+    assert (item.state, item.attempts) == (OutboxState.SENT, 2)
+
+
+def test_a_restart_loop_does_not_eat_the_retry_budget(db_url: str, tmp_path: Path) -> None:
+    drafts = [message(1)]
+
+    async def seed() -> None:
+        store = await Store.open(db_url)
+        try:
+            await store.enqueue(drafts, now=dt.datetime.now(dt.UTC))
+        finally:
+            await store.close()
+
+    async def state() -> tuple[OutboxState, int]:
+        store = await Store.open(db_url)
+        try:
+            (item,) = await store.outbox()
+            return item.state, item.attempts
+        finally:
+            await store.close()
+
+    asyncio.run(seed())
+    with SmtpServer() as server:
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\n'
+            f'[notifications]\noutbox_lease = "1s"\nmax_attempts = 2\n',
+            encoding="utf-8",
+        )
+        for _ in range(3):  # killed after claiming, before sending, more often than max_attempts
+            crashed = outbox_process(config, db_url, "outbox:before-send")
+            assert crashed.returncode == 137, crashed.stderr
+            time.sleep(1.2)
+        assert asyncio.run(state()) == (OutboxState.SENDING, 0)
+        server.faults.data_temp_failures = 1
+        rerun = outbox_process(config, db_url, None)
+        assert rerun.returncode == 0, rerun.stderr
+        assert "retrying 1" in rerun.stdout
+        assert "attempt 1 of 2 failed" in rerun.stderr
+        assert "451 4.3.0" in rerun.stderr
+        assert asyncio.run(state()) == (OutboxState.PENDING, 1)

@@ -602,6 +602,23 @@ def test_changed_layout(simulator: Simulator, client: httpx.Client) -> None:
     assert MESSAGE_NOT_FOUND["ja"] in listing.text
 
 
+def test_scripted_and_flapping_faults(simulator: Simulator, client: httpx.Client) -> None:
+    simulator.inject(None, times=2)  # good answers can be scripted between faults
+    simulator.inject(Fault.MAINTENANCE)
+    simulator.set_fault(Fault.MAINTENANCE, every=2)  # after the script: every second request
+    for _ in range(7):
+        direct(client, EMS, locale="en")
+    faults = [r.fault for r in simulator.requests]
+    maintenance = Fault.MAINTENANCE
+    assert faults == [None, None, maintenance, None, maintenance, None, maintenance]
+    simulator.clear_faults()
+    direct(client, EMS, locale="en")
+    direct(client, EMS, locale="en")
+    assert [r.fault for r in simulator.requests[-2:]] == [None, None]
+    with pytest.raises(ValueError, match="every"):
+        simulator.set_fault(Fault.MAINTENANCE, every=0)
+
+
 def test_reset(simulator: Simulator, client: httpx.Client) -> None:
     simulator.inject(Fault.RESET)
     with pytest.raises(httpx.TransportError):
