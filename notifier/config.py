@@ -559,12 +559,13 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
     if host is None:
         return None, sender
     try:
+        # A password found in the environment or a credential is unused by a relay without AUTH.
         settings = SmtpSettings(
             host=host,
             port=port,
             security=security,
             username=username,
-            password=password,
+            password=password if username else None,
             timeout=timeout,
             validate_certs=validate,
             cert_bundle=str(_file_path(base, ca_file)) if ca_file else None,

@@ -510,6 +510,23 @@ def test_smtp_problems_are_reported_under_their_own_key(tmp_path: Path) -> None:
     assert f"{tmp_path / 'c.toml'}:5: smtp.ca_file: smtp.cert_bundle" in message
 
 
+def test_a_missing_password_is_reported_once_and_an_unused_one_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "empty").write_text("\n")
+    relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
+    assert str(info.value).count("\n") == 0, str(info.value)
+    assert f"{tmp_path / 'c.toml'}:5: smtp.username: needs a password" in str(info.value)
+    monkeypatch.setenv("NOTIFIER_SMTP_PASSWORD", "for another service")
+    loaded = parse_settings(relay, tmp_path / "c.toml")
+    assert loaded.smtp is not None
+    assert (loaded.smtp.username, loaded.smtp.password) == (None, None)
+
+
 # --- sizes: what passes the check fits the database, on PostgreSQL too -------------------------
 
 
