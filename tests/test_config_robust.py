@@ -673,3 +673,48 @@ async def test_a_config_that_passes_the_check_can_be_stored(tmp_path: Path, db_u
         assert stored.tags == watch.tags
     finally:
         await store.close()
+
+
+def test_problem_lines_follow_toml_not_look_alike_text(tmp_path: Path) -> None:
+    """Multi-line strings and arrays, comments, quoted and dotted keys do not shift the lines
+    problems are reported at."""
+    text = '''# a comment with [brackets] and key = value
+[notifications]
+shop_name = """
+[polling]
+[[watch]]
+max_attempts = 5
+"""
+reply_to = 'not-an-address'  # [x] = y
+"max_attempts" = 0
+stall . "departed_origin" = "soon"
+
+[[watch]]
+number = "EJ123456785JP"
+subscribers = [
+  "a@example.com",  # [[watch]]
+  "bad",
+]
+tags = ["ok"]
+label = "x\\"\\n[[watch]]"
+locale = "fr"
+
+[[watch]]
+number = "EJ 123 456 785 JP"
+time_zone = "Nowhere/Else"
+'''
+    where = tmp_path / "c.toml"
+    with pytest.raises(ConfigError) as info:
+        parse_settings(text, where)
+    message = str(info.value)
+    for expected in (
+        f"{where}:8: notifications.reply_to:",
+        f"{where}:9: notifications.max_attempts: must be a whole number",
+        f"{where}:10: notifications.stall.departed_origin: 'soon' is not a duration",
+        f"{where}:14: watch[0].subscribers: 'bad' is not a valid email address",
+        f"{where}:19: watch[0].label: cannot contain control characters",
+        f"{where}:20: watch[0].locale: must be en or ja",
+        f"{where}:22: watch.number: EJ123456785JP is already watched at {where}:12",
+        f"{where}:24: watch[1].time_zone:",
+    ):
+        assert expected in message, (expected, message)
