@@ -17,12 +17,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import String
 from sqlalchemy.orm import InstrumentedAttribute
 
 from notifier.client import DEFAULT_BASE_URL
 from notifier.db import DEFAULT_DATABASE_URL, DatabaseError, async_url
 from notifier.errors import ConfigError
+from notifier.limits import column_size
 from notifier.mailer import AddressError, SmtpSettings, header_token, make_message_id, validate_address
 from notifier.messages import Template
 from notifier.numbers import parse_number
@@ -444,13 +444,10 @@ def _address(
 @functools.cache
 def _column_size(attribute: InstrumentedAttribute[Any]) -> tuple[int, str]:
     """The declared size of a String column, and its name: the ORM is where sizes are written."""
-    column = attribute.expression
-    column_type = getattr(column, "type", None)
-    length = getattr(column_type, "length", None)
-    if not isinstance(column_type, String) or not isinstance(length, int):
-        raise TypeError(f"{attribute} is not a sized String column")
-    table = getattr(getattr(column, "table", None), "name", "?")
-    return length, f"{table}.{getattr(column, 'name', '?')}"
+    model = attribute.class_
+    if not isinstance(model, type):
+        raise TypeError(f"{attribute} is not a column of a mapped class")
+    return column_size(model, attribute.key), f"{getattr(model, '__tablename__', '?')}.{attribute.key}"
 
 
 def _too_long(value: str, *columns: InstrumentedAttribute[Any]) -> str | None:
