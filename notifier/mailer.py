@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import email.errors
 import email.policy
 import email.utils
 import hashlib
@@ -458,7 +459,11 @@ def build_message(
     msg.attach(_body_part(rendered.text, "plain"))
     msg.attach(_body_part(rendered.html, "html"))
 
-    raw = msg.as_bytes()
+    try:
+        raw = msg.as_bytes()
+    except email.errors.MessageError as exc:
+        # 3.12.5 and later check folded headers themselves (verify_generated_headers).
+        raise MessageBuildError(f"the email package refused to write the message: {exc}") from exc
     _verify_generated(raw, msg)
     return raw
 
