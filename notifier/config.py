@@ -80,6 +80,11 @@ class DatabaseSettings:
 class JapanPostSettings:
     base_url: str = DEFAULT_BASE_URL
     request_interval: float = 5.0
+    # After `circuit_failures` failed requests in a row, polling pauses `circuit_pause`,
+    # doubling each time it opens again up to `circuit_pause_max`.
+    circuit_failures: int = 5
+    circuit_pause: dt.timedelta = dt.timedelta(minutes=1)
+    circuit_pause_max: dt.timedelta = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +131,7 @@ class Settings:
 
 _KNOWN: dict[str, set[str]] = {
     "database": {"url"},
-    "japanpost": {"base_url", "request_interval"},
+    "japanpost": {"base_url", "request_interval", "circuit_failures", "circuit_pause", "circuit_pause_max"},
     "smtp": {
         "host",
         "port",
@@ -170,6 +175,33 @@ _KNOWN["polling"] = {
 }
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
 _WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
+
+
+def _circuit(japanpost: dict[str, Any], problems: _Problems) -> dict[str, Any]:
+    """The circuit breaker's settings from [japanpost]: only the keys given, each checked."""
+    out: dict[str, Any] = {}
+    if "circuit_failures" in japanpost:
+        failures = japanpost["circuit_failures"]
+        if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
+            problems.add("japanpost.circuit_failures", "must be a whole number from 1 to 1000")
+        else:
+            out["circuit_failures"] = failures
+    for key in ("circuit_pause", "circuit_pause_max"):
+        if key in japanpost:
+            try:
+                pause = parse_duration(japanpost[key])
+            except ValueError as exc:
+                problems.add(f"japanpost.{key}", str(exc))
+                continue
+            if pause <= dt.timedelta(0):
+                problems.add(f"japanpost.{key}", "must be more than 0 seconds")
+                continue
+            out[key] = pause
+    defaults = JapanPostSettings()
+    pause = out.get("circuit_pause", defaults.circuit_pause)
+    if pause > out.get("circuit_pause_max", defaults.circuit_pause_max):
+        problems.add("japanpost.circuit_pause", "must not be longer than japanpost.circuit_pause_max")
+    return out
 
 
 def parse_duration(value: object) -> dt.timedelta:
@@ -1109,6 +1141,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
             interval = parse_duration(japanpost["request_interval"]).total_seconds()
         except ValueError as exc:
             problems.add("japanpost.request_interval", str(exc))
+    circuit = _circuit(japanpost, problems)
     smtp, sender = _smtp(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
@@ -1144,7 +1177,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         polling=polling,
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
-        japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval),
+        japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval, **circuit),
         smtp=smtp,
         notifications=notifications,
     )
