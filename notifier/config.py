@@ -17,12 +17,12 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 import httpx
-from sqlalchemy import String
 from sqlalchemy.orm import InstrumentedAttribute
 
 from notifier.client import DEFAULT_BASE_URL
 from notifier.db import DEFAULT_DATABASE_URL, DatabaseError, async_url
 from notifier.errors import ConfigError
+from notifier.limits import column_size
 from notifier.mailer import AddressError, SmtpSettings, header_token, make_message_id, validate_address
 from notifier.messages import Template
 from notifier.numbers import parse_number
@@ -62,8 +62,9 @@ _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
 _CLOCK = re.compile(r"(\d{1,2}):(\d{2})")
 MAX_DURATION = dt.timedelta(days=36525)
 MAX_ATTEMPTS = 1000
-# C0 and C1 controls: NUL is refused by PostgreSQL, the others break log lines and headers.
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+# C0 and C1 controls and the Unicode line separators: NUL is refused by PostgreSQL, the others
+# break log lines, `status` tables and headers.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 _COUNTRY = re.compile(r"[A-Za-z]{2}")
 # Tags are stored joined by spaces and split on whitespace when read back.
 _NOT_IN_A_TAG = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
@@ -79,6 +80,11 @@ class DatabaseSettings:
 class JapanPostSettings:
     base_url: str = DEFAULT_BASE_URL
     request_interval: float = 5.0
+    # After `circuit_failures` failed requests in a row, polling pauses `circuit_pause`,
+    # doubling each time it opens again up to `circuit_pause_max`.
+    circuit_failures: int = 5
+    circuit_pause: dt.timedelta = dt.timedelta(minutes=1)
+    circuit_pause_max: dt.timedelta = dt.timedelta(minutes=30)
     # No successful request for this long raises one `site_down` alert (and one notice on recovery).
     down_alert_after: dt.timedelta = dt.timedelta(minutes=30)
 
@@ -129,7 +135,14 @@ class Settings:
 
 _KNOWN: dict[str, set[str]] = {
     "database": {"url"},
-    "japanpost": {"base_url", "request_interval", "down_alert_after"},
+    "japanpost": {
+        "base_url",
+        "request_interval",
+        "circuit_failures",
+        "circuit_pause",
+        "circuit_pause_max",
+        "down_alert_after",
+    },
     "smtp": {
         "host",
         "port",
@@ -174,6 +187,33 @@ _KNOWN["polling"] = {
 }
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
 _WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
+
+
+def _circuit(japanpost: dict[str, Any], problems: _Problems) -> dict[str, Any]:
+    """The circuit breaker's settings from [japanpost]: only the keys given, each checked."""
+    out: dict[str, Any] = {}
+    if "circuit_failures" in japanpost:
+        failures = japanpost["circuit_failures"]
+        if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
+            problems.add("japanpost.circuit_failures", "must be a whole number from 1 to 1000")
+        else:
+            out["circuit_failures"] = failures
+    for key in ("circuit_pause", "circuit_pause_max"):
+        if key in japanpost:
+            try:
+                pause = parse_duration(japanpost[key])
+            except ValueError as exc:
+                problems.add(f"japanpost.{key}", str(exc))
+                continue
+            if pause <= dt.timedelta(0):
+                problems.add(f"japanpost.{key}", "must be more than 0 seconds")
+                continue
+            out[key] = pause
+    defaults = JapanPostSettings()
+    pause = out.get("circuit_pause", defaults.circuit_pause)
+    if pause > out.get("circuit_pause_max", defaults.circuit_pause_max):
+        problems.add("japanpost.circuit_pause", "must not be longer than japanpost.circuit_pause_max")
+    return out
 
 
 def parse_duration(value: object) -> dt.timedelta:
@@ -239,7 +279,8 @@ class _Index:
     """
 
     def __init__(self, text: str) -> None:
-        self.lines = text.splitlines()
+        # Only "\n" ends a TOML line; str.splitlines would also split at U+2028 or \x1c in a string.
+        self.lines = text.split("\n")
         self.first: dict[str, int] = {}
         self.at_line: dict[int, str] = {}
         self.table_at: list[str] = [""]
@@ -447,13 +488,10 @@ def _address(
 @functools.cache
 def _column_size(attribute: InstrumentedAttribute[Any]) -> tuple[int, str]:
     """The declared size of a String column, and its name: the ORM is where sizes are written."""
-    column = attribute.expression
-    column_type = getattr(column, "type", None)
-    length = getattr(column_type, "length", None)
-    if not isinstance(column_type, String) or not isinstance(length, int):
-        raise TypeError(f"{attribute} is not a sized String column")
-    table = getattr(getattr(column, "table", None), "name", "?")
-    return length, f"{table}.{getattr(column, 'name', '?')}"
+    model = attribute.class_
+    if not isinstance(model, type):
+        raise TypeError(f"{attribute} is not a column of a mapped class")
+    return column_size(model, attribute.key), f"{getattr(model, '__tablename__', '?')}.{attribute.key}"
 
 
 def _too_long(value: str, *columns: InstrumentedAttribute[Any]) -> str | None:
@@ -562,6 +600,7 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
     if host is None:
         return None, sender
     try:
+        # A password found in the environment or a credential is unused by a relay without AUTH.
         settings = SmtpSettings(
             host=host,
             port=port,
@@ -588,11 +627,12 @@ def _sender_fits(sender: str, dotted: str, problems: _Problems) -> bool:
     if reason is None:
         domain = sender.rsplit("<", 1)[-1].rstrip(">").rsplit("@", 1)[-1]
         try:
-            reason = _too_long(make_message_id(domain), OutboxMessage.message_id)
+            message_id = make_message_id(domain)
         except ValueError as exc:
-            reason = str(exc)
-        if reason is not None:
-            reason = f"its domain makes a Message-ID that {reason.removeprefix('is ')}"
+            reason = f"its domain cannot make a Message-ID: {exc}"
+        else:
+            too_long = _too_long(message_id, OutboxMessage.message_id)
+            reason = f"its domain makes a Message-ID that {too_long}" if too_long else None
     if reason is not None:
         problems.add(dotted, reason)
         return False
@@ -1033,7 +1073,7 @@ def _parse_toml(text: str, where: str) -> dict[str, Any]:
         # tomllib's own position stays at the end: it gives the column too.
         at = message[position.start() :]
         message = message[: position.start()]
-        line = int(position.group(1)) if position.group(1) else max(1, len(text.splitlines()))
+        line = int(position.group(1)) if position.group(1) else max(1, len(text.rstrip("\n").split("\n")))
         message = _TOML_HINTS.get(message, message)
         key = _Index(text).key_at(line)
         if message.startswith("Cannot declare") and key:
@@ -1090,6 +1130,17 @@ def _database_url(url: str) -> str | None:
 def parse_settings(text: str, source: Path | None = None) -> Settings:
     """Validate a whole config file; raise one ConfigError listing every problem."""
     where = str(source) if source else "<config>"
+    try:
+        return _parse_settings(text, source, where)
+    except ConfigError:
+        raise
+    except Exception as exc:  # a gap in the checks must still not crash `config check` or a reload
+        raise ConfigError(
+            f"{where}: could not be checked ({type(exc).__name__}: {exc}); please report this"
+        ) from exc
+
+
+def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     data = _parse_toml(text, where)
     problems = _Problems(text, where)
     base = source.parent if source else Path.cwd()
@@ -1113,6 +1164,7 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
             interval = parse_duration(japanpost["request_interval"]).total_seconds()
         except ValueError as exc:
             problems.add("japanpost.request_interval", str(exc))
+    circuit = _circuit(japanpost, problems)
     down_alert_after = JapanPostSettings().down_alert_after
     if "down_alert_after" in japanpost:
         try:
@@ -1124,8 +1176,14 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
     polling, tick = _polling(data, problems)
     watches = _watches(data, problems)
     watch_files: list[Path] = []
+    # A file matched by two patterns is read once; the config itself (watch_files = ["*.toml"]
+    # beside it) is not a watch file.
+    read = {os.path.realpath(source)} if source is not None else set()
     for pattern in _watch_file_patterns(data.get("polling"), problems):
         for path in _matching_files(base, pattern):
+            if os.path.realpath(path) in read:
+                continue
+            read.add(os.path.realpath(path))
             watch_files.append(path)
             watches += _watch_file(path, problems)
     seen: dict[str, str] = {}
@@ -1149,7 +1207,7 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
         japanpost=JapanPostSettings(
-            base_url=str(base_url), request_interval=interval, down_alert_after=down_alert_after
+            base_url=str(base_url), request_interval=interval, down_alert_after=down_alert_after, **circuit
         ),
         smtp=smtp,
         notifications=notifications,
@@ -1197,14 +1255,7 @@ def load_settings(path: str | None, *, database_url: str | None = None) -> Setti
             data = source.read_bytes()
         except OSError as exc:
             raise ConfigError(f"{source}: cannot read config: {exc.strerror}") from exc
-        try:
-            settings = parse_settings(_decode(data, str(source)), source)
-        except ConfigError:
-            raise
-        except Exception as exc:  # a gap in the checks above must still not crash a reload
-            raise ConfigError(
-                f"{source}: could not be checked ({type(exc).__name__}: {exc}); please report this"
-            ) from exc
+        settings = parse_settings(_decode(data, str(source)), source)
     else:
         settings = Settings()
     override = database_url or os.environ.get(DATABASE_URL_ENV)

@@ -129,6 +129,7 @@ async def run_cycle(
     seen = [v for v in due if v.last_event_time is not None]
     unseen = [v for v in due if v.last_event_time is None]
     needs_detail: list[ShipmentView] = list(unseen)
+    read_a_page = False
 
     for start in range(0, len(seen), MAX_BATCH):
         chunk = seen[start : start + MAX_BATCH]
@@ -152,6 +153,7 @@ async def run_cycle(
             )
             continue
         breaker.success()
+        read_a_page = True
         await _resume(store, notifier, clock(), stats)
         histories = await store.histories([v.id for v in chunk])
         unchanged: list[tuple[int, dt.datetime | None]] = []
@@ -219,8 +221,9 @@ async def run_cycle(
         stats.changed += int(result.change.changed)
         stats.queued += result.queued
         stats.held += result.queued if result.held else 0
+        read_a_page = True
         await _resume(store, notifier, clock(), stats)
-    if not notifier.paused:
+    if read_a_page and not notifier.paused:
         # Also what another instance, or this one before a restart, held: pages read here.
         stats.released += await store.release_held(now=clock())
     return stats

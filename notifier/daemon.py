@@ -312,6 +312,10 @@ class Daemon:
         notifier.paused = paused.paused if paused is not None else False
         self.notifier = notifier
         self.settings = settings
+        # The breaker keeps its state across reloads; only its limits follow the config.
+        self.breaker.threshold = settings.japanpost.circuit_failures
+        self.breaker.base = settings.japanpost.circuit_pause
+        self.breaker.cap = settings.japanpost.circuit_pause_max
 
     async def _sync_watches(self, settings: Settings) -> None:
         """The configuration decides the numbers it lists: they are watched with exactly its

@@ -3,6 +3,7 @@ TOML values and bytes, `config check` as a real process, and values sized to the
 
 from __future__ import annotations
 
+import concurrent.futures
 import datetime as dt
 import json
 import math
@@ -186,6 +187,8 @@ values = st.recursive(
 
 def _substitute(data: Any, path: tuple[object, ...], value: object) -> Any:
     head, *rest = path
+    if isinstance(data, dict) and head not in data:
+        raise KeyError(head)  # an earlier change made this place a different table
     copy = dict(data) if isinstance(data, dict) else list(data)
     if rest:
         copy[head] = _substitute(copy[head], tuple(rest), value)  # type: ignore[call-overload]
@@ -243,6 +246,29 @@ def test_fuzzed_values_give_only_config_errors(
     target = fuzz_dir / "fuzzed.toml"
     target.write_text(dump(data), encoding="utf-8")
     check_loads_or_config_error(target)
+
+
+@pytest.mark.timeout(600)
+@settings(max_examples=6, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.lists(st.tuples(st.sampled_from(PATHS), values | st.none()), min_size=1, max_size=3))
+def test_config_check_on_fuzzed_values_prints_no_traceback(
+    fuzz_dir: Path, changes: list[tuple[tuple[object, ...], object]]
+) -> None:
+    """The same fuzz, a few examples through the real `notifier config check` process."""
+    data: Any = BASE
+    for path, value in changes:
+        try:
+            data = _substitute(data, path, value)
+        except (KeyError, IndexError, TypeError):
+            continue
+    target = fuzz_dir / "fuzzed-cli.toml"
+    target.write_text(dump(data), encoding="utf-8")
+    proc = config_check(target)
+    assert proc.returncode in (0, 2), proc.stderr
+    assert "Traceback" not in proc.stderr, proc.stderr
+    if proc.returncode == 2:
+        assert proc.stdout == ""
+        assert all(line.startswith("notifier config: ") for line in proc.stderr.splitlines()[:1])
 
 
 @settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
@@ -347,6 +373,11 @@ BAD_INPUTS: list[tuple[str, bytes, str]] = [
     ),
     ("database-url", b'[database]\nurl = "nonsense"\n', ":2: database.url: not a database URL"),
     ("section-type", b"database = 5\n", ":1: database: must be a table"),
+    (
+        "line-separator",  # only \n ends a TOML line: U+2028 in a string must not shift the count
+        '[notifications]\nshop_name = "a\u2028b"\nmax_attempts = 0\n'.encode(),
+        ":3: notifications.max_attempts: must be a whole number from 1 to 1000",
+    ),
     ("bad-toml", b"[polling\n", ":1:"),
     (
         "label",
@@ -367,17 +398,25 @@ def test_field_report_inputs_are_config_errors(
     assert f"{path}{expected}" in message, message
 
 
+def config_check(path: Path) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [sys.executable, "-m", "notifier", "config", "check", "--config", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+
+
+@pytest.mark.timeout(600)
 def test_config_check_never_prints_a_traceback(tmp_path: Path) -> None:
     """The real command, one process per input: one line per problem on stderr, exit 2."""
-    for name, content, expected in BAD_INPUTS:
-        path = tmp_path / f"{name}.toml"
-        path.write_bytes(content)
-        proc = subprocess.run(
-            [sys.executable, "-m", "notifier", "config", "check", "--config", str(path)],
-            capture_output=True,
-            text=True,
-            timeout=60,
-        )
+    paths = []
+    for name, content, _ in BAD_INPUTS:
+        paths.append(tmp_path / f"{name}.toml")
+        paths[-1].write_bytes(content)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=4) as pool:
+        results = list(pool.map(config_check, paths))
+    for (name, _, expected), path, proc in zip(BAD_INPUTS, paths, results, strict=True):
         assert proc.returncode == 2, (name, proc.returncode, proc.stderr)
         assert "Traceback" not in proc.stderr, (name, proc.stderr)
         assert f"{path}{expected}" in proc.stderr, (name, proc.stderr)
@@ -407,6 +446,12 @@ def test_absolute_watch_file_patterns_work(tmp_path: Path) -> None:
         '[polling]\nwatch_files = ["w/*.toml", "~/no-such-notifier-dir/*.toml"]\n', encoding="utf-8"
     )
     assert [w.number for w in load_settings(str(config)).watches] == [number(6)]
+    # Two patterns matching one file read it once; the config itself is never a watch file.
+    (config.parent / "w" / "config-copy.toml").symlink_to(config)
+    config.write_text('[polling]\nwatch_files = ["w/*.toml", "w/b.toml", "*.toml"]\n', encoding="utf-8")
+    loaded = load_settings(str(config))
+    assert [w.number for w in loaded.watches] == [number(6)]
+    assert loaded.watch_files == (config.parent / "w" / "b.toml",)
 
 
 def test_watch_file_problems_name_their_file_and_line(tmp_path: Path) -> None:
@@ -465,6 +510,23 @@ def test_smtp_problems_are_reported_under_their_own_key(tmp_path: Path) -> None:
     assert f"{tmp_path / 'c.toml'}:5: smtp.ca_file: smtp.cert_bundle" in message
 
 
+def test_a_missing_password_is_reported_once_and_an_unused_one_is_ignored(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    (tmp_path / "empty").write_text("\n")
+    relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\n'
+    with pytest.raises(ConfigError) as info:
+        parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
+    assert str(info.value).count("\n") == 0, str(info.value)
+    assert f"{tmp_path / 'c.toml'}:5: smtp.username: needs a password" in str(info.value)
+    monkeypatch.setenv("NOTIFIER_SMTP_PASSWORD", "for another service")
+    loaded = parse_settings(relay, tmp_path / "c.toml")
+    assert loaded.smtp is not None
+    assert (loaded.smtp.username, loaded.smtp.password) == (None, None)
+
+
 # --- sizes: what passes the check fits the database, on PostgreSQL too -------------------------
 
 
@@ -500,7 +562,9 @@ tags = ["two words"]
     where = tmp_path / "c.toml"
     message = str(info.value)
     for expected in (
-        f"{where}:4: smtp.from: its domain makes a Message-ID that",
+        f"{where}:4: smtp.from: its domain makes a Message-ID that is {len(make_message_id(long_domain))} "
+        f"characters long; at most {size(OutboxMessage.message_id)} fit "
+        "(database column outbox.message_id)",
         f"{where}:7: notifications.rule[0].name: is {size(OutboxMessage.rule) + 1} characters long; "
         f"at most {size(OutboxMessage.rule)} fit (database column outbox.rule)",
         f"{where}:12: watch[0].label: is {size(Shipment.label) + 1} characters long; "
@@ -609,3 +673,48 @@ async def test_a_config_that_passes_the_check_can_be_stored(tmp_path: Path, db_u
         assert stored.tags == watch.tags
     finally:
         await store.close()
+
+
+def test_problem_lines_follow_toml_not_look_alike_text(tmp_path: Path) -> None:
+    """Multi-line strings and arrays, comments, quoted and dotted keys do not shift the lines
+    problems are reported at."""
+    text = '''# a comment with [brackets] and key = value
+[notifications]
+shop_name = """
+[polling]
+[[watch]]
+max_attempts = 5
+"""
+reply_to = 'not-an-address'  # [x] = y
+"max_attempts" = 0
+stall . "departed_origin" = "soon"
+
+[[watch]]
+number = "EJ123456785JP"
+subscribers = [
+  "a@example.com",  # [[watch]]
+  "bad",
+]
+tags = ["ok"]
+label = "x\\"\\n[[watch]]"
+locale = "fr"
+
+[[watch]]
+number = "EJ 123 456 785 JP"
+time_zone = "Nowhere/Else"
+'''
+    where = tmp_path / "c.toml"
+    with pytest.raises(ConfigError) as info:
+        parse_settings(text, where)
+    message = str(info.value)
+    for expected in (
+        f"{where}:8: notifications.reply_to:",
+        f"{where}:9: notifications.max_attempts: must be a whole number",
+        f"{where}:10: notifications.stall.departed_origin: 'soon' is not a duration",
+        f"{where}:14: watch[0].subscribers: 'bad' is not a valid email address",
+        f"{where}:19: watch[0].label: cannot contain control characters",
+        f"{where}:20: watch[0].locale: must be en or ja",
+        f"{where}:22: watch.number: EJ123456785JP is already watched at {where}:12",
+        f"{where}:24: watch[1].time_zone:",
+    ):
+        assert expected in message, (expected, message)

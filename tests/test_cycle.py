@@ -213,6 +213,32 @@ async def test_a_maintenance_page_before_good_detail_pages_holds_their_mail_and_
         assert alerts[0].count == 3
 
 
+async def test_mail_held_by_a_stopped_instance_goes_out_once_a_page_reads(db_url: str) -> None:
+    from notifier.poll import poll_detail
+
+    journey = dataclasses.replace(ems_copies(1)[0], revealed=3)
+    async with world(db_url, [journey]) as here:
+        view = await here.store.get(journey.number)
+        assert view is not None
+        here.notifier.paused = True
+        # Polled while paused, then stopped before any page lifted the pause.
+        result = await poll_detail(
+            here.store, here.client, view, now=T0, next_poll_at=T0, notifier=here.notifier
+        )
+        assert result.held
+        assert [i.state for i in await here.store.outbox()] == [OutboxState.HELD]
+        here.notifier.paused = False  # a new process
+        here.simulator.set_fault(Fault.MAINTENANCE)
+        await here.cycle()  # no page read: nothing says the site is fine
+        assert [i.state for i in await here.store.outbox()] == [OutboxState.HELD]
+        here.simulator.clear_faults()
+        here.notifier.paused = False  # and another restart
+        stats = await here.cycle()
+        assert stats.released == 1
+        assert [i.state for i in await here.store.outbox()] == [OutboxState.PENDING]
+        await here.assert_every_transition_decided_once()
+
+
 async def test_time_based_mail_waits_while_paused_and_for_shipments_that_failed(db_url: str) -> None:
     from notifier.poll import queue_timed
 
