@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import errno
 import logging
@@ -161,3 +162,30 @@ def test_opening_a_closed_wal_database_on_a_full_volume_counts_as_disk_full(tmp_
         assert is_disk_full(caught.value)
     finally:
         subprocess.run(["umount", "-l", str(volume)], check=False)
+
+
+async def test_a_full_disk_ends_the_cycle_instead_of_blaming_one_shipment(
+    tmp_path: Path, sqlite_template: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    from tests.test_cycle import EMS, ems_copies, world
+
+    path = tmp_path / "cycle.db"
+    path.write_bytes(sqlite_template.read_bytes())  # noqa: ASYNC240 (set-up)
+    journeys = [dataclasses.replace(j, revealed=3) for j in ems_copies(2)]
+    assert journeys[0].scans[:3] == EMS.scans[:3]
+    async with world(f"sqlite:///{path}", journeys) as here:
+        await here.store.engine.dispose()
+        limit = cap_pages(here.store, 1)  # the pages there are, and not one more
+        with caplog.at_level(logging.INFO, logger="notifier"), pytest.raises(Exception) as caught:  # noqa: PT011
+            await here.cycle()
+        assert is_disk_full(caught.value)
+        assert not [r for r in caplog.records if "poll of" in r.getMessage()]  # no per-shipment blame
+        event.remove(here.store.engine.sync_engine, "connect", limit)
+        await here.store.engine.dispose()
+        assert await here.store.alerts() == []
+        await here.cycle()  # space is back: the same news is recorded, nothing was lost
+        for journey in journeys:
+            view = await here.store.get(journey.number)
+            assert view is not None
+            assert len(await here.store.history(view.id)) == 3
+        assert len(await here.store.outbox()) == 2
