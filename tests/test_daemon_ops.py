@@ -101,7 +101,11 @@ def jp() -> Iterator[tuple[Simulator, SimulatorServer]]:
         yield simulator, server
 
 
-@pytest.mark.timeout(180)
+def alert_texts(smtp: SmtpServer) -> list[str]:
+    return [text for rule, text in operator_mail(smtp) if rule == "operator_alert"]
+
+
+@pytest.mark.timeout(240)
 def test_a_dead_site_is_emailed_at_once_and_its_recovery_once(
     db_url: str, tmp_path: Path, jp: tuple[Simulator, SimulatorServer]
 ) -> None:
@@ -115,24 +119,38 @@ def test_a_dead_site_is_emailed_at_once_and_its_recovery_once(
                 db_url,
                 server.base_url,
                 smtp.port,
-                japanpost='down_alert_after = "2s"',
+                japanpost='down_alert_after = "2s"\ncircuit_pause = "1s"\ncircuit_pause_max = "2s"',
                 notifications='alert_batch = "1s"',
             ),
         )
+
+        def mails(count: int, what: str, run: Run) -> None:
+            wait_for(
+                lambda: len(alert_texts(smtp)) >= count,
+                60,
+                lambda: f"{what} (got {alert_texts(smtp)}; log: {run.output()[-2000:]})",
+            )
+
         run = Run(config)
         try:
-            wait_for(
-                lambda: any("Japan Post not answering" in text for _, text in operator_mail(smtp)),
-                60,
-                lambda: f"the site_down email (log: {run.output()[-2000:]})",
-            )
+            mails(1, "the site_down email", run)
             time.sleep(4)  # still down: nothing more may arrive
             assert [rule for rule, _ in operator_mail(smtp)] == ["operator_alert"]
-            assert "HTTP 500" in operator_mail(smtp)[0][1]
+            assert "Japan Post not answering" in alert_texts(smtp)[0]
+            assert "HTTP 500" in alert_texts(smtp)[0]
             assert customer_mail(smtp) == []
             assert "ERROR notifier.alerting: Japan Post unreachable or refusing requests" in run.output()
             alerts = json.loads(cli(config, "alerts", "--json").stdout)
             assert [(a["kind"], a["count"]) for a in alerts] == [("site_down", 1)]
+            simulator.clear_faults()
+            mails(2, "the recovery email", run)
+            assert "Japan Post answers again" in alert_texts(smtp)[1]
+            wait_for(lambda: customer_mail(smtp) == ["departed_origin"], 30, "the delayed customer email")
+            assert cli(config, "alerts", "--json").stdout.strip() == "[]"  # the outage closed itself
+            # A second outage is news again.
+            simulator.set_fault(Fault.SERVER_ERROR)
+            mails(3, "the second site_down email", run)
+            assert "Japan Post not answering" in alert_texts(smtp)[2]
         finally:
             assert run.stop() == 0, run.output()
         # The site comes back while the daemon is down; the restarted daemon knows the outage
@@ -140,21 +158,16 @@ def test_a_dead_site_is_emailed_at_once_and_its_recovery_once(
         simulator.clear_faults()
         run = Run(config)
         try:
-            wait_for(
-                lambda: any("Japan Post answers again" in text for _, text in operator_mail(smtp)),
-                60,
-                lambda: f"the recovery email (log: {run.output()[-2000:]})",
-            )
-            wait_for(lambda: customer_mail(smtp) == ["departed_origin"], 30, "the delayed customer email")
+            mails(4, "the recovery email after a restart", run)
             time.sleep(3)
         finally:
             assert run.stop() == 0, run.output()
-    alert_mails = [text for rule, text in operator_mail(smtp) if rule == "operator_alert"]
-    assert len(alert_mails) == 2
-    assert "Japan Post answers again" in alert_mails[1]
+    texts = alert_texts(smtp)
+    assert len(texts) == 4
+    assert ["answers again" in text for text in texts] == [False, True, False, True]
     assert cli(config, "alerts", "--json").stdout.strip() == "[]"
     closed = json.loads(cli(config, "alerts", "--all", "--json").stdout)
-    assert sorted(a["kind"] for a in closed) == ["site_down", "site_recovered"]
+    assert sorted(a["kind"] for a in closed) == ["site_down", "site_down", "site_recovered", "site_recovered"]
 
 
 def closed_port() -> int:
