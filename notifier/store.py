@@ -1410,17 +1410,24 @@ class Store:
             return sorted(str(number) for (number,) in result)
 
     async def take_lease(
-        self, shipment_id: int, *, owner: str, now: dt.datetime, lease: dt.timedelta
+        self,
+        shipment_id: int,
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        stale_owner: str | None = None,
     ) -> str | None:
         """Lease one shipment for a poll outside the daemon's cycle. Returns None when taken,
-        else who holds it (a running daemon polling it right now)."""
+        else who holds it (a running daemon polling it right now). A lease held by
+        `stale_owner` (a holder known to be dead) is taken over."""
+        free = (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now)
+        if stale_owner is not None:
+            free = free | (Shipment.leased_by == stale_owner)
         async with self._write() as session:
             result = await session.execute(
                 update(Shipment)
-                .where(
-                    Shipment.id == shipment_id,
-                    (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
-                )
+                .where(Shipment.id == shipment_id, free)
                 .values(leased_by=owner, lease_until=now + lease),
                 execution_options={"synchronize_session": False},
             )
