@@ -496,6 +496,7 @@ class Daemon:
                 rng=self.rng,
                 limit=limit,
                 lease=self.lease,
+                stopping=self.stop.is_set,
             )
         finally:
             self._cycle_client = None
