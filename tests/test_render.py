@@ -679,7 +679,7 @@ def test_the_progress_tracker_marks_the_current_stage(
     assert [mark for mark, _ in steps] == expected
     current = next(label for mark, label in steps if mark == ">")
     assert current.endswith("(now)")
-    assert f'<strong aria-current="step">{current.removesuffix(" (now)")}&nbsp;(now)</strong>' in message.html
+    assert f'<strong aria-current="step">{current}</strong>' in message.html
     if not international:
         assert "Customs" not in [label for _, label in steps]
 
