@@ -233,3 +233,13 @@ def test_screenshots_when_asked(tmp_path: Path) -> None:
                     timeout=60,
                 )
                 assert png.stat().st_size > 0
+
+
+@pytest.mark.parametrize(("ci", "outcome"), [("true", pytest.fail.Exception), ("", pytest.skip.Exception)])
+def test_without_chromium_ci_fails_and_elsewhere_it_skips(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, ci: str, outcome: type[BaseException]
+) -> None:
+    monkeypatch.setenv("PATH", str(tmp_path))
+    monkeypatch.setenv("CI", ci)
+    with pytest.raises(outcome, match="chromium is not installed"):
+        need_chromium()
