@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.compose import MailSettings, draft, unsubscribe_uri
-from notifier.config import Settings, load_settings
+from notifier.config import Settings, load_settings, sending_smtp
 from notifier.db import DatabaseError
 from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
@@ -200,7 +200,7 @@ async def _outbox(args: argparse.Namespace) -> int:
                 timed += await queue_operator_digest(
                     store, notifier, settings.notifications.operator, now=utcnow()
                 )
-            transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
+            transport = transport_for(sending_smtp(settings), settings.notifications.outbox_dir)
             async with transport:
                 result = await drain(
                     store, transport, owner=owner_name(), policy=outbox_policy(settings), clock=utcnow
@@ -382,7 +382,7 @@ async def _test_email(args: argparse.Namespace) -> int:
         rule="test",
         now=now,
     )
-    transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
+    transport = transport_for(sending_smtp(settings), settings.notifications.outbox_dir)
     try:
         async with transport:
             reply = await transport.send(message.raw, sender=mail.sender, recipients=[recipient])

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
-from notifier.config import Settings, load_settings, matching_watch_files
+from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp
 from notifier.cycle import CircuitBreaker, run_cycle
 from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
@@ -133,8 +133,13 @@ class Daemon:
                 load_settings, self.config_path, database_url=self.database_url
             )
             self._loaded_in = time.monotonic() - self._started
+            # The daemon sends mail: a login without its password is an error here, as it is
+            # not for `status` or `db backup` run beside the service.
+            sending_smtp(self.settings)
         except ConfigError as exc:
-            logger.error("invalid configuration:\n%s", exc)
+            # One self-contained line per problem: under journald each line is an entry.
+            for problem in str(exc).splitlines():
+                logger.error("invalid configuration: %s", problem, extra={"action": "config_invalid"})
             return EXIT_CONFIG
         except Exception as exc:
             # Whatever the loader let through is still a configuration that cannot be used.
@@ -431,13 +436,15 @@ class Daemon:
                     extra={"action": "reload_failed"},
                 )
 
-    def _refuse(self, reason: str, detail: str) -> bool:
+    def _refuse(self, reason: str, *details: str) -> bool:
         self.counters.reload_failures += 1
-        logger.error(
-            "reload refused, keeping the running configuration:%s",
-            detail,
-            extra={"action": "reload_failed"},
-        )
+        # One self-contained line per problem: under journald each line is its own entry.
+        for detail in details:
+            logger.error(
+                "reload refused, keeping the running configuration: %s",
+                detail.strip(),
+                extra={"action": "reload_failed"},
+            )
         self.systemd.ready(f"reload failed, old config kept: {reason}")
         return False
 
@@ -452,8 +459,9 @@ class Daemon:
         started = time.monotonic()
         try:
             new = await asyncio.to_thread(load_settings, self.config_path, database_url=self.database_url)
+            sending_smtp(new)
         except ConfigError as exc:
-            return self._refuse(str(exc).splitlines()[0], f"\n{exc}")
+            return self._refuse(str(exc).splitlines()[0], *str(exc).splitlines())
         except Exception as exc:
             return self._refuse(_one_line(exc), f" cannot load it: {_one_line(exc)}")
         if new.database.url != self.settings.database.url:
@@ -544,7 +552,7 @@ class Daemon:
         self.systemd.status(await self._status())
 
     async def _send(self) -> None:
-        transport = transport_for(self.settings.smtp, self.settings.notifications.outbox_dir)
+        transport = transport_for(sending_smtp(self.settings), self.settings.notifications.outbox_dir)
         async with transport:
             result = await drain(
                 self.store, transport, owner=self.owner, policy=outbox_policy(self.settings), clock=utcnow
