@@ -31,19 +31,19 @@ class PageWording:
 def pair_wording(polled: ItemResult, other: ItemResult | None, locale: str) -> PageWording | None:
     """Pair the polled (English) page's events with the other locale's, or None if they cannot be.
 
-    The two pages list the same scans in the same order; a page with another count, or any row
-    whose local date and time differ, is a different snapshot (a scan added between the two
-    requests, a page cut short), and pairing it would put one scan's words on another's row.
+    The two pages list the same scans in the same order. A scan added between the two requests
+    shows at the end of the later page only: the earlier scans still pair, and the new one is
+    news for the next poll. Any other difference (fewer rows, a row whose local date and time
+    differ) is a different snapshot, and pairing it would put one scan's words on another's row.
     """
-    if other is None or len(other.events) != len(polled.events):
+    if other is None or len(other.events) < len(polled.events):
         return None
-    if any(
-        a.when.iso_local() != b.when.iso_local() for a, b in zip(polled.events, other.events, strict=True)
-    ):
+    paired = list(zip(polled.events, other.events[: len(polled.events)], strict=True))
+    if any(a.when.iso_local() != b.when.iso_local() for a, b in paired):
         return None
     return PageWording(
         locale=locale,
-        events={a.key: b for a, b in zip(polled.events, other.events, strict=True)},
+        events={a.key: b for a, b in paired},
         item_type=other.item_type,
         contacts=other.offices,
     )

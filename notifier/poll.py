@@ -28,6 +28,7 @@ from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
 from notifier.rules import (
+    MultiStage,
     Recipient,
     RulesConfig,
     ShipmentFacts,
@@ -163,7 +164,9 @@ async def poll_detail(
             wordings=wordings,
             waiting=waiting,
             names=names,
-            supersede=True,
+            # "latest": the customer hears where the parcel is now, so what still waits for them
+            # is replaced; "each" promises a message per stage, so nothing is.
+            supersede=notifier.rules.multi_stage is MultiStage.LATEST,
         )
     if callable(next_poll_at):
         unreadable = page.layout is Layout.UNRECOGNIZED

@@ -250,7 +250,11 @@ def test_pages_of_another_snapshot_do_not_pair() -> None:
     ja = parse_page(simulator.render_detail(journey.number, "ja").encode()).item(journey.number)
     assert en is not None
     assert ja is not None
-    assert pair_wording(en, ja, "ja") is None
+    assert pair_wording(en, ja, "ja") is None  # the Japanese page shows fewer scans
+    # A scan added between the two requests: the earlier ones still pair, the new one waits.
+    later = pair_wording(ja, en, "en")
+    assert later is not None
+    assert [e.status for e in later.events.values()] == [s.status_en for s in journey.scans[:5]]
     moved = dataclasses.replace(ja, events=(*ja.events[:-1], dataclasses.replace(ja.events[0])))
     assert pair_wording(en, moved, "ja") is None
     assert str(Locale.JA) == "ja"
