@@ -39,6 +39,8 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 Transport = SmtpTransport | FileTransport
+# The last_error of a message deferred by quiet hours (Store.deferred_for_quiet_hours reads it).
+QUIET_HOURS = "quiet hours"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -153,6 +155,8 @@ def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> t
     quiet = quiet_until(due, item.time_zone, policy.quiet_hours)
     if quiet is not None:
         return quiet, "quiet hours"
+    if item.last_error == QUIET_HOURS and item.next_attempt_at > now:
+        return due, "quiet hours"  # deferred to the window's end, where quiet_until says no more
     if item.attempts and item.next_attempt_at > now:
         return due, "retry"
     return due, ""
@@ -255,7 +259,7 @@ async def drain(
         until = quiet_until(now, item.time_zone, policy.quiet_hours)
         if until is not None:
             await store.mark_retry(
-                item.id, owner=owner, error="quiet hours", next_attempt_at=until, count_attempt=False
+                item.id, owner=owner, error=QUIET_HOURS, next_attempt_at=until, count_attempt=False
             )
             result.deferred += 1
             continue

@@ -429,6 +429,8 @@ def test_expected_send_says_when_each_waiting_message_goes() -> None:
     morning = dt.datetime(2026, 3, 10, 23, 0, tzinfo=dt.UTC)
     assert expected_send(base, policy, night) == (morning, "quiet hours")
     assert expected_send(base, OutboxPolicy(), night) == (night, "")
+    deferred = dataclasses.replace(base, last_error="quiet hours", next_attempt_at=morning)
+    assert expected_send(deferred, policy, night) == (morning, "quiet hours")
     retry = dataclasses.replace(base, attempts=1, next_attempt_at=night + dt.timedelta(minutes=3))
     assert expected_send(retry, OutboxPolicy(), night) == (night + dt.timedelta(minutes=3), "retry")
     held = dataclasses.replace(base, state=OutboxState.HELD)
