@@ -9,6 +9,10 @@ switch (`Notifier.paused`) never skips that decision: what is learnt while it is
 store nothing; a list page only asks for the detail page and never stores a transition;
 time-based messages (`queue_timed`) are not stored transitions and are simply evaluated again
 once the switch is off, keyed so that each goes out at most once.
+
+A change announced to a customer of another language than the polled one fetches that
+language's detail page once, here, before the commit (`other_wording`); if it fails, only the
+wording of the messages changes (the English page's, flagged), never what is recorded or decided.
 """
 
 from __future__ import annotations
@@ -145,7 +149,8 @@ async def poll_detail(
         names: dict[int, str] = {}
         if notifications:
             # Only now, and once per change, is the customer's language's page worth a request.
-            locales = sorted({n.recipient.locale for n in notifications} - {str(POLL_LOCALE)})
+            wanted = {n.recipient.locale for n in notifications} if item is not None else set()
+            locales = sorted(wanted - {str(POLL_LOCALE)})
             for locale in locales:
                 wording_requests += 1
                 found = await other_wording(client, shipment.number, item, locale)
@@ -270,6 +275,7 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
             mail=notifier.mail,
             renderer=notifier.renderer,
             now=now,
+            names=await store.subscription_names(view.id),
         )
         queued += await store.enqueue(drafts, now=now)
     return queued
