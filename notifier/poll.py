@@ -23,7 +23,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
-from notifier.compose import POLL_LOCALE, MailSettings, digest_context, draft_or_failure, drafts_for
+from notifier.compose import POLL_LOCALE as POLL_LOCALE
+from notifier.compose import MailSettings, digest_context, draft_or_failure, drafts_for
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
@@ -47,8 +48,7 @@ logger = logging.getLogger(__name__)
 # Identity of events includes the status wording, so every poll of a shipment must read the
 # same language: English, the language the genuine captures and most status lists are in.
 # A customer of another language reads that language's page, fetched only for their messages.
-# (Defined in compose, which decides per message whose wording it quotes.)
-assert POLL_LOCALE is Locale.EN
+# POLL_LOCALE (English) is defined in compose, which decides per message whose wording it quotes.
 
 
 # Given the stage after the poll, whether it changed, and whether it failed: when to poll next.
