@@ -542,3 +542,22 @@ async def test_synced_name_greets_in_the_context(store: Store) -> None:
     assert await store.subscription_names(view.id) == {sid: "山田様"}
     await store.sync_config_watches([ConfiguredWatch(number=number, subscribers=subscribers)], now=T0)
     assert await store.subscription_names(view.id) == {}
+
+
+def test_every_simulator_journey_is_bilingual_and_its_two_pages_pair() -> None:
+    from notifier.simulator import capture_journey, catalog_journeys
+
+    for journey in [capture_journey(), *builtin_journeys(), *catalog_journeys()]:
+        if not journey.scans:
+            continue
+        shown = dataclasses.replace(journey, revealed=len(journey.scans))
+        simulator = Simulator([shown])
+        en = parse_page(simulator.render_detail(shown.number, "en").encode()).item(shown.number)
+        ja = parse_page(simulator.render_detail(shown.number, "ja").encode()).item(shown.number)
+        assert en is not None
+        assert ja is not None
+        wording = pair_wording(en, ja, "ja")
+        assert wording is not None, shown.number
+        assert [e.status for e in wording.events.values()] == [s.status_ja for s in shown.scans]
+        assert all(scan.status_ja and scan.status_en for scan in shown.scans)
+        assert ja.item_type == shown.item_type_ja
