@@ -112,6 +112,8 @@ class Watch:
 
     number: str
     label: str = ""
+    # The customer's name, for the greeting of their messages; "" greets without one.
+    name: str = ""
     subscribers: tuple[str, ...] = ()
     locale: str = "en"
     tags: frozenset[str] = frozenset()
@@ -192,7 +194,7 @@ _KNOWN["polling"] = {
     "lease",
 }
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
-_WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
+_WATCH_KEYS = {"number", "label", "name", "subscribers", "locale", "tags", "destination", "time_zone"}
 
 
 def _circuit(japanpost: dict[str, Any], problems: _Problems) -> dict[str, Any]:
@@ -512,6 +514,11 @@ def _too_long(value: str, *columns: InstrumentedAttribute[Any]) -> str | None:
         if len(value) > size:
             return f"is {len(value)} characters long; at most {size} fit (database column {name})"
     return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a customer's name cannot be stored and greeted with, or None."""
+    return _stored_text(name, Subscription.name)
 
 
 def _stored_text(value: str, *columns: InstrumentedAttribute[Any]) -> str | None:
@@ -918,6 +925,12 @@ def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> 
         label = ""
     elif (reason := _stored_text(label, Shipment.label)) is not None:
         problem("label", reason)
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        problem("name", "must be a string")
+        name = ""
+    elif (reason := name_problem(name)) is not None:
+        problem("name", reason)
     tags = _set_of(raw.get("tags"), f"{dotted}.tags", problems)
     if any(not tag or _NOT_IN_A_TAG.search(tag) for tag in tags):
         problem("tags", "each tag is one word: no spaces, control characters or empty tags")
@@ -928,6 +941,7 @@ def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> 
     return Watch(
         number=number,
         label=label,
+        name=name.strip(),
         subscribers=tuple(addresses),
         locale=locale,
         tags=tags,

@@ -32,7 +32,7 @@ from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
 from notifier.mailer import transport_for
 from notifier.numbers import parse_number
-from notifier.outbox import drain
+from notifier.outbox import drain, reevaluate_quiet_hours
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.reschedule import moves
 from notifier.sdnotify import Notifier as SystemdNotifier
@@ -334,6 +334,7 @@ class Daemon:
                 destination=watch.destination,
                 tags=watch.tags,
                 subscribers=tuple((email, watch.locale, watch.time_zone) for email in watch.subscribers),
+                name=watch.name,
             )
             for watch in settings.watches
         ]
@@ -470,11 +471,14 @@ class Daemon:
                 " database.url cannot change while running; restart instead",
             )
         old_policy = self.settings.polling
+        old_quiet = outbox_policy(self.settings).quiet_hours
         try:
             await self._apply(new)
         except Exception as exc:
             return self._refuse(_one_line(exc), f" applying it failed: {_one_line(exc)}")
         self.counters.reloads += 1
+        if outbox_policy(new).quiet_hours != old_quiet:
+            await self._quiet_hours_changed(new)
         if new.polling != old_policy:
             if self._cycle_client is not None:
                 self._reschedule_after_cycle = True
@@ -495,6 +499,24 @@ class Daemon:
         )
         self.systemd.ready(await self._status())
         return True
+
+    async def _quiet_hours_changed(self, new: Settings) -> None:
+        """Messages waiting for the end of quiet hours go when the new window says, not the old."""
+        try:
+            moved = await reevaluate_quiet_hours(self.store, outbox_policy(new), now=utcnow())
+        except Exception as exc:
+            logger.error(
+                "quiet_hours changed but waiting messages could not be rescheduled (they go at the "
+                "old time, then follow the new hours): %s",
+                _one_line(exc),
+                extra={"action": "quiet_hours_failed"},
+            )
+            return
+        logger.info(
+            "quiet_hours changed: %d waiting message(s) rescheduled",
+            moved,
+            extra={"action": "quiet_hours_changed", "moved": moved},
+        )
 
     # --- jobs ------------------------------------------------------------------------------
 
