@@ -6,6 +6,7 @@ import dataclasses
 import datetime as dt
 import functools
 import glob
+import itertools
 import math
 import os
 import re
@@ -1066,6 +1067,12 @@ def _anchored(base: Path, pattern: str) -> str:
     return os.path.join(glob.escape(str(base)), os.path.expanduser(pattern))
 
 
+def _fixed_folder(base: Path, pattern: str) -> Path:
+    """The folder a watch_files pattern reads: its path up to the first wildcard, from `base`."""
+    parts = Path(os.path.expanduser(pattern)).parts[:-1]
+    return Path(base, *itertools.takewhile(lambda part: not glob.has_magic(part), parts))
+
+
 def matching_watch_files(patterns: Sequence[str], source: Path | None = None) -> list[Path]:
     """The files the anchored patterns match, in order; names starting with a dot (editor and
     temporary files) are skipped. A file matched by two patterns counts once, and the config
@@ -1221,6 +1228,12 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         _anchored(base, pattern) for pattern in _watch_file_patterns(data.get("polling"), problems)
     )
     watch_files = matching_watch_files(patterns, source)
+    for pattern in _watch_file_patterns(data.get("polling"), _Problems("", where)):
+        folder = _fixed_folder(base, pattern)
+        if not folder.is_dir():
+            # A mistyped folder would match nothing and unwatch every number it should hold; an
+            # existing empty folder (nothing imported yet) is fine.
+            problems.add("polling.watch_files", f"{pattern!r}: the folder {folder} does not exist")
     for path in watch_files:
         watches += _watch_file(path, problems)
     seen: dict[str, str] = {}

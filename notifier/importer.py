@@ -367,6 +367,11 @@ def run_import(file: Path, output: Path | None, config: str | None) -> int:
         rendered = to_toml(orders.watches, file.name)
         parse_settings(rendered)  # the daemon will read it: prove it can, before writing
         if config or os.environ.get(CONFIG_ENV):
+            if output is not None:
+                # The folder the file goes to is the one watch_files reads, which must exist
+                # for the configuration to load; it would be made for the file anyway.
+                with contextlib.suppress(OSError):
+                    output.parent.mkdir(parents=True, exist_ok=True)
             try:
                 settings = load_settings(config)
             except ConfigError as exc:

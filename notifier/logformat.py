@@ -34,10 +34,12 @@ class FieldsFormatter(logging.Formatter):
 
     def formatMessage(self, record: logging.LogRecord) -> str:
         line = super().formatMessage(record)
-        extra = fields(record)
-        if not extra:
+        # A field the message already states as key=value is not said twice.
+        pairs = [f"{key}={_value(value)}" for key, value in fields(record)]
+        pairs = [pair for pair in pairs if pair not in line.split()]
+        if not pairs:
             return line
-        return line + " " + " ".join(f"{key}={_value(value)}" for key, value in extra)
+        return line + " " + " ".join(pairs)
 
 
 def configure(level: int = logging.WARNING) -> None:

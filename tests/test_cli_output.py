@@ -28,6 +28,11 @@ def test_log_line_carries_number_recipient_and_action() -> None:
     quoted = formatter.format(_record("poll failed", error='503 "busy"\nretry later'))
     assert quoted == 'INFO notifier.outbox: poll failed error="503 \\"busy\\"\\nretry later"'
     assert formatter.format(_record("plain")) == "INFO notifier.outbox: plain"
+    # Fields the message already states are not repeated; the others still follow.
+    stated = formatter.format(
+        _record("sent to=a@example.com outbox_id=2", to="a@example.com", outbox_id=2, action="sent")
+    )
+    assert stated == "INFO notifier.outbox: sent to=a@example.com outbox_id=2 action=sent"
 
 
 def test_cli_logs_carry_the_shipment_number(tmp_path: Path) -> None:

@@ -242,3 +242,19 @@ def test_circuit_breaker_settings(tmp_path: Path) -> None:
     assert "e.toml:4: japanpost.circuit_pause_max:" in text
     with pytest.raises(ConfigError, match="circuit_pause: must not be longer than"):
         parse_settings('[japanpost]\ncircuit_pause = "2h"\n', tmp_path / "f.toml")
+
+
+def test_a_watch_files_folder_that_does_not_exist_is_an_error_not_an_empty_watchlist(tmp_path: Path) -> None:
+    config = tmp_path / "c.toml"
+    config.write_text('[polling]\nwatch_files = ["watch.d/*.toml", "/nowhere/at/all/*.toml"]\n')
+    with pytest.raises(ConfigError) as info:
+        load_settings(str(config))
+    text = str(info.value)
+    assert (
+        f"{config}:2: polling.watch_files: 'watch.d/*.toml': the folder {tmp_path / 'watch.d'} does not exist"
+        in text
+    )
+    assert "the folder /nowhere/at/all does not exist" in text
+    (tmp_path / "watch.d").mkdir()
+    config.write_text('[polling]\nwatch_files = ["watch.d/*.toml"]\n')
+    assert load_settings(str(config)).watch_files == ()  # an empty folder: nothing imported yet
