@@ -80,6 +80,10 @@ class DatabaseSettings:
 class JapanPostSettings:
     base_url: str = DEFAULT_BASE_URL
     request_interval: float = 5.0
+    budget: str = "shared"
+    """"shared": on PostgreSQL every instance takes its request slots from one budget in the
+    database; "per_instance": each instance paces itself (instances leaving through different
+    IP addresses)."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -126,7 +130,7 @@ class Settings:
 
 _KNOWN: dict[str, set[str]] = {
     "database": {"url"},
-    "japanpost": {"base_url", "request_interval"},
+    "japanpost": {"base_url", "request_interval", "budget"},
     "smtp": {
         "host",
         "port",
@@ -1109,6 +1113,10 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
             interval = parse_duration(japanpost["request_interval"]).total_seconds()
         except ValueError as exc:
             problems.add("japanpost.request_interval", str(exc))
+    budget = japanpost.get("budget", "shared")
+    if budget not in ("shared", "per_instance"):
+        problems.add("japanpost.budget", 'must be "shared" or "per_instance"')
+        budget = "shared"
     smtp, sender = _smtp(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
@@ -1144,7 +1152,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         polling=polling,
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
-        japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval),
+        japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval, budget=str(budget)),
         smtp=smtp,
         notifications=notifications,
     )
