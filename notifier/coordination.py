@@ -7,9 +7,10 @@ import datetime as dt
 import logging
 import time
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
-from sqlalchemy import delete, select, text
+from sqlalchemy import TextClause, delete, select, text
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -22,18 +23,25 @@ DAILY_WORK = "daily"
 BUDGET_SHARED = "shared"
 BUDGET_PER_INSTANCE = "per_instance"
 
-# One statement decides and records: the slot this request takes is the later of the row's
-# next free slot, its pause and now, and the next free slot moves one interval past it. The row
-# lock orders concurrent callers, so two slots are never closer than the interval, whatever the
-# number of instances. Times are the database's (naive UTC, like every column here): the
-# instances' own clocks never meet.
+# One statement decides and records: the slot is free when the last one was taken at least an
+# interval ago and no pause holds; then it is taken now and the next one is an interval later.
+# Otherwise nothing changes and the caller learns how long to wait. The row lock orders the
+# instances, and a request goes out right after its slot is taken (never after a sleep that a
+# stalled process could overrun), so two requests are never much closer than the interval. The
+# times are the database's (naive UTC like every column here): the instances' clocks never meet.
 _TAKE_SLOT = text(
     """
     UPDATE request_budget
-    SET next_slot = GREATEST(next_slot, COALESCE(not_before, next_slot),
-                             clock_timestamp() AT TIME ZONE 'UTC') + make_interval(secs => :interval)
+    SET next_slot = CASE WHEN GREATEST(next_slot, COALESCE(not_before, next_slot))
+                              <= clock_timestamp() AT TIME ZONE 'UTC'
+                         THEN clock_timestamp() AT TIME ZONE 'UTC' + make_interval(secs => :interval)
+                         ELSE next_slot END,
+        last_grant = CASE WHEN GREATEST(next_slot, COALESCE(not_before, next_slot))
+                               <= clock_timestamp() AT TIME ZONE 'UTC'
+                          THEN :token ELSE last_grant END
     WHERE host = :host
-    RETURNING EXTRACT(EPOCH FROM (next_slot - make_interval(secs => :interval)
+    RETURNING last_grant = :token,
+              EXTRACT(EPOCH FROM (GREATEST(next_slot, COALESCE(not_before, next_slot))
                                   - clock_timestamp() AT TIME ZONE 'UTC'))::float8
     """
 )
@@ -69,9 +77,9 @@ def budget_host(base_url: str) -> str:
 class SharedPacer:
     """A `RequestPacer` whose budget is one row in PostgreSQL, shared by every instance.
 
-    An instance holds at most one reserved slot at a time (the lock). A caller that had to sleep
-    for its slot checks the pause once more on waking: a Retry-After another instance was given
-    meanwhile forfeits the slot, so one 429 stops every instance."""
+    A caller takes a slot when one is free and otherwise sleeps until the row says the next one
+    will be, then tries again: a pause another instance writes meanwhile (Retry-After, an open
+    circuit) holds it too, so one 429 stops every instance."""
 
     def __init__(self, engine: AsyncEngine, host: str, interval: float, owner: str) -> None:
         self.engine = engine
@@ -79,6 +87,7 @@ class SharedPacer:
         self.interval = interval
         self.owner = owner
         self._lock = asyncio.Lock()
+        self._serial = 0
         self.round_trips = 0
         self.budget_seconds = 0.0
         """Time spent in budget statements (not in sleeping for a slot): the shared budget's cost."""
@@ -87,28 +96,29 @@ class SharedPacer:
         async with self.engine.begin() as connection:
             await connection.execute(_ENSURE, {"host": self.host})
 
-    async def _scalar(self, statement: object, **params: object) -> float | None:
+    async def _row(self, statement: TextClause, **params: object) -> tuple[Any, ...] | None:
         started = time.perf_counter()
         async with self.engine.begin() as connection:
-            value = (await connection.execute(statement, params)).scalar()  # type: ignore[call-overload]
+            found = (await connection.execute(statement, params)).first()
         self.round_trips += 1
         self.budget_seconds += time.perf_counter() - started
-        return None if value is None else float(value)
+        return None if found is None else tuple(found)
 
     async def wait(self) -> None:
         async with self._lock:
             while True:
-                delay = await self._scalar(_TAKE_SLOT, host=self.host, interval=self.interval)
-                if delay is None:  # the row is gone (a restored backup): make it again
+                self._serial += 1
+                token = f"{self.owner}#{self._serial}"[-250:]
+                row = await self._row(_TAKE_SLOT, host=self.host, interval=self.interval, token=token)
+                if row is None:  # the row is gone (a restored backup): make it again
                     await self.ensure()
                     continue
-                if delay <= 0:
+                granted, wait = bool(row[0]), float(row[1] or 0.0)
+                if granted:
                     return
-                await asyncio.sleep(delay)
-                paused = await self._scalar(_PAUSED_FOR, host=self.host)
-                if paused is None or paused <= 0:
-                    return
-                await asyncio.sleep(paused)
+                # A floor keeps a clock tie from spinning; the cap re-reads a long pause now and
+                # then, so one lifted by hand (or shortened) is seen.
+                await asyncio.sleep(min(60.0, max(0.002, wait)))
 
     async def pause(self, seconds: float, reason: str = "Retry-After") -> None:
         """Nobody on this database asks the site before `seconds` from now (kept over restarts)."""
@@ -122,8 +132,8 @@ class SharedPacer:
 
     async def paused_for(self) -> float:
         """Seconds until the shared pause ends (0 when there is none)."""
-        paused = await self._scalar(_PAUSED_FOR, host=self.host)
-        return max(0.0, paused or 0.0)
+        row = await self._row(_PAUSED_FOR, host=self.host)
+        return max(0.0, float(row[0])) if row is not None and row[0] is not None else 0.0
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -318,3 +328,64 @@ __all__ = [
     "lease_time",
     "share_circuit",
 ]
+
+
+def _ago(now: dt.datetime, then: dt.datetime) -> str:
+    seconds = (now - then).total_seconds()
+    return f"{seconds:.1f}s ago" if seconds >= 0 else f"in {-seconds:.1f}s"
+
+
+def describe(state: CoordinationState, *, now: dt.datetime) -> list[str]:
+    """`notifier status`'s lines about the instances, the daily work and the shared budgets."""
+    alive = [i for i in state.instances if i.alive]
+    lines = [f"instances alive: {len(alive)}"]
+    for row in state.instances:
+        mark = "" if row.alive else " (silent: stopped or killed)"
+        daily = " [daily work]" if row.owner == state.daily_owner else ""
+        lines.append(
+            f"  {row.owner}  up since {row.started_at:%Y-%m-%d %H:%M:%S}Z, "
+            f"heartbeat {_ago(now, row.heartbeat_at)}{daily}{mark}"
+        )
+    if state.daily_owner is not None and state.daily_lease_until is not None:
+        lines.append(f"daily work: {state.daily_owner} (lease until {state.daily_lease_until:%H:%M:%S}Z)")
+    else:
+        lines.append("daily work: no owner (taken by the next instance to beat)")
+    for budget in state.budgets:
+        paused = ""
+        if budget.not_before is not None and budget.not_before > now:
+            paused = (
+                f", PAUSED until {budget.not_before:%Y-%m-%d %H:%M:%S}Z"
+                f" ({budget.pause_reason or 'pause'}, by {budget.paused_by or '?'})"
+            )
+        lines.append(f"Japan Post budget {budget.host}: next slot {_ago(now, budget.next_slot)}{paused}")
+    return lines
+
+
+def state_json(state: CoordinationState, *, now: dt.datetime) -> dict[str, object]:
+    def iso(value: dt.datetime | None) -> str | None:
+        return value.isoformat() if value is not None else None
+
+    return {
+        "instances": [
+            {
+                "owner": i.owner,
+                "started_at": iso(i.started_at),
+                "heartbeat_at": iso(i.heartbeat_at),
+                "version": i.version,
+                "alive": i.alive,
+            }
+            for i in state.instances
+        ],
+        "daily_work": {"owner": state.daily_owner, "lease_until": iso(state.daily_lease_until)},
+        "budgets": [
+            {
+                "host": b.host,
+                "next_slot": iso(b.next_slot),
+                "not_before": iso(b.not_before),
+                "paused": b.not_before is not None and b.not_before > now,
+                "pause_reason": b.pause_reason,
+                "paused_by": b.paused_by,
+            }
+            for b in state.budgets
+        ],
+    }

@@ -264,6 +264,8 @@ class RequestBudget(Base):
     not_before: Mapped[dt.datetime | None]
     pause_reason: Mapped[str | None] = mapped_column(String(200))
     paused_by: Mapped[str | None] = mapped_column(String(200))
+    last_grant: Mapped[str | None] = mapped_column(String(250))
+    """Who took the last slot (instance and a serial): how a taker learns it won."""
 
 
 class Instance(Base):

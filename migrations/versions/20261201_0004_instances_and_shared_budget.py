@@ -29,6 +29,7 @@ def upgrade() -> None:
         sa.Column("not_before", sa.DateTime(), nullable=True),
         sa.Column("pause_reason", sa.String(length=200), nullable=True),
         sa.Column("paused_by", sa.String(length=200), nullable=True),
+        sa.Column("last_grant", sa.String(length=250), nullable=True),
         sa.PrimaryKeyConstraint("host", name=op.f("pk_request_budget")),
     )
     op.create_table(
