@@ -157,8 +157,24 @@ def cmd_db(args: argparse.Namespace) -> int:
 # --- poll -----------------------------------------------------------------------------
 
 
-# Long enough for one detail request and its commit; a crashed `poll` frees the number by then.
+# Long enough for one detail request and its commit; a crashed `poll` elsewhere frees the
+# number by then (one on this machine at once: see dead_here).
 POLL_LEASE = dt.timedelta(minutes=2)
+
+
+def dead_here(owner: str) -> bool:
+    """Whether a lease owner ("[poll:]host:pid") is a process of this machine that no longer
+    exists, so its lease can be taken over now rather than when it runs out."""
+    host, _, pid = owner.removeprefix("poll:").rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (perhaps as another user): not ours to take
+    return False
 
 
 async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
@@ -183,6 +199,11 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
                 # The lease keeps a running daemon from polling it at the same time, and tells
                 # us when the daemon is polling it right now.
                 holder = await store.take_lease(shipment.id, owner=owner, now=now, lease=POLL_LEASE)
+                if holder is not None and dead_here(holder):
+                    # A killed `poll` or daemon on this machine: its lease protects nothing.
+                    holder = await store.take_lease(
+                        shipment.id, owner=owner, now=now, lease=POLL_LEASE, stale_owner=holder
+                    )
                 if holder is not None:
                     print(
                         f"{number}: the running daemon ({holder}) is polling it right now; "

@@ -84,6 +84,13 @@ class JapanPostSettings:
     """"shared": on PostgreSQL every instance takes its request slots from one budget in the
     database; "per_instance": each instance paces itself (instances leaving through different
     IP addresses)."""
+    # After `circuit_failures` failed requests in a row, polling pauses `circuit_pause`,
+    # doubling each time it opens again up to `circuit_pause_max`.
+    circuit_failures: int = 5
+    circuit_pause: dt.timedelta = dt.timedelta(minutes=1)
+    circuit_pause_max: dt.timedelta = dt.timedelta(minutes=30)
+    # No successful request for this long raises one `site_down` alert (and one notice on recovery).
+    down_alert_after: dt.timedelta = dt.timedelta(minutes=30)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -98,6 +105,8 @@ class NotificationSettings:
     quiet_hours: tuple[dt.time, dt.time] | None = None
     max_attempts: int = 8
     outbox_lease: dt.timedelta = dt.timedelta(minutes=5)
+    # Operator alerts are emailed this long after the first one not yet sent, gathered into one.
+    alert_batch: dt.timedelta = dt.timedelta(minutes=5)
     rules: RulesConfig = field(default_factory=RulesConfig)
 
 
@@ -130,7 +139,15 @@ class Settings:
 
 _KNOWN: dict[str, set[str]] = {
     "database": {"url"},
-    "japanpost": {"base_url", "request_interval", "budget"},
+    "japanpost": {
+        "base_url",
+        "request_interval",
+        "budget",
+        "circuit_failures",
+        "circuit_pause",
+        "circuit_pause_max",
+        "down_alert_after",
+    },
     "smtp": {
         "host",
         "port",
@@ -153,6 +170,7 @@ _KNOWN: dict[str, set[str]] = {
         "quiet_hours",
         "max_attempts",
         "outbox_lease",
+        "alert_batch",
         "baseline",
         "multi_stage",
         "max_event_age",
@@ -174,6 +192,33 @@ _KNOWN["polling"] = {
 }
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
 _WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
+
+
+def _circuit(japanpost: dict[str, Any], problems: _Problems) -> dict[str, Any]:
+    """The circuit breaker's settings from [japanpost]: only the keys given, each checked."""
+    out: dict[str, Any] = {}
+    if "circuit_failures" in japanpost:
+        failures = japanpost["circuit_failures"]
+        if isinstance(failures, bool) or not isinstance(failures, int) or not 1 <= failures <= 1000:
+            problems.add("japanpost.circuit_failures", "must be a whole number from 1 to 1000")
+        else:
+            out["circuit_failures"] = failures
+    for key in ("circuit_pause", "circuit_pause_max"):
+        if key in japanpost:
+            try:
+                pause = parse_duration(japanpost[key])
+            except ValueError as exc:
+                problems.add(f"japanpost.{key}", str(exc))
+                continue
+            if pause <= dt.timedelta(0):
+                problems.add(f"japanpost.{key}", "must be more than 0 seconds")
+                continue
+            out[key] = pause
+    defaults = JapanPostSettings()
+    pause = out.get("circuit_pause", defaults.circuit_pause)
+    if pause > out.get("circuit_pause_max", defaults.circuit_pause_max):
+        problems.add("japanpost.circuit_pause", "must not be longer than japanpost.circuit_pause_max")
+    return out
 
 
 def parse_duration(value: object) -> dt.timedelta:
@@ -762,6 +807,16 @@ def _notifications(
             lease = parse_duration(table["outbox_lease"])
         except ValueError as exc:
             problems.add("notifications.outbox_lease", str(exc))
+    alert_batch = defaults.alert_batch
+    if "alert_batch" in table:
+        try:
+            alert_batch = parse_duration(table["alert_batch"])
+        except ValueError as exc:
+            problems.add("notifications.alert_batch", str(exc))
+        else:
+            if alert_batch > dt.timedelta(days=1):
+                problems.add("notifications.alert_batch", "at most 1d (the daily digest covers longer)")
+                alert_batch = defaults.alert_batch
     templates = _string(table, "templates", "notifications.templates", problems)
     template_dir = _file_path(base, templates) if templates else None
     if template_dir is not None and not template_dir.is_dir():
@@ -790,6 +845,7 @@ def _notifications(
         quiet_hours=quiet,
         max_attempts=attempts,
         outbox_lease=lease,
+        alert_batch=alert_batch,
         rules=_rules(table, problems),
     )
 
@@ -1117,6 +1173,13 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     if budget not in ("shared", "per_instance"):
         problems.add("japanpost.budget", 'must be "shared" or "per_instance"')
         budget = "shared"
+    circuit = _circuit(japanpost, problems)
+    down_alert_after = JapanPostSettings().down_alert_after
+    if "down_alert_after" in japanpost:
+        try:
+            down_alert_after = parse_duration(japanpost["down_alert_after"])
+        except ValueError as exc:
+            problems.add("japanpost.down_alert_after", str(exc))
     smtp, sender = _smtp(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
@@ -1152,7 +1215,13 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         polling=polling,
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
-        japanpost=JapanPostSettings(base_url=str(base_url), request_interval=interval, budget=str(budget)),
+        japanpost=JapanPostSettings(
+            base_url=str(base_url),
+            request_interval=interval,
+            budget=str(budget),
+            down_alert_after=down_alert_after,
+            **circuit,
+        ),
         smtp=smtp,
         notifications=notifications,
     )

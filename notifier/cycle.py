@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 
 from notifier.client import MAX_BATCH, JapanPostClient
 from notifier.diff import AnomalyKind, diff_latest
+from notifier.diskguard import is_disk_full
 from notifier.errors import FetchError, TransientFetchError
 from notifier.model import Layout
 from notifier.policy import NextPoll, PollingPolicy, next_poll
@@ -268,6 +269,10 @@ async def _poll_error(
 ) -> None:
     """This shipment's poll failed for a reason of its own and rolled back: hand it back with
     back-off and tell the operator (one open alert per number), then let the cycle go on."""
+    if is_disk_full(exc):
+        # Not this shipment's own: every write fails alike. End the cycle; the daemon's disk
+        # guard reports it once a minute and the shipments' leases run out unharmed.
+        raise exc
     stats.errors += 1
     reason = describe_error(exc)
     logger.error(

@@ -23,11 +23,13 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import Settings, load_settings
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
 from notifier.cycle import CircuitBreaker, run_cycle
+from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
 from notifier.mailer import transport_for
 from notifier.numbers import parse_number
@@ -73,8 +75,9 @@ def acquire_instance_lock(database_url: str) -> int | None:
             f"another notifier is already running on {url.database} (lock {path}); "
             "SQLite takes one daemon per database (use PostgreSQL for several)"
         ) from None
-    os.ftruncate(fd, 0)
-    os.write(fd, f"{os.getpid()}\n".encode())
+    with contextlib.suppress(OSError):  # the pid is for people; a full disk must not stop us here
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode())
     return fd
 
 
@@ -100,6 +103,8 @@ class Daemon:
         self.systemd = SystemdNotifier()
         self.rng = random.Random()
         self.breaker = CircuitBreaker()
+        self.desk = AlertDesk()
+        self.disk = DiskGuard(where="the database")
         self.lease = dt.timedelta(minutes=10)
         self.stop = asyncio.Event()
         self.reload_requested = asyncio.Event()
@@ -137,6 +142,7 @@ class Daemon:
             # Whatever the loader let through is still a configuration that cannot be used.
             logger.error("invalid configuration: cannot load it: %s", _one_line(exc))
             return EXIT_CONFIG
+        self.disk = DiskGuard.for_database(self.settings.database.url)
         try:
             lock = acquire_instance_lock(self.settings.database.url)
         except InstanceLockedError as exc:
@@ -145,11 +151,21 @@ class Daemon:
         try:
             from notifier.db import SchemaError
 
+            loop = asyncio.get_running_loop()
+            for signum in (signal.SIGTERM, signal.SIGINT):
+                loop.add_signal_handler(signum, self.stop.set)
+            url = self.settings.database.url
             try:
-                self.store = await Store.open(self.settings.database.url)
+                # On a full disk even opening a WAL database can fail: wait, like the start-up writes.
+                store = await self.disk.retry_while_full(
+                    lambda: Store.open(url), self.systemd, self.stop, utcnow
+                )
             except SchemaError as exc:
                 logger.error("%s", exc)
                 return EXIT_SCHEMA
+            if store is None:
+                return EXIT_OK
+            self.store = store
             try:
                 return await self._serve()
             finally:
@@ -159,24 +175,13 @@ class Daemon:
                 os.close(lock)
 
     async def _serve(self) -> int:
-        if self.store.dialect == "sqlite":
-            shipments, messages = await self.store.release_all_leases()
-            if shipments or messages:
-                logger.info(
-                    "took over from a stopped instance: %d shipment and %d message leases released",
-                    shipments,
-                    messages,
-                    extra={"action": "leases_released"},
-                )
-        self.coordination = Coordination(self.store.engine, self.owner, tick=self.settings.poll_tick)
-        await self.coordination.beat(utcnow())
-        await self._apply(self.settings)
-        # The policy may have changed while stopped: due times follow the configuration now.
-        await self._reschedule(self.settings)
-        self._remember_mtimes()
         loop = asyncio.get_running_loop()
-        for signum in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(signum, self.stop.set)
+        # A full disk at start-up waits for space, saying why, instead of exiting into a restart loop.
+        if not await self.disk.retry_while_full(self._start_up, self.systemd, self.stop, utcnow):
+            if hasattr(self, "client"):
+                await self.client.aclose()
+            return EXIT_OK
+        self._remember_mtimes()
         loop.add_signal_handler(signal.SIGHUP, self.reload_requested.set)
         scheduler = AsyncIOScheduler(
             job_defaults={
@@ -203,6 +208,12 @@ class Daemon:
             next_run_time=utcnow(),
         )
         scheduler.add_job(self._check_files, IntervalTrigger(seconds=2), id="config-files")
+        scheduler.add_job(
+            self._guarded(self._alerts),
+            IntervalTrigger(seconds=min(5.0, max(1.0, tick))),
+            id="alerts",
+            next_run_time=utcnow(),
+        )
         scheduler.add_job(
             self._guarded(self._beat),
             IntervalTrigger(seconds=heartbeat_period(self.settings.poll_tick)),
@@ -234,12 +245,32 @@ class Daemon:
                 for task in pending:
                     task.cancel()
             scheduler.shutdown(wait=False)
-            with contextlib.suppress(Exception):
-                await self.coordination.stop()
+            if self.coordination is not None:
+                with contextlib.suppress(Exception):
+                    await self.coordination.stop()
             await self.client.aclose()
             for client in self._retired:
                 await client.aclose()
         return EXIT_OK
+
+    async def _start_up(self) -> bool:
+        if self.store.dialect == "sqlite":
+            shipments, messages = await self.store.release_all_leases()
+            if shipments or messages:
+                logger.info(
+                    "took over from a stopped instance: %d shipment and %d message leases released",
+                    shipments,
+                    messages,
+                    extra={"action": "leases_released"},
+                )
+        if self.coordination is None:
+            self.coordination = Coordination(self.store.engine, self.owner, tick=self.settings.poll_tick)
+        await self.coordination.beat(utcnow())
+        await self._apply(self.settings)
+        # The policy may have changed while stopped: due times follow the configuration now.
+        await self._reschedule(self.settings)
+        await self.desk.start(self.store, utcnow())
+        return True
 
     def _guarded(self, job: Callable[[], Awaitable[None]]) -> Callable[[], Awaitable[None]]:
         async def run() -> None:
@@ -255,9 +286,11 @@ class Daemon:
                 # rolled back; not an error.
                 logger.info("job cancelled at shutdown", extra={"action": "job_cancelled"})
                 raise
-            except Exception:
+            except Exception as exc:
                 self.counters.errors += 1
-                logger.exception("job failed", extra={"action": "job_failed"})
+                # A full disk fails every job the same way: one line a minute, not a traceback each.
+                if not self.disk.failed(exc, utcnow()):
+                    logger.exception("job failed", extra={"action": "job_failed"})
             finally:
                 if task is not None:
                     self.busy.discard(task)
@@ -302,6 +335,10 @@ class Daemon:
         notifier.paused = paused.paused if paused is not None else False
         self.notifier = notifier
         self.settings = settings
+        # The breaker keeps its state across reloads; only its limits follow the config.
+        self.breaker.threshold = settings.japanpost.circuit_failures
+        self.breaker.base = settings.japanpost.circuit_pause
+        self.breaker.cap = settings.japanpost.circuit_pause_max
 
     async def _sync_watches(self, settings: Settings) -> None:
         """The configuration decides the numbers it lists: they are watched with exactly its
@@ -550,6 +587,21 @@ class Daemon:
                 self.store, self.notifier, self.settings.notifications.operator, now=now
             )
         await self.store.prune_snapshots(now=now, max_age=dt.timedelta(days=90), keep_per_shipment=20)
+        await self.store.checkpoint()
+
+    async def _alerts(self) -> None:
+        if self.disk.full and not await self.disk.probe(self.store, utcnow()):
+            self.systemd.status(await self._status())
+            return
+        await self.desk.tick(
+            self.store,
+            self.notifier,
+            self.breaker,
+            operator=self.settings.notifications.operator,
+            batch=self.settings.notifications.alert_batch,
+            down_after=self.settings.japanpost.down_alert_after,
+            now=utcnow(),
+        )
 
     async def _watchdog(self) -> None:
         interval = watchdog_interval()
@@ -562,6 +614,9 @@ class Daemon:
             except Exception:
                 logger.error("database check failed; not petting the watchdog", extra={"action": "unhealthy"})
                 continue
+            if self.disk.full:
+                # Alive but unable to record anything: let systemd see it (the restart waits for space).
+                continue
             if interval:
                 self.systemd.watchdog()
 
@@ -571,7 +626,7 @@ class Daemon:
         paused = " mail PAUSED (pages unreadable)" if self.notifier.paused else ""
         return (
             f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "
-            f"Japan Post circuit {self.breaker.state}{paused}"
+            f"Japan Post circuit {self.breaker.state}{paused}{self.disk.status()}{await self.desk.status(self.store)}"
         )
 
 

@@ -21,6 +21,9 @@ DEFAULT_DATABASE_URL = "sqlite:///notifier.db"
 # Execution option marking a read-only unit of work: on SQLite it begins deferred, not IMMEDIATE.
 READ_ONLY = "notifier_read_only"
 SQLITE_BUSY_TIMEOUT_MS = 5000
+# After a checkpoint, the WAL file is cut back to this size instead of keeping its largest size
+# for ever (on a small volume, that size is the free space the next burst needs).
+SQLITE_JOURNAL_SIZE_LIMIT = 16 * 2**20
 
 
 class DatabaseError(NotifierError):
@@ -58,7 +61,7 @@ def display_url(url: str) -> str:
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """An engine with the settings this daemon's guarantees depend on.
 
-    SQLite: WAL so readers never block the writer; synchronous=FULL because under WAL with
+    SQLite: WAL so readers never block the writer, its file bounded (journal_size_limit); synchronous=FULL because under WAL with
     NORMAL a commit can roll back after power loss, which for the outbox means a duplicate
     email; foreign keys on; a busy timeout; and BEGIN IMMEDIATE, so a transaction that reads
     then writes waits for the lock instead of failing with SQLITE_BUSY half-way.
@@ -84,6 +87,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
                 "synchronous=FULL",
                 "foreign_keys=ON",
                 f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+                f"journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}",
             ):
                 cursor.execute(f"PRAGMA {pragma}")
             cursor.close()
@@ -157,6 +161,18 @@ def _sqlite_foreign_keys(connection: Connection, enabled: bool) -> None:
     cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
     try:
         cursor.execute(f"PRAGMA foreign_keys={'ON' if enabled else 'OFF'}")
+    finally:
+        cursor.close()
+
+
+def sqlite_checkpoint(connection: Connection) -> tuple[int, int, int]:
+    """`PRAGMA wal_checkpoint(TRUNCATE)`, outside any transaction (inside one it cannot run):
+    (busy, WAL pages, pages copied)."""
+    cursor = connection.connection.dbapi_connection.cursor()  # type: ignore[union-attr]
+    try:
+        cursor.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        busy, pages, copied = cursor.fetchone() or (1, -1, -1)
+        return int(busy), int(pages), int(copied)
     finally:
         cursor.close()
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import datetime as dt
+import email.errors
 import email.policy
 import email.utils
 import hashlib
@@ -319,13 +320,13 @@ def _header_names(raw: bytes) -> list[str]:
 
 
 def _headers_and_defects(message: Message) -> tuple[dict[str, Any], list[str]]:
-    """The parsed headers of `message` by name, and every defect the parser noted, by class name."""
-    # Each access re-parses a header under the default policy, so every header is read once.
-    headers = dict(message.items())
-    where = str(getattr(headers.get("Content-Type"), "content_type", "text/plain"))
-    found = [f"{type(d).__name__} in {where}" for d in message.defects]
+    """The headers of `message` (read with compat32) parsed as a modern reader parses them, by
+    name, and every defect the parser noted, by class name."""
+    # compat32 keeps the parse itself cheap; each header is then interpreted once.
+    headers = {name: email.policy.default.header_fetch_parse(name, value) for name, value in message.items()}
+    found = [f"{type(d).__name__} in {message.get_content_type()}" for d in message.defects]
     for name, value in headers.items():
-        found += [f"{type(d).__name__} in {name}" for d in getattr(value, "defects", ())]
+        found += [f"{type(d).__name__} in {name}" for d in value.defects]
     return headers, found
 
 
@@ -347,14 +348,14 @@ def _verify_generated(raw: bytes, intended: EmailMessage) -> None:
     found = _header_names(raw)
     if [name.lower() for name in found] != [name.lower() for name in expected]:
         raise MessageBuildError(f"generated headers {found} differ from the intended {expected}")
-    parsed = BytesParser(policy=email.policy.default).parsebytes(raw)
+    parsed = BytesParser(policy=email.policy.compat32).parsebytes(raw)
     headers, defects = _headers_and_defects(parsed)
     parts = []
-    for part in parsed.iter_parts():
+    for part in parsed.get_payload() if parsed.is_multipart() else []:
+        assert isinstance(part, Message)  # a multipart payload is a list of messages
         part_headers, part_defects = _headers_and_defects(part)
         defects += part_defects
-        content_type = getattr(part_headers.get("Content-Type"), "content_type", "text/plain")
-        parts.append((content_type, {name.lower() for name in part_headers}))
+        parts.append((part.get_content_type(), {name.lower() for name in part_headers}))
     if defects:
         raise MessageBuildError(f"generated message does not parse back cleanly: {'; '.join(defects)}")
     for name in expected:
@@ -458,7 +459,11 @@ def build_message(
     msg.attach(_body_part(rendered.text, "plain"))
     msg.attach(_body_part(rendered.html, "html"))
 
-    raw = msg.as_bytes()
+    try:
+        raw = msg.as_bytes()
+    except email.errors.MessageError as exc:
+        # 3.12.5 and later check folded headers themselves (verify_generated_headers).
+        raise MessageBuildError(f"the email package refused to write the message: {exc}") from exc
     _verify_generated(raw, msg)
     return raw
 

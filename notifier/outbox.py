@@ -158,9 +158,9 @@ async def drain(
     server's 250 and before the second commit is the only window that can repeat a message;
     the repeat carries the same bytes and Message-ID, so receivers can drop it.
 
-    While sending is paused (see sending_paused) nothing is claimed; the pause ends at its
-    `until` (one message is then tried), at once if the transport's settings changed, and for
-    good when a send succeeds.
+    While sending is paused (see sending_paused) nothing is claimed; at its `until` one message
+    is tried, and the pause ends when a send succeeds, or at once if the transport's settings
+    changed.
     """
     rng = rng or random.Random()
     result = DrainResult()
@@ -173,10 +173,13 @@ async def drain(
             pause.reason,
             extra={"action": "outbox_resumed"},
         )
+        pause = None
     elif pause is not None and clock() < pause.until:
         result.paused_until, result.pause = pause.until, pause
         return result
-    claimed = await store.claim_outbox(owner=owner, now=clock(), limit=policy.batch, lease=policy.lease)
+    # After a pause, one message probes the server; the rest follow once it has gone through.
+    limit = 1 if pause is not None else policy.batch
+    claimed = await store.claim_outbox(owner=owner, now=clock(), limit=limit, lease=policy.lease)
     crashpoint("outbox:after-claim")
     # Checked once per batch, right before sending it: an unsubscribe takes effect from the
     # next batch (a fraction of a second), for one query instead of one per message.
@@ -204,7 +207,10 @@ async def drain(
             await store.mark_suppressed(item.id, owner=owner)
             result.suppressed += 1
             continue
-        until = quiet_until(now, item.time_zone, policy.quiet_hours)
+        # Quiet hours spare customers; an operator alert (alerting.NOTICE_RULE) must not wait them out.
+        until = (
+            None if item.rule == "operator_alert" else quiet_until(now, item.time_zone, policy.quiet_hours)
+        )
         if until is not None:
             await store.mark_retry(
                 item.id, owner=owner, error="quiet hours", next_attempt_at=until, count_attempt=False

@@ -9,7 +9,7 @@ import enum
 import hashlib
 import logging
 import zlib
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -17,7 +17,7 @@ from sqlalchemy import Select, Table, bindparam, delete, func, select, text, upd
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from notifier.db import READ_ONLY, make_engine, require_head
+from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
 from notifier.limits import OUTBOX_SUBJECT, fit
@@ -688,6 +688,18 @@ class Store:
                 self._snapshot(session, row, capture, "failed", now)
             return row.consecutive_failures
 
+    async def latest_poll_error(self) -> str | None:
+        """The error of the most recent failed poll still unresolved, if any."""
+        async with self._reads() as session:
+            return (
+                await session.execute(
+                    select(Shipment.last_error)
+                    .where(Shipment.consecutive_failures > 0, Shipment.last_error.is_not(None))
+                    .order_by(Shipment.last_polled_at.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+
     # --- alerts ----------------------------------------------------------------------
 
     async def _raise(
@@ -731,6 +743,92 @@ class Store:
             if not include_acknowledged:
                 query = query.where(Alert.acknowledged_at.is_(None))
             return [_alert_view(row) for row in (await session.execute(query)).scalars()]
+
+    async def alert_summary(self) -> tuple[int, AlertView | None]:
+        """How many alerts are open, and the newest of them: for a status line, in two small queries."""
+        async with self._reads() as session:
+            open_ = Alert.acknowledged_at.is_(None)
+            count = int((await session.execute(select(func.count()).where(open_))).scalar_one())
+            newest = (
+                await session.execute(
+                    select(Alert).where(open_).order_by(Alert.last_seen_at.desc(), Alert.id.desc()).limit(1)
+                )
+            ).scalar_one_or_none()
+            return count, None if newest is None else _alert_view(newest)
+
+    async def alerts_after(self, alert_id: int, *, limit: int = 500) -> list[AlertView]:
+        """Alerts created after `alert_id` (acknowledged ones included), oldest first."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(Alert).where(Alert.id > alert_id).order_by(Alert.id).limit(limit)
+            )
+            return [_alert_view(row) for row in rows.scalars()]
+
+    async def last_alert_id(self) -> int:
+        async with self._reads() as session:
+            return int((await session.execute(select(func.coalesce(func.max(Alert.id), 0)))).scalar_one())
+
+    async def resolve_alert(
+        self, kind: str, *, now: dt.datetime, notice_kind: str, notice: str, subject: str = ""
+    ) -> bool:
+        """Close the open (kind, subject) alert and record `notice` as an already-closed alert,
+        in one transaction: the operator hears of the recovery without another alert to clear.
+        Returns whether such an alert was open."""
+        async with self._write() as session:
+            closed = await session.execute(
+                update(Alert)
+                .where(Alert.kind == kind, Alert.subject == subject, Alert.acknowledged_at.is_(None))
+                .values(acknowledged_at=now)
+            )
+            if not closed.rowcount:  # type: ignore[attr-defined]
+                return False
+            session.add(
+                Alert(
+                    kind=notice_kind,
+                    subject=subject,
+                    message=notice,
+                    first_seen_at=now,
+                    last_seen_at=now,
+                    count=1,
+                    acknowledged_at=now,
+                )
+            )
+            return True
+
+    async def queue_alert_notice(
+        self,
+        key_prefix: str,
+        decide: Callable[[Sequence[AlertView]], OutboxDraft | None],
+        *,
+        now: dt.datetime,
+    ) -> OutboxDraft | None:
+        """Queue one message about the alerts created since the last such message.
+
+        The last message's dedup key ends in the highest alert id it covered; `decide` gets the
+        alerts after it and returns the message to queue (its dedup key must be `key_prefix` +
+        that message's highest alert id), or None to wait. One transaction, holding off alert
+        writers while it reads, so an alert committed late with a lower id is never skipped.
+        """
+        async with self._write() as session:
+            if self.dialect == "postgresql":
+                await session.execute(text("LOCK TABLE alerts IN SHARE ROW EXCLUSIVE MODE"))
+            last = (
+                await session.execute(
+                    select(OutboxMessage.dedup_key)
+                    .where(OutboxMessage.dedup_key.startswith(key_prefix, autoescape=True))
+                    .order_by(OutboxMessage.id.desc())
+                    .limit(1)
+                )
+            ).scalar_one_or_none()
+            watermark = int(last[len(key_prefix) :]) if last and last[len(key_prefix) :].isdigit() else 0
+            rows = await session.execute(
+                select(Alert).where(Alert.id > watermark).order_by(Alert.id).limit(500)
+            )
+            message = decide([_alert_view(row) for row in rows.scalars()])
+            if message is None:
+                return None
+            await self._enqueue(session, [message], now)
+            return message
 
     async def acknowledge(self, alert_ids: Sequence[int] | None, *, now: dt.datetime) -> int:
         """Acknowledge the given alerts, or every open one when `alert_ids` is None."""
@@ -814,6 +912,15 @@ class Store:
             surplus = select(ranked.c.id).where(ranked.c.position > keep_per_shipment)
             extra = await session.execute(delete(Snapshot).where(Snapshot.id.in_(surplus)))
             return int(aged.rowcount) + int(extra.rowcount)  # type: ignore[attr-defined]
+
+    async def checkpoint(self) -> tuple[int, int, int] | None:
+        """SQLite: copy the WAL into the database and truncate it to nothing, so the file never
+        keeps the size of its biggest burst. (busy, WAL pages, pages copied); None elsewhere."""
+        if self._write_lock is None:
+            return None
+        # Under the write lock, so our own writers do not make it give up half-way.
+        async with self._write_lock, self.engine.connect() as connection:
+            return await connection.run_sync(sqlite_checkpoint)
 
     async def snapshots(self, number: str) -> list[tuple[str, str, bytes]]:
         """(reason, layout, body) of a number's kept snapshots, newest first."""
@@ -1002,12 +1109,14 @@ class Store:
         return await self._finish(message_id, owner, state=str(OutboxState.SUPPRESSED))
 
     async def outbox(
-        self, *, states: Sequence[OutboxState] | None = None, limit: int = 200
+        self, *, states: Sequence[OutboxState] | None = None, limit: int = 200, rule: str | None = None
     ) -> list[OutboxItem]:
         async with self._reads() as session:
             query = select(OutboxMessage).order_by(OutboxMessage.id.desc()).limit(limit)
             if states:
                 query = query.where(OutboxMessage.state.in_([str(s) for s in states]))
+            if rule is not None:
+                query = query.where(OutboxMessage.rule == rule)
             return [_outbox_item(row) for row in (await session.execute(query)).scalars()]
 
     async def outbox_item(self, message_id: int) -> OutboxItem | None:
@@ -1323,17 +1432,24 @@ class Store:
             return sorted(str(number) for (number,) in result)
 
     async def take_lease(
-        self, shipment_id: int, *, owner: str, now: dt.datetime, lease: dt.timedelta
+        self,
+        shipment_id: int,
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        stale_owner: str | None = None,
     ) -> str | None:
         """Lease one shipment for a poll outside the daemon's cycle. Returns None when taken,
-        else who holds it (a running daemon polling it right now)."""
+        else who holds it (a running daemon polling it right now). A lease held by
+        `stale_owner` (a holder known to be dead) is taken over."""
+        free = (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now)
+        if stale_owner is not None:
+            free = free | (Shipment.leased_by == stale_owner)
         async with self._write() as session:
             result = await session.execute(
                 update(Shipment)
-                .where(
-                    Shipment.id == shipment_id,
-                    (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
-                )
+                .where(Shipment.id == shipment_id, free)
                 .values(leased_by=owner, lease_until=now + lease),
                 execution_options={"synchronize_session": False},
             )

@@ -211,3 +211,22 @@ def test_alerts_show_the_whole_message_wrapped_and_aligned(
     assert _column_starts(lines[first], ["send_failed", "EJ123456785JP"]) == _column_starts(
         lines[0], ["KIND", "SUBJECT"]
     )
+
+
+def test_a_lease_of_a_dead_process_on_this_machine_is_stale() -> None:
+    import os
+    import socket
+    import subprocess
+
+    from notifier.cli_store import dead_here
+
+    finished = subprocess.run(["true"], check=True)
+    assert finished.returncode == 0
+    gone = subprocess.Popen(["true"])
+    gone.wait()
+    host = socket.gethostname()
+    assert dead_here(f"poll:{host}:{gone.pid}")
+    assert dead_here(f"{host}:{gone.pid}")  # a daemon's lease
+    assert not dead_here(f"poll:{host}:{os.getpid()}")  # alive
+    assert not dead_here(f"poll:elsewhere.example:{gone.pid}")  # another machine: cannot tell
+    assert not dead_here("another process")

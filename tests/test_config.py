@@ -214,3 +214,30 @@ def test_environment_fallbacks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     assert load_settings(None, database_url="sqlite:///from-flag.db").database.url == "sqlite:///from-flag.db"
     with pytest.raises(ConfigError, match="cannot read config"):
         load_settings(str(tmp_path / "missing.toml"))
+
+
+def test_circuit_breaker_settings(tmp_path: Path) -> None:
+    settings = parse_settings(
+        '[japanpost]\ncircuit_failures = 3\ncircuit_pause = "10s"\ncircuit_pause_max = "5m"\n',
+        tmp_path / "c.toml",
+    )
+    assert settings.japanpost.circuit_failures == 3
+    assert settings.japanpost.circuit_pause == dt.timedelta(seconds=10)
+    assert settings.japanpost.circuit_pause_max == dt.timedelta(minutes=5)
+    defaults = parse_settings("", tmp_path / "d.toml").japanpost
+    assert (defaults.circuit_failures, defaults.circuit_pause, defaults.circuit_pause_max) == (
+        5,
+        dt.timedelta(minutes=1),
+        dt.timedelta(minutes=30),
+    )
+    with pytest.raises(ConfigError) as info:
+        parse_settings(
+            '[japanpost]\ncircuit_failures = 0\ncircuit_pause = "0s"\ncircuit_pause_max = "soon"\n',
+            tmp_path / "e.toml",
+        )
+    text = str(info.value)
+    assert "e.toml:2: japanpost.circuit_failures: must be a whole number from 1 to 1000" in text
+    assert "e.toml:3: japanpost.circuit_pause: must be more than 0 seconds" in text
+    assert "e.toml:4: japanpost.circuit_pause_max:" in text
+    with pytest.raises(ConfigError, match="circuit_pause: must not be longer than"):
+        parse_settings('[japanpost]\ncircuit_pause = "2h"\n', tmp_path / "f.toml")

@@ -50,13 +50,16 @@ EXPECTED = {
 LANGUAGE = {EMS: "en", YUPACK: "ja", RETURNED: "en"}
 
 
-def config_text(db_url: str, jp: str, smtp_port: int, extra: str = "", polling: str = "") -> str:
+def config_text(
+    db_url: str, jp: str, smtp_port: int, extra: str = "", polling: str = "", japanpost: str = ""
+) -> str:
     return f"""
 [database]
 url = "{db_url}"
 [japanpost]
 base_url = "{jp}"
 request_interval = 0
+{japanpost}
 [polling]
 fixed_interval = "0.3s"
 tick = "0.3s"
@@ -160,10 +163,18 @@ def world(tmp_path: Path) -> Iterator[tuple[Simulator, SimulatorServer, SmtpServ
 
 
 def start(
-    tmp_path: Path, db_url: str, jp: SimulatorServer, smtp: SmtpServer, extra: str = "", polling: str = ""
+    tmp_path: Path,
+    db_url: str,
+    jp: SimulatorServer,
+    smtp: SmtpServer,
+    extra: str = "",
+    polling: str = "",
+    japanpost: str = "",
 ) -> tuple[Path, Run]:
     config = tmp_path / "notifier.toml"
-    config.write_text(config_text(db_url, jp.base_url, smtp.port, extra, polling), encoding="utf-8")
+    config.write_text(
+        config_text(db_url, jp.base_url, smtp.port, extra, polling, japanpost), encoding="utf-8"
+    )
     upgrade = subprocess.run(
         [sys.executable, "-m", "notifier", "db", "upgrade", "--config", str(config)],
         capture_output=True,
@@ -324,7 +335,14 @@ def test_server_errors_and_rate_limits_are_backed_off(
     simulator, jp, smtp, _ = world
     simulator.advance(steps=2)
     simulator.set_fault(Fault.RATE_LIMITED, retry_after=3)
-    _config, run = start(tmp_path, f"sqlite:///{tmp_path / 'limits.db'}", jp, smtp)
+    # Short circuit-breaker pauses keep the test quick; Retry-After still sets the floor.
+    _config, run = start(
+        tmp_path,
+        f"sqlite:///{tmp_path / 'limits.db'}",
+        jp,
+        smtp,
+        japanpost='circuit_pause = "1s"\ncircuit_pause_max = "4s"',
+    )
     try:
         wait_for(lambda: "notifier running" in run.output(), 30, "READY")
         wait_for(lambda: any(r.status == 429 for r in simulator.requests), 30, "a 429")

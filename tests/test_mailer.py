@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
+import email.errors
 import email.policy
 import email.utils
 import os
@@ -229,8 +230,11 @@ def _hand_built(subject: str) -> EmailMessage:
 def test_self_check_catches_an_encoded_line_break_however_the_stdlib_folds_it(padding: str) -> None:
     # CVE-2024-6923: 3.11.7 folds the decoded CR LF out as a new "Bcc:" header line; 3.11.2 keeps
     # it inside an encoded word, which a reader decodes into a line break in the Subject.
+    # 3.12.5 and later refuse to write it at all (HeaderWriteError).
     intended = _hand_built(padding + "=?utf-8?q?=0D=0ABcc:_evil@x?=")
-    with pytest.raises(MessageBuildError, match=r"Bcc|control characters"):
+    with pytest.raises(
+        (MessageBuildError, email.errors.MessageError), match=r"Bcc|control characters|newline"
+    ):
         _verify_generated(intended.as_bytes(), intended)
 
 

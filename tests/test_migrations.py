@@ -11,7 +11,7 @@ import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import Connection, func, inspect, select, text
+from sqlalchemy import Connection, DateTime, bindparam, func, inspect, select, text
 
 from notifier.db import (
     SchemaError,
@@ -178,6 +178,11 @@ async def test_0003_keeps_every_watch_and_makes_stranded_shipments_due(empty_db_
                         "INSERT INTO shipments (number, incarnation, label, origin, tags, stage, active, "
                         "created_at, last_polled_at, next_poll_at, consecutive_failures) VALUES "
                         "(:number, 1, '', 'JP', '', 'in_transit', :active, :t0, :polled, NULL, 0)"
+                    ).bindparams(
+                        # Typed, so SQLAlchemy formats the times (sqlite3's own adapter is
+                        # deprecated since Python 3.12).
+                        bindparam("t0", type_=DateTime()),
+                        bindparam("polled", type_=DateTime()),
                     ),
                     {
                         "number": number,
@@ -190,7 +195,7 @@ async def test_0003_keeps_every_watch_and_makes_stranded_shipments_due(empty_db_
                 text(
                     "INSERT INTO alerts (kind, subject, message, first_seen_at, last_seen_at, count) "
                     "VALUES ('gave_up', 'EJ000000002JP', 'no change for 60 days', :t0, :t0, 1)"
-                ),
+                ).bindparams(bindparam("t0", type_=DateTime())),
                 {"t0": T0.replace(tzinfo=None)},
             )
         await upgrade(engine)
