@@ -10,7 +10,7 @@ import math
 import os
 import re
 import tomllib
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -129,6 +129,9 @@ class Settings:
     source: Path | None = None
     watches: tuple[Watch, ...] = ()
     watch_files: tuple[Path, ...] = ()
+    # The watch_files patterns, anchored at the config's folder: the daemon globs them again to
+    # notice a watch file added or removed, not only one edited.
+    watch_patterns: tuple[str, ...] = ()
     polling: PollingPolicy = field(default_factory=PollingPolicy)
     poll_tick: float = 5.0
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
@@ -1036,11 +1039,24 @@ def _watch_file_patterns(polling: object, problems: _Problems) -> list[str]:
     return good
 
 
-def _matching_files(base: Path, pattern: str) -> list[Path]:
-    """Files matching a pattern, relative to the config's folder unless absolute (like
-    /etc/notifier/watch.d/*.toml); names starting with a dot (editor and temporary files) are skipped."""
-    full = os.path.join(glob.escape(str(base)), os.path.expanduser(pattern))
-    return [Path(path) for path in sorted(glob.glob(full, recursive=True)) if os.path.isfile(path)]
+def _anchored(base: Path, pattern: str) -> str:
+    """A watch_files pattern relative to the config's folder unless absolute (like
+    /etc/notifier/watch.d/*.toml)."""
+    return os.path.join(glob.escape(str(base)), os.path.expanduser(pattern))
+
+
+def matching_watch_files(patterns: Sequence[str], source: Path | None = None) -> list[Path]:
+    """The files the anchored patterns match, in order; names starting with a dot (editor and
+    temporary files) are skipped. A file matched by two patterns counts once, and the config
+    itself (watch_files = ["*.toml"] beside it) is not a watch file."""
+    read = {os.path.realpath(source)} if source is not None else set()
+    files: list[Path] = []
+    for pattern in patterns:
+        for path in sorted(glob.glob(pattern, recursive=True)):
+            if os.path.isfile(path) and os.path.realpath(path) not in read:
+                read.add(os.path.realpath(path))
+                files.append(Path(path))
+    return files
 
 
 def _decode(data: bytes, where: str) -> str:
@@ -1184,17 +1200,10 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
     watches = _watches(data, problems)
-    watch_files: list[Path] = []
-    # A file matched by two patterns is read once; the config itself (watch_files = ["*.toml"]
-    # beside it) is not a watch file.
-    read = {os.path.realpath(source)} if source is not None else set()
-    for pattern in _watch_file_patterns(data.get("polling"), problems):
-        for path in _matching_files(base, pattern):
-            if os.path.realpath(path) in read:
-                continue
-            read.add(os.path.realpath(path))
-            watch_files.append(path)
-            watches += _watch_file(path, problems)
+    patterns = tuple(_anchored(base, pattern) for pattern in _watch_file_patterns(data.get("polling"), problems))
+    watch_files = matching_watch_files(patterns, source)
+    for path in watch_files:
+        watches += _watch_file(path, problems)
     seen: dict[str, str] = {}
     for watch in watches:
         if watch.number in seen:
@@ -1212,6 +1221,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         source=source,
         watches=tuple(watches),
         watch_files=tuple(watch_files),
+        watch_patterns=patterns,
         polling=polling,
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),

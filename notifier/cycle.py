@@ -81,6 +81,7 @@ class CycleStats:
     lost_leases: int = 0
     held: int = 0
     released: int = 0
+    handed_back_on_stop: int = 0
     gave_up: list[str] = field(default_factory=list)
 
 
@@ -117,9 +118,13 @@ async def run_cycle(
     rng: random.Random,
     limit: int = 500,
     lease: dt.timedelta = dt.timedelta(minutes=10),
+    stopping: Callable[[], bool] = lambda: False,
 ) -> CycleStats:
     """Poll everything due, politely: up to ten numbers per latest-status request, and the full
-    detail page only for numbers whose latest status changed or that were never seen."""
+    detail page only for numbers whose latest status changed or that were never seen.
+
+    When `stopping()` turns true, no new request starts: what is not polled yet is handed back,
+    still due, so a stop waits for one request at most, not for the rest of the cycle's pace."""
     stats = CycleStats()
     now = clock()
     if not breaker.allows(now):
@@ -133,6 +138,11 @@ async def run_cycle(
 
     for start in range(0, len(seen), MAX_BATCH):
         chunk = seen[start : start + MAX_BATCH]
+        if stopping():
+            stats.handed_back_on_stop += await _hand_back_on_stop(
+                store, [*seen[start:], *needs_detail], owner, clock()
+            )
+            return stats
         now = clock()
         if not breaker.allows(now):
             stats.skipped_open_circuit += await _hand_back(store, chunk, owner, now, breaker)
@@ -186,8 +196,11 @@ async def run_cycle(
                 await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
         await store.record_unchanged(unchanged, now=clock(), owner=owner)
 
-    for view in needs_detail:
+    for index, view in enumerate(needs_detail):
         now = clock()
+        if stopping():
+            stats.handed_back_on_stop += await _hand_back_on_stop(store, needs_detail[index:], owner, now)
+            break
         if not breaker.allows(now):
             stats.skipped_open_circuit += await _hand_back(store, [view], owner, now, breaker)
             continue
@@ -227,6 +240,18 @@ async def run_cycle(
         # Also what another instance, or this one before a restart, held: pages read here.
         stats.released += await store.release_held(now=clock())
     return stats
+
+
+async def _hand_back_on_stop(store: Store, views: list[ShipmentView], owner: str, now: dt.datetime) -> int:
+    for view in views:
+        await store.release(view.id, owner=owner, next_poll_at=view.next_poll_at or now)
+    if views:
+        logger.info(
+            "stopping: %d claimed shipment(s) handed back unpolled, still due",
+            len(views),
+            extra={"action": "handed_back"},
+        )
+    return len(views)
 
 
 async def _resume(store: Store, notifier: Notifier, now: dt.datetime, stats: CycleStats) -> None:

@@ -26,7 +26,7 @@ from sqlalchemy.engine import make_url
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
-from notifier.config import Settings, load_settings
+from notifier.config import Settings, load_settings, matching_watch_files
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
 from notifier.cycle import CircuitBreaker, run_cycle
 from notifier.diskguard import DiskGuard
@@ -114,6 +114,7 @@ class Daemon:
         self.client: JapanPostClient
         self.notifier: Notifier
         self._mtimes: dict[Path, float] = {}
+        self._pattern_files: list[Path] = []
         # The client the running poll cycle holds: a reload retires it, and it is closed only
         # once that cycle is over (closing it under the cycle failed its requests).
         self._cycle_client: JapanPostClient | None = None
@@ -407,6 +408,9 @@ class Daemon:
         for path in self._watched_files():
             with contextlib.suppress(OSError):
                 self._mtimes[path] = path.stat().st_mtime
+        # What the patterns match now, whether or not the reload that follows succeeds: a
+        # refused file is not retried every two seconds, only when something changes again.
+        self._pattern_files = matching_watch_files(self.settings.watch_patterns, self.settings.source)
 
     async def _check_files(self) -> None:
         for path in self._watched_files():
@@ -417,6 +421,13 @@ class Daemon:
             if self._mtimes.get(path) != mtime:
                 self.reload_requested.set()
                 return
+        # A watch file dropped into (or removed from) a watch_files folder is a change too.
+        if self.settings.watch_patterns:
+            found = await asyncio.to_thread(
+                matching_watch_files, self.settings.watch_patterns, self.settings.source
+            )
+            if found != self._pattern_files:
+                self.reload_requested.set()
 
     async def _reloader(self) -> None:
         while True:
@@ -523,6 +534,7 @@ class Daemon:
                 rng=self.rng,
                 limit=limit,
                 lease=self.lease,
+                stopping=self.stop.is_set,
             )
         finally:
             self._cycle_client = None

@@ -15,7 +15,6 @@ class Notifier:
 
     def __init__(self, address: str | None = None) -> None:
         self.address = address if address is not None else os.environ.get("NOTIFY_SOCKET")
-        self.sent: list[str] = []
 
     @property
     def enabled(self) -> bool:
@@ -34,7 +33,6 @@ class Notifier:
                 sock.sendall(payload.encode())
         except OSError:
             return False
-        self.sent.append(payload)
         return True
 
     def ready(self, status: str = "") -> bool:

@@ -8,6 +8,7 @@ import email.policy
 import itertools
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from notifier.numbers import s10_check_digit
 from notifier.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 
@@ -359,3 +361,45 @@ def test_server_errors_and_rate_limits_are_backed_off(
         assert len(errors) == 4
     finally:
         assert run.stop() == 0, run.output()
+
+
+@pytest.mark.timeout(120)
+def test_sigterm_mid_cycle_waits_for_one_request_not_the_rest_of_the_cycle(
+    tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, _, _ = world
+    numbers = [f"EJ{n:08d}{s10_check_digit(f'{n:08d}')}JP" for n in range(90000001, 90000021)]
+    db = tmp_path / "stop.db"
+    config = tmp_path / "stop.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{db}"\n[japanpost]\nbase_url = "{jp.base_url}"\n'
+        'request_interval = 1\n[polling]\ntick = "0.5s"\n'
+        + "".join(f'[[watch]]\nnumber = "{n}"\n' for n in numbers),
+        encoding="utf-8",
+    )
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "notifier", "db", "upgrade", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    run = Run(config)
+    try:
+        # Twenty new numbers, one detail page each at one request a second: a 20 s cycle.
+        wait_for(lambda: len(simulator.requests) >= 2, 60, "the cycle under way")
+        run.proc.send_signal(signal.SIGTERM)
+        signalled = len(simulator.requests)
+        assert run.proc.wait(timeout=30) == 0, run.output()
+    finally:
+        run.stop()
+    # The request in flight (and at most one the pacer had already let through) finishes.
+    assert len(simulator.requests) - signalled <= 2, len(simulator.requests) - signalled
+    assert "handed back unpolled, still due" in run.output()
+    with sqlite3.connect(db) as connection:
+        leased = connection.execute("SELECT count(*) FROM shipments WHERE leased_by IS NOT NULL").fetchone()
+        unpolled = connection.execute(
+            "SELECT count(*) FROM shipments WHERE last_polled_at IS NULL AND next_poll_at IS NOT NULL"
+        ).fetchone()
+    assert leased == (0,)
+    assert unpolled[0] >= 10  # handed back, due: the next start polls them first

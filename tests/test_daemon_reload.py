@@ -329,3 +329,45 @@ def test_a_reload_during_a_cycle_does_not_close_the_client_under_it(tmp_path: Pa
         assert all(rows[n]["last_polled_at"] for n in (EMS, YUPACK, RETURNED, NEVER))
     finally:
         assert run.stop() == 0, run.output()
+
+
+@pytest.mark.timeout(180)
+def test_a_watch_file_dropped_into_the_folder_is_picked_up_without_a_signal(
+    tmp_path: Path, world: World
+) -> None:
+    simulator, _, smtp, _ = world
+    config = tmp_path / "notifier.toml"
+    text = write_config(config, f"sqlite:///{tmp_path / 'drop.db'}", world, watches=False)
+    config.write_text(
+        text.replace("[polling]\n", '[polling]\nwatch_files = ["watch.d/*.toml"]\n', 1), encoding="utf-8"
+    )
+    (tmp_path / "watch.d").mkdir()
+    (tmp_path / "watch.d" / "first.toml").write_text(
+        f'[[watch]]\nnumber = "{NEVER}"\nsubscribers = ["waiting@example.com"]\n', encoding="utf-8"
+    )
+    run = start(config)
+    try:
+        simulator.advance(steps=2)
+        # An operator (or `notifier import`) adds a file; nobody sends SIGHUP.
+        (tmp_path / "watch.d" / "orders.toml").write_text(
+            f'[[watch]]\nnumber = "{EMS}"\nsubscribers = ["customer@example.com"]\n', encoding="utf-8"
+        )
+        wait_for(
+            lambda: requests_for(simulator, EMS) >= 1,
+            30,
+            lambda: f"a poll of the new file's number\n{run.output()}",
+        )
+        wait_for(lambda: any(m.rcpt_tos == ("customer@example.com",) for m in smtp.messages), 30, "its email")
+        # A broken new file is refused once, not every two seconds.
+        (tmp_path / "watch.d" / "broken.toml").write_text("[[watch]]\nnumber = 12\n", encoding="utf-8")
+        wait_for(lambda: "reload refused" in run.output(), 30, "the refused reload")
+        time.sleep(5)
+        assert run.output().count("reload refused") == 1, run.output()
+        # Removing a file unwatches its numbers, again without a signal.
+        (tmp_path / "watch.d" / "broken.toml").unlink()
+        (tmp_path / "watch.d" / "orders.toml").unlink()
+        wait_for(
+            lambda: f"no longer watched: {EMS}" in run.output(), 30, lambda: f"the unwatch\n{run.output()}"
+        )
+    finally:
+        assert run.stop() == 0, run.output()
