@@ -20,6 +20,7 @@ from notifier.orm import Instance, RequestBudget, WorkLease
 logger = logging.getLogger(__name__)
 
 DAILY_WORK = "daily"
+STALE_INSTANCE = dt.timedelta(days=1)
 BUDGET_SHARED = "shared"
 BUDGET_PER_INSTANCE = "per_instance"
 
@@ -184,6 +185,7 @@ class Coordination:
         self.tick = tick
         self.owns_daily = False
         self.started_at: dt.datetime | None = None
+        self._beats = 0
 
     @property
     def dialect(self) -> str:
@@ -234,6 +236,10 @@ class Coordination:
                 )
             ).scalar_one_or_none()
         owned, self.owns_daily = self.owns_daily, held == self.owner
+        self._beats += 1
+        if self.owns_daily and (not owned or self._beats % 1000 == 0):
+            # Killed instances never remove their row: the daily owner forgets them after a day.
+            await forget_stale_instances(self.engine, now=now, after=STALE_INSTANCE)
         if self.owns_daily and not owned:
             logger.info(
                 "daily work (digest, housekeeping) now runs on this instance",

@@ -20,6 +20,8 @@ from typing import Any
 
 import pytest
 
+from notifier.coordination import Coordination, coordination_state, lease_time
+from notifier.db import make_engine
 from notifier.numbers import s10_check_digit
 from notifier.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from notifier.store import Store
@@ -328,3 +330,39 @@ def test_daily_digest_sent_once_by_three_and_once_after_its_owner_is_killed(
         assert takeover < 3.0 + 2.0  # the lease (6 beats of 0.5 s) and one beat of slack
     finally:
         stop_all(runs)
+
+
+def test_daily_work_lease_has_one_holder_and_moves_when_it_lapses(pg_url: str) -> None:
+    async def scenario() -> None:
+        engine = make_engine(pg_url)
+        try:
+            a = Coordination(engine, "host-a:1", tick=0.2)
+            b = Coordination(engine, "host-b:2", tick=0.2)
+            now = dt.datetime.now(dt.UTC)
+            assert await a.beat(now) is True  # just taken
+            assert await b.beat(now) is False
+            assert (a.owns_daily, b.owns_daily) == (True, False)
+            assert await a.beat(now + dt.timedelta(seconds=1)) is False  # kept, not taken again
+            later = now + lease_time(0.2) + dt.timedelta(seconds=2)  # a missed its beats
+            assert await b.beat(later) is True
+            assert await a.beat(later) is False
+            assert (a.owns_daily, b.owns_daily) == (False, True)
+            state = await coordination_state(engine, now=later, stale_after=lease_time(0.2))
+            assert state.daily_owner == "host-b:2"
+            assert [(i.owner, i.alive) for i in state.instances] == [("host-a:1", True), ("host-b:2", True)]
+            # Two days on, c finds the lease lapsed, takes it and forgets a and b (silent for a day).
+            c = Coordination(engine, "host-c:3", tick=0.2)
+            assert await c.beat(later + dt.timedelta(days=2)) is True
+            state = await coordination_state(
+                engine, now=later + dt.timedelta(days=2), stale_after=lease_time(0.2)
+            )
+            assert [i.owner for i in state.instances] == ["host-c:3"]
+            await c.stop()
+            state = await coordination_state(
+                engine, now=later + dt.timedelta(days=2), stale_after=lease_time(0.2)
+            )
+            assert (state.daily_owner, state.instances) == (None, ())
+        finally:
+            await engine.dispose()
+
+    asyncio.run(scenario())
