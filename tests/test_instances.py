@@ -340,6 +340,11 @@ def test_daily_work_lease_has_one_holder_and_moves_when_it_lapses(pg_url: str) -
             b = Coordination(engine, "host-b:2", tick=0.2)
             now = dt.datetime.now(dt.UTC)
             assert await a.beat(now) is True  # just taken
+            # budget = "per_instance" keeps the in-process pacer; "shared" takes slots from one row per site.
+            assert a.pacer("https://trackings.post.japanpost.jp", 5, "per_instance") is None
+            shared = a.pacer("http://127.0.0.1:8088/", 5, "shared")
+            assert shared is not None
+            assert shared.host == "127.0.0.1:8088"
             assert await b.beat(now) is False
             assert (a.owns_daily, b.owns_daily) == (True, False)
             assert await a.beat(now + dt.timedelta(seconds=1)) is False  # kept, not taken again
