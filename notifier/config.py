@@ -1200,7 +1200,9 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
     watches = _watches(data, problems)
-    patterns = tuple(_anchored(base, pattern) for pattern in _watch_file_patterns(data.get("polling"), problems))
+    patterns = tuple(
+        _anchored(base, pattern) for pattern in _watch_file_patterns(data.get("polling"), problems)
+    )
     watch_files = matching_watch_files(patterns, source)
     for path in watch_files:
         watches += _watch_file(path, problems)

@@ -374,6 +374,15 @@ class Daemon:
                 number,
                 extra={"action": "watch_taken_over", "number": number},
             )
+        for number in result.reused:
+            logger.warning(
+                "not watched: %s is in the watchlist, but Japan Post now shows another parcel under "
+                "it (see the number_reused alert); remove it from the watchlist (if a new parcel "
+                "of yours has this number: remove it, reload, then `notifier watch %s`)",
+                number,
+                number,
+                extra={"action": "not_watched", "number": number, "reason": "number_reused"},
+            )
         for number in result.unwatched:
             logger.info(
                 "no longer watched: %s (removed from the configuration's watchlist; history kept)",

@@ -89,6 +89,10 @@ class MessageContext:
     unsubscribe_url: str = ""
     reply_to: str = ""
     digest: tuple[DigestLine, ...] = ()
+    # The customer's name as the shop knows it ("" when the watch has none: no name in the greeting).
+    name: str = ""
+    # The shop's phone for the footer ("" leaves it out); the reply address is `reply_to`.
+    shop_phone: str = ""
 
     @classmethod
     def digest_for(

@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import dataclasses
-import datetime as dt
 import functools
 import importlib.resources
 import re
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import jinja2
+from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, RenderedMessage, Template
@@ -112,6 +113,105 @@ def _tidy_html(html: str) -> str:
     return "\n".join(line.strip() for line in html.split("\n") if line.strip()) + "\n"
 
 
+# Japan Post's own redelivery form (PC page; it redirects phones to /delivery/sp/deli/). Source:
+# ../shared/design/RESEARCH_2026.md §1.2. Only for domestic items: abroad the local post arranges it.
+REDELIVERY_URL = "https://trackings.post.japanpost.jp/delivery/deli/"
+
+# Japan Post keeps a domestic item it could not deliver for 7 days and then returns it to the
+# sender: 内国郵便約款 (Japan Post's domestic mail terms), the article on 郵便物の返還 (art. 95 as
+# quoted at https://nanghi.net/?p=316; the 7-day hold is also in ../shared/design/TAXONOMY.md §3,
+# citing tuiseki.net/jpost/motimodori). The templates state the period, never a computed date:
+# the page gives no date and the counting starts from the notice, which the page does not show.
+DOMESTIC_HOLD_DAYS = 7
+
+
+@jinja2.pass_eval_context
+def nowrap(eval_ctx: EvalContext, value: object) -> str:
+    """A number (tracking, phone) that never breaks across lines in HTML; unchanged in text."""
+    text = str(value)
+    if not eval_ctx.autoescape:
+        return text
+    return Markup('<span style="white-space:nowrap;">{}</span>').format(text)
+
+
+_PHONE_CHARS = re.compile(r"[^0-9+]")
+
+
+@jinja2.pass_eval_context
+def tel(eval_ctx: EvalContext, value: object) -> str:
+    """A phone number as a tappable tel: link in HTML (digits and a leading + only); text as is."""
+    text = str(value)
+    if not eval_ctx.autoescape:
+        return text
+    digits = _PHONE_CHARS.sub("", text)
+    digits = digits[:1] + digits[1:].replace("+", "")
+    if len(digits.lstrip("+")) < 3:
+        return Markup('<span style="white-space:nowrap;">{}</span>').format(text)
+    return Markup(
+        '<a href="tel:{}" style="color:#1d4f91; text-decoration:underline; white-space:nowrap;">{}</a>'
+    ).format(digits, text)
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Step:
+    """One station of the progress tracker: `key` names its caption in the wording."""
+
+    key: str
+    state: str  # "done", "current" or "todo"
+
+
+_INTERNATIONAL_STEPS = ("accepted", "left_japan", "arrived", "customs", "delivery", "delivered")
+_DOMESTIC_STEPS = ("accepted", "on_the_way", "delivery_office", "delivery", "delivered")
+_RETURN_STEPS = ("accepted", "returning", "returned")
+_STEP_OF: dict[str, str] = {
+    Stage.PENDING: "accepted",
+    Stage.ACCEPTED: "accepted",
+    Stage.IN_TRANSIT: "on_the_way",
+    Stage.OUTWARD_EXCHANGE: "accepted",
+    Stage.DEPARTED_ORIGIN: "left_japan",
+    Stage.INWARD_EXCHANGE: "arrived",
+    Stage.CUSTOMS_PRESENTED: "customs",
+    Stage.CUSTOMS_CLEARED: "customs",
+    Stage.INLAND_TRANSIT: "customs",
+    Stage.AT_DELIVERY_OFFICE: "delivery_office",
+    Stage.OUT_FOR_DELIVERY: "delivery",
+    Stage.ATTEMPTED_DELIVERY: "delivery",
+    Stage.REDELIVERY_REQUESTED: "delivery",
+    Stage.RETENTION: "delivery",
+    Stage.READY_FOR_PICKUP: "delivery",
+    Stage.DELIVERED: "delivered",
+    Stage.RETURNING: "returning",
+    Stage.RETURNED: "returned",
+}
+
+
+def journey(stage: str, history: Sequence[EventLine], international: bool) -> list[Step]:
+    """The main stations of the journey with the current one marked, or [] when unknown."""
+    stages = [stage, *(e.stage for e in reversed(history))]
+    steps: tuple[str, ...]
+    if any(s in (Stage.RETURNING, Stage.RETURNED) for s in stages[:1]):
+        steps = _RETURN_STEPS
+    else:
+        steps = _INTERNATIONAL_STEPS if international else _DOMESTIC_STEPS
+    # Investigation, forwarding and unknown wordings say nothing of where the parcel is: the last
+    # stage that does is the current station.
+    here = next((_STEP_OF[s] for s in stages if s in _STEP_OF), None)
+    if here is not None and here not in steps:
+        # Domestic-only stations on an international journey and back: fold onto the nearest one.
+        here = {"on_the_way": "accepted", "delivery_office": "customs"}.get(here, here)
+        if here not in steps:
+            here = {"customs": "delivery_office", "left_japan": "on_the_way", "arrived": "on_the_way"}.get(
+                here, here
+            )
+    if here not in steps:
+        return []
+    position = steps.index(here)
+    return [
+        Step(key, "done" if i < position else "current" if i == position else "todo")
+        for i, key in enumerate(steps)
+    ]
+
+
 class Renderer:
     """Renders a MessageContext with the packaged templates, or an operator's own where present."""
 
@@ -132,6 +232,11 @@ class Renderer:
             auto_reload=False,
         )
         self.environment.filters["paragraphs"] = paragraphs
+        self.environment.filters["nowrap"] = nowrap
+        self.environment.filters["tel"] = tel
+        self.environment.globals["journey"] = journey
+        self.environment.globals["redelivery_url"] = REDELIVERY_URL
+        self.environment.globals["domestic_hold_days"] = DOMESTIC_HOLD_DAYS
 
     def render(self, context: MessageContext) -> RenderedMessage:
         """Subject (one line), plain text (ending in one newline) and a complete HTML document."""
@@ -310,8 +415,6 @@ _SAMPLE_EVENTS: dict[Template, tuple[str, tuple[str, ...]]] = {
 }
 
 _SAMPLE_NUMBER = "EJ482913056JP"
-_SAMPLE_DEADLINE = dt.date(2026, 3, 21)
-_DEADLINE_TEMPLATES = frozenset({Template.RETENTION, Template.RETENTION_REMINDER, Template.READY_FOR_PICKUP})
 
 
 def _sample_contacts(locale: str, latest: _Scan) -> tuple[ContactLine, ...]:
@@ -398,10 +501,322 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         international=True,
         stalled_days=12 if stalled else None,
         stall_is_normal=False if stalled else None,
-        retention_deadline=_SAMPLE_DEADLINE if template in _DEADLINE_TEMPLATES else None,
         unsubscribe_url="https://sakura-stationery.example/tracking/unsubscribe?t=5f2c9a41e7",
         reply_to="help@sakura-stationery.example",
+        name="" if template is Template.TEST else ("山田 花子" if ja else "Emma Brown"),
+        shop_phone="+81 3-0000-0188",
     )
+
+
+# ------------------------------------------------------------------------------------- seed advice
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class Advice:
+    """One piece of the shop FAQs' advice and the exact words each locale's template says it in.
+
+    `variant` changes the sample context (a stall in another stage, a domestic parcel) where the
+    advice belongs to that case only.
+    """
+
+    template: Template
+    case: str
+    advice: str
+    source: str
+    en: str
+    ja: str
+    variant: tuple[tuple[str, Any], ...] = ()
+
+    def context(self, locale: str) -> MessageContext:
+        return dataclasses.replace(sample_context(self.template, locale), **dict(self.variant))
+
+
+# The two FAQ texts the wording rests on (../shared/seeds/): "Guide" is the Japan Post tracking
+# guide, "EMS" the EMS status page. "Rule" is a documented Japan Post rule (see DOMESTIC_HOLD_DAYS).
+_GUIDE = "Guide"
+_EMS = "EMS"
+_STALL_IN = "stalled"
+SEED_ADVICE: tuple[Advice, ...] = (
+    Advice(
+        Template.ACCEPTED,
+        "",
+        "Posting/Collection: Japan Post has picked the parcel up",
+        f"{_GUIDE}, {_EMS}",
+        "we have handed your parcel to Japan Post",
+        "日本郵便にお引き渡ししました",
+    ),
+    Advice(
+        Template.DEPARTED_ORIGIN,
+        "",
+        "It is normal that the tracking does not update for several days",
+        _GUIDE,
+        "The tracking often stays quiet for several days",
+        "追跡情報が数日間（船便の場合は数週間）更新されないことがよくあります",
+    ),
+    Advice(
+        Template.DEPARTED_ORIGIN,
+        "",
+        "This stage takes the longest time",
+        _GUIDE,
+        "This is the longest part of the journey",
+        "配送の中でもっとも時間がかかります",
+    ),
+    Advice(
+        Template.DEPARTED_ORIGIN,
+        "",
+        "Once it has left Japan we cannot intervene; wait patiently",
+        _GUIDE,
+        "we can no longer step in",
+        "当店から配送に働きかけることができません",
+    ),
+    Advice(
+        Template.DEPARTED_ORIGIN,
+        "",
+        "Without a direct flight it may pass through other countries",
+        _GUIDE,
+        "stop over in another country",
+        "ほかの国を経由して",
+    ),
+    Advice(
+        Template.DEPARTED_ORIGIN,
+        "",
+        "The tracking updates again when it arrives in your country",
+        _GUIDE,
+        "the next update usually appears once the parcel reaches your country",
+        "次の更新は、通常お荷物がお届け先の国に到着したときです",
+    ),
+    Advice(
+        Template.INWARD_EXCHANGE,
+        "",
+        "From this stage, ask your local post office",
+        _GUIDE,
+        "your local post office is the best place to ask",
+        "お近くの郵便局へお問い合わせください",
+    ),
+    Advice(
+        Template.INWARD_EXCHANGE,
+        "",
+        "Depending on the local post, the status may update only later",
+        _GUIDE,
+        "their tracking may take a little while to catch up",
+        "追跡情報に反映されるまで少し時間がかかることがあります",
+    ),
+    Advice(
+        Template.CUSTOMS_PRESENTED,
+        "",
+        "Customs may call the phone number you gave; watch for calls",
+        _GUIDE,
+        "on the phone number you gave us with your order",
+        "ご注文時にいただいた電話番号あてに",
+    ),
+    Advice(
+        Template.CUSTOMS_PRESENTED,
+        "",
+        "Customs laws and times differ by country and contents",
+        f"{_GUIDE}, {_EMS}",
+        "depends on the country and on what is in the parcel",
+        "国やお荷物の内容によって異なります",
+    ),
+    Advice(
+        Template.CUSTOMS_CLEARED,
+        "",
+        "On its way to your nearest post office",
+        _GUIDE,
+        "on its way to your local post office",
+        "お近くの郵便局へ向かっています",
+    ),
+    Advice(
+        Template.CUSTOMS_CLEARED,
+        "",
+        "Available for pickup (if applicable) or prepared for delivery",
+        _EMS,
+        "it may be available for pickup there",
+        "郵便局で受け取れるようになる場合もあり",
+    ),
+    Advice(
+        Template.CUSTOMS_CLEARED,
+        "",
+        "If it shows Retention, contact your local post office as soon as possible",
+        _GUIDE,
+        "please contact your local post office as soon as possible",
+        "できるだけ早くお近くの郵便局へご連絡ください",
+    ),
+    Advice(
+        Template.AT_DELIVERY_OFFICE,
+        "",
+        "How long this takes depends on the local post (no promised day)",
+        _GUIDE,
+        "How long this takes depends on your local postal service",
+        "郵便局の処理状況によって異なります",
+    ),
+    Advice(
+        Template.OUT_FOR_DELIVERY,
+        "",
+        "Delivery typically on the day this status is posted",
+        _EMS,
+        "it should arrive today",
+        "通常は本日中にお届けとなります",
+    ),
+    Advice(
+        Template.ATTEMPTED_DELIVERY,
+        "",
+        "Delivery failed, e.g. nobody at the address",
+        _EMS,
+        "because nobody was at the address",
+        "ご不在などのためお渡しできず",
+    ),
+    Advice(
+        Template.ATTEMPTED_DELIVERY,
+        "",
+        "It may be held for pickup or a redelivery arranged",
+        _EMS,
+        "It can now be collected, or delivered again",
+        "再配達のお申し込み、または郵便局でのお受け取りが可能です",
+    ),
+    Advice(
+        Template.ATTEMPTED_DELIVERY,
+        "domestic",
+        "Held 7 days after the notice, then returned",
+        "Rule",
+        "for 7 days after leaving the notice",
+        "不在連絡票が投函されてから7日間です",
+        (("international", False),),
+    ),
+    Advice(
+        Template.RETENTION,
+        "",
+        "Held because nobody was home, or pickup is required (remote areas)",
+        _EMS,
+        "as is usual in some remote areas",
+        "郵便局の窓口でのお受け取りが必要な地域",
+    ),
+    Advice(
+        Template.RETENTION,
+        "",
+        "Contact your local post office as soon as possible",
+        _GUIDE,
+        "contact your local post office as soon as you can",
+        "できるだけ早くお近くの郵便局へご連絡",
+    ),
+    Advice(
+        Template.RETENTION_REMINDER,
+        "",
+        "Contact your local post office as soon as possible",
+        _GUIDE,
+        "contact your local post office as soon as you can",
+        "できるだけ早くお近くの郵便局へご連絡",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "Delivered, or left in a safe place per your delivery instructions",
+        _EMS,
+        "left in a safe place according to your delivery instructions",
+        "宅配ボックスや置き配の指定場所",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "Not received? Do not panic",
+        _GUIDE,
+        "Please don't worry",
+        "どうぞご安心ください",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "Look for a pick-up notice and collect it where it says",
+        _GUIDE,
+        "Look for a pick-up notice",
+        "不在連絡票が入っていないか",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "Ask the people you live with",
+        _GUIDE,
+        "Ask the people you live with",
+        "ご家族や同居の方",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "Check the mailbox, doors, back yard (and parcel box or safe place)",
+        _GUIDE,
+        "Check your mailbox, any parcel box or safe place you asked for",
+        "郵便受けや宅配ボックス、置き配をご指定の場所",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "In a building, ask security or the concierge",
+        _GUIDE,
+        "concierge or security desk",
+        "管理人・コンシェルジュ・警備の方",
+    ),
+    Advice(
+        Template.DELIVERED,
+        "",
+        "Still not found: contact your local post office",
+        _GUIDE,
+        "Please contact your local post office",
+        "お近くの郵便局へお問い合わせ",
+    ),
+    Advice(
+        Template.STALLED,
+        "in customs",
+        "Customs may call the phone number you gave; watch for calls",
+        _GUIDE,
+        "keep an eye out for their calls",
+        "お電話に出られるようにしておいていただけますと幸いです",
+    ),
+    Advice(
+        Template.STALLED,
+        "after leaving Japan",
+        "Normal silence; once it has left Japan we cannot intervene",
+        _GUIDE,
+        "we can no longer step in",
+        "当店から配送に働きかけることができない",
+        (("stage", "departed_origin"), ("stall_is_normal", True)),
+    ),
+    Advice(
+        Template.STALLED,
+        "after arrival, normal",
+        "The status may not update in real time; this is normal",
+        _EMS,
+        "the tracking is not always updated in real time",
+        "すぐには反映されないことがあります",
+        (("stage", "inward_exchange"), ("stall_is_normal", True)),
+    ),
+    Advice(
+        Template.STALLED,
+        "after arrival, too long",
+        "From arrival, ask your local post office",
+        _GUIDE,
+        "Please contact your local post office",
+        "お近くの郵便局へお問い合わせください",
+        (("stage", "at_delivery_office"), ("stall_is_normal", False)),
+    ),
+    Advice(
+        Template.STALLED,
+        "still in Japan",
+        "While it is in Japan the shop can still act (only it can ask Japan Post)",
+        _GUIDE,
+        "only we can ask Japan Post",
+        "日本郵便への確認は当店から行います",
+        (("stage", "accepted"), ("stall_is_normal", False)),
+    ),
+)
+
+
+def _advice_table() -> list[str]:
+    rows = [
+        "| Message | Case | Seed advice | Source | English template says | Japanese template says |",
+        "|---|---|---|---|---|---|",
+    ]
+    for a in SEED_ADVICE:
+        rows.append(f'| `{a.template.value}` | {a.case} | {a.advice} | {a.source} | "{a.en}" | 「{a.ja}」 |')
+    return rows
 
 
 # ------------------------------------------------------------------------------------------ previews
@@ -451,6 +866,15 @@ def _previews_index(rows: Sequence[str]) -> str:
             "| Message | English subject | Previews |",
             "|---|---|---|",
             *rows,
+            "",
+            "## Seed advice",
+            "",
+            "Where each piece of advice in the shop FAQs (`../shared/seeds/`: the Japan Post tracking guide,",
+            '"Guide", and the EMS status page, "EMS") and each documented Japan Post rule ("Rule") is said,',
+            "in the exact words of each template. tests/test_render.py checks every phrase against the",
+            "rendered message, in both languages; a case names the variant of the sample it is rendered for.",
+            "",
+            *_advice_table(),
             "",
         )
     )

@@ -1216,10 +1216,17 @@ class Store:
             revived: list[dict[str, object]] = []
             added: list[str] = []
             taken_over: list[str] = []
+            reused: list[str] = []
             for number, watch in wanted.items():
                 row = latest.get(number)
                 tags = " ".join(sorted(watch.tags))
-                if row is None or row.retired_at is not None:
+                if row is not None and row.retired_at is not None:
+                    # Japan Post shows someone else's parcel under this number now: the entry
+                    # was for the old one, and its subscribers must not hear about a stranger's.
+                    # `notifier watch` starts a new incarnation when the shop means a new parcel.
+                    reused.append(number)
+                    continue
+                if row is None:
                     inserts.append(
                         {
                             "number": number,
@@ -1278,6 +1285,7 @@ class Store:
             updated=len(updates),
             unwatched=tuple(sorted(row.number for row in gone)),
             taken_over=tuple(taken_over),
+            reused=tuple(reused),
         )
 
     async def _sync_subscriptions(
@@ -1485,6 +1493,8 @@ class WatchSync:
     updated: int
     unwatched: tuple[str, ...]
     taken_over: tuple[str, ...]
+    reused: tuple[str, ...] = ()
+    """Listed, but retired because Japan Post now shows another parcel under the number."""
 
 
 @dataclass(frozen=True, slots=True)

@@ -15,7 +15,10 @@ from markupsafe import Markup
 from notifier.messages import ContactLine, DigestLine, MessageContext, Template
 from notifier.render import (
     LOCALES,
+    REDELIVERY_URL,
+    SEED_ADVICE,
     SUBJECT_MAX,
+    Advice,
     Renderer,
     autoescape,
     one_line,
@@ -110,7 +113,8 @@ def test_text_and_html_say_the_same(renderer: Renderer, template: Template, loca
     message = renderer.render(sample_context(template, locale))
     seen = visible_text(message.html)
     for line in message.text.splitlines():
-        words = fold(line.removeprefix("- ")).rstrip(":：")
+        # The progress tracker marks stations with [x], [>] and [ ] in text, with colour in HTML.
+        words = fold(re.sub(r"^\[[x> ]\] ", "", line.removeprefix("- "))).rstrip(":：")
         if not words or words.startswith("http") or set(words) <= {"-"}:
             continue  # separators, and links the HTML shows as buttons
         assert words in seen, f"{words!r} is in the text version only"
@@ -335,22 +339,27 @@ FACTS: dict[tuple[Template, str], tuple[str, ...]] = {
     (Template.DEPARTED_ORIGIN, "ja"): ("日本を出発", "ご心配はいりません", "到着したとき", "直行便"),
     (Template.INWARD_EXCHANGE, "en"): ("arrived in your country", "your local post office"),
     (Template.INWARD_EXCHANGE, "ja"): ("お届け先の国に到着", "お近くの郵便局", "現地の郵便局"),
-    (Template.CUSTOMS_PRESENTED, "en"): ("customs", "phone you", "calls", "duties", "invoice"),
+    (Template.CUSTOMS_PRESENTED, "en"): ("customs", "phone number you gave us", "calls", "duties", "invoice"),
     (Template.CUSTOMS_PRESENTED, "ja"): ("税関", "電話", "関税", "インボイス"),
     (Template.CUSTOMS_CLEARED, "en"): ("cleared customs", "local post office", '"Retention"'),
     (Template.CUSTOMS_CLEARED, "ja"): ("通関手続きが完了", "お近くの郵便局", "「保管」（Retention）"),
-    (Template.AT_DELIVERY_OFFICE, "en"): ("getting it ready", "one or two days"),
-    (Template.AT_DELIVERY_OFFICE, "ja"): ("配達の準備", "1〜2日"),
+    (Template.AT_DELIVERY_OFFICE, "en"): ("getting it ready", "depends on your local postal service"),
+    (Template.AT_DELIVERY_OFFICE, "ja"): ("配達の準備", "処理状況によって異なります"),
     (Template.OUT_FOR_DELIVERY, "en"): ("out for delivery", "arrive today"),
     (Template.OUT_FOR_DELIVERY, "ja"): ("本日中にお届け",),
-    (Template.ATTEMPTED_DELIVERY, "en"): ("notice", "redelivery", "about 7 days", "sends it back"),
-    (Template.ATTEMPTED_DELIVERY, "ja"): ("不在連絡票", "再配達", "およそ7日間", "返送"),
+    (Template.ATTEMPTED_DELIVERY, "en"): (
+        "notice",
+        "redelivery",
+        "depends on your country",
+        "sent back to us",
+    ),
+    (Template.ATTEMPTED_DELIVERY, "ja"): ("不在連絡票", "再配達", "国によって異なります", "返送"),
     (Template.RETENTION, "en"): (
         "held for you at the post office",
         "as soon as you can",
         "sent back to us",
         "Your delivering post office: BROOKLYN NY, phone +1 718-555-0143",
-        "Saturday, 21 March 2026",
+        "check the notice card",
         "EJ 482 913 056 JP",
     ),
     (Template.RETENTION, "ja"): (
@@ -358,11 +367,15 @@ FACTS: dict[tuple[Template, str], tuple[str, ...]] = {
         "できるだけ早く",
         "当店へ返送",
         "配達を担当する郵便局：BROOKLYN NY（電話：+1 718-555-0143）",
-        "2026年3月21日（土）",
+        "不在連絡票でご確認ください",
         "EJ 482 913 056 JP",
     ),
-    (Template.RETENTION_REMINDER, "en"): ("ends soon", "Saturday, 21 March 2026", "+1 718-555-0143"),
-    (Template.RETENTION_REMINDER, "ja"): ("保管期限は2026年3月21日（土）です", "+1 718-555-0143"),
+    (Template.RETENTION_REMINDER, "en"): ("still being held", "limited time", "+1 718-555-0143"),
+    (Template.RETENTION_REMINDER, "ja"): (
+        "引き続き郵便局で保管",
+        "保管期間には限りがあり",
+        "+1 718-555-0143",
+    ),
     (Template.READY_FOR_PICKUP, "en"): (
         "pickup point",
         "convenience store",
@@ -402,8 +415,8 @@ FACTS: dict[tuple[Template, str], tuple[str, ...]] = {
     (Template.RETURNED, "ja"): ("当店に返送された", "までご連絡ください"),
     (Template.INVESTIGATION, "en"): ("investigation", "address", "contact your local post office"),
     (Template.INVESTIGATION, "ja"): ("調査", "宛先", "お近くの郵便局へお問い合わせ"),
-    (Template.STALLED, "en"): ("12 days", "longer than usual", "local post office"),
-    (Template.STALLED, "ja"): ("12日間", "通常より時間がかかって", "お近くの郵便局"),
+    (Template.STALLED, "en"): ("12 days", "with customs", "phone number you gave us", "local post office"),
+    (Template.STALLED, "ja"): ("12日間", "税関", "電話番号", "お近くの郵便局"),
     (Template.OPERATOR_DIGEST, "en"): (
         "2 items need your attention",
         "Could not send: EJ 482 913 056 JP (Order 1001)",
@@ -431,16 +444,21 @@ def test_each_message_states_its_facts_in_both_versions(
         assert fold(fact) in seen
 
 
+@pytest.mark.parametrize("stage", ["departed_origin", "inward_exchange", "accepted"])
 @pytest.mark.parametrize(
     ("locale", "normal", "todo"),
-    [("en", "nothing you need to do", "What to do"), ("ja", "よくあること", "お客様へのご案内")],
+    [("en", "nothing you need to do", "What to do"), ("ja", "特にございません", "お客様へのご案内")],
 )
-def test_a_normal_silence_asks_for_nothing(renderer: Renderer, locale: str, normal: str, todo: str) -> None:
-    context = dataclasses.replace(sample_context(Template.STALLED, locale), stall_is_normal=True)
+def test_a_normal_silence_asks_for_nothing(
+    renderer: Renderer, locale: str, normal: str, todo: str, stage: str
+) -> None:
+    context = dataclasses.replace(sample_context(Template.STALLED, locale), stage=stage, stall_is_normal=True)
     message = renderer.render(context)
     assert normal in message.text
     assert todo not in message.text
     assert todo not in message.html
+    # The subject's tone follows the body: no "no update for 12 days" alarm for a normal silence.
+    assert "12" not in message.subject
 
 
 @pytest.mark.parametrize("locale", LOCALES)
@@ -470,13 +488,23 @@ def test_retention_without_deadline_or_contacts_still_says_what_to_do(
 
 
 @pytest.mark.parametrize("locale", LOCALES)
-def test_domestic_attempted_delivery_gives_the_japanese_holding_period(
-    renderer: Renderer, locale: str
+@pytest.mark.parametrize(
+    "template", [Template.ATTEMPTED_DELIVERY, Template.RETENTION, Template.RETENTION_REMINDER]
+)
+def test_domestic_holds_give_japan_posts_period_and_abroad_the_notice_card(
+    renderer: Renderer, template: Template, locale: str
 ) -> None:
-    context = dataclasses.replace(sample_context(Template.ATTEMPTED_DELIVERY, locale), international=False)
-    text = renderer.render(context).text
-    assert ("about 7 days" if locale == "en" else "およそ7日間") in text
-    assert ("depends on the country" if locale == "en" else "国によって") not in text
+    abroad = renderer.render(sample_context(template, locale)).text
+    domestic = renderer.render(
+        dataclasses.replace(sample_context(template, locale), international=False)
+    ).text
+    period = "for 7 days after leaving the notice" if locale == "en" else "投函されてから7日間です"
+    card = "check the notice card" if locale == "en" else "不在連絡票でご確認ください"
+    assert period in domestic
+    assert card not in domestic
+    assert card in abroad
+    assert "7 days" not in abroad
+    assert "7日" not in abroad
 
 
 def test_other_contact_roles_are_named_as_given(renderer: Renderer) -> None:
@@ -498,16 +526,22 @@ def test_unknown_digest_kinds_are_shown_as_given(renderer: Renderer) -> None:
     assert "(1 item)" in message.subject
 
 
-def test_dates_are_written_the_locale_way(renderer: Renderer) -> None:
-    deadline = dt.date(2026, 12, 31)
-    en = dataclasses.replace(sample_context(Template.RETENTION_REMINDER, "en"), retention_deadline=deadline)
-    ja = dataclasses.replace(sample_context(Template.RETENTION_REMINDER, "ja"), retention_deadline=deadline)
-    assert (
-        renderer.render(en).subject
-        == "Reminder: collect your parcel by Thursday, 31 December 2026 (Order 1001)"
-    )
-    assert "2026年12月31日（木）" in renderer.render(ja).text
-    assert "保管期限は12月31日です" in renderer.render(ja).subject
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_no_message_states_a_computed_holding_deadline(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    """The pipeline's deadline is a scan date plus a constant: no Japan Post page gives it."""
+    for international in (True, False):
+        context = dataclasses.replace(
+            sample_context(template, locale),
+            retention_deadline=dt.date(2031, 11, 23),
+            international=international,
+        )
+        message = renderer.render(context)
+        for part in (message.subject, message.text, message.html):
+            assert "2031" not in part
+            assert "November" not in part
+            assert "11月" not in part
 
 
 # ---------------------------------------------------------------------------------- previews
@@ -542,3 +576,164 @@ def test_committed_previews_are_current(tmp_path: Path) -> None:
         or (DOCS_MESSAGES / path.name).read_bytes() != path.read_bytes()
     ]
     assert not stale, f"docs/messages is out of date ({', '.join(stale)}); regenerate it as its README says"
+
+
+# ----------------------------------------------------------------------------- seed advice
+
+
+def test_the_seed_advice_table_covers_every_stage_message() -> None:
+    covered = {a.template for a in SEED_ADVICE}
+    stage_messages = set(Template) - {
+        Template.OPERATOR_DIGEST,
+        Template.TEST,
+        Template.READY_FOR_PICKUP,  # no FAQ advice for pickup points
+        Template.RETURNING,  # nor for returns
+        Template.RETURNED,
+        Template.INVESTIGATION,
+    }
+    assert stage_messages <= covered
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(
+    "advice", SEED_ADVICE, ids=lambda a: f"{a.template.value}-{a.case or 'main'}-{a.en[:24]}"
+)
+def test_each_seed_advice_phrase_is_in_its_message(renderer: Renderer, advice: Advice, locale: str) -> None:
+    message = renderer.render(advice.context(locale))
+    phrase = getattr(advice, locale)
+    assert phrase in message.text
+    assert fold(phrase) in visible_text(message.html)
+
+
+def test_the_seed_advice_table_is_in_the_previews_readme() -> None:
+    readme = (DOCS_MESSAGES / "README.md").read_text(encoding="utf-8")
+    for advice in SEED_ADVICE:
+        assert f'"{advice.en}"' in readme
+        assert f"「{advice.ja}」" in readme
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_nothing_contradicts_the_faqs(renderer: Renderer, locale: str) -> None:
+    office = renderer.render(sample_context(Template.AT_DELIVERY_OFFICE, locale)).text
+    assert "one or two days" not in office
+    assert "1〜2日" not in office
+    # A parcel still in Japan: only the shop can ask Japan Post, so no "ask your local post office".
+    in_japan = dataclasses.replace(
+        sample_context(Template.STALLED, locale), stage="accepted", stall_is_normal=False
+    )
+    text = renderer.render(in_japan).text.split("----")[0]
+    assert "local post office" not in text
+    assert "お近くの郵便局" not in text
+    # Silent in customs: watch for calls, never "nothing to do".
+    customs = renderer.render(sample_context(Template.STALLED, locale)).text
+    assert "nothing you need to do" not in customs
+    assert "特にございません" not in customs
+
+
+# ---------------------------------------------------------------------------------- layout
+
+
+@pytest.mark.parametrize(("template", "locale"), ALL)
+def test_every_subject_names_the_shop(renderer: Renderer, template: Template, locale: str) -> None:
+    assert "Sakura Stationery" in renderer.render(sample_context(template, locale)).subject
+
+
+@pytest.mark.parametrize(("template", "locale"), CUSTOMER)
+def test_every_customer_message_has_a_preheader_headings_and_the_shop_contact(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(sample_context(template, locale))
+    body = message.html.split("<body", 1)[1]
+    preheader = re.search(r'<div style="display:none;[^"]*">([^<]+)</div>', body)
+    assert preheader
+    assert body.index(preheader.group(0)) < body.index("<table")
+    assert "<h1 " in message.html
+    assert "<h2 " in message.html
+    assert "help@sakura-stationery.example" in message.text.split("\n--\n")[-1]
+    assert 'href="tel:+81300000188"' in message.html
+    assert '<span style="white-space:nowrap;">EJ 482 913 056 JP</span>' in message.html
+    # Outlook ignores padding on links: the button's box is its table cell.
+    assert "display:inline-block" not in message.html
+
+
+def steps_in_text(text: str) -> list[tuple[str, str]]:
+    return re.findall(r"^\[([x> ])\] (.+)$", text, re.M)
+
+
+@pytest.mark.parametrize(
+    ("template", "international", "expected"),
+    [
+        (Template.ACCEPTED, True, [">", " ", " ", " ", " ", " "]),
+        (Template.CUSTOMS_PRESENTED, True, ["x", "x", "x", ">", " ", " "]),
+        (Template.DELIVERED, True, ["x"] * 5 + [">"]),
+        (Template.AT_DELIVERY_OFFICE, False, ["x", "x", ">", " ", " "]),
+        (Template.RETURNED, True, ["x", "x", ">"]),
+    ],
+)
+def test_the_progress_tracker_marks_the_current_stage(
+    renderer: Renderer, template: Template, international: bool, expected: list[str]
+) -> None:
+    context = dataclasses.replace(sample_context(template, "en"), international=international)
+    message = renderer.render(context)
+    steps = steps_in_text(message.text)
+    assert [mark for mark, _ in steps] == expected
+    current = next(label for mark, label in steps if mark == ">")
+    assert current.endswith("(now)")
+    assert f'<strong aria-current="step">{current}</strong>' in message.html
+    if not international:
+        assert "Customs" not in [label for _, label in steps]
+
+
+@pytest.mark.parametrize(("locale", "hello"), [("en", "Dear Emma Brown,"), ("ja", "山田 花子 様")])
+def test_the_greeting_uses_the_name_when_there_is_one(renderer: Renderer, locale: str, hello: str) -> None:
+    context = sample_context(Template.DELIVERED, locale)
+    assert hello in renderer.render(context).text
+    anonymous = renderer.render(dataclasses.replace(context, name="")).text
+    assert hello not in anonymous
+    assert ("Hello," if locale == "en" else "このたびは") in anonymous
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize(
+    "template", [Template.ATTEMPTED_DELIVERY, Template.RETENTION, Template.RETENTION_REMINDER]
+)
+def test_a_domestic_hold_links_to_japan_posts_redelivery_page(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    domestic = renderer.render(dataclasses.replace(sample_context(template, locale), international=False))
+    assert f'href="{REDELIVERY_URL}"' in domestic.html
+    assert REDELIVERY_URL in domestic.text
+    # Abroad the local post arranges redelivery: Japan Post's form cannot help.
+    abroad = renderer.render(sample_context(template, locale))
+    assert REDELIVERY_URL not in abroad.html + abroad.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+@pytest.mark.parametrize("template", [Template.RETURNING, Template.RETURNED])
+def test_where_only_the_shop_can_act_the_button_writes_to_the_shop(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(sample_context(template, locale))
+    first_button = re.search(
+        r'<td bgcolor="#1d4f91" style="padding:12px[^>]*>\s*<a href="([^"]+)"', message.html
+    )
+    assert first_button
+    assert first_button.group(1) == "mailto:help@sakura-stationery.example"
+    assert "Thank you for shopping with us" not in message.text
+    assert ("sorry" if locale == "en" else "申し訳ございません") in message.text
+
+
+def test_phone_links_keep_only_digits_and_a_leading_plus(renderer: Renderer) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.RETENTION, "en"),
+        contacts=(ContactLine(role="Delivery", office="X", phone='+1 (718) 555-0143"><b>'),),
+    )
+    html = renderer.render(context).html
+    assert 'href="tel:+17185550143"' in html
+    assert "<b>" not in html
+
+
+@pytest.mark.parametrize("phrase", ["お電話や郵便物にお気をつけください", "誠に恐れ入りますが", "保管期限"])
+def test_japanese_wording_avoids_phrases_that_mislead(phrase: str) -> None:
+    source = (templates_root() / "ja" / "_wording.j2").read_text(encoding="utf-8")
+    assert phrase not in source

@@ -8,8 +8,10 @@ import random
 from collections.abc import AsyncIterator
 
 import pytest
+from sqlalchemy import update
 
 from notifier.numbers import parse_number, s10_check_digit
+from notifier.orm import Shipment
 from notifier.policy import PollingPolicy
 from notifier.reschedule import moves, window
 from notifier.stages import Stage
@@ -171,3 +173,30 @@ def test_a_longer_interval_pushes_due_times_back_and_failures_keep_their_backoff
     failing = row(Stage.OUT_FOR_DELIVERY, T0, T0 + 8 * HOUR, failures=1)
     assert window(failing, new) == (T0 + 8 * HOUR, T0 + 8 * HOUR)  # doubled once, as the cycle did
     assert moves([failing], new, now=T0, rng=random.Random(3)) == []
+
+
+async def test_a_listed_number_retired_as_reused_is_not_watched_again(store: Store) -> None:
+    """Japan Post shows a stranger's parcel under the number now: the watchlist's entry was for
+    the old one, so a reload must not start a new incarnation and mail its subscribers."""
+    number = parse_number("EJ123456785JP")
+    listed = [ConfiguredWatch(number=number, label="Order 1", subscribers=(("a@example.com", "en", None),))]
+    first = await store.sync_config_watches(listed, now=T0)
+    assert first.added == (number.value,)
+    shipment = await store.get(number.value)
+    assert shipment is not None
+    # What a poll does on a number_reused anomaly (tests/test_store.py drives it from pages).
+    async with store.engine.begin() as connection:
+        await connection.execute(
+            update(Shipment)
+            .where(Shipment.id == shipment.id)
+            .values(active=False, retired_at=T0 + dt.timedelta(days=1), next_poll_at=None)
+        )
+    again = await store.sync_config_watches(listed, now=T0 + dt.timedelta(days=2))
+    assert again.added == ()
+    assert again.reused == (number.value,)
+    # No new incarnation, nothing polled: nobody hears about a stranger's parcel.
+    assert [(v.incarnation, v.active) for v in await store.shipments(include_inactive=True)] == [(1, False)]
+    # The shop's way back, for a new parcel of its own: out of the watchlist, then watched by hand.
+    await store.sync_config_watches([], now=T0 + dt.timedelta(days=3))
+    fresh = await store.watch(number, now=T0 + dt.timedelta(days=3))
+    assert fresh.incarnation == 2
