@@ -227,6 +227,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"mail: no [smtp]; messages are written to {n.outbox_dir}")
     else:
         print(f"mail: {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}) from {n.sender}")
+    if settings.smtp_login_problem:
+        # Not an error for this command: under systemd only the service sees its credential.
+        print(
+            f"note: {settings.smtp_login_problem}; `notifier run`, `test-email` and `outbox send` "
+            "refuse to start without it (the systemd unit hands the service its credential)"
+        )
     print(
         f"operator: {n.operator or '(none: no digest)'}; quiet hours: "
         + (f"{n.quiet_hours[0]:%H:%M}-{n.quiet_hours[1]:%H:%M}" if n.quiet_hours else "none")

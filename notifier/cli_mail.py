@@ -22,13 +22,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier.compose import MailSettings, draft, unsubscribe_uri
-from notifier.config import Settings, load_settings
+from notifier.config import Settings, load_settings, sending_smtp
 from notifier.db import DatabaseError
 from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
 from notifier.messages import MessageContext, Template
 from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, drain
+from notifier.outbox import OutboxPolicy, drain, expected_send
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.render import Renderer, sample_context
 from notifier.stages import Stage
@@ -200,7 +200,7 @@ async def _outbox(args: argparse.Namespace) -> int:
                 timed += await queue_operator_digest(
                     store, notifier, settings.notifications.operator, now=utcnow()
                 )
-            transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
+            transport = transport_for(sending_smtp(settings), settings.notifications.outbox_dir)
             async with transport:
                 result = await drain(
                     store, transport, owner=owner_name(), policy=outbox_policy(settings), clock=utcnow
@@ -255,6 +255,8 @@ async def _outbox(args: argparse.Namespace) -> int:
             return EXIT_OK
         states = [OutboxState(s) for s in args.state] if args.state else None
         items = await store.outbox(states=states, limit=args.limit)
+        now, policy = utcnow(), outbox_policy(settings)
+        goes = {i.id: expected_send(i, policy, now) for i in items}
         if args.json:
             print(
                 json.dumps(
@@ -271,6 +273,8 @@ async def _outbox(args: argparse.Namespace) -> int:
                             "last_error": i.last_error,
                             "created_at": i.created_at.isoformat(),
                             "sent_at": i.sent_at.isoformat() if i.sent_at else None,
+                            "goes_at": _iso(goes[i.id][0]),
+                            "waits_for": goes[i.id][1] or None,
                         }
                         for i in items
                     ],
@@ -285,10 +289,23 @@ async def _outbox(args: argparse.Namespace) -> int:
             error = f"  ({i.last_error[:60]})" if i.last_error and i.state is not OutboxState.SENT else ""
             print(
                 f"{i.id:>6}  {i.state:<10} {i.attempts:>2}x  {i.recipient:<30} {i.number:<14} {i.rule}{error}"
+                f"{_goes(*goes[i.id], now)}"
             )
         return EXIT_OK
     finally:
         await store.close()
+
+
+def _iso(at: dt.datetime | None) -> str | None:
+    return at.isoformat() if at is not None else None
+
+
+def _goes(at: dt.datetime | None, waits_for: str, now: dt.datetime) -> str:
+    """The listing's "goes" note for a waiting message: when, and what it waits for."""
+    if at is None:
+        return f"  goes when {waits_for}" if waits_for else ""
+    when = "now" if at <= now else f"{at:%Y-%m-%d %H:%M}Z"
+    return f"  goes {when}" + (f" ({waits_for})" if waits_for else "")
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:
@@ -382,7 +399,7 @@ async def _test_email(args: argparse.Namespace) -> int:
         rule="test",
         now=now,
     )
-    transport = transport_for(settings.smtp, settings.notifications.outbox_dir)
+    transport = transport_for(sending_smtp(settings), settings.notifications.outbox_dir)
     try:
         async with transport:
             reply = await transport.send(message.raw, sender=mail.sender, recipients=[recipient])

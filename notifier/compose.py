@@ -2,21 +2,23 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import secrets
 import traceback
 import urllib.parse
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import jinja2
 
 from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
 from notifier.errors import NotifierError
+from notifier.localize import PageWording
 from notifier.mailer import build_message, make_message_id
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
-from notifier.model import ContactOffice, TrackingEvent
+from notifier.model import ContactOffice, Locale, TrackingEvent
 from notifier.numbers import parse_number
 from notifier.render import Renderer
 from notifier.rules import Notification, ShipmentFacts
@@ -26,6 +28,8 @@ from notifier.store import OutboxDraft
 logger = logging.getLogger(__name__)
 
 HISTORY_LINES = 12
+# The language polls read (poll.POLL_LOCALE; poll imports this module).
+POLL_LOCALE = Locale.EN
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -82,14 +86,49 @@ def display_number(number: str) -> str:
         return number
 
 
+def passed_through(notification: Notification, waiting: Sequence[str] = ()) -> tuple[str, ...]:
+    """The stages the customer was not told about, oldest first: those of their superseded
+    messages, then those passed within this poll; never the stage announced now."""
+    seen: list[str] = []
+    for stage in (*waiting, *(str(e.stage) for e in notification.passed)):
+        if stage != str(notification.stage) and stage not in seen:
+            seen.append(stage)
+    return tuple(seen)
+
+
 def context_for(
     notification: Notification,
     shipment: ShipmentFacts,
     history: Sequence[TrackingEvent],
     contacts: Sequence[ContactOffice],
     mail: MailSettings,
+    *,
+    wording: PageWording | None = None,
+    waiting: Sequence[str] = (),
+    name: str = "",
 ) -> MessageContext:
+    """The message's facts. Japan Post's wording (status, office, region, class of goods, contact
+    offices) is the customer's language's page when `wording` is that page and covers every
+    event shown; otherwise the polled English page's, and a non-English customer is told so."""
     locale = notification.recipient.locale
+    shown = history[-HISTORY_LINES:]
+    item_type = shipment.item_type or ""
+    wording_locale, unavailable = str(POLL_LOCALE), False
+    if locale != str(POLL_LOCALE):
+        quoted = [*shown, *notification.passed, *([notification.event] if notification.event else [])]
+        if wording is not None and wording.locale == locale and wording.covers(quoted):
+            history = [wording.events[e.key] for e in shown]
+            shown = history
+            notification = dataclasses.replace(
+                notification,
+                event=wording.events[notification.event.key] if notification.event else None,
+                passed=tuple(wording.events[e.key] for e in notification.passed),
+            )
+            item_type = wording.item_type or item_type
+            contacts = wording.contacts or contacts
+            wording_locale = locale
+        else:
+            unavailable = True
     return MessageContext(
         template=notification.template,
         locale=locale,
@@ -97,13 +136,13 @@ def context_for(
         number=shipment.number,
         number_display=display_number(shipment.number),
         label=shipment.label,
-        item_type=shipment.item_type or "",
+        item_type=item_type,
         stage=str(notification.stage),
         stage_meaning=meaning(notification.stage, locale),
         tracking_url=tracking_url(mail.tracking_base_url, shipment.number, locale),
         event=event_line(notification.event, locale) if notification.event else None,
         passed=tuple(event_line(e, locale) for e in notification.passed),
-        history=tuple(event_line(e, locale) for e in history[-HISTORY_LINES:]),
+        history=tuple(event_line(e, locale) for e in shown),
         contacts=tuple(ContactLine(role=c.role, office=c.office, phone=c.phone) for c in contacts),
         destination=shipment.destination or "",
         international=shipment.origin != "JP" or not shipment.number.isdigit(),
@@ -112,6 +151,10 @@ def context_for(
         retention_deadline=notification.retention_deadline,
         unsubscribe_url=unsubscribe_uri(mail.unsubscribe, notification.recipient.email, shipment.number),
         reply_to=mail.reply_to or "",
+        name=name,
+        passed_through=passed_through(notification, waiting),
+        wording_locale=wording_locale,
+        wording_unavailable=unavailable,
     )
 
 
@@ -127,8 +170,10 @@ def draft(
     shipment_id: int | None = None,
     subscription_id: int | None = None,
     time_zone: str | None = None,
+    supersedes: bool = False,
 ) -> OutboxDraft:
-    """Render once and fix Message-ID and Date now: a resend repeats these exact bytes."""
+    """Render once and fix the Message-ID now; the outbox sets the Date at the first send
+    attempt, and every resend repeats those exact bytes."""
     rendered = renderer.render(context)
     message_id = make_message_id(mail.domain)
     raw = build_message(
@@ -159,6 +204,7 @@ def draft(
         shipment_id=shipment_id,
         subscription_id=subscription_id,
         time_zone=time_zone,
+        supersedes=supersedes,
     )
 
 
@@ -272,15 +318,35 @@ def drafts_for(
     mail: MailSettings,
     renderer: Renderer,
     now: dt.datetime,
+    wordings: Mapping[str, PageWording] | None = None,
+    waiting: Mapping[int, Sequence[str]] | None = None,
+    names: Mapping[int, str] | None = None,
+    supersede: bool = False,
 ) -> list[OutboxDraft]:
     """One draft per notification. One that cannot be built (any error in its context, template
-    or MIME) is a failed draft, so it cannot take its poll and the other messages down with it."""
+    or MIME) is a failed draft, so it cannot take its poll and the other messages down with it.
+
+    `wordings` are the other locales' pages by locale, `waiting` the stages of each subscription's
+    messages still waiting, `names` each subscription's greeting name; `supersede` makes each
+    draft retire what still waits for its subscription (a stage change: news of where it is now).
+    """
     drafts: list[OutboxDraft] = []
     for n in notifications:
+        sid = n.recipient.subscription_id
         try:
+            context = context_for(
+                n,
+                shipment,
+                history,
+                contacts,
+                mail,
+                wording=(wordings or {}).get(n.recipient.locale),
+                waiting=(waiting or {}).get(sid, ()) if supersede else (),
+                name=(names or {}).get(sid, ""),
+            )
             drafts.append(
                 draft(
-                    context_for(n, shipment, history, contacts, mail),
+                    context,
                     renderer=renderer,
                     mail=mail,
                     recipient=n.recipient.email,
@@ -290,6 +356,7 @@ def drafts_for(
                     shipment_id=shipment.id,
                     subscription_id=n.recipient.subscription_id,
                     time_zone=n.recipient.time_zone,
+                    supersedes=supersede,
                 )
             )
         except Exception as exc:

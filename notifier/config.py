@@ -116,6 +116,8 @@ class Watch:
 
     number: str
     label: str = ""
+    # The customer's name, for the greeting of their messages; "" greets without one.
+    name: str = ""
     subscribers: tuple[str, ...] = ()
     locale: str = "en"
     tags: frozenset[str] = frozenset()
@@ -137,6 +139,9 @@ class Settings:
     database: DatabaseSettings = field(default_factory=DatabaseSettings)
     japanpost: JapanPostSettings = field(default_factory=JapanPostSettings)
     smtp: SmtpSettings | None = None
+    # [smtp] names a login whose password this process cannot see (file:line: key: why). Only
+    # what sends mail refuses it (`sending_smtp`); under systemd the service has the credential.
+    smtp_login_problem: str | None = None
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
 
 
@@ -194,7 +199,7 @@ _KNOWN["polling"] = {
     "lease",
 }
 _RULE_KEYS = {"name", "stages", "template", "enabled", "item_types", "destinations", "tags"}
-_WATCH_KEYS = {"number", "label", "subscribers", "locale", "tags", "destination", "time_zone"}
+_WATCH_KEYS = {"number", "label", "name", "subscribers", "locale", "tags", "destination", "time_zone"}
 
 
 def _circuit(japanpost: dict[str, Any], problems: _Problems) -> dict[str, Any]:
@@ -418,6 +423,8 @@ class _Problems:
         self.where = where
         self.text = text
         self.items: list[str] = []
+        # A problem only for commands that send mail (see Settings.smtp_login_problem).
+        self.smtp_login: str | None = None
         self._index: _Index | None = None
         self._watch_lines: list[int] | None = None
 
@@ -446,10 +453,13 @@ class _Problems:
                 self._watch_lines = [self.index.first.get(f"watch[{i}]", 0) for i in range(count)]
         return (self._watch_lines[index] or None) if index < len(self._watch_lines) else None
 
-    def add(self, dotted: str, message: str) -> None:
+    def located(self, dotted: str, message: str) -> str:
         line = self.line_of(dotted)
         place = f"{self.where}:{line}" if line else self.where
-        self.items.append(f"{place}: {_shown(dotted)}: {message}")
+        return f"{place}: {_shown(dotted)}: {message}"
+
+    def add(self, dotted: str, message: str) -> None:
+        self.items.append(self.located(dotted, message))
 
 
 def _shown(key: str) -> str:
@@ -509,6 +519,11 @@ def _too_long(value: str, *columns: InstrumentedAttribute[Any]) -> str | None:
         if len(value) > size:
             return f"is {len(value)} characters long; at most {size} fit (database column {name})"
     return None
+
+
+def name_problem(name: str) -> str | None:
+    """Why a customer's name cannot be stored and greeted with, or None."""
+    return _stored_text(name, Subscription.name)
 
 
 def _stored_text(value: str, *columns: InstrumentedAttribute[Any]) -> str | None:
@@ -592,13 +607,16 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
                 timeout = 60.0
     username = _string(smtp, "username", "smtp.username", problems)
     password = read_password(smtp, problems, base)
+    login_problem = None
     if username and not password:
-        problems.add(
+        # Only sending needs it: `status`, `db backup` and the like run as root beside a service
+        # whose password is a systemd credential only the service sees.
+        login_problem = problems.located(
             "smtp.username",
             f"needs a password: set smtp.password_file, ${SMTP_PASSWORD_ENV}, or under systemd the "
             f'credential "{CREDENTIAL_NAME}" (LoadCredential={CREDENTIAL_NAME}:/etc/notifier/{CREDENTIAL_NAME})',
         )
-        username = None  # reported once, here, not again as a half-given login
+        username = None  # no half-given login reaches the transport
     validate = smtp.get("validate_certs", True)
     if not isinstance(validate, bool):
         problems.add("smtp.validate_certs", "must be true or false")
@@ -607,6 +625,7 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
     local_hostname = _string(smtp, "local_hostname", "smtp.local_hostname", problems)
     if host is None:
         return None, sender
+    problems.smtp_login = login_problem
     try:
         # A password found in the environment or a credential is unused by a relay without AUTH.
         settings = SmtpSettings(
@@ -911,6 +930,12 @@ def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> 
         label = ""
     elif (reason := _stored_text(label, Shipment.label)) is not None:
         problem("label", reason)
+    name = raw.get("name", "")
+    if not isinstance(name, str):
+        problem("name", "must be a string")
+        name = ""
+    elif (reason := name_problem(name)) is not None:
+        problem("name", reason)
     tags = _set_of(raw.get("tags"), f"{dotted}.tags", problems)
     if any(not tag or _NOT_IN_A_TAG.search(tag) for tag in tags):
         problem("tags", "each tag is one word: no spaces, control characters or empty tags")
@@ -921,6 +946,7 @@ def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> 
     return Watch(
         number=number,
         label=label,
+        name=name.strip(),
         subscribers=tuple(addresses),
         locale=locale,
         tags=tags,
@@ -1235,6 +1261,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
             **circuit,
         ),
         smtp=smtp,
+        smtp_login_problem=problems.smtp_login,
         notifications=notifications,
     )
 
@@ -1265,6 +1292,14 @@ def _watch_file(path: Path, problems: _Problems) -> list[Watch]:
     watches = _watches(extra, extra_problems)
     problems.items += extra_problems.items
     return watches
+
+
+def sending_smtp(settings: Settings) -> SmtpSettings | None:
+    """The SMTP settings for a command that sends mail: a ConfigError when the login's password
+    cannot be had here, rather than a send that the server refuses."""
+    if settings.smtp_login_problem is not None:
+        raise ConfigError(settings.smtp_login_problem)
+    return settings.smtp
 
 
 def load_settings(path: str | None, *, database_url: str | None = None) -> Settings:

@@ -72,6 +72,8 @@ class CycleStats:
     claimed: int = 0
     list_requests: int = 0
     detail_requests: int = 0
+    # Detail pages in the customers' other languages, fetched only for messages (poll.other_wording).
+    wording_requests: int = 0
     changed: int = 0
     failed: int = 0
     queued: int = 0
@@ -222,6 +224,7 @@ async def run_cycle(
         except Exception as exc:
             await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
             continue
+        stats.wording_requests += result.wording_requests
         if result.change is None:
             stats.failed += 1
             breaker.failure(clock(), result.retry_after)

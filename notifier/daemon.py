@@ -26,14 +26,14 @@ from sqlalchemy.engine import make_url
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
-from notifier.config import Settings, load_settings, matching_watch_files
+from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
 from notifier.cycle import CircuitBreaker, run_cycle
 from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
 from notifier.mailer import transport_for
 from notifier.numbers import parse_number
-from notifier.outbox import drain
+from notifier.outbox import drain, reevaluate_quiet_hours
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.reschedule import moves
 from notifier.sdnotify import Notifier as SystemdNotifier
@@ -136,8 +136,13 @@ class Daemon:
                 load_settings, self.config_path, database_url=self.database_url
             )
             self._loaded_in = time.monotonic() - self._started
+            # The daemon sends mail: a login without its password is an error here, as it is
+            # not for `status` or `db backup` run beside the service.
+            sending_smtp(self.settings)
         except ConfigError as exc:
-            logger.error("invalid configuration:\n%s", exc)
+            # One self-contained line per problem: under journald each line is an entry.
+            for problem in str(exc).splitlines():
+                logger.error("invalid configuration: %s", problem, extra={"action": "config_invalid"})
             return EXIT_CONFIG
         except Exception as exc:
             # Whatever the loader let through is still a configuration that cannot be used.
@@ -352,6 +357,7 @@ class Daemon:
                 destination=watch.destination,
                 tags=watch.tags,
                 subscribers=tuple((email, watch.locale, watch.time_zone) for email in watch.subscribers),
+                name=watch.name,
             )
             for watch in settings.watches
         ]
@@ -454,13 +460,15 @@ class Daemon:
                     extra={"action": "reload_failed"},
                 )
 
-    def _refuse(self, reason: str, detail: str) -> bool:
+    def _refuse(self, reason: str, *details: str) -> bool:
         self.counters.reload_failures += 1
-        logger.error(
-            "reload refused, keeping the running configuration:%s",
-            detail,
-            extra={"action": "reload_failed"},
-        )
+        # One self-contained line per problem: under journald each line is its own entry.
+        for detail in details:
+            logger.error(
+                "reload refused, keeping the running configuration: %s",
+                detail.strip(),
+                extra={"action": "reload_failed"},
+            )
         self.systemd.ready(f"reload failed, old config kept: {reason}")
         return False
 
@@ -475,8 +483,9 @@ class Daemon:
         started = time.monotonic()
         try:
             new = await asyncio.to_thread(load_settings, self.config_path, database_url=self.database_url)
+            sending_smtp(new)
         except ConfigError as exc:
-            return self._refuse(str(exc).splitlines()[0], f"\n{exc}")
+            return self._refuse(str(exc).splitlines()[0], *str(exc).splitlines())
         except Exception as exc:
             return self._refuse(_one_line(exc), f" cannot load it: {_one_line(exc)}")
         if new.database.url != self.settings.database.url:
@@ -485,11 +494,14 @@ class Daemon:
                 " database.url cannot change while running; restart instead",
             )
         old_policy = self.settings.polling
+        old_quiet = outbox_policy(self.settings).quiet_hours
         try:
             await self._apply(new)
         except Exception as exc:
             return self._refuse(_one_line(exc), f" applying it failed: {_one_line(exc)}")
         self.counters.reloads += 1
+        if outbox_policy(new).quiet_hours != old_quiet:
+            await self._quiet_hours_changed(new)
         if new.polling != old_policy:
             if self._cycle_client is not None:
                 self._reschedule_after_cycle = True
@@ -510,6 +522,24 @@ class Daemon:
         )
         self.systemd.ready(await self._status())
         return True
+
+    async def _quiet_hours_changed(self, new: Settings) -> None:
+        """Messages waiting for the end of quiet hours go when the new window says, not the old."""
+        try:
+            moved = await reevaluate_quiet_hours(self.store, outbox_policy(new), now=utcnow())
+        except Exception as exc:
+            logger.error(
+                "quiet_hours changed but waiting messages could not be rescheduled (they go at the "
+                "old time, then follow the new hours): %s",
+                _one_line(exc),
+                extra={"action": "quiet_hours_failed"},
+            )
+            return
+        logger.info(
+            "quiet_hours changed: %d waiting message(s) rescheduled",
+            moved,
+            extra={"action": "quiet_hours_changed", "moved": moved},
+        )
 
     # --- jobs ------------------------------------------------------------------------------
 
@@ -575,7 +605,7 @@ class Daemon:
         self.systemd.status(await self._status())
 
     async def _send(self) -> None:
-        transport = transport_for(self.settings.smtp, self.settings.notifications.outbox_dir)
+        transport = transport_for(sending_smtp(self.settings), self.settings.notifications.outbox_dir)
         async with transport:
             result = await drain(
                 self.store, transport, owner=self.owner, policy=outbox_policy(self.settings), clock=utcnow

@@ -16,7 +16,7 @@ import unicodedata
 from dataclasses import dataclass
 from pathlib import Path
 
-from notifier.config import CONFIG_ENV, Settings
+from notifier.config import CONFIG_ENV, Settings, name_problem
 from notifier.errors import ConfigError
 from notifier.mailer import AddressError, validate_address
 from notifier.numbers import parse_number
@@ -60,6 +60,11 @@ _ALIASES = {
     "国": "destination",
     "国コード": "destination",
     "配送先国": "destination",
+    "name": "name",
+    "customername": "name",
+    "氏名": "name",
+    "お名前": "name",
+    "お客様名": "name",
     "timezone": "time_zone",
     "zone": "time_zone",
     "タイムゾーン": "time_zone",
@@ -82,6 +87,7 @@ class ImportedWatch:
     label: str
     subscribers: tuple[str, ...]
     locale: str
+    name: str = ""
     tags: tuple[str, ...]
     destination: str | None
     time_zone: str | None
@@ -151,7 +157,7 @@ def read_orders(text: str, source: str) -> Orders:
     if ignored:
         notes.append(
             f"{source}:1: ignoring column(s) {', '.join(repr(n) for n in ignored)} "
-            "(used: number, label, subscribers, locale, tags, destination, time_zone)"
+            "(used: number, label, name, subscribers, locale, tags, destination, time_zone)"
         )
     problems = []
     if "number" not in header:
@@ -168,7 +174,9 @@ def read_orders(text: str, source: str) -> Orders:
         for key, value in zip(header, row, strict=False):
             # With two columns mapping to one field (say 注文番号 and Order), the first filled one wins.
             if key and value.strip() and key not in cells:
-                cells[key] = unicodedata.normalize("NFKC", value).strip() if key != "label" else value.strip()
+                # Labels and names are kept as typed (a full-width name stays full-width).
+                verbatim = key in ("label", "name")
+                cells[key] = value.strip() if verbatim else unicodedata.normalize("NFKC", value).strip()
         where = f"{source}:{line}"
         try:
             number = parse_number(cells.get("number", "")).value
@@ -192,6 +200,9 @@ def read_orders(text: str, source: str) -> Orders:
         destination = cells.get("destination", "").upper() or None
         if destination and not re.fullmatch(r"[A-Z]{2}", destination):
             problems.append(f"{where}: destination: {destination!r} is not a two-letter country code")
+        name = cells.get("name", "")
+        if (reason := name_problem(name)) is not None:
+            problems.append(f"{where}: name: {reason}")
         zone = cells.get("time_zone") or None
         if zone:
             from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -206,6 +217,7 @@ def read_orders(text: str, source: str) -> Orders:
                 label=cells.get("label", ""),
                 subscribers=tuple(subscribers),
                 locale=locale or "en",
+                name=name,
                 tags=tuple(filter(None, _SPLIT.split(cells.get("tags", "")))),
                 destination=destination,
                 time_zone=zone,
@@ -255,6 +267,8 @@ def to_toml(watches: list[ImportedWatch], source: str) -> str:
         lines.append(f"number = {_toml_string(watch.number)}")
         if watch.label:
             lines.append(f"label = {_toml_string(watch.label)}")
+        if watch.name:
+            lines.append(f"name = {_toml_string(watch.name)}")
         lines.append(f"subscribers = [{', '.join(_toml_string(s) for s in watch.subscribers)}]")
         lines.append(f"locale = {_toml_string(watch.locale)}")
         if watch.tags:

@@ -50,6 +50,7 @@ __all__ = [
     "make_message_id",
     "transport_for",
     "validate_address",
+    "with_date",
 ]
 
 logger = logging.getLogger(__name__)
@@ -400,7 +401,8 @@ def build_message(
         sender: From; a display name is allowed ("Shop <shop@example.com>").
         recipient: To; a bare address.
         message_id: `<id@domain>`, from make_message_id, fixed when the notification is queued.
-        date: the Date header; timezone-aware, fixed when the notification is queued.
+        date: the Date header; timezone-aware. The outbox replaces it with the time of the first
+            send attempt (see with_date), so a message that waited does not look old.
         locale: Content-Language, such as "en" or "ja".
         number: the compact tracking number, for X-Notifier-Tracking-Number.
         stage: for X-Notifier-Stage.
@@ -889,3 +891,26 @@ def transport_for(settings: SmtpSettings | None, file_dir: Path) -> SmtpTranspor
     if settings is None:
         return FileTransport(file_dir)
     return SmtpTransport(settings)
+
+
+_DATE_LINE_RE = re.compile(rb"^Date: [^\r\n]*\r\n", re.MULTILINE)
+
+
+def with_date(raw: bytes, date: dt.datetime) -> bytes:
+    """`raw` with its Date header set to `date`; nothing else changes (the body, the boundary and
+    the Message-ID stay byte for byte).
+
+    Raises:
+        MessageBuildError: `date` is naive, or `raw` has no single Date header in its header block.
+    """
+    if date.tzinfo is None or date.utcoffset() is None:
+        raise MessageBuildError("the Date must be timezone-aware")
+    end = raw.find(b"\r\n\r\n")
+    if end < 0:
+        raise MessageBuildError("the message has no header block")
+    head = raw[: end + 2]
+    found = _DATE_LINE_RE.findall(head)
+    if len(found) != 1:
+        raise MessageBuildError(f"the message has {len(found)} Date headers, not one")
+    line = f"Date: {email.utils.format_datetime(date)}\r\n".encode("ascii")
+    return _DATE_LINE_RE.sub(lambda _: line, head, count=1) + raw[end + 2 :]

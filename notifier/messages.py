@@ -89,10 +89,20 @@ class MessageContext:
     unsubscribe_url: str = ""
     reply_to: str = ""
     digest: tuple[DigestLine, ...] = ()
-    # The customer's name as the shop knows it ("" when the watch has none: no name in the greeting).
+    # The customer's name from the watch (`name`), for the greeting; "" greets without a name.
     name: str = ""
     # The shop's phone for the footer ("" leaves it out); the reply address is `reply_to`.
     shop_phone: str = ""
+    # Stages this shipment went through since the customer's last message that they were not
+    # told about (messages superseded while waiting, stages passed within one poll), oldest
+    # first, as Stage values ("attempted_delivery", "retention", ...). Never the current stage.
+    passed_through: tuple[str, ...] = ()
+    # The language of Japan Post's wording quoted in event lines, item_type and contacts
+    # ("en" or "ja"): the customer's, or "en" when their page could not be had.
+    wording_locale: str = "en"
+    # True when the customer reads another language than English but Japan Post's page in it
+    # could not be had or paired, so the Japan Post wording shown is the English page's.
+    wording_unavailable: bool = False
 
     @classmethod
     def digest_for(

@@ -154,6 +154,8 @@ class Subscription(Base):
     time_zone: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[dt.datetime]
+    # How the customer is greeted (the watch's `name`); None greets without a name.
+    name: Mapped[str | None] = mapped_column(String(100))
 
 
 class Snapshot(Base):
@@ -239,6 +241,9 @@ class OutboxMessage(Base):
     created_at: Mapped[dt.datetime]
     sent_at: Mapped[dt.datetime | None]
     server_reply: Mapped[str | None] = mapped_column(Text)
+    # When the message was first offered for sending: its Date header, fixed in `raw` then so
+    # that every retry repeats the same bytes.
+    first_attempt_at: Mapped[dt.datetime | None]
 
 
 class Suppression(Base):

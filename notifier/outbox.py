@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 import random
@@ -13,19 +14,33 @@ from notifier.faults import crashpoint
 from notifier.mailer import (
     AuthenticationError,
     FileTransport,
+    MessageBuildError,
     SendError,
     ServerUnreachableError,
     SmtpTransport,
     TlsRequiredError,
+    with_date,
 )
 from notifier.rules import quiet_until
-from notifier.store import OutboxItem, Store
+from notifier.store import OutboxItem, OutboxState, Store
 
-__all__ = ["DrainResult", "OutboxPolicy", "SendingPause", "Transport", "drain", "retry_at", "sending_paused"]
+__all__ = [
+    "DrainResult",
+    "OutboxPolicy",
+    "SendingPause",
+    "Transport",
+    "drain",
+    "expected_send",
+    "reevaluate_quiet_hours",
+    "retry_at",
+    "sending_paused",
+]
 
 logger = logging.getLogger(__name__)
 
 Transport = SmtpTransport | FileTransport
+# The last_error of a message deferred by quiet hours (Store.deferred_for_quiet_hours reads it).
+QUIET_HOURS = "quiet hours"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -111,6 +126,40 @@ class DrainResult:
     paused_until: dt.datetime | None = None
     pause: SendingPause | None = None
     errors: list[str] = field(default_factory=list)
+
+
+async def reevaluate_quiet_hours(store: Store, policy: OutboxPolicy, *, now: dt.datetime) -> int:
+    """`quiet_hours` changed: each message deferred by quiet hours is due when the new window
+    ends for its recipient, or now if it is outside it. Returns how many moved."""
+    moves = []
+    for message_id, time_zone, due in await store.deferred_for_quiet_hours():
+        until = quiet_until(now, time_zone, policy.quiet_hours) or now
+        if until != due:
+            moves.append((message_id, until))
+    return await store.reschedule_pending(moves)
+
+
+def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> tuple[dt.datetime | None, str]:
+    """When a waiting message will next be tried, and what it waits for ("" when nothing).
+
+    Pending: its next attempt, moved to the end of quiet hours if they cover it then. Held: no
+    time, it goes when Japan Post's pages read again. Other states: no time.
+    """
+    if item.state is OutboxState.HELD:
+        return None, "pages to read again"
+    if item.state is OutboxState.SENDING:
+        return now, "being sent"
+    if item.state is not OutboxState.PENDING:
+        return None, ""
+    due = max(item.next_attempt_at, now)
+    quiet = quiet_until(due, item.time_zone, policy.quiet_hours)
+    if quiet is not None:
+        return quiet, "quiet hours"
+    if item.last_error == QUIET_HOURS and item.next_attempt_at > now:
+        return due, "quiet hours"  # deferred to the window's end, where quiet_until says no more
+    if item.attempts and item.next_attempt_at > now:
+        return due, "retry"
+    return due, ""
 
 
 def retry_at(attempts: int, now: dt.datetime, policy: OutboxPolicy, rng: random.Random) -> dt.datetime:
@@ -213,7 +262,7 @@ async def drain(
         )
         if until is not None:
             await store.mark_retry(
-                item.id, owner=owner, error="quiet hours", next_attempt_at=until, count_attempt=False
+                item.id, owner=owner, error=QUIET_HOURS, next_attempt_at=until, count_attempt=False
             )
             result.deferred += 1
             continue
@@ -228,6 +277,20 @@ async def drain(
             )
             result.failed += 1
             continue
+        if item.first_attempt_at is None:
+            # The Date is the first attempt's time, not the queue time (a message held by quiet
+            # hours must not look hours old), and is committed before the send so that every
+            # retry, and a resend after a crash, carries the same bytes.
+            try:
+                raw = with_date(item.raw, now)
+            except MessageBuildError as exc:
+                await _fail(
+                    store, item, f"the Date header cannot be set: {exc}", owner=owner, now=now, result=result
+                )
+                continue
+            if not await store.fix_date(item.id, owner=owner, raw=raw, now=now):
+                continue  # the lease went to another instance, which sends it
+            item = dataclasses.replace(item, raw=raw, first_attempt_at=now)
         await _send_one(
             store, transport, item, owner=owner, policy=policy, clock=clock, rng=rng, result=result
         )

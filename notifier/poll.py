@@ -9,6 +9,10 @@ switch (`Notifier.paused`) never skips that decision: what is learnt while it is
 store nothing; a list page only asks for the detail page and never stores a transition;
 time-based messages (`queue_timed`) are not stored transitions and are simply evaluated again
 once the switch is off, keyed so that each goes out at most once.
+
+A change announced to a customer of another language than the polled one fetches that
+language's detail page once, here, before the commit (`other_wording`); if it fails, only the
+wording of the messages changes (the English page's, flagged), never what is recorded or decided.
 """
 
 from __future__ import annotations
@@ -19,14 +23,17 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
+from notifier.compose import POLL_LOCALE as POLL_LOCALE
 from notifier.compose import MailSettings, digest_context, draft_or_failure, drafts_for
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
+from notifier.localize import PageWording, pair_wording
 from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
 from notifier.rules import (
+    MultiStage,
     Recipient,
     RulesConfig,
     ShipmentFacts,
@@ -40,7 +47,8 @@ logger = logging.getLogger(__name__)
 
 # Identity of events includes the status wording, so every poll of a shipment must read the
 # same language: English, the language the genuine captures and most status lists are in.
-POLL_LOCALE = Locale.EN
+# A customer of another language reads that language's page, fetched only for their messages.
+# POLL_LOCALE (English) is defined in compose, which decides per message whose wording it quotes.
 
 
 # Given the stage after the poll, whether it changed, and whether it failed: when to poll next.
@@ -56,6 +64,8 @@ class PollResult:
     queued: int = 0
     held: bool = False
     retry_after: float | None = None
+    # Detail pages fetched in another language for this poll's messages (see other_wording).
+    wording_requests: int = 0
 
 
 @dataclass(slots=True, kw_only=True)
@@ -128,11 +138,26 @@ async def poll_detail(
     item = page.item(shipment.number)
     outbox: list[OutboxDraft] = []
     held = notifier.paused
+    wording_requests = 0
     if change.transitions:
         recipients = await recipients_of(store, shipment.id)
         shipment_facts = facts(shipment, item)
         notifications = notifications_for_change(change, shipment_facts, recipients, notifier.rules, now)
         contacts = item.offices if item is not None and item.offices else await store.contacts(shipment.id)
+        wordings: dict[str, PageWording] = {}
+        waiting: dict[int, tuple[str, ...]] = {}
+        names: dict[int, str] = {}
+        if notifications:
+            # Only now, and once per change, is the customer's language's page worth a request.
+            wanted = {n.recipient.locale for n in notifications} if item is not None else set()
+            locales = sorted(wanted - {str(POLL_LOCALE)})
+            for locale in locales:
+                wording_requests += 1
+                found = await other_wording(client, shipment.number, item, locale)
+                if found is not None:
+                    wordings[locale] = found
+            waiting = await store.waiting_stages(shipment.id)
+            names = await store.subscription_names(shipment.id)
         outbox = drafts_for(
             notifications,
             shipment_facts,
@@ -141,6 +166,12 @@ async def poll_detail(
             mail=notifier.mail,
             renderer=notifier.renderer,
             now=now,
+            wordings=wordings,
+            waiting=waiting,
+            names=names,
+            # "latest": the customer hears where the parcel is now, so what still waits for them
+            # is replaced; "each" promises a message per stage, so nothing is.
+            supersede=notifier.rules.multi_stage is MultiStage.LATEST,
         )
     if callable(next_poll_at):
         unreadable = page.layout is Layout.UNRECOGNIZED
@@ -172,8 +203,40 @@ async def poll_detail(
     )
     error = page.reason if page.layout is Layout.UNRECOGNIZED else None
     return PollResult(
-        number=shipment.number, change=change, error=error, queued=len(outbox), held=held and bool(outbox)
+        number=shipment.number,
+        change=change,
+        error=error,
+        queued=len(outbox),
+        held=held and bool(outbox),
+        wording_requests=wording_requests,
     )
+
+
+async def other_wording(
+    client: JapanPostClient, number: str, polled: ItemResult | None, locale: str
+) -> PageWording | None:
+    """The detail page in `locale`, paired with the polled one; None (and a log line) when it
+    cannot be had or paired: the messages then say so and quote the English page."""
+    if polled is None:
+        return None
+    try:
+        fetched = await client.fetch_detail(number, Locale(locale))
+    except FetchError as exc:
+        reason = f"not fetched: {exc}"
+    else:
+        other = fetched.page.item(number) if fetched.page.layout is not Layout.UNRECOGNIZED else None
+        wording = pair_wording(polled, other, locale)
+        if wording is not None:
+            return wording
+        reason = "its events do not pair with the English page's" if other else "not readable"
+    logger.warning(
+        "the %s page of %s is %s; its messages quote the English page's wording",
+        locale,
+        number,
+        reason,
+        extra={"action": "wording_unavailable", "number": number, "locale": locale},
+    )
+    return None
 
 
 async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> int:
@@ -212,6 +275,7 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
             mail=notifier.mail,
             renderer=notifier.renderer,
             now=now,
+            names=await store.subscription_names(view.id),
         )
         queued += await store.enqueue(drafts, now=now)
     return queued

@@ -102,6 +102,9 @@ class OutboxState(enum.StrEnum):
     SENT = "sent"
     FAILED = "failed"
     SUPPRESSED = "suppressed"
+    # Still waiting when a later message about the same shipment was queued for the same
+    # subscription: never sent, the later one says where the parcel is now.
+    SUPERSEDED = "superseded"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -125,6 +128,9 @@ class OutboxDraft:
     # Why the message could not be built: it is stored as failed (raw empty, never sent) and
     # raises one "message_build_failed" alert, so the rest of its poll still commits.
     error: str | None = None
+    # Messages of the same shipment and subscription still waiting (pending, held) when this
+    # one is queued are superseded by it (see Store.waiting_stages).
+    supersedes: bool = False
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -148,6 +154,9 @@ class OutboxItem:
     last_error: str | None
     created_at: dt.datetime
     sent_at: dt.datetime | None
+    first_attempt_at: dt.datetime | None = None
+    shipment_id: int | None = None
+    subscription_id: int | None = None
 
 
 def _outbox_item(row: OutboxMessage) -> OutboxItem:
@@ -171,6 +180,9 @@ def _outbox_item(row: OutboxMessage) -> OutboxItem:
         last_error=row.last_error,
         created_at=row.created_at,
         sent_at=row.sent_at,
+        first_attempt_at=row.first_attempt_at,
+        shipment_id=row.shipment_id,
+        subscription_id=row.subscription_id,
     )
 
 
@@ -939,7 +951,10 @@ class Store:
     ) -> int:
         created = 0
         state = OutboxState.HELD if held else OutboxState.PENDING
+        batch = [draft.dedup_key for draft in drafts]
         for draft in drafts:
+            if draft.supersedes and draft.error is None and draft.subscription_id is not None:
+                await self._supersede(session, draft, batch)
             statement = (
                 self._insert(OutboxMessage)
                 .values(
@@ -985,6 +1000,88 @@ class Store:
                     draft.shipment_id,
                 )
         return created
+
+    async def _supersede(self, session: AsyncSession, draft: OutboxDraft, batch: Sequence[str]) -> int:
+        """Retire what still waits for this subscription about this shipment. Only pending and
+        held rows: a message being sent (leased) or sent stays as it is, so no customer gets
+        both nor neither. Messages of the same batch (`multi_stage = "all"` asks for each stage)
+        are kept, and a replayed poll (its dedup key already queued) supersedes nothing."""
+        exists = select(OutboxMessage.id).where(OutboxMessage.dedup_key == draft.dedup_key)
+        if (await session.execute(exists)).first() is not None:
+            return 0
+        result = await session.execute(
+            update(OutboxMessage)
+            .where(
+                OutboxMessage.shipment_id == draft.shipment_id,
+                OutboxMessage.subscription_id == draft.subscription_id,
+                OutboxMessage.state.in_([str(OutboxState.PENDING), str(OutboxState.HELD)]),
+                OutboxMessage.dedup_key.not_in(list(batch)),
+            )
+            .values(
+                state=str(OutboxState.SUPERSEDED),
+                last_error=f"superseded by the {draft.template} message ({draft.dedup_key})"[:2000],
+            )
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+    async def waiting_stages(self, shipment_id: int) -> dict[int, tuple[str, ...]]:
+        """Per subscription id, the stages of its messages about this shipment still waiting
+        (pending or held), oldest first: what a newer message would supersede."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(OutboxMessage.subscription_id, OutboxMessage.stage)
+                .where(
+                    OutboxMessage.shipment_id == shipment_id,
+                    OutboxMessage.subscription_id.is_not(None),
+                    OutboxMessage.state.in_([str(OutboxState.PENDING), str(OutboxState.HELD)]),
+                )
+                .order_by(OutboxMessage.id)
+            )
+            waiting: dict[int, list[str]] = {}
+            for subscription_id, stage in rows:
+                waiting.setdefault(int(subscription_id or 0), []).append(str(stage))
+            return {k: tuple(v) for k, v in waiting.items()}
+
+    async def fix_date(self, message_id: int, *, owner: str, raw: bytes, now: dt.datetime) -> bool:
+        """Record the first send attempt: the bytes with their final Date, before they are sent."""
+        return await self._finish_keep_lease(message_id, owner, raw=raw, first_attempt_at=now)
+
+    async def _finish_keep_lease(self, message_id: int, owner: str, **values: object) -> bool:
+        async with self._write() as session:
+            result = await session.execute(
+                update(OutboxMessage)
+                .where(
+                    OutboxMessage.id == message_id,
+                    OutboxMessage.leased_by == owner,
+                    OutboxMessage.state == str(OutboxState.SENDING),
+                )
+                .values(**values)
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def deferred_for_quiet_hours(self) -> list[tuple[int, str | None, dt.datetime]]:
+        """(id, time zone, next attempt) of pending messages waiting for the end of quiet hours."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(OutboxMessage.id, OutboxMessage.time_zone, OutboxMessage.next_attempt_at).where(
+                    OutboxMessage.state == str(OutboxState.PENDING),
+                    OutboxMessage.last_error == "quiet hours",
+                )
+            )
+            return [(int(i), zone, due) for i, zone, due in rows]
+
+    async def reschedule_pending(self, moves: Sequence[tuple[int, dt.datetime]]) -> int:
+        """Move pending messages' next attempt (quiet hours changed); rows no longer pending are left."""
+        moved = 0
+        async with self._write() as session:
+            for message_id, when in moves:
+                result = await session.execute(
+                    update(OutboxMessage)
+                    .where(OutboxMessage.id == message_id, OutboxMessage.state == str(OutboxState.PENDING))
+                    .values(next_attempt_at=when)
+                )
+                moved += int(result.rowcount)  # type: ignore[attr-defined]
+        return moved
 
     async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
         """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
@@ -1169,6 +1266,19 @@ class Store:
             rows = await session.execute(select(Suppression.email).where(Suppression.email.in_(wanted)))
             return {email for (email,) in rows}
 
+    async def subscription_names(self, shipment_id: int) -> dict[int, str]:
+        """Subscription id -> greeting name, for the shipment's active subscriptions that have one."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(Subscription.id, Subscription.name).where(
+                    Subscription.shipment_id == shipment_id,
+                    Subscription.active.is_(True),
+                    Subscription.name.is_not(None),
+                    Subscription.name != "",
+                )
+            )
+            return {int(i): str(name) for i, name in rows}
+
     async def recipients(self, shipment_id: int) -> list[tuple[int, str, str, str | None]]:
         """(subscription id, email, locale, time zone) of the shipment's active subscriptions."""
         async with self._reads() as session:
@@ -1303,10 +1413,12 @@ class Store:
         }
         # (email, locale, zone) per shipment, lower-cased as `set_subscribers` stores them.
         listed: dict[int, dict[str, tuple[str, str | None]]] = {}
+        names: dict[int, str | None] = {}
         for number, watch in wanted.items():
             sid = shipment_ids.get(number)
             if sid is not None:
                 listed[sid] = {email.lower(): (locale, zone) for email, locale, zone in watch.subscribers}
+                names[sid] = watch.name or None
         people = {email: sid for sid, email in await session.execute(select(Subscriber.id, Subscriber.email))}
         new_people: dict[str, str] = {}
         for subscribers in listed.values():
@@ -1325,8 +1437,8 @@ class Store:
                 email: sid for sid, email in await session.execute(select(Subscriber.id, Subscriber.email))
             }
         existing = {
-            (shipment_id, subscriber_id): (sub_id, locale, zone, active)
-            for sub_id, shipment_id, subscriber_id, locale, zone, active in await session.execute(
+            (shipment_id, subscriber_id): (sub_id, locale, zone, active, name)
+            for sub_id, shipment_id, subscriber_id, locale, zone, active, name in await session.execute(
                 select(
                     Subscription.id,
                     Subscription.shipment_id,
@@ -1334,6 +1446,7 @@ class Store:
                     Subscription.locale,
                     Subscription.time_zone,
                     Subscription.active,
+                    Subscription.name,
                 )
                 .join(Shipment, Shipment.id == Subscription.shipment_id)
                 .where(Shipment.watched_by == WATCHED_BY_CONFIG, Shipment.active.is_(True))
@@ -1354,11 +1467,20 @@ class Store:
                             "shipment_id": sid,
                             "locale": locale,
                             "time_zone": zone,
+                            "name": names[sid],
                             "created_at": now,
                         }
                     )
-                elif current[1:] != (locale, zone, True):
-                    updates.append({"id": current[0], "locale": locale, "time_zone": zone, "active": True})
+                elif current[1:] != (locale, zone, True, names[sid]):
+                    updates.append(
+                        {
+                            "id": current[0],
+                            "locale": locale,
+                            "time_zone": zone,
+                            "active": True,
+                            "name": names[sid],
+                        }
+                    )
         stopped = [
             {"id": current[0], "active": False}
             for key, current in existing.items()
@@ -1483,6 +1605,8 @@ class ConfiguredWatch:
     tags: frozenset[str] = frozenset()
     subscribers: tuple[tuple[str, str, str | None], ...] = ()
     """(email, locale, time zone) of each subscriber."""
+    name: str = ""
+    """The customer's name, greeting each subscriber's messages; "" for none."""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -6,6 +6,9 @@ import dataclasses
 import email
 import email.policy
 import json
+import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -322,3 +325,40 @@ def test_test_email_to_an_unsubscribed_address_sends_nothing_and_says_so(
     assert main(["resubscribe", "me@example.com", *opts]) == 0
     assert main(["test-email", "me@example.com", *opts]) == 0
     assert len(smtp.messages) == 1
+
+
+def test_a_login_without_its_password_blocks_sending_commands_only(tmp_path: Path) -> None:
+    """Beside a systemd service, root has the config but not the service's credential: reading
+    commands work, and whatever would send says why it cannot."""
+    config = tmp_path / "c.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path / "n.db"}"\n'
+        '[smtp]\nhost = "127.0.0.1"\nport = 2525\nsecurity = "none"\nfrom = "Shop <shop@example.com>"\n'
+        'username = "shop"\n',
+        encoding="utf-8",
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFIER_", "CREDENTIALS_"))}
+
+    def notifier(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "notifier", *args, "--config", str(config)],
+            capture_output=True,
+            text=True,
+            env=env,
+            check=False,
+            timeout=60,
+        )
+
+    check = notifier("config", "check")
+    assert check.returncode == 0, check.stderr
+    assert "note:" in check.stdout
+    assert "smtp.username: needs a password" in check.stdout
+    assert notifier("db", "upgrade").returncode == 0
+    for reading in (("status",), ("alerts",), ("outbox",)):
+        result = notifier(*reading)
+        assert result.returncode == 0, (reading, result.stderr)
+    for sending in (("test-email", "ops@example.com"), ("outbox", "send"), ("run",)):
+        result = notifier(*sending)
+        assert result.returncode == 2, (sending, result.stdout, result.stderr)
+        assert f"{config}:8: smtp.username: needs a password" in result.stderr, (sending, result.stderr)
+        assert "Traceback" not in result.stderr

@@ -17,7 +17,7 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from notifier.config import _PLAIN_ADDRESS, _subscriber_address, load_settings, parse_settings
+from notifier.config import _PLAIN_ADDRESS, _subscriber_address, load_settings, parse_settings, sending_smtp
 from notifier.errors import ConfigError
 from notifier.mailer import AddressError, make_message_id, validate_address
 from notifier.numbers import s10_check_digit
@@ -523,8 +523,9 @@ def test_a_missing_password_is_reported_once_and_an_unused_one_is_ignored(
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     (tmp_path / "empty").write_text("\n")
     relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\n'
+    missing = parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
     with pytest.raises(ConfigError) as info:
-        parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
+        sending_smtp(missing)
     assert str(info.value).count("\n") == 0, str(info.value)
     assert f"{tmp_path / 'c.toml'}:5: smtp.username: needs a password" in str(info.value)
     monkeypatch.setenv("NOTIFIER_SMTP_PASSWORD", "for another service")

@@ -142,6 +142,37 @@ def received(server: SmtpServer) -> dict[tuple[str, str], list[tuple[str, str, s
     return out
 
 
+def texts(server: SmtpServer) -> dict[tuple[str, str], list[str]]:
+    """(recipient, number) -> the decoded text and HTML of each message, in arrival order."""
+    out: dict[tuple[str, str], list[str]] = {}
+    for m in server.messages:
+        message = email.message_from_bytes(m.data, policy=email.policy.default)
+        if message["X-Notifier-Tracking-Number"] is None:
+            continue
+        parts = [str(p.get_content()) for p in message.walk() if not p.is_multipart()]
+        key = (str(message["To"]), str(message["X-Notifier-Tracking-Number"]))
+        out.setdefault(key, []).append("\n".join(parts))
+    return out
+
+
+def assert_quotes_only(text: str, journey: Journey, locale: str) -> None:
+    """The message quotes Japan Post's wording of `locale`'s page (some scan's status and office)
+    and nothing of the other page's that differs (romaji offices abroad are the same in both)."""
+    own = [
+        (s.status_en, s.office_en) if locale == "en" else (s.status_ja, s.office_ja) for s in journey.scans
+    ]
+    assert any(status in text and office in text for status, office in own), text
+    for scan in journey.scans:
+        for en, ja in (
+            (scan.status_en, scan.status_ja),
+            (scan.office_en, scan.office_ja),
+            (scan.region_en, scan.region_ja),
+        ):
+            if en and ja and en != ja:
+                other = ja if locale == "en" else en
+                assert other not in text, f"{other!r} in the {locale} message:\n{text}"
+
+
 def stages_of(server: SmtpServer) -> dict[tuple[str, str], list[str]]:
     return {key: [stage for stage, _, _ in values] for key, values in received(server).items()}
 
@@ -202,6 +233,12 @@ def test_four_journeys_arrive_in_order_once_each_in_the_right_language(
         for (_, number), values in received(smtp).items():
             assert {language for _, language, _ in values} == {LANGUAGE[number]}
             assert len({mid for _, _, mid in values}) == len(values)
+        # Japan Post's own words in each customer's language: the Japanese customer's emails
+        # quote the Japanese page only, the English customers' the English page only.
+        by_number = {j.number: j for j in journeys}
+        for (_, number), bodies in texts(smtp).items():
+            for body in bodies:
+                assert_quotes_only(body, by_number[number], LANGUAGE[number])
         assert all(m.rcpt_tos != ("waiting@example.com",) for m in smtp.messages)
     finally:
         assert run.stop() == 0, run.output()

@@ -371,3 +371,44 @@ def test_a_watch_file_dropped_into_the_folder_is_picked_up_without_a_signal(
         )
     finally:
         assert run.stop() == 0, run.output()
+
+
+@pytest.mark.timeout(300)
+def test_a_quiet_hours_change_at_reload_moves_the_message_it_held(
+    db_url: str, tmp_path: Path, world: World
+) -> None:
+    simulator, _, smtp, _ = world
+    config = tmp_path / "notifier.toml"
+    text = write_config(config, db_url, world)
+    # Quiet now in Tokyo (hanako's zone) for hours to come.
+    tokyo = dt.datetime.now(dt.UTC) + dt.timedelta(hours=9)
+    window = f"{tokyo - dt.timedelta(hours=1):%H:%M}-{tokyo + dt.timedelta(hours=3):%H:%M}"
+    config.write_text(
+        text.replace("[notifications]\n", f'[notifications]\nquiet_hours = "{window}"\n'), encoding="utf-8"
+    )
+    run = start(config)
+    try:
+        simulator.reveal(YUPACK, 4)  # out for delivery
+
+        def waiting() -> list[dict[str, object]]:
+            listed = notifier(config, "outbox", "--json")
+            assert listed.returncode == 0, listed.stderr
+            return [m for m in json.loads(listed.stdout) if m["recipient"] == "hanako@example.jp"]
+
+        wait_for(
+            # Deferred by the outbox (not merely due in quiet hours): what a reload must move.
+            lambda: any(m["waits_for"] == m["last_error"] == "quiet hours" for m in waiting()),
+            60,
+            lambda: f"a message held by quiet hours: {waiting()}\n{run.output()}",
+        )
+        assert not any("hanako@example.jp" in m.rcpt_tos for m in smtp.messages)
+        config.write_text(text, encoding="utf-8")  # no quiet hours any more
+        run.proc.send_signal(signal.SIGHUP)
+        wait_for(
+            lambda: "quiet_hours changed: 1 waiting message(s) rescheduled" in run.output(), 30, run.output
+        )
+        wait_for(
+            lambda: any("hanako@example.jp" in m.rcpt_tos for m in smtp.messages), 30, "the held message sent"
+        )
+    finally:
+        assert run.stop() == 0, run.output()

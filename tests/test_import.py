@@ -91,7 +91,7 @@ def test_cp932_file_from_japanese_excel_with_japanese_headers(
     captured = capsys.readouterr()
     assert "wrote 2 watches (3 subscribers)" in captured.out
     assert "Shift_JIS (CP932)" in captured.out
-    assert f"{orders}:1: ignoring column(s) '氏名', '住所'" in captured.err
+    assert f"{orders}:1: ignoring column(s) '住所'" in captured.err
     watches = {w.number: w for w in load_settings(str(config)).watches}
     assert set(watches) == {"EJ123456785JP", "123456789012"}
     assert watches["EJ123456785JP"].label == "A-1001"
@@ -99,8 +99,9 @@ def test_cp932_file_from_japanese_excel_with_japanese_headers(
     assert watches["EJ123456785JP"].subscribers == ("taro@example.jp",)
     assert watches["123456789012"].locale == "en"
     assert watches["123456789012"].subscribers == ("hanako@example.jp", "hana@example.jp")
-    # The names and addresses of customers stay out of the watch file.
-    assert "山田" not in out.read_text(encoding="utf-8")
+    # The name greets the customer (issue 10); their postal address stays out of the watch file.
+    assert watches["EJ123456785JP"].name == "山田 太郎"
+    assert "千代田区" not in out.read_text(encoding="utf-8")
 
 
 def test_utf8_with_bom_and_header_variants(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -112,7 +113,8 @@ def test_utf8_with_bom_and_header_variants(tmp_path: Path, capsys: pytest.Captur
     captured = capsys.readouterr()
     assert 'number = "314159265350"' in captured.out
     assert 'subscribers = ["keiko@example.jp"]' in captured.out
-    assert "'お名前'" in captured.err
+    assert 'name = "佐藤 恵子"' in captured.out
+    assert "'お名前'" not in captured.err
 
 
 def test_utf16_from_excel_unicode_text(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
