@@ -327,7 +327,9 @@ def test_daily_digest_sent_once_by_three_and_once_after_its_owner_is_killed(
         time.sleep(2)  # the new owner runs the daily work at once: it must find the digest sent
         assert len(digests(smtp)) == 1, digests(smtp)
         print(f"\ndaily work moved {takeover:.1f}s after its owner was killed; digests sent: 1")
-        assert takeover < 3.0 + 2.0  # the lease (6 beats of 0.5 s) and one beat of slack
+        # The lease (6 beats of 0.5 s), a beat, and the `notifier status` process that saw it (a
+        # Python start-up each, about a second on a loaded machine).
+        assert takeover < 3.0 + 4.0
     finally:
         stop_all(runs)
 
