@@ -22,6 +22,7 @@ from notifier import columns
 from notifier.cli_mail import notifier_for
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
+from notifier.coordination import coordination_state, describe, lease_time, state_json
 from notifier.cycle import schedule
 from notifier.db import (
     SQLITE_BUSY_TIMEOUT_MS,
@@ -307,8 +308,22 @@ def _status_row(view: ShipmentView) -> dict[str, object]:
     }
 
 
+async def _instances(store: Store, settings: Settings, as_json: bool) -> None:
+    now = dt.datetime.now(dt.UTC)
+    state = await coordination_state(store.engine, now=now, stale_after=lease_time(settings.poll_tick))
+    if as_json:
+        print(json.dumps(state_json(state, now=now), ensure_ascii=False, indent=2))
+    else:
+        print("\n".join(describe(state, now=now)))
+
+
 async def _status(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+
     async def action(store: Store) -> int:
+        if args.instances:
+            await _instances(store, settings, args.json)
+            return EXIT_OK
         views = await store.shipments(include_inactive=args.all)
         if args.json:
             print(json.dumps([_status_row(v) for v in views], ensure_ascii=False, indent=2))
@@ -330,9 +345,12 @@ async def _status(args: argparse.Namespace) -> int:
         ]
         headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "ALERTS"]
         print(columns.table(rows, headers))
+        if store.dialect == "postgresql":
+            print()
+            await _instances(store, settings, False)
         return EXIT_OK
 
-    return await _with_store(_settings(args), action)
+    return await _with_store(settings, action)
 
 
 async def _history(args: argparse.Namespace) -> int:
@@ -490,6 +508,11 @@ def add_parsers(
     status = command("status", "table of watched shipments")
     status.add_argument("--json", action="store_true")
     status.add_argument("--all", action="store_true", help="include shipments no longer watched")
+    status.add_argument(
+        "--instances",
+        action="store_true",
+        help="the instances on this database, who owns the daily work, the shared Japan Post budget",
+    )
     _database_options(status)
     status.set_defaults(handler=cmd_status)
 

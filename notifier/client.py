@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
+from typing import Protocol
 from urllib.parse import urljoin, urlsplit
 
 import httpx
@@ -71,6 +72,15 @@ class Fetched:
     elapsed: float
 
 
+class Pacer(Protocol):
+    """What the client needs of a pacer: this process's `RequestPacer`, or a budget shared
+    with other instances (notifier.coordination.SharedPacer)."""
+
+    async def wait(self) -> None: ...
+
+    async def pause(self, seconds: float, reason: str = ...) -> None: ...
+
+
 @dataclass(slots=True)
 class RequestPacer:
     """Spaces request starts at least `interval` seconds apart, across every caller sharing it."""
@@ -83,6 +93,9 @@ class RequestPacer:
     def hold(self, seconds: float) -> None:
         """The server asked us to wait (Retry-After): nobody sharing this pacer asks before then."""
         self._hold_until = max(self._hold_until, time.monotonic() + seconds)
+
+    async def pause(self, seconds: float, reason: str = "Retry-After") -> None:
+        self.hold(seconds)
 
     async def wait(self) -> None:
         async with self._lock:
@@ -126,11 +139,11 @@ class JapanPostClient:
         self,
         settings: ClientSettings | None = None,
         *,
-        pacer: RequestPacer | None = None,
+        pacer: Pacer | None = None,
         rng: random.Random | None = None,
     ) -> None:
         self.settings = settings or ClientSettings()
-        self.pacer = pacer or RequestPacer(self.settings.request_interval)
+        self.pacer: Pacer = pacer or RequestPacer(self.settings.request_interval)
         self._rng = rng or random.Random()
         self._http = httpx.AsyncClient(
             headers={
@@ -222,6 +235,8 @@ class JapanPostClient:
                             url = self._redirect_target(response)
                             params = None
                             continue
+                        if response.status_code != 200:
+                            await self._honour_retry_after(response)
                         self._check_status(response)
                         body = await self._read_capped(response)
                         return response.status_code, str(response.url), body
@@ -247,6 +262,13 @@ class JapanPostClient:
             )
         return target
 
+    async def _honour_retry_after(self, response: httpx.Response) -> None:
+        retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
+        if retry_after is not None:
+            await self.pacer.pause(
+                min(retry_after, self.settings.max_retry_after), f"Retry-After on HTTP {response.status_code}"
+            )
+
     def _check_status(self, response: httpx.Response) -> None:
         status = response.status_code
         if status == 200:
@@ -257,8 +279,6 @@ class JapanPostClient:
                 )
             return
         retry_after = parse_retry_after(response.headers.get("retry-after"), time.time())
-        if retry_after is not None:
-            self.pacer.hold(min(retry_after, self.settings.max_retry_after))
         if status in (408, 425, 429) or status >= 500:
             raise TransientFetchError(
                 f"HTTP {status}", url=str(response.url), status=status, retry_after=retry_after
@@ -285,6 +305,7 @@ __all__ = [
     "FetchError",
     "Fetched",
     "JapanPostClient",
+    "Pacer",
     "PermanentFetchError",
     "RequestPacer",
     "TransientFetchError",

@@ -81,6 +81,10 @@ class DatabaseSettings:
 class JapanPostSettings:
     base_url: str = DEFAULT_BASE_URL
     request_interval: float = 5.0
+    budget: str = "shared"
+    """"shared": on PostgreSQL every instance takes its request slots from one budget in the
+    database; "per_instance": each instance paces itself (instances leaving through different
+    IP addresses)."""
     # After `circuit_failures` failed requests in a row, polling pauses `circuit_pause`,
     # doubling each time it opens again up to `circuit_pause_max`.
     circuit_failures: int = 5
@@ -147,6 +151,7 @@ _KNOWN: dict[str, set[str]] = {
     "japanpost": {
         "base_url",
         "request_interval",
+        "budget",
         "circuit_failures",
         "circuit_pause",
         "circuit_pause_max",
@@ -1213,6 +1218,10 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
             interval = parse_duration(japanpost["request_interval"]).total_seconds()
         except ValueError as exc:
             problems.add("japanpost.request_interval", str(exc))
+    budget = japanpost.get("budget", "shared")
+    if budget not in ("shared", "per_instance"):
+        problems.add("japanpost.budget", 'must be "shared" or "per_instance"')
+        budget = "shared"
     circuit = _circuit(japanpost, problems)
     down_alert_after = JapanPostSettings().down_alert_after
     if "down_alert_after" in japanpost:
@@ -1258,7 +1267,11 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         poll_tick=tick,
         database=DatabaseSettings(url=str(url)),
         japanpost=JapanPostSettings(
-            base_url=str(base_url), request_interval=interval, down_alert_after=down_alert_after, **circuit
+            base_url=str(base_url),
+            request_interval=interval,
+            budget=str(budget),
+            down_alert_after=down_alert_after,
+            **circuit,
         ),
         smtp=smtp,
         smtp_login_problem=problems.smtp_login,

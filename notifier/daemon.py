@@ -27,6 +27,7 @@ from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp
+from notifier.coordination import Coordination, heartbeat_period, share_circuit
 from notifier.cycle import CircuitBreaker, run_cycle
 from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
@@ -123,6 +124,8 @@ class Daemon:
         self._started = time.monotonic()
         self._loaded_in = 0.0
         self._synced_in = 0.0
+        self.coordination: Coordination | None = None
+        self._scheduler: AsyncIOScheduler | None = None
 
     # --- start-up --------------------------------------------------------------------------
 
@@ -217,6 +220,12 @@ class Daemon:
             id="alerts",
             next_run_time=utcnow(),
         )
+        scheduler.add_job(
+            self._guarded(self._beat),
+            IntervalTrigger(seconds=heartbeat_period(self.settings.poll_tick)),
+            id="heartbeat",
+        )
+        self._scheduler = scheduler
         scheduler.start()
         self.systemd.ready(await self._status())
         logger.info(
@@ -242,6 +251,9 @@ class Daemon:
                 for task in pending:
                     task.cancel()
             scheduler.shutdown(wait=False)
+            if self.coordination is not None:
+                with contextlib.suppress(Exception):
+                    await self.coordination.stop()
             await self.client.aclose()
             for client in self._retired:
                 await client.aclose()
@@ -257,6 +269,9 @@ class Daemon:
                     messages,
                     extra={"action": "leases_released"},
                 )
+        if self.coordination is None:
+            self.coordination = Coordination(self.store.engine, self.owner, tick=self.settings.poll_tick)
+        await self.coordination.beat(utcnow())
         await self._apply(self.settings)
         # The policy may have changed while stopped: due times follow the configuration now.
         await self._reschedule(self.settings)
@@ -302,10 +317,18 @@ class Daemon:
         The database goes first: when syncing the watches fails, nothing has changed."""
         notifier = notifier_for(settings)
         await self._sync_watches(settings)
+        pacer = None
+        if self.coordination is not None:
+            pacer = self.coordination.pacer(
+                settings.japanpost.base_url, settings.japanpost.request_interval, settings.japanpost.budget
+            )
+            if pacer is not None:
+                await pacer.ensure()
         client = JapanPostClient(
             ClientSettings(
                 base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
-            )
+            ),
+            pacer=pacer,
         )
         old_client: JapanPostClient | None = getattr(self, "client", None)
         self.client = client
@@ -533,6 +556,10 @@ class Daemon:
             self._reschedule_after_cycle = False
             await self._reschedule(self.settings)
         client, notifier = self.client, self.notifier
+        shared = getattr(client.pacer, "paused_for", None)
+        if shared is not None:
+            # Another instance's Retry-After or open circuit holds this one too.
+            self.breaker.open_until, _ = share_circuit(self.breaker.open_until, await shared(), utcnow())
         self._cycle_client = client
         try:
             stats = await run_cycle(
@@ -556,6 +583,10 @@ class Daemon:
             retired, self._retired = self._retired, []
             for old in retired:
                 await old.aclose()
+        if shared is not None:
+            _, publish = share_circuit(self.breaker.open_until, await shared(), utcnow())
+            if publish > 0:
+                await client.pacer.pause(publish, "circuit open")
         self.counters.cycles += 1
         if stats.claimed:
             logger.info(
@@ -591,7 +622,15 @@ class Daemon:
                 extra={"action": "outbox"},
             )
 
+    async def _beat(self) -> None:
+        taken = self.coordination is not None and await self.coordination.beat(utcnow())
+        if taken and self._scheduler is not None:
+            # Taken over from an instance that died: its daily work may be due.
+            self._scheduler.modify_job("housekeeping", next_run_time=utcnow())
+
     async def _housekeeping(self) -> None:
+        if self.coordination is not None and not self.coordination.owns_daily:
+            return
         now = utcnow()
         await queue_timed(self.store, self.notifier, now=now)
         if self.settings.notifications.operator:

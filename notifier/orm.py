@@ -255,3 +255,41 @@ class Suppression(Base):
     email: Mapped[str] = mapped_column(String(320), unique=True)
     reason: Mapped[str] = mapped_column(String(200), default="unsubscribed")
     created_at: Mapped[dt.datetime]
+
+
+class RequestBudget(Base):
+    """One remote site's request budget, shared by every instance on this database: the
+    earliest time the next request may start (`next_slot`) and a pause (`not_before`, from a
+    Retry-After or an open circuit) that every instance honours, restarts included."""
+
+    __tablename__ = "request_budget"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    next_slot: Mapped[dt.datetime]
+    not_before: Mapped[dt.datetime | None]
+    pause_reason: Mapped[str | None] = mapped_column(String(200))
+    paused_by: Mapped[str | None] = mapped_column(String(200))
+    last_grant: Mapped[str | None] = mapped_column(String(250))
+    """Who took the last slot (instance and a serial): how a taker learns it won."""
+
+
+class Instance(Base):
+    """One running daemon, as its heartbeat shows it."""
+
+    __tablename__ = "instances"
+
+    owner: Mapped[str] = mapped_column(String(200), primary_key=True)
+    started_at: Mapped[dt.datetime]
+    heartbeat_at: Mapped[dt.datetime]
+    version: Mapped[str] = mapped_column(String(50))
+
+
+class WorkLease(Base):
+    """Work that one instance at a time does (the daily jobs): who holds it and until when."""
+
+    __tablename__ = "work_leases"
+
+    name: Mapped[str] = mapped_column(String(50), primary_key=True)
+    owner: Mapped[str] = mapped_column(String(200))
+    lease_until: Mapped[dt.datetime]
+    acquired_at: Mapped[dt.datetime]

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Select, Table, bindparam, delete, func, insert, select, text, update
+from sqlalchemy import Select, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -282,7 +282,14 @@ class Store:
 
     def _insert(
         self,
-        table: type[Event] | type[Alert] | type[ContactOfficeRow] | type[OutboxMessage] | type[Suppression],
+        table: type[Event]
+        | type[Alert]
+        | type[ContactOfficeRow]
+        | type[OutboxMessage]
+        | type[Suppression]
+        | type[Shipment]
+        | type[Subscriber]
+        | type[Subscription],
     ) -> sqlite.Insert:
         # Both dialects share on_conflict_* with the same signatures; the type is nominal.
         if self.dialect == "postgresql":
@@ -303,6 +310,9 @@ class Store:
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
         async with self._write() as session:
+            if self.dialect == "postgresql":
+                # Serialized with watchlist syncs: both decide from the newest incarnation.
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WATCH_SYNC_LOCK})
             latest = await self._latest(session, number.value)
             row = latest if latest is not None and latest.retired_at is None else None
             if row is None:
@@ -862,35 +872,34 @@ class Store:
     async def subscribe(
         self, shipment_id: int, email: str, *, locale: str, now: dt.datetime, time_zone: str | None = None
     ) -> None:
+        # Upserts, so instances subscribing the same address at the same moment both succeed.
         async with self._write() as session:
-            subscriber = (
-                await session.execute(select(Subscriber).where(Subscriber.email == email))
-            ).scalar_one_or_none()
-            if subscriber is None:
-                subscriber = Subscriber(email=email, locale=locale, created_at=now)
-                session.add(subscriber)
-                await session.flush()
-            subscription = (
+            subscriber_id = (
                 await session.execute(
-                    select(Subscription).where(
-                        Subscription.subscriber_id == subscriber.id, Subscription.shipment_id == shipment_id
-                    )
+                    self._insert(Subscriber)
+                    .values(email=email, locale=locale, created_at=now)
+                    .on_conflict_do_nothing(index_elements=["email"])
+                    .returning(Subscriber.id)
                 )
             ).scalar_one_or_none()
-            if subscription is None:
-                session.add(
-                    Subscription(
-                        subscriber_id=subscriber.id,
-                        shipment_id=shipment_id,
-                        locale=locale,
-                        time_zone=time_zone,
-                        created_at=now,
-                    )
+            if subscriber_id is None:
+                subscriber_id = (
+                    await session.execute(select(Subscriber.id).where(Subscriber.email == email))
+                ).scalar_one()
+            await session.execute(
+                self._insert(Subscription)
+                .values(
+                    subscriber_id=subscriber_id,
+                    shipment_id=shipment_id,
+                    locale=locale,
+                    time_zone=time_zone,
+                    created_at=now,
                 )
-            else:
-                subscription.locale = locale
-                subscription.time_zone = time_zone
-                subscription.active = True
+                .on_conflict_do_update(
+                    index_elements=["subscriber_id", "shipment_id"],
+                    set_={"locale": locale, "time_zone": time_zone, "active": True},
+                )
+            )
 
     # --- housekeeping ----------------------------------------------------------------
 
@@ -1290,6 +1299,11 @@ class Store:
         that it no longer lists stop (their history stays). CLI watches are never unwatched."""
         wanted = {w.number.value: w for w in watches}
         async with self._write() as session:
+            if self.dialect == "postgresql":
+                # Instances starting or reloading the same configuration together sync one after
+                # the other, each seeing what the previous one committed (SQLite's write lock
+                # already does this). The inserts below also skip rows a racing writer added.
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WATCH_SYNC_LOCK})
             latest: dict[str, _Latest] = {}
             for columns in await session.execute(
                 select(
@@ -1363,7 +1377,10 @@ class Store:
                 if row.active and row.watched_by == WATCHED_BY_CONFIG and number not in wanted
             ]
             if inserts:
-                await session.execute(insert(Shipment), inserts)
+                await session.execute(
+                    self._insert(Shipment).on_conflict_do_nothing(index_elements=["number", "incarnation"]),
+                    inserts,
+                )
             for batch in (updates, revived):
                 if batch:
                     await session.execute(update(Shipment), batch)
@@ -1410,7 +1427,7 @@ class Store:
                     new_people.setdefault(email, locale)
         if new_people:
             await session.execute(
-                insert(Subscriber),
+                self._insert(Subscriber).on_conflict_do_nothing(index_elements=["email"]),
                 [
                     {"email": email, "locale": locale, "created_at": now}
                     for email, locale in new_people.items()
@@ -1470,7 +1487,12 @@ class Store:
             if key not in keep and current[3] and key[0] in listed
         ]
         if inserts:
-            await session.execute(insert(Subscription), inserts)
+            await session.execute(
+                self._insert(Subscription).on_conflict_do_nothing(
+                    index_elements=["subscriber_id", "shipment_id"]
+                ),
+                inserts,
+            )
         for batch in (updates, stopped):
             if batch:
                 await session.execute(update(Subscription), batch)
@@ -1568,6 +1590,8 @@ class Store:
 
 
 WATCHED_BY_CONFIG = "config"
+# pg_advisory_xact_lock key serializing watchlist syncs ("watchsyn" in ASCII).
+_WATCH_SYNC_LOCK = 0x776174636873796E
 WATCHED_BY_CLI = "cli"
 
 

@@ -29,6 +29,7 @@ def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.Mon
     settings = parse_settings(text, tmp_path / "config.toml")
     assert settings.database.url.startswith("sqlite:////var/lib/notifier")
     assert settings.japanpost.request_interval == 5
+    assert settings.japanpost.budget == "shared"
     assert settings.smtp is not None
     assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
         "smtp.example.com",

@@ -314,6 +314,12 @@ def test_the_fast_address_path_agrees_with_validate_address(address: str) -> Non
 BAD_INPUTS: list[tuple[str, bytes, str]] = [
     ("inf", b"[japanpost]\nrequest_interval = inf\n", ":2: japanpost.request_interval: inf is too long"),
     ("days", b'[japanpost]\nrequest_interval = "99999999999999d"\n', ":2: japanpost.request_interval:"),
+    (
+        "budget",
+        b'[japanpost]\nbudget = "global"\n',
+        ':2: japanpost.budget: must be "shared" or "per_instance"',
+    ),
+    ("budget-list", b'[japanpost]\nbudget = ["shared"]\n', ':2: japanpost.budget: must be "shared" or'),
     ("1e400", b"[polling]\ntick = 1e400\n", ":2: polling.tick:"),
     ("nan", b"[polling]\nlease = nan\n", ":2: polling.lease: nan is not a duration"),
     (
