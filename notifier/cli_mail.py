@@ -48,6 +48,7 @@ def mail_settings(settings: Settings) -> MailSettings:
     return MailSettings(
         sender=n.sender,
         shop_name=n.shop_name,
+        shop_phone=n.shop_phone,
         reply_to=n.reply_to,
         unsubscribe=n.unsubscribe,
         tracking_base_url=settings.japanpost.base_url,
@@ -321,6 +322,7 @@ def _as_configured(context: MessageContext, settings: Settings, recipient: str) 
     return dataclasses.replace(
         context,
         shop_name=mail.shop_name,
+        shop_phone=mail.shop_phone,
         reply_to=mail.reply_to or "",
         unsubscribe_url=unsubscribe_uri(mail.unsubscribe, recipient, context.number),
     )

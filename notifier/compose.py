@@ -39,6 +39,7 @@ class MailSettings:
     sender: str
     shop_name: str
     reply_to: str | None = None
+    shop_phone: str = ""
     # `{email}` and `{number}` are filled in (URL-encoded); a mailto: or https: URI.
     unsubscribe: str | None = None
     tracking_base_url: str = DEFAULT_BASE_URL
@@ -133,6 +134,7 @@ def context_for(
         template=notification.template,
         locale=locale,
         shop_name=mail.shop_name,
+        shop_phone=mail.shop_phone,
         number=shipment.number,
         number_display=display_number(shipment.number),
         label=shipment.label,

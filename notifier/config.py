@@ -98,6 +98,8 @@ class JapanPostSettings:
 class NotificationSettings:
     sender: str = "notifier <notifier@localhost>"
     shop_name: str = "Our shop"
+    # Shown in every message's footer as a tel: link; "" leaves it out.
+    shop_phone: str = ""
     operator: str | None = None
     reply_to: str | None = None
     unsubscribe: str | None = None
@@ -172,6 +174,7 @@ _KNOWN: dict[str, set[str]] = {
     "notifications": {
         "operator",
         "shop_name",
+        "shop_phone",
         "reply_to",
         "unsubscribe",
         "templates",
@@ -860,6 +863,7 @@ def _notifications(
     return NotificationSettings(
         sender=sender or defaults.sender,
         shop_name=_string(table, "shop_name", "notifications.shop_name", problems) or defaults.shop_name,
+        shop_phone=_phone(table, problems),
         operator=operator,
         reply_to=_address(table, "reply_to", "notifications.reply_to", problems, display=True),
         unsubscribe=unsubscribe,
@@ -1305,6 +1309,23 @@ def _watch_file(path: Path, problems: _Problems) -> list[Watch]:
     watches = _watches(extra, extra_problems)
     problems.items += extra_problems.items
     return watches
+
+
+_PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,28}[0-9]")
+
+
+def _phone(table: dict[str, Any], problems: _Problems) -> str:
+    value = _string(table, "shop_phone", "notifications.shop_phone", problems)
+    if value is None:
+        return ""
+    if not _PHONE.fullmatch(value.strip()):
+        problems.add(
+            "notifications.shop_phone",
+            "must be a phone number: digits, spaces, hyphens and brackets, "
+            'optionally starting with + (e.g. "+81 3-1234-5678")',
+        )
+        return ""
+    return value.strip()
 
 
 def sending_smtp(settings: Settings) -> SmtpSettings | None:

@@ -362,3 +362,24 @@ def test_a_login_without_its_password_blocks_sending_commands_only(tmp_path: Pat
         assert result.returncode == 2, (sending, result.stdout, result.stderr)
         assert f"{config}:8: smtp.username: needs a password" in result.stderr, (sending, result.stderr)
         assert "Traceback" not in result.stderr
+
+
+def test_the_configured_shop_phone_is_in_the_footer_and_none_without_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    opts = write_config(tmp_path, "sqlite:///unused.db", "http://127.0.0.1:9", None)
+    html = tmp_path / "m.html"
+    assert main(["preview", "--stage", "delivered", "--html", str(html), *opts]) == 0
+    assert "tel:" not in html.read_text(encoding="utf-8").split("Questions?")[-1]  # no phone configured
+    capsys.readouterr()
+    config = Path(opts[1])
+    config.write_text(
+        config.read_text(encoding="utf-8").replace(
+            'shop_name = "Sakura Stationery"',
+            'shop_name = "Sakura Stationery"\nshop_phone = "+81 3-1234-5678"',
+        ),
+        encoding="utf-8",
+    )
+    assert main(["preview", "--stage", "delivered", "--html", str(html), *opts]) == 0
+    assert "+81 3-1234-5678" in capsys.readouterr().out
+    assert 'href="tel:+81312345678"' in html.read_text(encoding="utf-8")

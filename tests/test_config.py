@@ -259,3 +259,11 @@ def test_a_watch_files_folder_that_does_not_exist_is_an_error_not_an_empty_watch
     (tmp_path / "watch.d").mkdir()
     config.write_text('[polling]\nwatch_files = ["watch.d/*.toml"]\n')
     assert load_settings(str(config)).watch_files == ()  # an empty folder: nothing imported yet
+
+
+def test_shop_phone(tmp_path: Path) -> None:
+    settings = parse_settings('[notifications]\nshop_phone = "+81 3-1234-5678"\n', tmp_path / "c.toml")
+    assert settings.notifications.shop_phone == "+81 3-1234-5678"
+    assert parse_settings("", tmp_path / "d.toml").notifications.shop_phone == ""
+    with pytest.raises(ConfigError, match=r"e.toml:2: notifications.shop_phone: must be a phone number"):
+        parse_settings('[notifications]\nshop_phone = "call us!"\n', tmp_path / "e.toml")

@@ -737,3 +737,29 @@ def test_phone_links_keep_only_digits_and_a_leading_plus(renderer: Renderer) -> 
 def test_japanese_wording_avoids_phrases_that_mislead(phrase: str) -> None:
     source = (templates_root() / "ja" / "_wording.j2").read_text(encoding="utf-8")
     assert phrase not in source
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_unavailable_japanese_wording_and_what_happened_on_the_way_are_said(locale: str) -> None:
+    """A Japanese customer reading Japan Post's English wording is told why; a message that
+    stands for several (superseded while waiting) says what happened on the way."""
+    renderer = Renderer()
+    plain = renderer.render(sample_context(Template.DELIVERED, locale))
+    context = dataclasses.replace(
+        sample_context(Template.DELIVERED, locale),
+        wording_unavailable=True,
+        passed_through=("out_for_delivery", "attempted_delivery", "retention"),
+    )
+    message = renderer.render(context)
+    unavailable = {"en": "its wording above is in English", "ja": "英語の表記のまま記載しております"}[locale]
+    attempted = {"en": "tried to deliver it once and could not", "ja": "ご不在のため配達できずに持ち戻り"}[
+        locale
+    ]
+    held = {"en": "held at the post office for a while", "ja": "郵便局でしばらくお預かり"}[locale]
+    for body in (fold(message.text), visible_text(message.html)):
+        assert unavailable in body
+        assert attempted in body
+        assert held in body
+    for body in (fold(plain.text), visible_text(plain.html)):
+        assert unavailable not in body
+        assert attempted not in body
