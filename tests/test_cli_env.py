@@ -191,9 +191,9 @@ def test_classify_sqlite_full_and_busy(database: Path) -> None:
     """The helper the daemon shares, on the real SQLite errors (no mount needed)."""
     url = f"sqlite:///{database}"
     with closing(sqlite3.connect(database, isolation_level=None)) as connection:
+        connection.execute("CREATE TABLE filler (x)")
         pages = connection.execute("PRAGMA page_count").fetchone()[0]
         connection.execute(f"PRAGMA max_page_count = {pages}")
-        connection.execute("CREATE TABLE filler (x)")
         with pytest.raises(sqlite3.OperationalError) as full:
             connection.execute("INSERT INTO filler VALUES (zeroblob(1000000))")
     problem = classify(full.value, url)

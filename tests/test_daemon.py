@@ -3,6 +3,7 @@ real database, driven through four journeys and sent real signals."""
 
 from __future__ import annotations
 
+import contextlib
 import email
 import email.policy
 import itertools
@@ -433,7 +434,7 @@ def test_sigterm_mid_cycle_waits_for_one_request_not_the_rest_of_the_cycle(
     # The request in flight (and at most one the pacer had already let through) finishes.
     assert len(simulator.requests) - signalled <= 2, len(simulator.requests) - signalled
     assert "handed back unpolled, still due" in run.output()
-    with sqlite3.connect(db) as connection:
+    with contextlib.closing(sqlite3.connect(db)) as connection:
         leased = connection.execute("SELECT count(*) FROM shipments WHERE leased_by IS NOT NULL").fetchone()
         unpolled = connection.execute(
             "SELECT count(*) FROM shipments WHERE last_polled_at IS NULL AND next_poll_at IS NOT NULL"
