@@ -16,6 +16,7 @@ from typing import TypeVar
 from sqlalchemy import Select, Table, bindparam, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.orm import aliased
 
 from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
@@ -1113,11 +1114,30 @@ class Store:
         """Lease due messages: pending ones whose time has come, and sending ones whose owner
         died (lease expired). A claim is not an attempt: mark_* count one when a send was tried,
         so a crash or restart loop does not eat the retry budget."""
+        # A customer hears about one parcel in order: no message is claimed while an earlier one
+        # to the same subscription about the same shipment still waits or is being sent (by
+        # another instance, say), so a later stage never overtakes an earlier one.
+        earlier = aliased(OutboxMessage)
+        overtaking = (
+            select(earlier.id)
+            .where(
+                earlier.subscription_id == OutboxMessage.subscription_id,
+                earlier.shipment_id == OutboxMessage.shipment_id,
+                earlier.id < OutboxMessage.id,
+                earlier.state.in_(
+                    (str(OutboxState.PENDING), str(OutboxState.SENDING), str(OutboxState.HELD))
+                ),
+            )
+            .exists()
+        )
         due = (
             select(OutboxMessage.id)
             .where(
                 ((OutboxMessage.state == str(OutboxState.PENDING)) & (OutboxMessage.next_attempt_at <= now))
-                | ((OutboxMessage.state == str(OutboxState.SENDING)) & (OutboxMessage.lease_until < now))
+                | ((OutboxMessage.state == str(OutboxState.SENDING)) & (OutboxMessage.lease_until < now)),
+                (OutboxMessage.subscription_id.is_(None))
+                | (OutboxMessage.shipment_id.is_(None))
+                | ~overtaking,
             )
             .order_by(OutboxMessage.next_attempt_at, OutboxMessage.id)
             .limit(limit)

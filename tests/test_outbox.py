@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import datetime as dt
 import email
 import email.policy
@@ -579,3 +580,36 @@ def test_a_restart_loop_does_not_eat_the_retry_budget(db_url: str, tmp_path: Pat
         assert "attempt 1 of 2 failed" in rerun.stderr
         assert "451 4.3.0" in rerun.stderr
         assert asyncio.run(state()) == (OutboxState.PENDING, 1)
+
+
+async def test_a_later_message_about_the_same_parcel_never_overtakes_an_earlier_one(store: Store) -> None:
+    """Two senders (instances) must not deliver "customs cleared" before "customs presented":
+    a message waits while an earlier one to the same subscription about the same parcel is
+    pending or being sent; other customers' and other parcels' messages do not wait."""
+    from notifier.numbers import parse_number
+
+    shipment = await store.watch(parse_number("EJ123456785JP"), now=T0)
+    other = await store.watch(parse_number("EJ123456799JP"), now=T0)
+    await store.subscribe(shipment.id, "alice@example.com", locale="en", now=T0)
+    await store.subscribe(other.id, "alice@example.com", locale="en", now=T0)
+    ((subscription, *_),) = await store.recipients(shipment.id)
+    ((other_subscription, *_),) = await store.recipients(other.id)
+
+    def about(n: int, shipment_id: int, subscription_id: int) -> OutboxDraft:
+        return dataclasses.replace(message(n), shipment_id=shipment_id, subscription_id=subscription_id)
+
+    await store.enqueue(
+        [
+            about(1, shipment.id, subscription),
+            about(2, shipment.id, subscription),
+            about(3, other.id, other_subscription),
+        ],
+        now=T0,
+    )
+    first = await store.claim_outbox(owner="a", now=T0, limit=10, lease=dt.timedelta(minutes=5))
+    assert [i.dedup_key for i in first] == ["test:1", "test:3"]
+    # Another instance, while "a" is still sending the first: nothing for that parcel.
+    assert await store.claim_outbox(owner="b", now=T0, limit=10, lease=dt.timedelta(minutes=5)) == []
+    assert await store.mark_sent(first[0].id, owner="a", now=T0, reply="250 ok")
+    second = await store.claim_outbox(owner="b", now=T0, limit=10, lease=dt.timedelta(minutes=5))
+    assert [i.dedup_key for i in second] == ["test:2"]
