@@ -42,6 +42,40 @@ class DatabaseEnvironmentError(DatabaseError):
         return self.kind in TRANSIENT_KINDS
 
 
+SQLITE_FULL = 13
+# "An attempt to enlarge the -shm file failed; this may indicate that the volume is out of
+# space" (SQLite's result codes page): what opening a cleanly closed WAL database on a full disk gives.
+SQLITE_IOERR_SHMSIZE = 4874
+POSTGRES_DISK_FULL = "53100"
+NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether `exc`, or anything it wraps, says the disk (or quota) is full: SQLite's
+    SQLITE_FULL, PostgreSQL's disk_full, or ENOSPC/EDQUOT from the OS."""
+    seen: set[int] = set()
+    stack: list[BaseException] = [exc]
+    while stack:
+        error = stack.pop()
+        if id(error) in seen:
+            continue
+        seen.add(id(error))
+        if isinstance(error, sqlite3.Error):
+            code = getattr(error, "sqlite_errorcode", None)
+            if code is not None and (code & 0xFF == SQLITE_FULL or code == SQLITE_IOERR_SHMSIZE):
+                return True
+            if "disk is full" in str(error):
+                return True
+        if isinstance(error, OSError) and error.errno in NO_SPACE:
+            return True
+        if getattr(error, "sqlstate", None) == POSTGRES_DISK_FULL:
+            return True
+        for inner in (getattr(error, "orig", None), error.__cause__, error.__context__):
+            if isinstance(inner, BaseException):
+                stack.append(inner)
+    return False
+
+
 def _driver_error(exc: BaseException) -> BaseException | None:
     """The driver's own exception under SQLAlchemy's wrapper, or an OSError, anywhere in the chain."""
     seen: set[int] = set()
@@ -154,7 +188,7 @@ def _classify_sqlite(error: BaseException, path: Path) -> DatabaseEnvironmentErr
     where = str(path)
     if name.startswith(("SQLITE_BUSY", "SQLITE_LOCKED")) or "database is locked" in message:
         return _locked(where)
-    if name == "SQLITE_FULL" or code == errno.ENOSPC or "disk is full" in message:
+    if is_disk_full(error):
         return _full(where, path.parent)
     if name.startswith(("SQLITE_READONLY", "SQLITE_CANTOPEN", "SQLITE_PERM", "SQLITE_AUTH")) or (
         isinstance(error, OSError) and code in (errno.EACCES, errno.EPERM, errno.EROFS, errno.ENOENT)
@@ -183,7 +217,7 @@ def _classify_sqlite(error: BaseException, path: Path) -> DatabaseEnvironmentErr
 
 def _classify_server(error: BaseException, where: str) -> DatabaseEnvironmentError | None:
     sqlstate = str(getattr(error, "sqlstate", "") or getattr(error, "pgcode", "") or "")
-    if sqlstate == "53100":
+    if is_disk_full(error):
         return _full(where, None)
     if sqlstate in ("55P03", "40P01"):
         return _locked(where)

@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import datetime as dt
-import errno
 import logging
 import shutil
-import sqlite3
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +13,7 @@ from typing import TypeVar
 
 from sqlalchemy.engine import make_url
 
+from notifier.dbenv import is_disk_full
 from notifier.sdnotify import Notifier as SystemdNotifier
 from notifier.store import Store
 
@@ -22,43 +21,13 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SQLITE_FULL = 13
-# "An attempt to enlarge the -shm file failed; this may indicate that the volume is out of
-# space" (SQLite's result codes page): what opening a cleanly closed WAL database on a full disk gives.
-SQLITE_IOERR_SHMSIZE = 4874
-POSTGRES_DISK_FULL = "53100"
-NO_SPACE = frozenset({errno.ENOSPC, errno.EDQUOT})
+__all__ = ["DISK_FULL", "DiskGuard", "database_folder", "is_disk_full"]
+
 LOG_EVERY = dt.timedelta(minutes=1)
 PROBE_EVERY = 5.0
 # Writes "working" again on a volume with a few pages free only fill it up again at once.
 MIN_FREE_BYTES = 1 << 20
 DISK_FULL = "disk_full"
-
-
-def is_disk_full(exc: BaseException) -> bool:
-    """Whether `exc`, or anything it wraps, says the disk (or quota) is full: SQLite's
-    SQLITE_FULL, PostgreSQL's disk_full, or ENOSPC/EDQUOT from the OS."""
-    seen: set[int] = set()
-    stack: list[BaseException] = [exc]
-    while stack:
-        error = stack.pop()
-        if id(error) in seen:
-            continue
-        seen.add(id(error))
-        if isinstance(error, sqlite3.Error):
-            code = getattr(error, "sqlite_errorcode", None)
-            if code is not None and (code & 0xFF == SQLITE_FULL or code == SQLITE_IOERR_SHMSIZE):
-                return True
-            if "disk is full" in str(error):
-                return True
-        if isinstance(error, OSError) and error.errno in NO_SPACE:
-            return True
-        if getattr(error, "sqlstate", None) == POSTGRES_DISK_FULL:
-            return True
-        for inner in (getattr(error, "orig", None), error.__cause__, error.__context__):
-            if isinstance(inner, BaseException):
-                stack.append(inner)
-    return False
 
 
 def database_folder(url: str) -> Path | None:
