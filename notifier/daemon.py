@@ -126,6 +126,9 @@ class Daemon:
         self._synced_in = 0.0
         self.coordination: Coordination | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        # Read by the web face's health check: a stale tick means the scheduler is stuck.
+        self.last_tick: dt.datetime | None = None
+        self.last_good_cycle: dt.datetime | None = None
 
     # --- start-up --------------------------------------------------------------------------
 
@@ -544,6 +547,7 @@ class Daemon:
     # --- jobs ------------------------------------------------------------------------------
 
     async def _poll(self) -> None:
+        self.last_tick = utcnow()
         # A claim must be worked through before its lease runs out, at the configured pace.
         interval = self.settings.japanpost.request_interval
         limit = 500 if interval <= 0 else max(10, min(500, int(self.lease.total_seconds() / 2 / interval)))
@@ -588,6 +592,7 @@ class Daemon:
             if publish > 0:
                 await client.pacer.pause(publish, "circuit open")
         self.counters.cycles += 1
+        self.last_good_cycle = utcnow()
         if stats.claimed:
             logger.info(
                 "poll cycle: claimed=%d list_requests=%d detail_requests=%d changed=%d queued=%d failed=%d "

@@ -1,0 +1,1 @@
+"""The daemon's optional web face: unsubscribe, tracking page, health, metrics and the operator board."""
