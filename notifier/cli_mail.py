@@ -196,7 +196,13 @@ async def _outbox(args: argparse.Namespace) -> int:
         action = args.outbox_command or "list"
         if action == "send":
             notifier = notifier_for(settings)
-            timed = await queue_timed(store, notifier, now=utcnow())
+            from notifier.client import ClientSettings, JapanPostClient
+
+            client_settings = ClientSettings(
+                base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
+            )
+            async with JapanPostClient(client_settings) as client:
+                timed = await queue_timed(store, notifier, now=utcnow(), client=client)
             if settings.notifications.operator:
                 timed += await queue_operator_digest(
                     store, notifier, settings.notifications.operator, now=utcnow()

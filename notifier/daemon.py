@@ -637,7 +637,7 @@ class Daemon:
         if self.coordination is not None and not self.coordination.owns_daily:
             return
         now = utcnow()
-        await queue_timed(self.store, self.notifier, now=now)
+        await queue_timed(self.store, self.notifier, now=now, client=self.client)
         if self.settings.notifications.operator:
             await queue_operator_digest(
                 self.store, self.notifier, self.settings.notifications.operator, now=now

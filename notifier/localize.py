@@ -29,16 +29,22 @@ class PageWording:
 
 
 def pair_wording(polled: ItemResult, other: ItemResult | None, locale: str) -> PageWording | None:
-    """Pair the polled (English) page's events with the other locale's, or None if they cannot be.
+    """Pair the polled (English) page's events with the other locale's, or None if they cannot be."""
+    return pair_events(polled.events, other, locale)
+
+
+def pair_events(polled: Sequence[TrackingEvent], other: ItemResult | None, locale: str) -> PageWording | None:
+    """Pair English events (from a page just read, or the stored history) with the other
+    locale's page, or None if they cannot be.
 
     The two pages list the same scans in the same order. A scan added between the two requests
     shows at the end of the later page only: the earlier scans still pair, and the new one is
     news for the next poll. Any other difference (fewer rows, a row whose local date and time
     differ) is a different snapshot, and pairing it would put one scan's words on another's row.
     """
-    if other is None or len(other.events) < len(polled.events):
+    if other is None or len(other.events) < len(polled):
         return None
-    paired = list(zip(polled.events, other.events[: len(polled.events)], strict=True))
+    paired = list(zip(polled, other.events[: len(polled)], strict=True))
     if any(a.when.iso_local() != b.when.iso_local() for a, b in paired):
         return None
     return PageWording(

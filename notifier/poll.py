@@ -19,7 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
@@ -28,7 +28,7 @@ from notifier.compose import MailSettings, digest_context, draft_or_failure, dra
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
-from notifier.localize import PageWording, pair_wording
+from notifier.localize import PageWording, pair_events
 from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
@@ -213,19 +213,21 @@ async def poll_detail(
 
 
 async def other_wording(
-    client: JapanPostClient, number: str, polled: ItemResult | None, locale: str
+    client: JapanPostClient, number: str, polled: ItemResult | Sequence[TrackingEvent] | None, locale: str
 ) -> PageWording | None:
-    """The detail page in `locale`, paired with the polled one; None (and a log line) when it
-    cannot be had or paired: the messages then say so and quote the English page."""
+    """The detail page in `locale`, paired with the polled page's events (or the stored
+    history's); None (and a log line) when it cannot be had or paired: the messages then say so
+    and quote the English page."""
     if polled is None:
         return None
+    events = polled.events if isinstance(polled, ItemResult) else tuple(polled)
     try:
         fetched = await client.fetch_detail(number, Locale(locale))
     except FetchError as exc:
         reason = f"not fetched: {exc}"
     else:
         other = fetched.page.item(number) if fetched.page.layout is not Layout.UNRECOGNIZED else None
-        wording = pair_wording(polled, other, locale)
+        wording = pair_events(events, other, locale)
         if wording is not None:
             return wording
         reason = "its events do not pair with the English page's" if other else "not readable"
@@ -239,8 +241,15 @@ async def other_wording(
     return None
 
 
-async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> int:
+async def queue_timed(
+    store: Store, notifier: Notifier, *, now: dt.datetime, client: JapanPostClient | None = None
+) -> int:
     """Queue the messages due because time passed (stalls, retention reminders); returns how many were new.
+
+    With a `client`, a customer who reads another language than the polled page's gets Japan
+    Post's wording from that language's page, fetched once per shipment and language, and only
+    for a message about to be queued; without one (or if it cannot be had), the message says so
+    and quotes the English page.
 
     Each is keyed to the current stage's entry, so running this often sends each at most once.
     While the kill switch is on, and for a shipment whose last poll failed, nothing is queued:
@@ -267,6 +276,12 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
         fresh = [n for n in notifications if n.dedup_key not in known]
         if not fresh:
             continue
+        wordings: dict[str, PageWording] = {}
+        if client is not None:
+            for locale in sorted({n.recipient.locale for n in fresh} - {str(POLL_LOCALE)}):
+                found = await other_wording(client, view.number, history, locale)
+                if found is not None:
+                    wordings[locale] = found
         drafts = drafts_for(
             fresh,
             shipment_facts,
@@ -276,6 +291,7 @@ async def queue_timed(store: Store, notifier: Notifier, *, now: dt.datetime) -> 
             renderer=notifier.renderer,
             now=now,
             names=await store.subscription_names(view.id),
+            wordings=wordings,
         )
         queued += await store.enqueue(drafts, now=now)
     return queued

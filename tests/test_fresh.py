@@ -195,6 +195,52 @@ async def test_a_japanese_page_that_cannot_be_had_gives_the_english_wording_and_
     assert item.state is OutboxState.PENDING  # the poll and its message stand
 
 
+async def test_a_silence_message_to_a_japanese_customer_quotes_the_japanese_page(
+    store: Store, shop: Shop, smtp: SmtpServer
+) -> None:
+    from notifier.poll import queue_timed
+
+    await shop.watch(("en@example.com", "en"), ("ja@example.com", "ja"))
+    await shop.poll(2)  # En route / 中継: silence here is news after five days
+    shop.renderer.contexts.clear()
+    before = len(shop.simulator.requests)
+    later = shop.clock.now + dt.timedelta(days=6)
+    assert await queue_timed(store, shop.notifier, now=later, client=shop.client) == 2
+    contexts = {c.locale: c for c in shop.renderer.contexts}
+    assert {c.template for c in contexts.values()} == {Template.STALLED}
+    assert (contexts["ja"].wording_locale, contexts["ja"].wording_unavailable) == ("ja", False)
+    assert contexts["ja"].event is not None
+    assert contexts["ja"].event.status == "中継"
+    assert contexts["en"].event is not None
+    assert contexts["en"].event.status == "En route"
+    # One request, for the Japanese customer's message only, and only because it was queued.
+    assert [r.locale for r in shop.simulator.requests[before:]] == ["ja"]
+    assert await queue_timed(store, shop.notifier, now=later, client=shop.client) == 0
+    assert len(shop.simulator.requests) == before + 1
+    shop.clock.now = later
+    await shop.drain()
+    (japanese,) = shop.received("ja@example.com")
+    assert "中継" in text_of(japanese)
+    assert "En route" not in text_of(japanese)
+
+
+async def test_a_silence_message_without_the_japanese_page_says_it_quotes_the_english_one(
+    store: Store, shop: Shop, smtp: SmtpServer
+) -> None:
+    from notifier.poll import queue_timed
+
+    await shop.watch(("ja@example.com", "ja"))
+    await shop.poll(2)
+    shop.renderer.contexts.clear()
+    shop.simulator.set_fault(Fault.SERVER_ERROR)
+    later = shop.clock.now + dt.timedelta(days=6)
+    assert await queue_timed(store, shop.notifier, now=later, client=shop.client) == 1
+    (context,) = shop.renderer.contexts
+    assert (context.wording_locale, context.wording_unavailable) == ("en", True)
+    assert context.event is not None
+    assert context.event.status == "En route"
+
+
 def test_contexts_quote_one_page_only_and_flag_a_missing_one() -> None:
     journey = dataclasses.replace(YUPACK, revealed=len(YUPACK.scans))
     simulator = Simulator([journey])
