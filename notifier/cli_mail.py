@@ -343,11 +343,13 @@ def _template_of(args: argparse.Namespace) -> Template:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
+    from notifier.previews import preview_context
+
     settings = load_settings(args.config)
     renderer = Renderer(settings.notifications.templates)
-    context = _as_configured(
-        sample_context(_template_of(args), args.locale), settings, "customer@example.com"
-    )
+    # The message as the daemon would make it for this shop, from the simulator's pages; the
+    # links point where the configured Japan Post base URL does.
+    context = preview_context(_template_of(args), args.locale, mail_settings(settings), renderer)
     rendered = renderer.render(context)
     if args.html:
         Path(args.html).write_text(rendered.html, encoding="utf-8")
@@ -512,7 +514,11 @@ def add_parsers(
     outbox_sub.add_parser("send", parents=both, help="queue timed messages, then send everything due now")
     outbox.set_defaults(handler=cmd_outbox, state=None, limit=50, json=False)
 
-    preview = sub.add_parser("preview", parents=parents, help="render a message from a sample shipment")
+    preview = sub.add_parser(
+        "preview",
+        parents=parents,
+        help="render a message as the daemon makes it, from the simulator's sample journeys",
+    )
     which = preview.add_mutually_exclusive_group(required=True)
     which.add_argument("--stage", choices=[s.value for s in Stage], help="the stage's message")
     which.add_argument("--template", choices=[t.value for t in Template], help="any message by name")

@@ -822,44 +822,23 @@ def _advice_table() -> list[str]:
 # ------------------------------------------------------------------------------------------ previews
 
 
-def write_previews(directory: Path, renderer: Renderer | None = None) -> list[Path]:
-    """Write `{locale}-{template}.html` and `.txt` for every message, and a README.md index."""
-    renderer = renderer or Renderer()
-    directory.mkdir(parents=True, exist_ok=True)
-    written: list[Path] = []
-    rows: list[str] = []
-    for template in Template:
-        subject = ""
-        for locale in LOCALES:
-            message = renderer.render_preview(template, locale)
-            subject = subject or message.subject
-            for suffix, body in (("html", message.html), ("txt", message.text)):
-                path = directory / f"{locale}-{template.value}.{suffix}"
-                path.write_text(body, encoding="utf-8", newline="\n")
-                written.append(path)
-        links = " · ".join(
-            f"[{locale} html]({locale}-{template.value}.html), [{locale} text]({locale}-{template.value}.txt)"
-            for locale in LOCALES
-        )
-        cell = subject.replace("|", r"\|")
-        rows.append(f"| `{template.value}` | {cell} | {links} |")
-    index = directory / "README.md"
-    index.write_text(_previews_index(rows), encoding="utf-8", newline="\n")
-    written.append(index)
-    return written
-
-
-def _previews_index(rows: Sequence[str]) -> str:
+def previews_index(rows: Sequence[str]) -> str:
     return "\n".join(
         (
             "# Message previews",
             "",
-            "Every message notifier sends, rendered from `templates/` with the built-in sample context",
-            '(`notifier.render.sample_context`: an EMS parcel from Tokyo to Brooklyn, "Order 1001").',
-            "Generated files: after changing a template, regenerate them with",
+            "Every message notifier sends, as the daemon makes it: the built-in simulator serves each",
+            "sample journey's English and Japanese Japan Post pages on loopback, and every scan is",
+            "polled, parsed, diffed, decided and rendered by the daemon's own code",
+            "(`notifier.previews`), for an English customer abroad (EMS first) and a Japanese",
+            "customer at home (Yu-Pack first). Status, office, region and class of goods are Japan",
+            "Post's wording from the page in the customer's language. The test message and the",
+            "operator digest are not about a parcel and use their sample. `notifier preview` renders",
+            "the same way with your shop's settings and templates. Generated files: after changing a",
+            "template, regenerate them with",
             "",
             "```sh",
-            "python -c 'from pathlib import Path; from notifier.render import write_previews; "
+            "python -c 'from pathlib import Path; from notifier.previews import write_previews; "
             'write_previews(Path("docs/messages"))\'',
             "```",
             "",

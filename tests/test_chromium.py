@@ -17,6 +17,7 @@ from notifier.messages import Template
 from notifier.render import LOCALES, render_preview
 
 WIDTHS = (375, 600)
+DOCS_MESSAGES = Path(__file__).resolve().parent.parent / "docs" / "messages"
 # Chromium's own command line, as the team's CI runs it: no sandbox (containers), no network
 # services of its own, and a fresh profile per run.
 FLAGS = (
@@ -130,12 +131,16 @@ def run_chromium(binary: str, profile: Path, *args: str, timeout: float = 180) -
 
 
 def pages() -> list[dict[str, object]]:
+    """Each message from the sample context and as the pipeline made it (docs/messages/, which
+    tests/test_render.py keeps current): real page wording and the sample's longest lines."""
     out: list[dict[str, object]] = []
     for template in Template:
         for locale in LOCALES:
-            message = render_preview(template, locale)
+            sample = render_preview(template, locale).html
+            piped = (DOCS_MESSAGES / f"{locale}-{template.value}.html").read_text(encoding="utf-8")
             for width in WIDTHS:
-                out.append({"name": f"{locale}-{template.value}", "width": width, "html": message.html})
+                out.append({"name": f"{locale}-{template.value}", "width": width, "html": sample})
+                out.append({"name": f"pipeline-{locale}-{template.value}", "width": width, "html": piped})
     return out
 
 
@@ -163,7 +168,8 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], 
 
 
 CASES = [
-    pytest.param(f"{locale}-{t.value}", width, id=f"{locale}-{t.value}-{width}")
+    pytest.param(f"{source}{locale}-{t.value}", width, id=f"{source}{locale}-{t.value}-{width}")
+    for source in ("", "pipeline-")
     for t in Template
     for locale in LOCALES
     for width in WIDTHS
