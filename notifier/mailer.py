@@ -181,6 +181,10 @@ def clean_subject(text: str) -> str:
     return cleaned
 
 
+# Format (bidi overrides, zero-width), line and paragraph separators, private use, unassigned.
+_HIDDEN_CATEGORIES = frozenset({"Cf", "Zl", "Zp", "Co", "Cn", "Cs"})
+
+
 def header_token(text: str, *, max_chars: int = TOKEN_MAX_CHARS) -> str:
     """Reduce a value to `[A-Za-z0-9_.-]`, at most `max_chars` long, for the X-Notifier-* headers."""
     return _TOKEN_DROP_RE.sub("", text)[:max_chars]
@@ -190,7 +194,9 @@ def _parse_address(text: str, *, allow_display_name: bool) -> tuple[str, str]:
     """Split and check an address; returns (display name, addr-spec) with the domain lower-cased."""
     if not isinstance(text, str):
         raise AddressError(f"an email address must be text, not {type(text).__name__}")
-    if not text.isascii():
+    # Only a display name ("さくら文具 <shop@…>") may leave ASCII; the address never does.
+    address_part = text[text.index("<") :] if "<" in text else text
+    if not address_part.isascii() or (not text.isascii() and not allow_display_name):
         raise AddressError(f"{text!r} is not a valid email address: only ASCII is allowed")
     if any(ord(char) < 0x20 or ord(char) == 0x7F for char in text):
         raise AddressError(f"{text!r} is not a valid email address: it contains control characters")
@@ -215,6 +221,14 @@ def _parse_address(text: str, *, allow_display_name: bool) -> tuple[str, str]:
             )
         if len(display) > 100:
             raise AddressError(f"{text!r} is not a valid email address: the display name is too long")
+        # A shop may be named in its own script (「さくら文具」: RFC 2047 encodes it), but not with
+        # invisible or direction-changing characters, which disguise who a message is from.
+        hidden = [c for c in before if unicodedata.category(c) in _HIDDEN_CATEGORIES]
+        if hidden:
+            raise AddressError(
+                f"{text!r} is not a valid email address: the display name contains invisible characters "
+                f"({', '.join(f'U+{ord(c):04X}' for c in hidden)})"
+            )
     local, _, domain = addr_spec.partition("@")
     if not local or len(local) > 64 or not _LOCAL_RE.fullmatch(local):
         raise AddressError(f"{text!r} is not a valid email address: bad local part {local!r}")

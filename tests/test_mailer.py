@@ -346,6 +346,26 @@ def test_validate_address_rejects(text: str) -> None:
         validate_address(text)
 
 
+def test_a_display_name_in_japanese_is_encoded_and_reads_back() -> None:
+    assert validate_address("さくら文具 <shop@sakura.example>", allow_display_name=True) == (
+        "さくら文具 <shop@sakura.example>"
+    )
+    raw = build(
+        sender="さくら文具 <shop@sakura.example>", reply_to="さくら文具 サポート <help@sakura.example>"
+    )
+    assert raw.isascii()  # RFC 2047 encoded words, no raw 8-bit header
+    parsed = email.message_from_bytes(raw, policy=email.policy.default)
+    assert parsed["From"].addresses[0].display_name == "さくら文具"
+    assert parsed["From"].addresses[0].addr_spec == "shop@sakura.example"
+    assert parsed["Reply-To"].addresses[0].display_name == "さくら文具 サポート"
+
+
+@pytest.mark.parametrize("hidden", ["\u202e", "\u200b", "\u2028", "\ue000"])
+def test_a_display_name_with_invisible_characters_is_refused(hidden: str) -> None:
+    with pytest.raises(AddressError, match="invisible"):
+        validate_address(f"さくら{hidden}文具 <shop@sakura.example>", allow_display_name=True)
+
+
 def test_validate_address_display_name_rules() -> None:
     with pytest.raises(AddressError, match="display name"):
         validate_address("Shop <shop@example.com>")
@@ -473,11 +493,13 @@ def test_any_accepted_address_is_clean(text: str, allow_display_name: bool) -> N
         normalised = validate_address(text, allow_display_name=allow_display_name)
     except AddressError:
         return
-    assert normalised.isascii()
     assert normalised.isprintable()
     assert normalised.count("@") == 1
     display, addr_spec = email.utils.parseaddr(normalised)
     assert addr_spec in normalised
+    assert addr_spec.isascii()
+    # Only a display name may be in another script, and only where one is allowed.
+    assert normalised.isascii() or (allow_display_name and display and not display.isascii())
     assert allow_display_name or not display
 
 
