@@ -176,9 +176,17 @@ class Daemon:
                 return EXIT_OK
             self.store = store
             try:
-                return await self._serve()
+                code = await self._serve()
             finally:
                 await self.store.close()
+            # The last line of a run: what systemd's journal shows after "stopping".
+            logger.info(
+                "notifier stopped (exit %d after %.0fs)",
+                code,
+                time.monotonic() - self._started,
+                extra={"action": "stopped", "owner": self.owner},
+            )
+            return code
         finally:
             if lock is not None:
                 os.close(lock)

@@ -244,6 +244,7 @@ def test_four_journeys_arrive_in_order_once_each_in_the_right_language(
     finally:
         assert run.stop() == 0, run.output()
     assert "stopping" in run.output()
+    assert "action=stopped" in run.output().splitlines()[-1]  # the run's last line says it ended
 
 
 @pytest.mark.timeout(300)
