@@ -300,7 +300,8 @@ def _status_row(view: ShipmentView) -> dict[str, object]:
         "stage_entered_at": view.stage_entered_at.isoformat() if view.stage_entered_at else None,
         "last_event": view.last_event_time,
         "last_polled_at": view.last_polled_at.isoformat() if view.last_polled_at else None,
-        "next_poll_at": view.next_poll_at.isoformat() if view.next_poll_at else None,
+        # An unwatched shipment is never polled, whatever its row still holds.
+        "next_poll_at": view.next_poll_at.isoformat() if view.next_poll_at and view.active else None,
         "consecutive_failures": view.consecutive_failures,
         "last_error": view.last_error,
         "open_alerts": view.open_alerts,
@@ -338,7 +339,7 @@ async def _status(args: argparse.Namespace) -> int:
                 str(v.stage),
                 v.last_event_time or "-",
                 _when(v.last_polled_at) + (f" !{v.consecutive_failures}" if v.consecutive_failures else ""),
-                _when(v.next_poll_at),
+                _when(v.next_poll_at) if v.active else "never (off)",
                 str(v.open_alerts or ""),
             ]
             for v in views

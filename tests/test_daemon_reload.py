@@ -176,6 +176,7 @@ def test_cli_watches_survive_reloads_and_every_unwatch_is_named(tmp_path: Path, 
         rows = status(config)
         assert rows[extra]["active"] is True
         assert rows[RETURNED]["active"] is False
+        assert rows[RETURNED]["next_poll_at"] is None  # unwatched: never polled, whatever its row holds
         assert all(rows[n]["active"] for n in (EMS, YUPACK, NEVER))
     finally:
         assert run.stop() == 0, run.output()
