@@ -70,6 +70,7 @@ class Hit:
     body: bytes
     headers: dict[str, str]
     status: int
+    at: float  # time.monotonic() when it arrived
 
     def json(self) -> Any:
         return json.loads(self.body)
@@ -101,6 +102,7 @@ class Recorder:
                             body,
                             {k.lower(): v for k, v in self.headers.items()},
                             status,
+                            time.monotonic(),
                         )
                     )
                 payload = b"ok" if status < 300 else b"error"
