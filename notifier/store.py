@@ -87,7 +87,7 @@ class AlertView:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpsCounts:
-    """What /metrics reports of the database, read in three grouped statements.
+    """What /metrics reports of the database, read in four grouped statements.
 
     Attributes:
         stages: watched (active) shipments by stage.
@@ -1293,9 +1293,9 @@ class Store:
             await connection.execute(text("SELECT 1"))
 
     async def ops_counts(self, *, now: dt.datetime, overdue_before: dt.datetime) -> OpsCounts:
-        """Shipments by stage with their due and overdue counts, the outbox by state with its
-        oldest waiting message, and the open alerts: three statements in one read, whatever
-        the number of shipments."""
+        """Shipments by stage with their due and overdue counts, the outbox by state and its
+        oldest waiting message, and the open alerts: four grouped statements in one read,
+        whatever the number of shipments and messages."""
         async with self._reads() as session:
             shipments = await session.execute(
                 select(
@@ -1313,17 +1313,19 @@ class Store:
                 stages[str(stage)] = int(count)
                 due += int(stage_due or 0)
                 overdue += int(stage_overdue or 0)
+            # Counted from the (state, next_attempt_at) index alone; the oldest waiting message
+            # reads only the rows of the waiting states, not the sent history with its bytes.
             messages = await session.execute(
-                select(OutboxMessage.state, func.count(), func.min(OutboxMessage.created_at)).group_by(
-                    OutboxMessage.state
-                )
+                select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
             )
-            outbox: dict[str, int] = {}
-            oldest: dt.datetime | None = None
-            for state, count, first in messages:
-                outbox[str(state)] = int(count)
-                if state in WAITING_STATES and first is not None and (oldest is None or first < oldest):
-                    oldest = first
+            outbox = {str(state): int(count) for state, count in messages}
+            oldest = (
+                await session.execute(
+                    select(func.min(OutboxMessage.created_at)).where(
+                        OutboxMessage.state.in_(sorted(WAITING_STATES))
+                    )
+                )
+            ).scalar_one()
             open_alerts = (
                 await session.execute(select(func.count()).where(Alert.acknowledged_at.is_(None)))
             ).scalar_one()

@@ -21,7 +21,9 @@ from starlette.types import ASGIApp
 @contextlib.asynccontextmanager
 async def serve_asgi(app: ASGIApp) -> AsyncIterator[str]:
     """Serve `app` with uvicorn on a free loopback port, in the running loop; yields its base URL."""
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on connections accepted from such a
+    # socket; with proto 0 every response waits ~40 ms on Nagle and the client's delayed ACK.
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
