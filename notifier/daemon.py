@@ -641,6 +641,8 @@ class Daemon:
         """Count the cycle (`stats` None: it raised) and ping the heartbeat, in the background."""
         failing = cycle_failing(stats, self.breaker)
         self.activity.cycle_ended(stats, failing=failing)
+        if stats is None and self.stop.is_set():
+            return  # cancelled by the stop: no failure to report
         summary = (
             "poll cycle failed with an error"
             if stats is None

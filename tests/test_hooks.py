@@ -29,11 +29,12 @@ from notifier.outbox import sending_paused
 from notifier.simulator import Fault, Journey, Simulator, SimulatorServer
 from notifier.store import AlertView, OutboxState, Store
 from tests.smtp_server import SmtpServer
+from tests.test_config_robust import config_check
 from tests.test_daemon import start, wait_for, world
 from tests.test_web_ops import started_daemon, utcnow, write_config
-from tests.web_server import Recorder, closed_port, recorder, wait_until
+from tests.web_server import Recorder, closed_port, wait_until
 
-__all__ = ["recorder", "world"]
+__all__ = ["world"]
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 SECRET = "T000/B000/XXXXSECRETXXXX"
@@ -67,6 +68,22 @@ def test_both_urls_load_and_bad_ones_name_the_key_without_the_secret() -> None:
             assert "SECRET" not in message
     with pytest.raises(ConfigError, match=r"notifications\.heartbeat_url: must be a non-empty string"):
         parse_settings("[notifications]\nheartbeat_url = 5\n")
+
+
+def test_config_check_names_the_hosts_only(tmp_path: Path) -> None:
+    config = tmp_path / "config.toml"
+    config.write_text(
+        f'[database]\nurl = "sqlite:///{tmp_path}/n.db"\n[notifications]\n'
+        f'operator_webhook = "https://hooks.example.com/services/{SECRET}"\n'
+        f'heartbeat_url = "https://hc-ping.example/{SECRET}"\n',
+        encoding="utf-8",
+    )
+    check = config_check(config)
+    assert check.returncode == 0, check.stderr
+    assert (
+        "operator webhook: https://hooks.example.com/…; heartbeat: https://hc-ping.example/…" in check.stdout
+    )
+    assert "SECRET" not in check.stdout + check.stderr
 
 
 def test_urls_are_logged_by_host_only_and_fail_goes_on_the_path() -> None:

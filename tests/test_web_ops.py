@@ -33,9 +33,7 @@ from notifier.web.ops import (
 )
 from tests.databases import fresh_postgres
 from tests.test_daemon import config_text
-from tests.web_server import TcpProxy, asgi_server, closed_port, wait_until
-
-__all__ = ["asgi_server"]
+from tests.web_server import TcpProxy, closed_port, wait_until
 
 Serve = Callable[[ASGIApp], contextlib.AbstractAsyncContextManager[str]]
 NOW = dt.datetime(2026, 12, 1, 12, 0, tzinfo=dt.UTC)
