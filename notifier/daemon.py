@@ -588,7 +588,6 @@ class Daemon:
                 stopping=self.stop.is_set,
             )
         finally:
-            self._cycle_ended(stats)
             self._cycle_client = None
             if notifier is not self.notifier:
                 # Reloaded during the cycle: what the cycle learned about the pages is newer.
@@ -596,6 +595,7 @@ class Daemon:
             retired, self._retired = self._retired, []
             for old in retired:
                 await old.aclose()
+            self._cycle_ended(stats)
         if shared is not None:
             _, publish = share_circuit(self.breaker.open_until, await shared(), utcnow())
             if publish > 0:
