@@ -7,8 +7,10 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from notifier.activity import Activity
 from notifier.compose import digest_context, draft
 from notifier.cycle import CircuitBreaker
+from notifier.hooks import OperatorWebhook
 from notifier.messages import DigestLine
 from notifier.poll import Notifier
 from notifier.store import AlertView, OutboxDraft, OutboxState, Store
@@ -99,9 +101,11 @@ class SiteWatch:
 @dataclass(slots=True)
 class AlertDesk:
     """The daemon's side of operator alerts: tracks the site, logs each new alert once, emails
-    batches, and says in the status line what could not be emailed."""
+    batches, posts each new alert to the operator webhook, and says in the status line what
+    could not be emailed."""
 
     site: SiteWatch = field(default_factory=SiteWatch)
+    webhook: OperatorWebhook = field(default_factory=OperatorWebhook)
     logged_up_to: int = 0
     undelivered: str | None = None
     _reported: dict[int, str] = field(default_factory=dict)
@@ -129,13 +133,27 @@ class AlertDesk:
         batch: dt.timedelta,
         down_after: dt.timedelta,
         now: dt.datetime,
+        webhook: str | None = None,
+        post_webhook: bool = True,
+        instance: str = "",
+        activity: Activity | None = None,
     ) -> None:
+        """`post_webhook` is False on an instance that leaves the webhook to another (several
+        instances see the same alerts; the one doing the daily work posts them)."""
         self.site.after = down_after
         await self._watch_site(store, breaker, now)
-        await self._log_new(store, emailed=operator is not None)
+        fresh = await self._log_new(store, emailed=operator is not None)
         if operator:
             await self._email(store, notifier, operator, batch, now)
         await self._check_delivery(store)
+        # Last, so a slow endpoint never delays the email. The webhook gets each alert whether
+        # or not the email can go (no operator address, SMTP refusing or paused).
+        if webhook is None:
+            self.webhook.abandon()
+            return
+        if post_webhook:
+            self.webhook.add(fresh)
+        await self.webhook.deliver(webhook, instance=instance, now=now, activity=activity)
 
     async def _watch_site(self, store: Store, breaker: CircuitBreaker, now: dt.datetime) -> None:
         since = self.site.down_since
@@ -164,11 +182,14 @@ class AlertDesk:
             )
             logger.info("Japan Post answers again", extra={"action": SITE_RECOVERED})
 
-    async def _log_new(self, store: Store, *, emailed: bool) -> None:
+    async def _log_new(self, store: Store, *, emailed: bool) -> list[AlertView]:
+        """Log each alert not seen before; returns those the operator is to hear of."""
+        fresh: list[AlertView] = []
         for alert in await store.alerts_after(self.logged_up_to):
             self.logged_up_to = max(self.logged_up_to, alert.id)
             if alert.acknowledged_at is not None and alert.kind not in NOTICE_KINDS:
                 continue
+            fresh.append(alert)
             subject = f" {alert.subject}" if alert.subject else ""
             if emailed:
                 logger.warning(
@@ -183,6 +204,7 @@ class AlertDesk:
                     alert.message,
                     extra={"action": "alert"},
                 )
+        return fresh
 
     async def _email(
         self, store: Store, notifier: Notifier, operator: str, batch: dt.timedelta, now: dt.datetime

@@ -237,6 +237,14 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         f"operator: {n.operator or '(none: no digest)'}; quiet hours: "
         + (f"{n.quiet_hours[0]:%H:%M}-{n.quiet_hours[1]:%H:%M}" if n.quiet_hours else "none")
     )
+    if n.operator_webhook or n.heartbeat_url:
+        from notifier.hooks import redact_url
+
+        # Host only: the rest of these URLs is their credential.
+        print(
+            f"operator webhook: {redact_url(n.operator_webhook) if n.operator_webhook else 'none'}; "
+            f"heartbeat: {redact_url(n.heartbeat_url) if n.heartbeat_url else 'none'}"
+        )
     print(
         f"watches: {len(settings.watches)} numbers, {len(subscribers)} subscribers, "
         f"{len(settings.watch_files)} watch file(s)"

@@ -11,6 +11,7 @@ import math
 import os
 import re
 import tomllib
+import urllib.parse
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -110,6 +111,10 @@ class NotificationSettings:
     outbox_lease: dt.timedelta = dt.timedelta(minutes=5)
     # Operator alerts are emailed this long after the first one not yet sent, gathered into one.
     alert_batch: dt.timedelta = dt.timedelta(minutes=5)
+    # Each new operator alert is also POSTed here as JSON ({"text": ...} for Slack and alike).
+    operator_webhook: str | None = None
+    # Pinged after good poll cycles, URL/fail after failing ones (healthchecks.io style).
+    heartbeat_url: str | None = None
     rules: RulesConfig = field(default_factory=RulesConfig)
 
 
@@ -183,6 +188,8 @@ _KNOWN: dict[str, set[str]] = {
         "max_attempts",
         "outbox_lease",
         "alert_batch",
+        "operator_webhook",
+        "heartbeat_url",
         "baseline",
         "multi_stage",
         "max_event_age",
@@ -490,6 +497,38 @@ def _string(table: dict[str, Any], key: str, dotted: str, problems: _Problems) -
         return None
     if "\x00" in value:
         problems.add(dotted, "cannot contain a NUL character")
+        return None
+    return value
+
+
+def _outbound_url(table: dict[str, Any], key: str, dotted: str, problems: _Problems) -> str | None:
+    """An http(s) URL the daemon calls. The value itself never appears in an error or a log
+    line: webhook and ping URLs carry their credentials in their path."""
+    value = _string(table, key, dotted, problems)
+    if value is None:
+        return None
+    value = value.strip()
+    try:
+        parts = urllib.parse.urlsplit(value)
+        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
+    except ValueError as exc:
+        problems.add(dotted, f"is not a valid URL ({exc})")
+        return None
+    if parts.scheme.lower() not in ("http", "https"):
+        scheme = f"{parts.scheme}:" if parts.scheme and parts.scheme.isascii() else "no scheme"
+        problems.add(dotted, f"must be an http:// or https:// URL (this one has {scheme[:20]})")
+        return None
+    if not parts.hostname:
+        problems.add(dotted, "must name a host, like https://hooks.example.com/...")
+        return None
+    if _CONTROL.search(value) or " " in value or not value.isascii():
+        problems.add(dotted, "must be printable ASCII without spaces (percent-encode the rest)")
+        return None
+    if len(value) > 2000:
+        problems.add(dotted, "is too long (at most 2000 characters)")
+        return None
+    if not _http_url(value):
+        problems.add(dotted, "is not a URL the HTTP client accepts")
         return None
     return value
 
@@ -873,6 +912,8 @@ def _notifications(
         max_attempts=attempts,
         outbox_lease=lease,
         alert_batch=alert_batch,
+        operator_webhook=_outbound_url(table, "operator_webhook", "notifications.operator_webhook", problems),
+        heartbeat_url=_outbound_url(table, "heartbeat_url", "notifications.heartbeat_url", problems),
         rules=_rules(table, problems),
     )
 

@@ -23,14 +23,16 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from notifier.activity import Activity, cycle_failing
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
 from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
-from notifier.cycle import CircuitBreaker, run_cycle
+from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
+from notifier.hooks import Heartbeat
 from notifier.mailer import transport_for
 from notifier.numbers import parse_number
 from notifier.outbox import drain, reevaluate_quiet_hours
@@ -129,6 +131,9 @@ class Daemon:
         # Read by the web face's health check: a stale tick means the scheduler is stuck.
         self.last_tick: dt.datetime | None = None
         self.last_good_cycle: dt.datetime | None = None
+        # Counted for /metrics; the heartbeat pings [notifications] heartbeat_url after cycles.
+        self.activity = Activity(started_at=utcnow())
+        self.heartbeat = Heartbeat()
 
     # --- start-up --------------------------------------------------------------------------
 
@@ -262,6 +267,7 @@ class Daemon:
                 for task in pending:
                     task.cancel()
             scheduler.shutdown(wait=False)
+            self.desk.webhook.abandon()
             if self.coordination is not None:
                 with contextlib.suppress(Exception):
                     await self.coordination.stop()
@@ -573,6 +579,8 @@ class Daemon:
             # Another instance's Retry-After or open circuit holds this one too.
             self.breaker.open_until, _ = share_circuit(self.breaker.open_until, await shared(), utcnow())
         self._cycle_client = client
+        self.activity.cycle_began(utcnow(), self.lease)
+        stats: CycleStats | None = None
         try:
             stats = await run_cycle(
                 self.store,
@@ -595,6 +603,7 @@ class Daemon:
             retired, self._retired = self._retired, []
             for old in retired:
                 await old.aclose()
+            self._cycle_ended(stats)
         if shared is not None:
             _, publish = share_circuit(self.breaker.open_until, await shared(), utcnow())
             if publish > 0:
@@ -624,6 +633,7 @@ class Daemon:
                 self.store, transport, owner=self.owner, policy=outbox_policy(self.settings), clock=utcnow
             )
         self.counters.sent += result.sent
+        self.activity.drained(result)
         if result.sent or result.failed or result.retried:
             logger.info(
                 "outbox: sent=%d retried=%d failed=%d deferred=%d suppressed=%d",
@@ -634,6 +644,26 @@ class Daemon:
                 result.suppressed,
                 extra={"action": "outbox"},
             )
+
+    def _cycle_ended(self, stats: CycleStats | None) -> None:
+        """Count the cycle (`stats` None: it raised) and ping the heartbeat, in the background."""
+        failing = cycle_failing(stats, self.breaker)
+        self.activity.cycle_ended(stats, failing=failing)
+        if stats is None and self.stop.is_set():
+            return  # cancelled by the stop: no failure to report
+        summary = (
+            "poll cycle failed with an error"
+            if stats is None
+            else f"claimed={stats.claimed} changed={stats.changed} failed={stats.failed} "
+            f"unrecognized={stats.unrecognized} errors={stats.errors} circuit={self.breaker.state}"
+        )
+        self.heartbeat.after_cycle(
+            self.settings.notifications.heartbeat_url,
+            failing=failing,
+            now=utcnow(),
+            summary=summary,
+            activity=self.activity,
+        )
 
     async def _beat(self) -> None:
         taken = self.coordination is not None and await self.coordination.beat(utcnow())
@@ -665,6 +695,11 @@ class Daemon:
             batch=self.settings.notifications.alert_batch,
             down_after=self.settings.japanpost.down_alert_after,
             now=utcnow(),
+            webhook=self.settings.notifications.operator_webhook,
+            # Every instance sees every alert: the one doing the daily work posts them.
+            post_webhook=self.coordination is None or self.coordination.owns_daily,
+            instance=self.owner,
+            activity=self.activity,
         )
 
     async def _watchdog(self) -> None:

@@ -13,7 +13,7 @@ from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
-from sqlalchemy import Select, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Select, Table, bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
@@ -83,6 +83,32 @@ class AlertView:
     last_seen_at: dt.datetime
     count: int
     acknowledged_at: dt.datetime | None
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OpsCounts:
+    """What /metrics reports of the database, read in four grouped statements.
+
+    Attributes:
+        stages: watched (active) shipments by stage.
+        due: watched shipments whose next poll time has come.
+        overdue: those due since before the `overdue_before` asked for.
+        outbox: messages by state, all of them.
+        oldest_waiting: when the oldest message not yet sent or given up (held, pending,
+            sending) was queued; None when there is none.
+        open_alerts: operator alerts not acknowledged.
+    """
+
+    stages: dict[str, int]
+    due: int
+    overdue: int
+    outbox: dict[str, int]
+    oldest_waiting: dt.datetime | None
+    open_alerts: int
+
+
+# Messages still on their way: queued, held by the kill switch, or being sent.
+WAITING_STATES = frozenset({"pending", "held", "sending"})
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1260,6 +1286,57 @@ class Store:
                 select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
             )
             return {state: int(count) for state, count in rows}
+
+    async def ping(self) -> None:
+        """One round trip to the database (the health check's); raises when it does not answer."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def ops_counts(self, *, now: dt.datetime, overdue_before: dt.datetime) -> OpsCounts:
+        """Shipments by stage with their due and overdue counts, the outbox by state and its
+        oldest waiting message, and the open alerts: four grouped statements in one read,
+        whatever the number of shipments and messages."""
+        async with self._reads() as session:
+            shipments = await session.execute(
+                select(
+                    Shipment.stage,
+                    func.count(),
+                    func.sum(case((Shipment.next_poll_at <= now, 1), else_=0)),
+                    func.sum(case((Shipment.next_poll_at <= overdue_before, 1), else_=0)),
+                )
+                .where(Shipment.active.is_(True))
+                .group_by(Shipment.stage)
+            )
+            stages: dict[str, int] = {}
+            due = overdue = 0
+            for stage, count, stage_due, stage_overdue in shipments:
+                stages[str(stage)] = int(count)
+                due += int(stage_due or 0)
+                overdue += int(stage_overdue or 0)
+            # Counted from the (state, next_attempt_at) index alone; the oldest waiting message
+            # reads only the rows of the waiting states, not the sent history with its bytes.
+            messages = await session.execute(
+                select(OutboxMessage.state, func.count()).group_by(OutboxMessage.state)
+            )
+            outbox = {str(state): int(count) for state, count in messages}
+            oldest = (
+                await session.execute(
+                    select(func.min(OutboxMessage.created_at)).where(
+                        OutboxMessage.state.in_(sorted(WAITING_STATES))
+                    )
+                )
+            ).scalar_one()
+            open_alerts = (
+                await session.execute(select(func.count()).where(Alert.acknowledged_at.is_(None)))
+            ).scalar_one()
+            return OpsCounts(
+                stages=stages,
+                due=due,
+                overdue=overdue,
+                outbox=outbox,
+                oldest_waiting=oldest,
+                open_alerts=int(open_alerts),
+            )
 
     # --- suppression list ------------------------------------------------------------
 

@@ -9,8 +9,9 @@ import pytest
 
 from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests.databases import db_url, empty_db_url, postgres_template, sqlite_template
+from tests.web_server import asgi_server, recorder
 
-__all__ = ["db_url", "empty_db_url", "postgres_template", "sqlite_template"]
+__all__ = ["asgi_server", "db_url", "empty_db_url", "postgres_template", "recorder", "sqlite_template"]
 
 PAGES = Path(__file__).parent / "data" / "pages"
 

@@ -6,6 +6,7 @@ import datetime as dt
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
+    from notifier.activity import Activity
     from notifier.config import Settings
     from notifier.cycle import CircuitBreaker
     from notifier.poll import Notifier
@@ -23,3 +24,6 @@ class DaemonView(Protocol):
     # (both UTC, None until the first one).
     last_tick: dt.datetime | None
     last_good_cycle: dt.datetime | None
+    # Counters since the process started, and whether a poll cycle is under way (for /metrics
+    # and /healthz: a long cycle is not a stuck scheduler).
+    activity: Activity
