@@ -1,0 +1,115 @@
+"""The web face inside `notifier run`: served from the daemon's loop, stopped by the daemon's own
+signals, and the one-click unsubscribe of a real email taking effect for the mail that follows."""
+
+from __future__ import annotations
+
+import signal
+import socket
+import subprocess
+import sys
+from pathlib import Path
+
+import httpx
+import pytest
+
+from notifier.simulator import Journey, Simulator, SimulatorServer
+from tests import test_daemon
+from tests.smtp_server import SmtpServer
+from tests.test_daemon import Run, config_text, wait_for
+
+# test_daemon's fixture: the Japan Post simulator and a real SMTP sink, both on loopback.
+world = test_daemon.world
+
+World = tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+SECRET = "a test secret of more than sixteen characters"
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def write_http_config(tmp_path: Path, db_url: str, world: World, port: int, extra: str = "") -> Path:
+    """test_daemon's configuration with [http] on `port`, at the schema head."""
+    _, jp, smtp, _ = world
+    secret = tmp_path / "http-secret"
+    secret.write_text(SECRET + "\n", encoding="utf-8")
+    http = f'\n[http]\nlisten = "127.0.0.1:{port}"\npublic_url = "http://127.0.0.1:{port}"\nsecret_file = "{secret}"\n'
+    text = config_text(db_url, jp.base_url, smtp.port, extra)
+    # [http] goes before the first [[watch]], so the keys after it stay in their tables.
+    head, watches = text.split("[[watch]]", 1)
+    config = tmp_path / "notifier.toml"
+    config.write_text(head + http + "[[watch]]" + watches, encoding="utf-8")
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "notifier", "db", "upgrade", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    return config
+
+
+def start_with_http(
+    tmp_path: Path, db_url: str, world: World, port: int, extra: str = ""
+) -> tuple[Path, Run]:
+    config = write_http_config(tmp_path, db_url, world, port, extra)
+    return config, Run(config)
+
+
+def refused(port: int) -> bool:
+    with socket.socket() as sock:
+        return sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+@pytest.mark.timeout(120)
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGINT])
+def test_the_daemon_serves_http_and_stops_cleanly_on_its_signals(
+    tmp_path: Path, world: World, sig: int
+) -> None:
+    port = free_port()
+    _, run = start_with_http(tmp_path, f"sqlite:///{tmp_path / 'web.db'}", world, port)
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        assert f"web face listening on 127.0.0.1:{port}" in run.output()
+        css = httpx.get(f"http://127.0.0.1:{port}/static/page.css", timeout=10)
+        assert css.status_code == 200
+        assert "script-src 'none'" in css.headers["content-security-policy"]
+        # SIGHUP is the daemon's: it reloads, and the web face goes on serving.
+        run.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in run.output(), 20, "the reload")
+        assert httpx.get(f"http://127.0.0.1:{port}/nothing-here", timeout=10).status_code == 404
+        assert run.proc.poll() is None
+    finally:
+        code = run.stop(sig)
+    assert code == 0, run.output()
+    output = run.output()
+    # The daemon heard the signal and stopped the web face itself (uvicorn did not take it).
+    assert output.index("stopping") < output.index("web face stopped")
+    assert "Traceback" not in output
+    assert refused(port)
+
+
+def test_a_port_in_use_stops_the_start_with_one_clear_line(tmp_path: Path, world: World) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = int(taken.getsockname()[1])
+        _, run = start_with_http(tmp_path, f"sqlite:///{tmp_path / 'web.db'}", world, port)
+        assert run.proc.wait(timeout=30) == 1
+    assert f"http.listen: cannot listen on 127.0.0.1:{port}" in run.output()
+    assert "Traceback" not in run.output()
+
+
+def test_http_without_a_secret_refuses_to_start_naming_where_it_looked(tmp_path: Path, world: World) -> None:
+    port = free_port()
+    config = write_http_config(tmp_path, f"sqlite:///{tmp_path / 'web.db'}", world, port)
+    text = config.read_text(encoding="utf-8")
+    config.write_text("\n".join(line for line in text.splitlines() if not line.startswith("secret_file")))
+    run = Run(config)
+    assert run.proc.wait(timeout=30) == 2
+    output = run.output()
+    assert "http: needs a secret" in output
+    for place in ("http.secret_file", "$NOTIFIER_HTTP_SECRET", '"http-secret"'):
+        assert place in output
