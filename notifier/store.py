@@ -1321,6 +1321,29 @@ class Store:
             wanted = {(email.lower(), number) for email, number in pairs}
             return {(str(e), str(n)) for e, n in rows if (e, n) in wanted}
 
+    async def locale_for(self, email: str, number: str) -> str | None:
+        """The language `email` reads about `number` (their latest subscription to it), else
+        the one they last subscribed with; None for an address never subscribed."""
+        async with self._reads() as session:
+            about = await session.scalar(
+                select(Subscription.locale)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .join(Shipment, Shipment.id == Subscription.shipment_id)
+                .where(func.lower(Subscriber.email) == email.lower(), Shipment.number == number)
+                .order_by(Subscription.id.desc())
+                .limit(1)
+            )
+            if about is not None:
+                return str(about)
+            anything = await session.scalar(
+                select(Subscription.locale)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(func.lower(Subscriber.email) == email.lower())
+                .order_by(Subscription.id.desc())
+                .limit(1)
+            )
+            return None if anything is None else str(anything)
+
     async def subscription_names(self, shipment_id: int) -> dict[int, str]:
         """Subscription id -> greeting name, for the shipment's active subscriptions that have one."""
         async with self._reads() as session:
