@@ -6,7 +6,10 @@ import httpx
 
 from notifier.store import Store
 from notifier.web.tokens import Purpose
-from tests.web_site import ENGLISH, JAPANESE, Site, site  # noqa: F401 (site is a fixture)
+from tests import web_site
+from tests.web_site import ENGLISH, JAPANESE, Site
+
+site = web_site.site  # the fixture: a real uvicorn over a seeded SQLite store
 
 
 def test_the_tracking_page_shows_the_parcel_in_the_customers_language(site: Site) -> None:
@@ -60,7 +63,7 @@ def _states(site: Site) -> tuple[set[str], set[tuple[str, str]]]:
             await store.suppressed_shipments_among([(ENGLISH, site.number), (JAPANESE, site.number)]),
         )
 
-    return site.store_call(read)  # type: ignore[no-any-return]
+    return site.store_call(read)
 
 
 def test_a_get_changes_nothing_and_one_click_unsubscribes_at_once(site: Site) -> None:

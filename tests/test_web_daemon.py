@@ -3,15 +3,23 @@ signals, and the one-click unsubscribe of a real email taking effect for the mai
 
 from __future__ import annotations
 
+import asyncio
+import email
+import email.message
+import email.policy
+import re
 import signal
 import socket
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import httpx
 import pytest
+from sqlalchemy import text
 
+from notifier.db import make_engine
 from notifier.simulator import Journey, Simulator, SimulatorServer
 from tests import test_daemon
 from tests.smtp_server import SmtpServer
@@ -113,3 +121,75 @@ def test_http_without_a_secret_refuses_to_start_naming_where_it_looked(tmp_path:
     assert "http: needs a secret" in output
     for place in ("http.secret_file", "$NOTIFIER_HTTP_SECRET", '"http-secret"'):
         assert place in output
+
+
+def _customer_mail(smtp: SmtpServer, address: str) -> list[email.message.EmailMessage]:
+    messages = [email.message_from_bytes(m.data, policy=email.policy.default) for m in smtp.messages]
+    return [m for m in messages if str(m["To"]) == address]
+
+
+@pytest.mark.timeout(300)
+def test_one_click_from_a_real_email_stops_the_mail_that_follows(
+    db_url: str, tmp_path: Path, world: World
+) -> None:
+    simulator, _, smtp, _ = world
+    port = free_port()
+    _, run = start_with_http(tmp_path, db_url, world, port)
+    customer = "customer@example.com"
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        while not _customer_mail(smtp, customer):
+            simulator.advance()
+            time.sleep(0.8)
+        first = _customer_mail(smtp, customer)[0]
+        assert first["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+        uris = re.findall(r"<([^>]+)>", str(first["List-Unsubscribe"]))
+        assert uris[0].startswith(f"http://127.0.0.1:{port}/u/")
+        assert uris[1].startswith("mailto:ops@sakura.example")  # the mailto stays beside it
+        unsubscribe = uris[0]
+        html = next(p for p in first.walk() if p.get_content_type() == "text/html").get_content()
+        tracking = re.search(rf'href="(http://127\.0\.0\.1:{port}/t/[^"]+)"', html)
+        assert tracking, html
+        assert httpx.get(tracking.group(1), timeout=10).status_code == 200
+        # A scanner's GET (twice) changes nothing: the next message still comes.
+        for _ in range(2):
+            assert httpx.get(unsubscribe, timeout=10).status_code == 200
+        count = len(_customer_mail(smtp, customer))
+        while len(_customer_mail(smtp, customer)) == count:
+            simulator.advance()
+            time.sleep(0.8)
+        received = len(_customer_mail(smtp, customer))
+        answer = httpx.post(unsubscribe, data={"List-Unsubscribe": "One-Click"}, timeout=10)
+        assert answer.status_code == 200
+        for _ in range(12):  # the rest of every journey
+            simulator.advance()
+            time.sleep(0.8)
+        # The other customers still hear everything: the daemon went on working.
+        wait_for(
+            lambda: len(_customer_mail(smtp, "hanako@example.jp")) == 4,
+            60,
+            lambda: f"hanako's four messages (got {len(_customer_mail(smtp, 'hanako@example.jp'))})",
+        )
+        time.sleep(2)
+        assert len(_customer_mail(smtp, customer)) == received
+    finally:
+        assert run.stop() == 0, run.output()
+    states = _outbox_states(db_url, customer)
+    assert states.get("suppressed", 0) >= 1, states  # queued, then stopped at send time
+    assert states.get("sent") == received
+
+
+def _outbox_states(db_url: str, recipient: str) -> dict[str, int]:
+    async def read() -> dict[str, int]:
+        engine = make_engine(db_url)
+        try:
+            async with engine.connect() as connection:
+                rows = await connection.execute(
+                    text("SELECT state, count(*) FROM outbox WHERE recipient = :r GROUP BY state"),
+                    {"r": recipient},
+                )
+                return {str(state): int(count) for state, count in rows}
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(read())

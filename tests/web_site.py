@@ -7,9 +7,10 @@ import asyncio
 import datetime as dt
 import shutil
 import threading
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 import pytest
 
@@ -26,6 +27,7 @@ from notifier.web.server import WebServer, bind
 from notifier.web.tokens import Links
 from tests.test_store import CAPTURE, NUMBER
 
+T = TypeVar("T")
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 SECRET = "a secret for the web tests, long enough"
 ENGLISH = "customer@example.com"
@@ -57,10 +59,10 @@ class Site:
     def unsubscribe(self, recipient: str = ENGLISH) -> str:
         return self.links.unsubscribe(recipient, self.number).replace(self.links.public_url, self.base_url)
 
-    def store_call(self, work):  # type: ignore[no-untyped-def]
+    def store_call(self, work: Callable[[Store], Awaitable[T]]) -> T:
         """Run `work(store)` against the site's database from the test's thread."""
 
-        async def run():  # type: ignore[no-untyped-def]
+        async def run() -> T:
             store = await Store.open(f"sqlite:///{self.database}")
             try:
                 return await work(store)
@@ -116,7 +118,9 @@ def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
         store = await Store.open(settings.database.url)
         try:
             await seed(store)
-            server = WebServer(build_app(View(store=store, settings=settings, notifier=notifier_for(settings))), sock)
+            server = WebServer(
+                build_app(View(store=store, settings=settings, notifier=notifier_for(settings))), sock
+            )
             await server.start()
             ready.set()
             await stop.wait()
