@@ -13,6 +13,9 @@ from pathlib import Path
 from typing import TypeVar
 
 import pytest
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import Route
 
 from notifier.cli_mail import notifier_for, web_links
 from notifier.config import Settings, parse_settings
@@ -91,6 +94,17 @@ secret_file = "{secret}"
     return parse_settings(text, tmp_path / "notifier.toml")
 
 
+async def _csp_probe(request: Request) -> Response:
+    # A page that breaks the policy on purpose: the browser tests prove they would see it.
+    return HTMLResponse(
+        '<!DOCTYPE html><html><head><title>probe</title></head><body><p style="color:red">x</p>'
+        "<script>document.title = 'ran';</script></body></html>"
+    )
+
+
+PROBE = "/csp-probe"
+
+
 async def seed(store: Store) -> None:
     shipment = await store.watch(parse_number(NUMBER), now=T0, label="Order 1001")
     page = parse_page(CAPTURE)
@@ -118,9 +132,8 @@ def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
         store = await Store.open(settings.database.url)
         try:
             await seed(store)
-            server = WebServer(
-                build_app(View(store=store, settings=settings, notifier=notifier_for(settings))), sock
-            )
+            view = View(store=store, settings=settings, notifier=notifier_for(settings))
+            server = WebServer(build_app(view, extra_routes=[Route(PROBE, _csp_probe)]), sock)
             await server.start()
             ready.set()
             await stop.wait()
@@ -137,9 +150,13 @@ def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
 
     thread = threading.Thread(target=run, name="web-site", daemon=True)
     thread.start()
-    assert ready.wait(30), "the web site did not start"
-    if failure:
-        raise failure[0]
+    started = ready.wait(30)
+    if failure or not started:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(30)
+        loop.close()
+        sock.close()
+        raise failure[0] if failure else AssertionError("the web site did not start")
     try:
         yield Site(base_url=f"http://127.0.0.1:{port}", links=links, database=database)
     finally:
