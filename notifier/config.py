@@ -129,6 +129,11 @@ class HttpSettings:
     # Signs every link (tokens.py); "" only while Settings.http_secret_problem says why.
     secret: str = field(default="", repr=False)
 
+    @property
+    def listen(self) -> str:
+        """host:port as the configuration writes it ([::1]:8080 for IPv6)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:

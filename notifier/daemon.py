@@ -210,9 +210,8 @@ class Daemon:
         task.add_done_callback(self._web_ended)
         http = self.settings.http
         logger.info(
-            "web face listening on %s:%d for %s",
-            http.host if http else "?",
-            self.web.port,
+            "web face listening on %s for %s",
+            http.listen if http else "?",
             http.public_url if http else "?",
             extra={"action": "web_listening"},
         )

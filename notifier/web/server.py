@@ -43,7 +43,8 @@ def bind(host: str, port: int) -> socket.socket:
         sock.setblocking(False)
     except OSError as exc:
         sock.close()
-        raise ListenError(f"http.listen: cannot listen on {host}:{port}: {exc.strerror}") from None
+        shown = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+        raise ListenError(f"http.listen: cannot listen on {shown}: {exc.strerror}") from None
     return sock
 
 
