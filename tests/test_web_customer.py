@@ -37,7 +37,9 @@ def test_the_tracking_page_shows_the_parcel_in_the_customers_language(site: Site
 
 
 def test_unknown_and_invalid_tokens_get_the_same_404_as_any_unknown_page(site: Site) -> None:
-    reference = httpx.get(f"{site.base_url}/no/such/page", timeout=10)
+    # An unknown page at the same depth (the error page links its stylesheet relative to it).
+    reference = httpx.get(f"{site.base_url}/no-such/page", timeout=10)
+    assert 'href="../static/page.css"' in reference.text
     assert reference.status_code == 404
     good = site.tracking(ENGLISH)
     token = good.rsplit("/", 1)[1]

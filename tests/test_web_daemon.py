@@ -21,6 +21,7 @@ from sqlalchemy import text
 
 from notifier.db import make_engine
 from notifier.simulator import Journey, Simulator, SimulatorServer
+from notifier.web.tokens import Purpose, Signer
 from tests import test_daemon
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import Run, config_text, wait_for
@@ -193,3 +194,32 @@ def _outbox_states(db_url: str, recipient: str) -> dict[str, int]:
             await engine.dispose()
 
     return asyncio.run(read())
+
+
+@pytest.mark.timeout(120)
+def test_a_reload_rotates_the_secret_and_refuses_to_move_the_listener(tmp_path: Path, world: World) -> None:
+    port = free_port()
+    config, run = start_with_http(tmp_path, f"sqlite:///{tmp_path / 'web.db'}", world, port)
+    number = test_daemon.EMS
+    old = Signer(SECRET).make(Purpose.TRACK, "customer@example.com", number)
+    rotated = "a new secret, rotated by the operator"
+    try:
+        wait_for(lambda: "notifier running" in run.output(), 30, "READY")
+        assert httpx.get(f"http://127.0.0.1:{port}/t/{old}", timeout=10).status_code == 200
+        (tmp_path / "http-secret").write_text(rotated, encoding="utf-8")
+        run.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "configuration reloaded" in run.output(), 20, "the reload")
+        # Old links stop working; links signed with the new secret work.
+        assert httpx.get(f"http://127.0.0.1:{port}/t/{old}", timeout=10).status_code == 404
+        new = Signer(rotated).make(Purpose.TRACK, "customer@example.com", number)
+        assert httpx.get(f"http://127.0.0.1:{port}/t/{new}", timeout=10).status_code == 200
+        moved = free_port()
+        text = config.read_text(encoding="utf-8")
+        config.write_text(text.replace(f'listen = "127.0.0.1:{port}"', f'listen = "127.0.0.1:{moved}"'))
+        run.proc.send_signal(signal.SIGHUP)
+        wait_for(lambda: "reload refused" in run.output(), 20, "the refused reload")
+        assert "[http] (added, removed, or http.listen changed) cannot change while running" in run.output()
+        assert httpx.get(f"http://127.0.0.1:{port}/t/{new}", timeout=10).status_code == 200
+        assert refused(moved)
+    finally:
+        assert run.stop() == 0, run.output()

@@ -104,7 +104,7 @@ class ErrorPageMiddleware:
                 extra={"action": "web_error"},
             )
             if not started:
-                await error_page(500)(scope, receive, send)
+                await error_page(500, scope.get("path", "/"))(scope, receive, send)
 
 
 class BodyLimitMiddleware:
@@ -120,7 +120,7 @@ class BodyLimitMiddleware:
             return
         declared = dict(scope.get("headers", [])).get(b"content-length")
         if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
-            await error_page(413)(scope, receive, send)
+            await error_page(413, scope.get("path", "/"))(scope, receive, send)
             return
         # Bodies are small: read them whole here, so a chunked upload is held to the limit too.
         chunks: list[bytes] = []
@@ -132,7 +132,7 @@ class BodyLimitMiddleware:
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
             if size > self.limit:
-                await error_page(413)(scope, receive, send)
+                await error_page(413, scope.get("path", "/"))(scope, receive, send)
                 return
             if not message.get("more_body", False):
                 break
@@ -191,7 +191,7 @@ class RateLimitMiddleware:
         client = scope.get("client")
         wait = self.allow(client[0] if client else "?")
         if wait > 0:
-            response = error_page(429)
+            response = error_page(429, scope.get("path", "/"))
             response.headers["Retry-After"] = str(max(1, round(wait)))
             await response(scope, receive, send)
             return
@@ -208,13 +208,15 @@ _ERRORS = {
 }
 
 
-def error_page(status: int) -> HTMLResponse:
-    """A small bilingual page that says only what the status says."""
+def error_page(status: int, path: str = "/") -> HTMLResponse:
+    """A small bilingual page that says only what the status says. `path` is the request's:
+    the stylesheet is linked relative to it, so it loads under a proxy's path prefix too."""
     english, japanese = _ERRORS.get(status, ("Error", "エラー"))
+    stylesheet = "../" * max(0, path.count("/") - 1) + "static/page.css"
     body = (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f'<title>{english}</title><link rel="stylesheet" href="/static/page.css"></head>'
+        f'<title>{english}</title><link rel="stylesheet" href="{stylesheet}"></head>'
         f'<body><main class="page"><h1>{english}</h1><p lang="ja">{japanese}</p></main></body></html>\n'
     )
     return HTMLResponse(body, status_code=status, headers={"Cache-Control": "no-store"})
@@ -222,7 +224,7 @@ def error_page(status: int) -> HTMLResponse:
 
 async def _http_error(request: Request, exc: Exception) -> Response:
     status = exc.status_code if isinstance(exc, HTTPException) else 500
-    response = error_page(status)
+    response = error_page(status, request.url.path)
     if isinstance(exc, HTTPException) and exc.headers:
         response.headers.update(exc.headers)
     return response

@@ -65,7 +65,7 @@ class _Pages:
         shipment = await store.get(claim[1]) if claim and claim[1] != ALL else None
         if claim is None or shipment is None:
             # The same answer as for any unknown page: nothing tells a number that exists.
-            return error_page(404)
+            return error_page(404, request.url.path)
         recipient, number = claim
         history = await store.history(shipment.id)
         contacts = await store.contacts(shipment.id)
@@ -78,7 +78,7 @@ class _Pages:
     async def unsubscribe(self, request: Request) -> Response:
         claim = self.claim(request, Purpose.UNSUBSCRIBE)
         if claim is None:
-            return error_page(404)
+            return error_page(404, request.url.path)
         recipient, scope = claim
         number = "" if scope == ALL else scope
         store = self.view.store
@@ -92,9 +92,9 @@ class _Pages:
                 return HTMLResponse("<!DOCTYPE html><title>Unsubscribed</title>\n", headers=_PRIVATE)
             action, where = form.get("action"), form.get("scope")
             if action not in ("unsubscribe", "resubscribe") or where not in ("all", "parcel"):
-                return error_page(400)
+                return error_page(400, request.url.path)
             if where == "parcel" and not number:
-                return error_page(400)
+                return error_page(400, request.url.path)
             if action == "unsubscribe" and where == "all":
                 await store.suppress(recipient, now=utcnow(), reason="unsubscribed (web page)")
             elif action == "unsubscribe":
