@@ -206,7 +206,19 @@ class Daemon:
         from notifier.web.app import build_app
 
         self.web = WebServer(build_app(self), sock)
-        task = await self.web.start()
+        try:
+            task = await self.web.start()
+        except Exception as exc:
+            # The socket was bound, so this is unexpected: stop the way a signal would.
+            logger.error(
+                "web face could not start: %s; stopping",
+                _one_line(exc),
+                exc_info=exc,
+                extra={"action": "web_failed"},
+            )
+            self.exit_code = EXIT_FAILURE
+            self.stop.set()
+            return
         task.add_done_callback(self._web_ended)
         http = self.settings.http
         logger.info(

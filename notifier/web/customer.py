@@ -88,7 +88,11 @@ class _Pages:
             if form.get("List-Unsubscribe") == ONE_CLICK:
                 # RFC 8058: the mail client's one-click button; no page to read, stop at once.
                 await store.suppress(recipient, now=utcnow(), reason="unsubscribed (one-click)")
-                logger.info("unsubscribed by one-click", extra={"action": "unsubscribed", "scope": "all"})
+                logger.info(
+                    "unsubscribed by one-click to=%s (all mail)",
+                    recipient,
+                    extra={"action": "unsubscribed", "to": recipient, "scope": "all"},
+                )
                 return HTMLResponse("<!DOCTYPE html><title>Unsubscribed</title>\n", headers=_PRIVATE)
             action, where = form.get("action"), form.get("scope")
             if action not in ("unsubscribe", "resubscribe") or where not in ("all", "parcel"):
@@ -105,10 +109,11 @@ class _Pages:
                 await store.unsuppress_shipment(recipient, number)
             done = "unsubscribed" if action == "unsubscribe" else "resubscribed"
             logger.info(
-                "%s on the web page (%s)",
+                "%s on the web page to=%s (%s)",
                 done,
-                where,
-                extra={"action": done, "scope": where, "number": number},
+                recipient,
+                f"parcel {number}" if where == "parcel" else "all mail",
+                extra={"action": done, "to": recipient, "scope": where, "number": number},
             )
         shipment = await store.get(number) if number else None
         settings = self.view.settings
