@@ -125,6 +125,22 @@ def _state(site: Site, recipient: str) -> tuple[bool, bool]:
     return site.store_call(read)
 
 
+def press(driver: Any, value: str) -> None:
+    """Click the button with this value and wait for the page its form POST answers with."""
+    from selenium.common.exceptions import WebDriverException
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    button = driver.find_element(By.CSS_SELECTOR, f'button[value="{value}"]')
+    button.click()
+    # While the page is replaced, chromedriver may answer "Node … does not belong to the
+    # document" instead of "stale element": both mean the old page is going.
+    wait = WebDriverWait(driver, 15, ignored_exceptions=(WebDriverException,))
+    wait.until(expected_conditions.staleness_of(button))
+    wait.until(lambda d: d.execute_script("return document.readyState") == "complete")
+
+
 def test_unsubscribing_by_clicking_the_buttons(browser: Any, site: Site) -> None:
     from selenium.webdriver.common.by import By
 
@@ -132,14 +148,13 @@ def test_unsubscribing_by_clicking_the_buttons(browser: Any, site: Site) -> None
     browser.get(site.unsubscribe(JAPANESE))
     assert browser.execute_script("return document.documentElement.lang") == "ja"
     assert _state(site, JAPANESE) == (False, False)  # the page itself changed nothing
-    browser.find_element(By.CSS_SELECTOR, 'button[value="parcel"]').click()
-    status = browser.find_element(By.CSS_SELECTOR, '[role="status"]')
-    assert "停止しました" in status.text
+    press(browser, "parcel")
+    assert "停止しました" in browser.find_element(By.CSS_SELECTOR, '[role="status"]').text
     assert _state(site, JAPANESE) == (False, True)
-    browser.find_element(By.CSS_SELECTOR, 'button[value="resubscribe-parcel"]').click()
+    press(browser, "resubscribe-parcel")
     assert "再開しました" in browser.find_element(By.CSS_SELECTOR, '[role="status"]').text
     assert _state(site, JAPANESE) == (False, False)
-    browser.find_element(By.CSS_SELECTOR, 'button[value="all"]').click()
+    press(browser, "all")
     assert _state(site, JAPANESE) == (True, False)
     assert browser.find_elements(By.CSS_SELECTOR, 'button[value="resubscribe-all"]')
     width, scroll = browser.execute_script(
