@@ -233,6 +233,16 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             f"note: {settings.smtp_login_problem}; `notifier run`, `test-email` and `outbox send` "
             "refuse to start without it (the systemd unit hands the service its credential)"
         )
+    if settings.http is None:
+        print("web face: off (no [http])")
+    else:
+        http = settings.http
+        print(f"web face: listening on {http.listen}, links to {http.public_url}")
+    if settings.http_secret_problem:
+        print(
+            f"note: {settings.http_secret_problem}; `notifier run`, `poll` and `outbox send` refuse to "
+            "start without it (the systemd unit hands the service its credential)"
+        )
     print(
         f"operator: {n.operator or '(none: no digest)'}; quiet hours: "
         + (f"{n.quiet_hours[0]:%H:%M}-{n.quiet_hours[1]:%H:%M}" if n.quiet_hours else "none")

@@ -21,8 +21,8 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
-from notifier.compose import MailSettings, draft, unsubscribe_uri
-from notifier.config import Settings, load_settings, sending_smtp
+from notifier.compose import MailSettings, draft, unsubscribe_link
+from notifier.config import Settings, load_settings, sending_smtp, web_secret
 from notifier.db import DatabaseError
 from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
@@ -33,6 +33,7 @@ from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.render import Renderer, sample_context
 from notifier.stages import Stage
 from notifier.store import WATCHED_BY_CONFIG, OutboxState, Store
+from notifier.web.tokens import Links, Signer
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -43,9 +44,18 @@ def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
 
 
+def web_links(settings: Settings) -> Links | None:
+    """The web face's signed links, when [http] is set and its secret can be had here."""
+    http = settings.http
+    if http is None or not http.secret:
+        return None
+    return Links(public_url=http.public_url, signer=Signer(http.secret))
+
+
 def mail_settings(settings: Settings) -> MailSettings:
     n = settings.notifications
     return MailSettings(
+        web=web_links(settings),
         sender=n.sender,
         shop_name=n.shop_name,
         shop_phone=n.shop_phone,
@@ -56,6 +66,9 @@ def mail_settings(settings: Settings) -> MailSettings:
 
 
 def notifier_for(settings: Settings) -> Notifier:
+    """What queues customer mail: with [http], its links need the secret (a ConfigError if it
+    cannot be had, rather than messages queued without their unsubscribe link)."""
+    web_secret(settings)
     return Notifier(
         rules=settings.notifications.rules,
         mail=mail_settings(settings),
@@ -330,7 +343,7 @@ def _as_configured(context: MessageContext, settings: Settings, recipient: str) 
         shop_name=mail.shop_name,
         shop_phone=mail.shop_phone,
         reply_to=mail.reply_to or "",
-        unsubscribe_url=unsubscribe_uri(mail.unsubscribe, recipient, context.number),
+        unsubscribe_url=unsubscribe_link(mail, recipient, context.number),
     )
 
 

@@ -24,6 +24,7 @@ from notifier.render import Renderer
 from notifier.rules import Notification, ShipmentFacts
 from notifier.stages import Stage, stage_info
 from notifier.store import OutboxDraft
+from notifier.web.tokens import Links
 
 logger = logging.getLogger(__name__)
 
@@ -43,6 +44,9 @@ class MailSettings:
     # `{email}` and `{number}` are filled in (URL-encoded); a mailto: or https: URI.
     unsubscribe: str | None = None
     tracking_base_url: str = DEFAULT_BASE_URL
+    # The web face's signed links ([http]): when set, the tracking button opens our tracking
+    # page and every customer message carries a one-click unsubscribe link.
+    web: Links | None = None
 
     @property
     def domain(self) -> str:
@@ -61,6 +65,32 @@ def unsubscribe_uri(template: str | None, email: str, number: str) -> str:
     return template.replace("{email}", urllib.parse.quote(email, safe="")).replace(
         "{number}", urllib.parse.quote(number, safe="")
     )
+
+
+def unsubscribe_link(mail: MailSettings, email: str, number: str) -> str:
+    """The link a message's footer shows: the web face's page, else [notifications] unsubscribe."""
+    if mail.web is not None:
+        return mail.web.unsubscribe(email, number)
+    return unsubscribe_uri(mail.unsubscribe, email, number)
+
+
+def unsubscribe_header(mail: MailSettings, email: str, number: str) -> tuple[str, ...]:
+    """The List-Unsubscribe URIs: the web face's one-click link, and a mailto: beside it when
+    [notifications] unsubscribe is one (clients that cannot POST write instead)."""
+    configured = unsubscribe_uri(mail.unsubscribe, email, number)
+    if mail.web is None:
+        return (configured,) if configured else ()
+    web = mail.web.unsubscribe(email, number)
+    # Both must fit one header line; the one-click link is the one that matters.
+    mailto = (configured,) if configured.startswith("mailto:") and len(web) + len(configured) < 880 else ()
+    return (web, *mailto)
+
+
+def tracking_link(mail: MailSettings, email: str, number: str, locale: str) -> str:
+    """Where a message's tracking button goes: our tracking page with [http], else Japan Post's."""
+    if mail.web is not None:
+        return mail.web.tracking(email, number)
+    return tracking_url(mail.tracking_base_url, number, locale)
 
 
 def meaning(stage: Stage, locale: str) -> str:
@@ -141,7 +171,8 @@ def context_for(
         item_type=item_type,
         stage=str(notification.stage),
         stage_meaning=meaning(notification.stage, locale),
-        tracking_url=tracking_url(mail.tracking_base_url, shipment.number, locale),
+        tracking_url=tracking_link(mail, notification.recipient.email, shipment.number, locale),
+        tracking_page=mail.web is not None,
         event=event_line(notification.event, locale) if notification.event else None,
         passed=tuple(event_line(e, locale) for e in notification.passed),
         history=tuple(event_line(e, locale) for e in shown),
@@ -151,7 +182,7 @@ def context_for(
         stalled_days=notification.stalled_days,
         stall_is_normal=notification.stall_is_normal,
         retention_deadline=notification.retention_deadline,
-        unsubscribe_url=unsubscribe_uri(mail.unsubscribe, notification.recipient.email, shipment.number),
+        unsubscribe_url=unsubscribe_link(mail, notification.recipient.email, shipment.number),
         reply_to=mail.reply_to or "",
         name=name,
         passed_through=passed_through(notification, waiting),
@@ -188,7 +219,9 @@ def draft(
         number=context.number,
         stage=context.stage,
         rule=rule,
-        unsubscribe=context.unsubscribe_url or None,
+        unsubscribe=unsubscribe_header(mail, recipient, context.number)
+        if mail.web is not None and context.unsubscribe_url
+        else context.unsubscribe_url or None,
         reply_to=mail.reply_to,
     )
     return OutboxDraft(

@@ -58,6 +58,11 @@ CONFIG_ENV = "NOTIFIER_CONFIG"
 DATABASE_URL_ENV = "NOTIFIER_DATABASE_URL"
 SMTP_PASSWORD_ENV = "NOTIFIER_SMTP_PASSWORD"
 CREDENTIAL_NAME = "smtp-password"
+HTTP_SECRET_ENV = "NOTIFIER_HTTP_SECRET"
+HTTP_CREDENTIAL_NAME = "http-secret"
+# The web face's links are HMAC-signed with the secret: a short one could be guessed offline
+# from one signed link.
+HTTP_SECRET_MIN = 16
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -119,6 +124,23 @@ class NotificationSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class HttpSettings:
+    """The optional web face ([http]): where it listens, how customers reach it, what signs its links."""
+
+    host: str
+    port: int
+    # Without a trailing slash; links are public_url + "/u/..." and "/t/...".
+    public_url: str
+    # Signs every link (tokens.py); "" only while Settings.http_secret_problem says why.
+    secret: str = field(default="", repr=False)
+
+    @property
+    def listen(self) -> str:
+        """host:port as the configuration writes it ([::1]:8080 for IPv6)."""
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:
     """One watched number and who hears about it."""
 
@@ -151,6 +173,11 @@ class Settings:
     # what sends mail refuses it (`sending_smtp`); under systemd the service has the credential.
     smtp_login_problem: str | None = None
     notifications: NotificationSettings = field(default_factory=NotificationSettings)
+    http: HttpSettings | None = None
+    # [http] is set but its secret cannot be had here (file:line: key: why, where it looked).
+    # As with smtp_login_problem, only what serves or queues customer mail refuses it
+    # (`web_secret`): `status` beside a systemd service does not see the service's credential.
+    http_secret_problem: str | None = None
 
 
 _KNOWN: dict[str, set[str]] = {
@@ -198,6 +225,8 @@ _KNOWN: dict[str, set[str]] = {
         "rule",
     },
 }
+# "secret" is refused with its own message, not as an unknown key.
+_KNOWN["http"] = {"listen", "public_url", "secret_file", "secret"}
 _KNOWN["polling"] = {
     "fixed_interval",
     "intervals",
@@ -436,6 +465,8 @@ class _Problems:
         self.items: list[str] = []
         # A problem only for commands that send mail (see Settings.smtp_login_problem).
         self.smtp_login: str | None = None
+        # Likewise for the web face's secret (see Settings.http_secret_problem).
+        self.http_secret: str | None = None
         self._index: _Index | None = None
         self._watch_lines: list[int] | None = None
 
@@ -589,17 +620,42 @@ def read_password(smtp: dict[str, Any], problems: _Problems, base: Path) -> str 
             "smtp.password",
             "passwords do not go in the config file; use password_file or $NOTIFIER_SMTP_PASSWORD",
         )
-    path = smtp.get("password_file")
+    return _find_secret(
+        smtp,
+        "password_file",
+        "smtp",
+        env=SMTP_PASSWORD_ENV,
+        credential=CREDENTIAL_NAME,
+        credential_key="smtp.username",
+        problems=problems,
+        base=base,
+    )
+
+
+def _find_secret(
+    table: dict[str, Any],
+    file_key: str,
+    section: str,
+    *,
+    env: str,
+    credential: str,
+    credential_key: str,
+    problems: _Problems,
+    base: Path,
+) -> str | None:
+    """A secret from the file `table[file_key]` names, else $`env`, else the systemd credential
+    `credential` (in $CREDENTIALS_DIRECTORY); None when none of them is there."""
+    path = table.get(file_key)
     if path is not None:
         if not isinstance(path, str) or not path or "\x00" in path:
-            problems.add("smtp.password_file", "must be a path")
+            problems.add(f"{section}.{file_key}", "must be a path")
             return None
-        return _read_secret(_file_path(base, path), "smtp.password_file", problems)
-    if os.environ.get(SMTP_PASSWORD_ENV):
-        return os.environ[SMTP_PASSWORD_ENV]
+        return _read_secret(_file_path(base, path), f"{section}.{file_key}", problems)
+    if os.environ.get(env):
+        return os.environ[env]
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and (Path(credentials) / CREDENTIAL_NAME).is_file():
-        return _read_secret(Path(credentials) / CREDENTIAL_NAME, "smtp.username", problems)
+    if credentials and (Path(credentials) / credential).is_file():
+        return _read_secret(Path(credentials) / credential, credential_key, problems)
     return None
 
 
@@ -689,6 +745,100 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
             problems.add(f"smtp.{_SMTP_FIELD_KEYS.get(field_name, field_name)}", part)
         return None, sender
     return settings, sender
+
+
+_LISTEN = re.compile(r"(?:\[(?P<v6>[0-9A-Fa-f:.]+)\]|(?P<host>[A-Za-z0-9.\-]+)):(?P<port>[0-9]{1,5})")
+_LOCAL_HOSTS = {"localhost", "127.0.0.1", "[::1]"}
+
+
+def _listen(value: object, problems: _Problems) -> tuple[str, int] | None:
+    if value is None:
+        problems.add("http.listen", 'is required in [http] (host:port, e.g. "127.0.0.1:8080")')
+        return None
+    found = _LISTEN.fullmatch(value) if isinstance(value, str) else None
+    if found is None:
+        problems.add(
+            "http.listen",
+            'must be host:port, e.g. "127.0.0.1:8080" or "[::1]:8080" (an IPv6 address in brackets)',
+        )
+        return None
+    port = int(found["port"])
+    if not 1 <= port <= 65535:
+        problems.add("http.listen", f"port {port} is not a port number 1-65535")
+        return None
+    return found["v6"] or found["host"], port
+
+
+def _public_url(value: object, problems: _Problems) -> str | None:
+    if value is None:
+        problems.add(
+            "http.public_url",
+            'is required in [http]: the address customers open, e.g. "https://track.example.com"',
+        )
+        return None
+    if not isinstance(value, str) or not _http_url(value) or not (value.isascii() and value.isprintable()):
+        problems.add("http.public_url", 'must be an https: URL, e.g. "https://track.example.com"')
+        return None
+    url = httpx.URL(value)
+    if url.query or url.fragment or " " in value:
+        problems.add("http.public_url", "must be a plain URL without a query (?...) or fragment (#...)")
+        return None
+    if url.scheme != "https" and url.netloc.decode("ascii").rsplit(":", 1)[0] not in _LOCAL_HOSTS:
+        # Unsubscribe and tracking links travel in email; over plain http anyone on the path reads them.
+        problems.add(
+            "http.public_url",
+            "must be https: (plain http: only for localhost, 127.0.0.1 or [::1] while testing)",
+        )
+        return None
+    return value.rstrip("/")
+
+
+def _http(data: dict[str, Any], problems: _Problems, base: Path) -> HttpSettings | None:
+    if "http" not in data:
+        return None
+    table = _section(data, "http", problems)
+    listen = _listen(table.get("listen"), problems)
+    public_url = _public_url(table.get("public_url"), problems)
+    if "secret" in table:
+        problems.add(
+            "http.secret",
+            f"secrets do not go in the config file; use secret_file or ${HTTP_SECRET_ENV}",
+        )
+    secret = _find_secret(
+        table,
+        "secret_file",
+        "http",
+        env=HTTP_SECRET_ENV,
+        credential=HTTP_CREDENTIAL_NAME,
+        credential_key="http",
+        problems=problems,
+        base=base,
+    )
+    if secret is None:
+        if "secret_file" not in table:
+            problems.http_secret = problems.located(
+                "http",
+                f"needs a secret to sign its links: none in http.secret_file (not set), ${HTTP_SECRET_ENV} "
+                f'(not set) or the systemd credential "{HTTP_CREDENTIAL_NAME}" (no $CREDENTIALS_DIRECTORY/'
+                f"{HTTP_CREDENTIAL_NAME}); create one with `openssl rand -base64 32`",
+            )
+        secret = ""
+    elif len(secret) < HTTP_SECRET_MIN:
+        if "secret_file" in table:
+            key, source = "http.secret_file", f"in {table['secret_file']}"
+        elif os.environ.get(HTTP_SECRET_ENV):
+            key, source = "http", f"in ${HTTP_SECRET_ENV}"
+        else:
+            key, source = "http", f'of the systemd credential "{HTTP_CREDENTIAL_NAME}"'
+        problems.add(
+            key,
+            f"the secret {source} is {len(secret)} characters long; at least {HTTP_SECRET_MIN} are "
+            "needed (create one with `openssl rand -base64 32`)",
+        )
+        return None
+    if listen is None or public_url is None:
+        return None
+    return HttpSettings(host=listen[0], port=listen[1], public_url=public_url, secret=secret)
 
 
 def _sender_fits(sender: str, dotted: str, problems: _Problems) -> bool:
@@ -1275,6 +1425,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         except ValueError as exc:
             problems.add("japanpost.down_alert_after", str(exc))
     smtp, sender = _smtp(data, problems, base)
+    http = _http(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
     polling, tick = _polling(data, problems)
     watches = _watches(data, problems)
@@ -1321,6 +1472,8 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         smtp=smtp,
         smtp_login_problem=problems.smtp_login,
         notifications=notifications,
+        http=http,
+        http_secret_problem=problems.http_secret,
     )
 
 
@@ -1375,6 +1528,16 @@ def sending_smtp(settings: Settings) -> SmtpSettings | None:
     if settings.smtp_login_problem is not None:
         raise ConfigError(settings.smtp_login_problem)
     return settings.smtp
+
+
+def web_secret(settings: Settings) -> str | None:
+    """The web face's secret for what serves pages or queues customer mail with links: None
+    without [http], a ConfigError naming where it looked when [http] is set and it is missing."""
+    if settings.http is None:
+        return None
+    if settings.http_secret_problem is not None or not settings.http.secret:
+        raise ConfigError(settings.http_secret_problem or "[http]: no secret")
+    return settings.http.secret
 
 
 def load_settings(path: str | None, *, database_url: str | None = None) -> Settings:

@@ -27,7 +27,7 @@ from notifier.activity import Activity, cycle_failing
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
-from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp
+from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp, web_secret
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
 from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.diskguard import DiskGuard
@@ -41,6 +41,7 @@ from notifier.reschedule import moves
 from notifier.sdnotify import Notifier as SystemdNotifier
 from notifier.sdnotify import watchdog_interval
 from notifier.store import ConfiguredWatch, Store
+from notifier.web.server import ListenError, WebServer, bind
 
 logger = logging.getLogger(__name__)
 
@@ -134,6 +135,9 @@ class Daemon:
         # Counted for /metrics; the heartbeat pings [notifications] heartbeat_url after cycles.
         self.activity = Activity(started_at=utcnow())
         self.heartbeat = Heartbeat()
+        # The web face ([http]), served from this loop; None without [http].
+        self.web: WebServer | None = None
+        self.exit_code = EXIT_OK
 
     # --- start-up --------------------------------------------------------------------------
 
@@ -147,6 +151,7 @@ class Daemon:
             # The daemon sends mail: a login without its password is an error here, as it is
             # not for `status` or `db backup` run beside the service.
             sending_smtp(self.settings)
+            web_secret(self.settings)
         except ConfigError as exc:
             # One self-contained line per problem: under journald each line is an entry.
             for problem in str(exc).splitlines():
@@ -161,6 +166,13 @@ class Daemon:
             lock = acquire_instance_lock(self.settings.database.url)
         except InstanceLockedError as exc:
             logger.error("%s", exc)
+            return EXIT_FAILURE
+        try:
+            sock = self._bind_web()
+        except ListenError as exc:
+            logger.error("%s", exc, extra={"action": "web_failed"})
+            if lock is not None:
+                os.close(lock)
             return EXIT_FAILURE
         try:
             from notifier.db import SchemaError
@@ -181,7 +193,7 @@ class Daemon:
                 return EXIT_OK
             self.store = store
             try:
-                code = await self._serve()
+                code = await self._serve(sock)
             finally:
                 await self.store.close()
             # The last line of a run: what systemd's journal shows after "stopping".
@@ -193,10 +205,59 @@ class Daemon:
             )
             return code
         finally:
+            if sock is not None:
+                sock.close()
             if lock is not None:
                 os.close(lock)
 
-    async def _serve(self) -> int:
+    def _bind_web(self) -> socket.socket | None:
+        """The [http] listen socket, taken at start-up: a port in use stops the start here."""
+        http = self.settings.http
+        return bind(http.host, http.port) if http is not None else None
+
+    async def _start_web(self, sock: socket.socket) -> None:
+        from notifier.web.app import build_app
+        from notifier.web.ops import ops_routes
+
+        self.web = WebServer(build_app(self, extra_routes=ops_routes(self)), sock)
+        try:
+            task = await self.web.start()
+        except Exception as exc:
+            # The socket was bound, so this is unexpected: stop the way a signal would.
+            logger.error(
+                "web face could not start: %s; stopping",
+                _one_line(exc),
+                exc_info=exc,
+                extra={"action": "web_failed"},
+            )
+            self.exit_code = EXIT_FAILURE
+            self.stop.set()
+            return
+        task.add_done_callback(self._web_ended)
+        http = self.settings.http
+        logger.info(
+            "web face listening on %s for %s",
+            http.listen if http else "?",
+            http.public_url if http else "?",
+            extra={"action": "web_listening"},
+        )
+
+    def _web_ended(self, task: asyncio.Task[None]) -> None:
+        if self.stop.is_set():
+            return
+        # Unsubscribe links must work while the daemon runs: a web face that died stops the
+        # daemon (systemd restarts it) rather than leaving it half up.
+        error = None if task.cancelled() else task.exception()
+        logger.error(
+            "web face stopped unexpectedly (%s); stopping the daemon",
+            _one_line(error) if error else "no error",
+            exc_info=error,
+            extra={"action": "web_failed"},
+        )
+        self.exit_code = EXIT_FAILURE
+        self.stop.set()
+
+    async def _serve(self, sock: socket.socket | None = None) -> int:
         loop = asyncio.get_running_loop()
         # A full disk at start-up waits for space, saying why, instead of exiting into a restart loop.
         if not await self.disk.retry_while_full(self._start_up, self.systemd, self.stop, utcnow):
@@ -243,6 +304,8 @@ class Daemon:
         )
         self._scheduler = scheduler
         scheduler.start()
+        if sock is not None:
+            await self._start_web(sock)
         self.systemd.ready(await self._status())
         logger.info(
             "notifier running (ready in %.2fs: configuration %.2fs, watchlist sync %.2fs)",
@@ -261,6 +324,9 @@ class Daemon:
             scheduler.pause()
             watchdog.cancel()
             reloader.cancel()
+            if self.web is not None:
+                await self.web.stop()
+                logger.info("web face stopped", extra={"action": "web_stopped"})
             if self.busy:
                 # Polls commit or roll back as a whole; sends end as sent or back to pending.
                 _, pending = await asyncio.wait(self.busy, timeout=20)
@@ -274,7 +340,7 @@ class Daemon:
             await self.client.aclose()
             for client in self._retired:
                 await client.aclose()
-        return EXIT_OK
+        return self.exit_code
 
     async def _start_up(self) -> bool:
         if self.store.dialect == "sqlite":
@@ -501,6 +567,7 @@ class Daemon:
         try:
             new = await asyncio.to_thread(load_settings, self.config_path, database_url=self.database_url)
             sending_smtp(new)
+            web_secret(new)
         except ConfigError as exc:
             return self._refuse(str(exc).splitlines()[0], *str(exc).splitlines())
         except Exception as exc:
@@ -509,6 +576,11 @@ class Daemon:
             return self._refuse(
                 "database.url changed (restart needed)",
                 " database.url cannot change while running; restart instead",
+            )
+        if _listening(new) != _listening(self.settings):
+            return self._refuse(
+                "[http] listen changed (restart needed)",
+                " [http] (added, removed, or http.listen changed) cannot change while running; restart instead",
             )
         old_policy = self.settings.polling
         old_quiet = outbox_policy(self.settings).quiet_hours
@@ -727,6 +799,10 @@ class Daemon:
             f"{watched} watched; outbox pending {depth.get('pending', 0)}, failed {depth.get('failed', 0)}; "
             f"Japan Post circuit {self.breaker.state}{paused}{self.disk.status()}{await self.desk.status(self.store)}"
         )
+
+
+def _listening(settings: Settings) -> tuple[str, int] | None:
+    return (settings.http.host, settings.http.port) if settings.http is not None else None
 
 
 def _one_line(exc: BaseException) -> str:

@@ -148,7 +148,9 @@ _LOCAL_RE = re.compile(_DOT_ATOM)
 _DOMAIN_RE = re.compile(_DOMAIN)
 _MESSAGE_ID_RE = re.compile(rf"<{_DOT_ATOM}@{_DOT_ATOM}>")
 _LOCALE_RE = re.compile(r"[A-Za-z]{2,3}(?:-[A-Za-z0-9]{1,8})*")
-_URI_RE = re.compile(r"(?:mailto:|https://)[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+")
+_URI_RE = re.compile(
+    r"(?:mailto:|https://|http://(?:localhost|127\.0\.0\.1|\[::1\])[:/])[A-Za-z0-9\-._~:/?#\[\]@!$&'()*+,;=%]+"
+)
 _TOKEN_DROP_RE = re.compile(r"[^A-Za-z0-9_.-]+")
 _DISPLAY_NAME_BAD = frozenset('<>"\\@')
 
@@ -402,7 +404,7 @@ def build_message(
     number: str,
     stage: str,
     rule: str,
-    unsubscribe: str | None,
+    unsubscribe: str | Sequence[str] | None,
     reply_to: str | None = None,
 ) -> bytes:
     """Build the exact bytes to send: multipart/alternative, text/plain then text/html, CRLF line ends.
@@ -421,7 +423,9 @@ def build_message(
         number: the compact tracking number, for X-Notifier-Tracking-Number.
         stage: for X-Notifier-Stage.
         rule: the rule that produced the notification, for X-Notifier-Rule.
-        unsubscribe: a mailto: or https: URI for List-Unsubscribe; https also gets one-click POST.
+        unsubscribe: mailto: or https: URIs for List-Unsubscribe (one, or several in order); a
+            web link also gets the one-click POST header (RFC 8058). http: only to this machine
+            (localhost, 127.0.0.1, [::1]): the web face's public_url while testing.
         reply_to: Reply-To, display name allowed.
 
     Raises:
@@ -452,11 +456,16 @@ def build_message(
     msg["Message-ID"] = _Verbatim("Message-ID", message_id)
     msg["MIME-Version"] = "1.0"
     msg["Auto-Submitted"] = "auto-generated"
-    if unsubscribe is not None:
-        if len(unsubscribe) > URI_MAX_CHARS or not _URI_RE.fullmatch(unsubscribe):
-            raise MessageBuildError(f"{unsubscribe!r} is not an acceptable mailto: or https: URI")
-        msg["List-Unsubscribe"] = _Verbatim("List-Unsubscribe", f"<{unsubscribe}>")
-        if unsubscribe.startswith("https://"):
+    uris = (unsubscribe,) if isinstance(unsubscribe, str) else tuple(unsubscribe or ())
+    if uris:
+        for uri in uris:
+            if len(uri) > URI_MAX_CHARS or not _URI_RE.fullmatch(uri):
+                raise MessageBuildError(f"{uri!r} is not an acceptable mailto: or https: URI")
+        value = ", ".join(f"<{uri}>" for uri in uris)
+        if len(value) > URI_MAX_CHARS + 2:
+            raise MessageBuildError("the List-Unsubscribe URIs do not fit on one header line")
+        msg["List-Unsubscribe"] = _Verbatim("List-Unsubscribe", value)
+        if any(uri.startswith(("https://", "http://")) for uri in uris):
             # RFC 8058 one-click; a mailto: link cannot receive a POST.
             msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     # Messages about no shipment (the operator digest, tests) carry no number or stage header.

@@ -77,6 +77,8 @@ class MessageContext:
     stage: str
     stage_meaning: str
     tracking_url: str
+    # True when tracking_url is the web face's tracking page ([http]), not Japan Post's.
+    tracking_page: bool = False
     event: EventLine | None = None
     passed: tuple[EventLine, ...] = ()
     history: tuple[EventLine, ...] = ()

@@ -257,6 +257,20 @@ class Suppression(Base):
     created_at: Mapped[dt.datetime]
 
 
+class ShipmentSuppression(Base):
+    """An address that must get no more mail about one tracking number (unsubscribed from that
+    parcel on the web face), checked at send time. Keyed by the number, not a row: it outlives
+    watchlist syncs that recreate subscriptions."""
+
+    __tablename__ = "shipment_suppressions"
+    __table_args__ = (UniqueConstraint("email", "number"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    email: Mapped[str] = mapped_column(String(320))
+    number: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[dt.datetime]
+
+
 class RequestBudget(Base):
     """One remote site's request budget, shared by every instance on this database: the
     earliest time the next request may start (`next_slot`) and a pause (`not_before`, from a

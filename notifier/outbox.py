@@ -233,6 +233,8 @@ async def drain(
     # Checked once per batch, right before sending it: an unsubscribe takes effect from the
     # next batch (a fraction of a second), for one query instead of one per message.
     suppressed = await store.suppressed_among([item.recipient for item in claimed])
+    # Unsubscribed from one parcel only (the web face's "this parcel"): its later mail stops too.
+    parcels = await store.suppressed_shipments_among([(item.recipient, item.number) for item in claimed])
     for position, item in enumerate(claimed):
         now = clock()
         if result.pause is not None:
@@ -252,7 +254,7 @@ async def drain(
                     extra=_extra(item, "operator_mail_held"),
                 )
             continue
-        if item.recipient.lower() in suppressed:
+        if item.recipient.lower() in suppressed or (item.recipient.lower(), item.number) in parcels:
             await store.mark_suppressed(item.id, owner=owner)
             result.suppressed += 1
             continue

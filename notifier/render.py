@@ -152,6 +152,28 @@ def tel(eval_ctx: EvalContext, value: object) -> str:
     ).format(digits, text)
 
 
+@jinja2.pass_eval_context
+def nowrap_class(eval_ctx: EvalContext, value: object) -> str:
+    """`nowrap` for web pages, whose policy forbids style attributes: a class from the stylesheet."""
+    text = str(value)
+    if not eval_ctx.autoescape:
+        return text
+    return Markup('<span class="nowrap">{}</span>').format(text)
+
+
+@jinja2.pass_eval_context
+def tel_class(eval_ctx: EvalContext, value: object) -> str:
+    """`tel` for web pages: the same tel: link, styled by the stylesheet."""
+    text = str(value)
+    if not eval_ctx.autoescape:
+        return text
+    digits = _PHONE_CHARS.sub("", text)
+    digits = digits[:1] + digits[1:].replace("+", "")
+    if len(digits.lstrip("+")) < 3:
+        return Markup('<span class="nowrap">{}</span>').format(text)
+    return Markup('<a class="nowrap" href="tel:{}">{}</a>').format(digits, text)
+
+
 @dataclasses.dataclass(frozen=True, slots=True)
 class Step:
     """One station of the progress tracker: `key` names its caption in the wording."""
@@ -215,7 +237,8 @@ def journey(stage: str, history: Sequence[EventLine], international: bool) -> li
 class Renderer:
     """Renders a MessageContext with the packaged templates, or an operator's own where present."""
 
-    def __init__(self, override_dir: Path | None = None) -> None:
+    def __init__(self, override_dir: Path | None = None, *, web: bool = False) -> None:
+        """`web`: for the web face's pages, whose HTML must carry no style attributes."""
         if override_dir is not None and not override_dir.is_dir():
             # A mistyped folder would otherwise be skipped silently and the defaults sent instead.
             raise NotADirectoryError(f"template override folder not found: {override_dir}")
@@ -232,8 +255,8 @@ class Renderer:
             auto_reload=False,
         )
         self.environment.filters["paragraphs"] = paragraphs
-        self.environment.filters["nowrap"] = nowrap
-        self.environment.filters["tel"] = tel
+        self.environment.filters["nowrap"] = nowrap_class if web else nowrap
+        self.environment.filters["tel"] = tel_class if web else tel
         self.environment.globals["journey"] = journey
         self.environment.globals["redelivery_url"] = REDELIVERY_URL
         self.environment.globals["domestic_hold_days"] = DOMESTIC_HOLD_DAYS
@@ -248,6 +271,10 @@ class Renderer:
             text=_tidy_text(get(f"{stem}.txt.j2").render(names)),
             html=_tidy_html(get(f"{stem}.html.j2").render(names)),
         )
+
+    def render_page(self, name: str, values: dict[str, Any]) -> str:
+        """A web page (templates/web/NAME), with the messages' wording available to it."""
+        return _tidy_html(self.environment.get_template(f"web/{name}").render(values))
 
     def render_preview(self, template: Template, locale: str) -> RenderedMessage:
         """The message rendered with the built-in sample context."""

@@ -30,6 +30,7 @@ from notifier.orm import (
     Event,
     OutboxMessage,
     Shipment,
+    ShipmentSuppression,
     Snapshot,
     Subscriber,
     Subscription,
@@ -314,6 +315,7 @@ class Store:
         | type[ContactOfficeRow]
         | type[OutboxMessage]
         | type[Suppression]
+        | type[ShipmentSuppression]
         | type[Shipment]
         | type[Subscriber]
         | type[Subscription],
@@ -1362,6 +1364,62 @@ class Store:
         async with self._reads() as session:
             rows = await session.execute(select(Suppression.email).where(Suppression.email.in_(wanted)))
             return {email for (email,) in rows}
+
+    async def suppress_shipment(self, email: str, number: str, *, now: dt.datetime) -> bool:
+        """No more mail to `email` about tracking number `number` (True if that is new)."""
+        async with self._write() as session:
+            statement = (
+                self._insert(ShipmentSuppression)
+                .values(email=email.lower(), number=number, created_at=now)
+                .on_conflict_do_nothing(index_elements=["email", "number"])
+            )
+            return bool((await session.execute(statement)).rowcount)  # type: ignore[attr-defined]
+
+    async def unsuppress_shipment(self, email: str, number: str) -> bool:
+        async with self._write() as session:
+            result = await session.execute(
+                delete(ShipmentSuppression).where(
+                    ShipmentSuppression.email == email.lower(), ShipmentSuppression.number == number
+                )
+            )
+            return bool(result.rowcount)  # type: ignore[attr-defined]
+
+    async def suppressed_shipments_among(self, pairs: Sequence[tuple[str, str]]) -> set[tuple[str, str]]:
+        """Which (address, number) pairs are unsubscribed from that parcel (address lower-cased)."""
+        emails = sorted({email.lower() for email, number in pairs if number})
+        if not emails:
+            return set()
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(ShipmentSuppression.email, ShipmentSuppression.number).where(
+                    ShipmentSuppression.email.in_(emails)
+                )
+            )
+            wanted = {(email.lower(), number) for email, number in pairs}
+            return {(str(e), str(n)) for e, n in rows if (e, n) in wanted}
+
+    async def locale_for(self, email: str, number: str) -> str | None:
+        """The language `email` reads about `number` (their latest subscription to it), else
+        the one they last subscribed with; None for an address never subscribed."""
+        async with self._reads() as session:
+            about = await session.scalar(
+                select(Subscription.locale)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .join(Shipment, Shipment.id == Subscription.shipment_id)
+                .where(func.lower(Subscriber.email) == email.lower(), Shipment.number == number)
+                .order_by(Subscription.id.desc())
+                .limit(1)
+            )
+            if about is not None:
+                return str(about)
+            anything = await session.scalar(
+                select(Subscription.locale)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(func.lower(Subscriber.email) == email.lower())
+                .order_by(Subscription.id.desc())
+                .limit(1)
+            )
+            return None if anything is None else str(anything)
 
     async def subscription_names(self, shipment_id: int) -> dict[int, str]:
         """Subscription id -> greeting name, for the shipment's active subscriptions that have one."""

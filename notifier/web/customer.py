@@ -1,0 +1,140 @@
+"""The customer pages: one-click unsubscribe (/u/{token}) and the tracking page (/t/{token})."""
+
+from __future__ import annotations
+
+import datetime as dt
+import logging
+
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from notifier.cli_mail import mail_settings
+from notifier.compose import display_number
+from notifier.poll import Notifier
+from notifier.render import Renderer
+from notifier.web.app import error_page
+from notifier.web.pages import UnsubscribePage, page_locale, tracking_page
+from notifier.web.state import DaemonView
+from notifier.web.tokens import ALL, Purpose, Signer
+
+logger = logging.getLogger(__name__)
+
+ONE_CLICK = "One-Click"
+# From a page one directory below the root (/u/TOKEN, /t/TOKEN): relative, so the pages also
+# work when the reverse proxy publishes them under a path prefix.
+STATIC_URL = "../static/page.css"
+_PRIVATE = {"Cache-Control": "no-store, private"}
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.UTC)
+
+
+class _Pages:
+    """The routes' shared state: the view, and a web renderer that follows the daemon's reloads."""
+
+    def __init__(self, view: DaemonView) -> None:
+        self.view = view
+        self._renderer: tuple[Notifier | None, Renderer] | None = None
+
+    def renderer(self) -> Renderer:
+        # A reload makes a new Notifier (and reads the operator's template folder again): the
+        # pages then render with the same templates the emails do.
+        notifier = getattr(self.view, "notifier", None)
+        if self._renderer is None or self._renderer[0] is not notifier:
+            self._renderer = (notifier, Renderer(self.view.settings.notifications.templates, web=True))
+        return self._renderer[1]
+
+    def signer(self) -> Signer | None:
+        http = self.view.settings.http
+        return Signer(http.secret) if http is not None and http.secret else None
+
+    def claim(self, request: Request, purpose: Purpose) -> tuple[str, str] | None:
+        signer = self.signer()
+        claim = signer.check(purpose, request.path_params["token"]) if signer else None
+        return (claim.recipient, claim.scope) if claim else None
+
+    def page(self, name: str, values: dict[str, object], status: int = 200) -> HTMLResponse:
+        html = self.renderer().render_page(name, {**values, "static_url": STATIC_URL})
+        return HTMLResponse(html, status_code=status, headers=_PRIVATE)
+
+    async def tracking(self, request: Request) -> Response:
+        claim = self.claim(request, Purpose.TRACK)
+        store = self.view.store
+        shipment = await store.get(claim[1]) if claim and claim[1] != ALL else None
+        if claim is None or shipment is None:
+            # The same answer as for any unknown page: nothing tells a number that exists.
+            return error_page(404, request.url.path)
+        recipient, number = claim
+        history = await store.history(shipment.id)
+        contacts = await store.contacts(shipment.id)
+        locale = page_locale(await store.locale_for(recipient, number))
+        built = tracking_page(
+            shipment, history, contacts, mail_settings(self.view.settings), recipient=recipient, locale=locale
+        )
+        return self.page("tracking.html.j2", built.values())
+
+    async def unsubscribe(self, request: Request) -> Response:
+        claim = self.claim(request, Purpose.UNSUBSCRIBE)
+        if claim is None:
+            return error_page(404, request.url.path)
+        recipient, scope = claim
+        number = "" if scope == ALL else scope
+        store = self.view.store
+        done = ""
+        if request.method == "POST":
+            form = await request.form()
+            if form.get("List-Unsubscribe") == ONE_CLICK:
+                # RFC 8058: the mail client's one-click button; no page to read, stop at once.
+                await store.suppress(recipient, now=utcnow(), reason="unsubscribed (one-click)")
+                logger.info(
+                    "unsubscribed by one-click to=%s (all mail)",
+                    recipient,
+                    extra={"action": "unsubscribed", "to": recipient, "scope": "all"},
+                )
+                return HTMLResponse("<!DOCTYPE html><title>Unsubscribed</title>\n", headers=_PRIVATE)
+            action, where = form.get("action"), form.get("scope")
+            if action not in ("unsubscribe", "resubscribe") or where not in ("all", "parcel"):
+                return error_page(400, request.url.path)
+            if where == "parcel" and not number:
+                return error_page(400, request.url.path)
+            if action == "unsubscribe" and where == "all":
+                await store.suppress(recipient, now=utcnow(), reason="unsubscribed (web page)")
+            elif action == "unsubscribe":
+                await store.suppress_shipment(recipient, number, now=utcnow())
+            elif where == "all":
+                await store.unsuppress(recipient)
+            else:
+                await store.unsuppress_shipment(recipient, number)
+            done = "unsubscribed" if action == "unsubscribe" else "resubscribed"
+            logger.info(
+                "%s on the web page to=%s (%s)",
+                done,
+                recipient,
+                f"parcel {number}" if where == "parcel" else "all mail",
+                extra={"action": done, "to": recipient, "scope": where, "number": number},
+            )
+        shipment = await store.get(number) if number else None
+        settings = self.view.settings
+        page = UnsubscribePage(
+            locale=page_locale(await store.locale_for(recipient, number)),
+            shop_name=settings.notifications.shop_name,
+            recipient=recipient,
+            number=number,
+            number_display=display_number(number) if number else "",
+            label=shipment.label if shipment else "",
+            all_stopped=bool(await store.suppressed_among([recipient])),
+            parcel_stopped=bool(number)
+            and bool(await store.suppressed_shipments_among([(recipient, number)])),
+            done=done,
+        )
+        return self.page("unsubscribe.html.j2", page.values())
+
+
+def routes(view: DaemonView) -> list[BaseRoute]:
+    pages = _Pages(view)
+    return [
+        Route("/u/{token}", pages.unsubscribe, methods=["GET", "POST"], name="unsubscribe"),
+        Route("/t/{token}", pages.tracking, methods=["GET"], name="tracking"),
+    ]
