@@ -203,9 +203,10 @@ class Daemon:
         return bind(http.host, http.port) if http is not None else None
 
     async def _start_web(self, sock: socket.socket) -> None:
+        from notifier.web.admin import admin_routes
         from notifier.web.app import build_app
 
-        self.web = WebServer(build_app(self), sock)
+        self.web = WebServer(build_app(self, extra_routes=admin_routes(self)), sock)
         task = await self.web.start()
         task.add_done_callback(self._web_ended)
         http = self.settings.http
