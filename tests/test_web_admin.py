@@ -618,6 +618,8 @@ async def test_the_board_shows_shipments_stalls_alerts_and_the_outbox(
     page = await operator.get("/admin/")
     assert page.status_code == 200
     assert page.headers["cache-control"] == "no-store"
+    # Its own forms may name their origin; nothing goes to another site.
+    assert page.headers["referrer-policy"] == "same-origin"
     assert "script-src 'none'" in page.headers["content-security-policy"]
     text = page.text
     for expected in (
@@ -675,6 +677,16 @@ async def test_a_post_without_the_csrf_token_or_from_elsewhere_is_403(
     async with httpx.AsyncClient(base_url=served.url) as stranger:
         assert (await stranger.post("/admin/ack", data={"alert": alert_id, "csrf": token})).status_code == 403
     assert alert_id in {a.id for a in await served.store.alerts()}
+    # Origin: null is what a page under no-referrer sends: only with a same-origin fetch.
+    null = await operator.post(
+        "/admin/ack",
+        data={"alert": alert_id, "csrf": token},
+        headers={"Origin": "null", "Sec-Fetch-Site": "cross-site"},
+    )
+    assert null.status_code == 403
+    assert (
+        await operator.post("/admin/ack", data={"alert": alert_id, "csrf": token}, headers={"Origin": "null"})
+    ).status_code == 403
     # The board's own origin is welcome.
     same = await operator.post(
         "/admin/ack",

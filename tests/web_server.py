@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+import queue
+import threading
+from collections.abc import AsyncIterator, Callable, Iterator
 
 from starlette.types import ASGIApp
 
@@ -19,3 +22,33 @@ async def serving(app: ASGIApp) -> AsyncIterator[str]:
         yield f"http://127.0.0.1:{server.port}"
     finally:
         await server.stop()
+
+
+@contextlib.contextmanager
+def serving_in_thread(make: Callable[[], contextlib.AbstractAsyncContextManager[ASGIApp]]) -> Iterator[str]:
+    """Serve the app `make()` yields from its own event loop in a thread, for synchronous tests
+    (a browser driven by Selenium); yields the base URL. Whatever fails there fails here."""
+    started: queue.Queue[str | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        try:
+            async with make() as app, serving(app) as url:
+                started.put(url)
+                await stop.wait()
+        except BaseException as exc:
+            started.put(exc)
+            raise
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), name="web-test", daemon=True)
+    thread.start()
+    try:
+        first = started.get(timeout=60)
+        if isinstance(first, BaseException):
+            raise first
+        yield first
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
