@@ -770,4 +770,13 @@ def _address(form: FormData) -> str | None:
 
 def admin_routes(view: DaemonView) -> list[BaseRoute]:
     """The operator board's routes, for build_app(..., extra_routes=...)."""
+    http = view.settings.http
+    if http is not None and http.admin_password is not None:
+        logger.info("operator board on at %s/admin/", http.public_url, extra={"action": "admin_on"})
+    else:
+        logger.info(
+            "operator board off: no password in http.admin_password_file, $NOTIFIER_HTTP_ADMIN_PASSWORD "
+            'or the systemd credential "http-admin-password" (/admin/ answers 404)',
+            extra={"action": "admin_off"},
+        )
     return AdminBoard(view).routes()
