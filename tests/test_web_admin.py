@@ -29,6 +29,7 @@ from notifier.web.admin import (
     FLASH_COOKIE,
     SESSION_COOKIE,
     SESSION_LIFETIME,
+    SHOWN,
     BoardSnapshot,
     Filters,
     LoginThrottle,
@@ -203,6 +204,36 @@ def test_text_also_narrows_alerts_and_the_outbox() -> None:
     assert [m.id for m in narrowed.outbox] == [3]
     assert narrowed.alerts == ()
     assert [a.id for a in board(Filters(text="refused")).alerts] == [8]
+
+
+def test_long_lists_are_cut_and_say_how_many_match() -> None:
+    many = [
+        shipment(
+            f"EJ{i:08d}{s10_check_digit(f'{i:08d}')}JP",
+            id=i,
+            stage=Stage.OUT_FOR_DELIVERY,
+            last_changed_at=NOW - dt.timedelta(days=3 + i % 2),
+        )
+        for i in range(SHOWN + 50)
+    ]
+    cut = build_board(
+        BoardSnapshot(
+            shipments=many,
+            subscribers={},
+            suppressed=frozenset(),
+            alerts=[],
+            outbox=[],
+            depth={},
+            suppressions=[],
+        ),
+        Filters(),
+        now=NOW,
+        policy=OutboxPolicy(),
+        stalls=DEFAULT_STALLS,
+    )
+    assert (len(cut.shipments), cut.matching, cut.total_shipments) == (SHOWN, SHOWN + 50, SHOWN + 50)
+    assert (len(cut.stalled), cut.stalled_matching) == (SHOWN, SHOWN + 50)
+    assert cut.shipments[0].number == many[0].number
 
 
 def test_a_shipment_is_stalled_after_its_stages_stall_time_only() -> None:

@@ -46,6 +46,8 @@ LOGIN_WINDOW = 60.0
 # What the outbox section lists: every message still to go, and those that failed.
 WAITING = (OutboxState.FAILED, OutboxState.HELD, OutboxState.PENDING, OutboxState.SENDING)
 MAX_TEXT = 200
+# Rows per list: past this the filters narrow it (a page of 10,000 rows helps nobody).
+SHOWN = 200
 _ID_BYTES = 16
 _MAC_BYTES = 16
 
@@ -176,7 +178,10 @@ class Board:
     filters: Filters
     now: str
     shipments: tuple[ShipmentRow, ...]
+    # How many shipments match the filters (more than are shown when over SHOWN).
+    matching: int
     stalled: tuple[ShipmentRow, ...]
+    stalled_matching: int
     alerts: tuple[AlertRow, ...]
     outbox: tuple[OutboxRow, ...]
     suppressions: tuple[SuppressionRow, ...]
@@ -283,11 +288,17 @@ def build_board(
     stalls: Mapping[Stage, StallRule],
 ) -> Board:
     """The board's rows from a store snapshot, narrowed by `filters`."""
-    rows = tuple(
-        shipment_row(view, snapshot.subscribers.get(view.id, ()), snapshot.suppressed, stalls, now)
-        for view in snapshot.shipments
-        if filters.shipment(view, snapshot.subscribers.get(view.id, ()))
-    )
+    matching = [
+        view for view in snapshot.shipments if filters.shipment(view, snapshot.subscribers.get(view.id, ()))
+    ]
+    stalled = [view for view in matching if stall_of(view, stalls, now)]
+
+    def rows(views: Sequence[ShipmentView]) -> tuple[ShipmentRow, ...]:
+        return tuple(
+            shipment_row(view, snapshot.subscribers.get(view.id, ()), snapshot.suppressed, stalls, now)
+            for view in views[:SHOWN]
+        )
+
     # Failed first (they wait for the operator), then by id, oldest first: the order they go in.
     waiting = sorted(
         (item for item in snapshot.outbox if filters.message(item)),
@@ -296,10 +307,12 @@ def build_board(
     return Board(
         filters=filters,
         now=f"{now:%Y-%m-%d %H:%M}Z",
-        shipments=rows,
-        stalled=tuple(row for row in rows if row.stalled),
-        alerts=tuple(alert_row(alert, now) for alert in snapshot.alerts if filters.alert(alert)),
-        outbox=tuple(outbox_row(item, policy, now) for item in waiting),
+        shipments=rows(matching),
+        matching=len(matching),
+        stalled=rows(stalled),
+        stalled_matching=len(stalled),
+        alerts=tuple(alert_row(alert, now) for alert in snapshot.alerts if filters.alert(alert))[:SHOWN],
+        outbox=tuple(outbox_row(item, policy, now) for item in waiting[:SHOWN]),
         suppressions=tuple(
             SuppressionRow(email=email, reason=reason, since=when(since, now))
             for email, reason, since in snapshot.suppressions
@@ -612,9 +625,10 @@ class AdminBoard:
             response = self._login_page(keys, "Too many failed logins: wait a minute and try again.", 429)
             response.headers["Retry-After"] = str(max(1, round(wait)))
             return response
+        # Counted as failed until it succeeds: tries sent all at once are held to the limit too.
+        self.throttle.failed(client, self.clock())
         # scrypt takes a few dozen milliseconds: off the loop, so polls and sends go on.
         if not await asyncio.to_thread(keys.password.matches, _field(form, "password")):
-            self.throttle.failed(client, self.clock())
             logger.warning(
                 "admin: failed login from %s",
                 client,
