@@ -316,6 +316,8 @@ def test_form_tokens_are_bound_to_their_session_and_purpose() -> None:
     assert not ours.form_token_ok("login", "session-1", token)
     assert not ours.form_token_ok("action", "session-1", "")
     assert not ours.form_token_ok("action", "session-1", "ä" + token)
+    # Whatever a client puts in the login form's cookie only makes a token for that value.
+    assert ours.form_token_ok("login", "ä\udcff", ours.form_token("login", "ä\udcff"))
 
 
 def test_a_flash_reads_back_only_when_we_wrote_it() -> None:

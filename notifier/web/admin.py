@@ -395,7 +395,8 @@ class SessionKeys:
 
     def form_token(self, purpose: str, bound_to: str) -> str:
         """The hidden field of a form, bound to a session (or, for the login form, its cookie)."""
-        return _encode(self._mac(f"form/{purpose}", bound_to.encode("ascii")))
+        # A cookie's value may be any text a client sends; it only has to give the same bytes again.
+        return _encode(self._mac(f"form/{purpose}", bound_to.encode("utf-8", "surrogateescape")))
 
     def form_token_ok(self, purpose: str, bound_to: str, token: str) -> bool:
         return hmac.compare_digest(
