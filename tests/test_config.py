@@ -68,7 +68,7 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     etc = tmp_path / "etc"
     (etc / "templates").mkdir(parents=True)
     (etc / "smtp-password").write_text("s3cret\n")
-    (etc / "http-secret").write_text("a secret of more than sixteen characters\n")
+    (etc / "http-secret").write_text("a secret long enough to sign links\n")
     (etc / "http-admin-password").write_text("an operator board password\n")
     (etc / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
     (tmp_path / "watch.d").mkdir()
