@@ -309,7 +309,7 @@ async def _outbox(args: argparse.Namespace) -> int:
             error = f"  ({i.last_error[:60]})" if i.last_error and i.state is not OutboxState.SENT else ""
             print(
                 f"{i.id:>6}  {i.state:<10} {i.attempts:>2}x  {i.recipient:<30} {i.number:<14} {i.rule}{error}"
-                f"{_goes(*goes[i.id], now)}"
+                f"{goes_note(*goes[i.id], now)}"
             )
         return EXIT_OK
     finally:
@@ -320,7 +320,7 @@ def _iso(at: dt.datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def _goes(at: dt.datetime | None, waits_for: str, now: dt.datetime) -> str:
+def goes_note(at: dt.datetime | None, waits_for: str, now: dt.datetime) -> str:
     """The listing's "goes" note for a waiting message: when, and what it waits for."""
     if at is None:
         return f"  goes when {waits_for}" if waits_for else ""

@@ -41,6 +41,7 @@ from notifier.rules import (
     merge_rules,
 )
 from notifier.stages import Stage
+from notifier.web.password import PasswordHash
 
 # tomli is the stdlib's tomllib, released on its own with compiled wheels that parse about twice
 # as fast: 10,000 watches are half a second of pure-Python parsing otherwise.
@@ -60,6 +61,10 @@ SMTP_PASSWORD_ENV = "NOTIFIER_SMTP_PASSWORD"
 CREDENTIAL_NAME = "smtp-password"
 HTTP_SECRET_ENV = "NOTIFIER_HTTP_SECRET"
 HTTP_CREDENTIAL_NAME = "http-secret"
+HTTP_ADMIN_PASSWORD_ENV = "NOTIFIER_HTTP_ADMIN_PASSWORD"
+HTTP_ADMIN_CREDENTIAL_NAME = "http-admin-password"
+# The operator board is on the public web face: a short password is guessed despite the throttle.
+HTTP_ADMIN_PASSWORD_MIN = 12
 # The web face's links are HMAC-signed with the secret: a short one could be guessed offline
 # from one signed link.
 HTTP_SECRET_MIN = 16
@@ -133,6 +138,8 @@ class HttpSettings:
     public_url: str
     # Signs every link (tokens.py); "" only while Settings.http_secret_problem says why.
     secret: str = field(default="", repr=False)
+    # The operator board's password, as a hash only; None: no board (/admin/ answers 404).
+    admin_password: PasswordHash | None = field(default=None, repr=False)
 
     @property
     def listen(self) -> str:
@@ -226,7 +233,7 @@ _KNOWN: dict[str, set[str]] = {
     },
 }
 # "secret" is refused with its own message, not as an unknown key.
-_KNOWN["http"] = {"listen", "public_url", "secret_file", "secret"}
+_KNOWN["http"] = {"listen", "public_url", "secret_file", "secret", "admin_password_file", "admin_password"}
 _KNOWN["polling"] = {
     "fixed_interval",
     "intervals",
@@ -836,9 +843,48 @@ def _http(data: dict[str, Any], problems: _Problems, base: Path) -> HttpSettings
             "needed (create one with `openssl rand -base64 32`)",
         )
         return None
+    admin_password = _admin_password(table, problems, base)
     if listen is None or public_url is None:
         return None
-    return HttpSettings(host=listen[0], port=listen[1], public_url=public_url, secret=secret)
+    return HttpSettings(
+        host=listen[0], port=listen[1], public_url=public_url, secret=secret, admin_password=admin_password
+    )
+
+
+def _admin_password(table: dict[str, Any], problems: _Problems, base: Path) -> PasswordHash | None:
+    """The operator board's password: admin_password_file, else $NOTIFIER_HTTP_ADMIN_PASSWORD,
+    else the systemd credential `http-admin-password`; None (no board) when none is there."""
+    if "admin_password" in table:
+        problems.add(
+            "http.admin_password",
+            f"passwords do not go in the config file; use admin_password_file or ${HTTP_ADMIN_PASSWORD_ENV}",
+        )
+    password = _find_secret(
+        table,
+        "admin_password_file",
+        "http",
+        env=HTTP_ADMIN_PASSWORD_ENV,
+        credential=HTTP_ADMIN_CREDENTIAL_NAME,
+        credential_key="http",
+        problems=problems,
+        base=base,
+    )
+    if password is None:
+        return None
+    if len(password) < HTTP_ADMIN_PASSWORD_MIN:
+        if "admin_password_file" in table:
+            key, source = "http.admin_password_file", f"in {table['admin_password_file']}"
+        elif os.environ.get(HTTP_ADMIN_PASSWORD_ENV):
+            key, source = "http", f"in ${HTTP_ADMIN_PASSWORD_ENV}"
+        else:
+            key, source = "http", f'of the systemd credential "{HTTP_ADMIN_CREDENTIAL_NAME}"'
+        problems.add(
+            key,
+            f"the operator board's password {source} is {len(password)} characters long; at least "
+            f"{HTTP_ADMIN_PASSWORD_MIN} are needed (create one with `openssl rand -base64 18`)",
+        )
+        return None
+    return PasswordHash.of(password)
 
 
 def _sender_fits(sender: str, dotted: str, problems: _Problems) -> bool:

@@ -1743,6 +1743,32 @@ class Store:
             holder = await session.execute(select(Shipment.leased_by).where(Shipment.id == shipment_id))
             return str(holder.scalar_one_or_none() or "another process")
 
+    # --- operator board --------------------------------------------------------------
+
+    async def active_subscribers(self) -> dict[int, tuple[str, ...]]:
+        """Shipment id -> the addresses of its active subscriptions, for every shipment at once."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(Subscription.shipment_id, Subscriber.email)
+                .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                .where(Subscription.active.is_(True))
+                .order_by(Subscription.shipment_id, Subscription.id)
+            )
+            found: dict[int, list[str]] = {}
+            for shipment_id, email in rows:
+                found.setdefault(int(shipment_id), []).append(str(email))
+            return {sid: tuple(emails) for sid, emails in found.items()}
+
+    async def suppressions(self, *, limit: int = 500) -> list[tuple[str, str, dt.datetime]]:
+        """(address, reason, since) of the suppression list, newest first."""
+        async with self._reads() as session:
+            rows = await session.execute(
+                select(Suppression.email, Suppression.reason, Suppression.created_at)
+                .order_by(Suppression.created_at.desc(), Suppression.id.desc())
+                .limit(limit)
+            )
+            return [(str(email), str(reason), created) for email, reason, created in rows]
+
 
 WATCHED_BY_CONFIG = "config"
 # pg_advisory_xact_lock key serializing watchlist syncs ("watchsyn" in ASCII).

@@ -69,6 +69,7 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     (etc / "templates").mkdir(parents=True)
     (etc / "smtp-password").write_text("s3cret\n")
     (etc / "http-secret").write_text("a secret long enough to sign links\n")
+    (etc / "http-admin-password").write_text("an operator board password\n")
     (etc / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
     (tmp_path / "watch.d").mkdir()
     (tmp_path / "watch.d" / "orders.toml").write_text('[[watch]]\nnumber = "EE123456785JP"\n')
@@ -91,6 +92,8 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
         "https://track.sakura.example",
     )
     assert settings.http.secret == "a secret long enough to sign links"
+    assert settings.http.admin_password is not None
+    assert settings.http.admin_password.matches("an operator board password")
 
 
 def test_watchlists_name_file_line_and_key_for_every_problem(tmp_path: Path) -> None:

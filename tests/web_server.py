@@ -1,4 +1,4 @@
-"""Real servers for web tests: an ASGI app under uvicorn on loopback, a recording HTTP endpoint, and a TCP proxy that can be cut."""
+"""Real servers for web tests: an ASGI app under the daemon's own uvicorn server on loopback, a recording HTTP endpoint, and a TCP proxy that can be cut."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import http.server
 import json
+import queue
 import socket
 import threading
 import time
@@ -14,33 +15,24 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-import uvicorn
 from starlette.types import ASGIApp
+
+from notifier.web.server import WebServer, bind
 
 
 @contextlib.asynccontextmanager
-async def serve_asgi(app: ASGIApp) -> AsyncIterator[str]:
-    """Serve `app` with uvicorn on a free loopback port, in the running loop; yields its base URL."""
-    # IPPROTO_TCP spelled out: asyncio sets TCP_NODELAY only on connections accepted from such a
-    # socket; with proto 0 every response waits ~40 ms on Nagle and the client's delayed ACK.
-    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
-    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    sock.bind(("127.0.0.1", 0))
-    port = sock.getsockname()[1]
-    config = uvicorn.Config(app, log_level="warning", lifespan="off", ws="none", http="h11", access_log=False)
-    server = uvicorn.Server(config)
-    task = asyncio.create_task(server.serve(sockets=[sock]))
+async def serving(app: ASGIApp) -> AsyncIterator[str]:
+    """Serve `app` with the daemon's own WebServer (real uvicorn) on a free loopback port, in the
+    running loop, until the block ends; yields its base URL (http://127.0.0.1:PORT)."""
+    server = WebServer(app, bind("127.0.0.1", 0))
+    await server.start()
     try:
-        while not server.started:
-            if task.done():
-                task.result()  # raises what stopped it
-                raise AssertionError("uvicorn stopped before it started")
-            await asyncio.sleep(0.01)
-        yield f"http://127.0.0.1:{port}"
+        yield f"http://127.0.0.1:{server.port}"
     finally:
-        server.should_exit = True
-        await asyncio.wait_for(task, 10)
-        sock.close()
+        await server.stop()
+
+
+serve_asgi = serving
 
 
 @pytest.fixture
@@ -207,3 +199,33 @@ class TcpProxy:
 
     async def close(self) -> None:
         await self.cut()
+
+
+@contextlib.contextmanager
+def serving_in_thread(make: Callable[[], contextlib.AbstractAsyncContextManager[ASGIApp]]) -> Iterator[str]:
+    """Serve the app `make()` yields from its own event loop in a thread, for synchronous tests
+    (a browser driven by Selenium); yields the base URL. Whatever fails there fails here."""
+    started: queue.Queue[str | BaseException] = queue.Queue()
+    loop = asyncio.new_event_loop()
+    stop = asyncio.Event()
+
+    async def main() -> None:
+        try:
+            async with make() as app, serving(app) as url:
+                started.put(url)
+                await stop.wait()
+        except BaseException as exc:
+            started.put(exc)
+            raise
+
+    thread = threading.Thread(target=lambda: loop.run_until_complete(main()), name="web-test", daemon=True)
+    thread.start()
+    try:
+        first = started.get(timeout=60)
+        if isinstance(first, BaseException):
+            raise first
+        yield first
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=30)
+        loop.close()
