@@ -21,6 +21,8 @@ STATUS = column_size(Event, "status")
 OFFICE = column_size(Event, "office")
 REGION = column_size(Event, "region")
 POSTAL_CODE = column_size(Event, "postal_code")
+# Event details are TEXT: bounded here only so that a stored copy cannot grow without end.
+DETAILS = 2000
 ITEM_TYPE = column_size(Shipment, "item_type")
 CONTACT_ROLE = column_size(ContactOfficeRow, "role")
 CONTACT_OFFICE = column_size(ContactOfficeRow, "office")

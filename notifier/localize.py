@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from notifier import limits
 from notifier.model import ContactOffice, ItemResult, TrackingEvent
 
 
@@ -53,3 +56,62 @@ def pair_events(polled: Sequence[TrackingEvent], other: ItemResult | None, local
         item_type=other.item_type,
         contacts=other.offices,
     )
+
+
+def wording_json(wording: PageWording) -> str:
+    """The wording as stored (page_wordings.body): each English event key with that scan's words
+    in the other language, the class of goods and the contacts; every text fitted to the size
+    the same field has in the events and contacts tables, so a hostile page stays bounded."""
+    events = {
+        key: [
+            limits.fit(e.status, limits.STATUS),
+            e.details[: limits.DETAILS],
+            limits.fit(e.office, limits.OFFICE),
+            limits.fit(e.region, limits.REGION),
+            limits.fit(e.postal_code, limits.POSTAL_CODE),
+        ]
+        for key, e in wording.events.items()
+    }
+    contacts = [
+        [
+            limits.fit(c.role, limits.CONTACT_ROLE),
+            limits.fit(c.office, limits.CONTACT_OFFICE),
+            limits.fit(c.phone, limits.CONTACT_PHONE),
+        ]
+        for c in wording.contacts
+    ]
+    item_type = limits.fit(wording.item_type, limits.ITEM_TYPE) if wording.item_type else None
+    return json.dumps(
+        {"locale": wording.locale, "item_type": item_type, "events": events, "contacts": contacts},
+        ensure_ascii=False,
+        separators=(",", ":"),
+    )
+
+
+def wording_from_json(body: str, history: Sequence[TrackingEvent]) -> PageWording | None:
+    """The stored wording, paired again with the stored English `history` (only the events both
+    know); None if the body is not a wording this code wrote."""
+    try:
+        data = json.loads(body)
+        by_key = {e.key: e for e in history}
+        events = {
+            key: dataclasses.replace(
+                by_key[key], status=status, details=details, office=office, region=region, postal_code=postal
+            )
+            for key, (status, details, office, region, postal) in data["events"].items()
+            if key in by_key and _texts(status, details, office, region, postal)
+        }
+        contacts = tuple(
+            ContactOffice(role=r, office=o, phone=p) for r, o, p in data["contacts"] if _texts(r, o, p)
+        )
+        item_type = data["item_type"]
+        locale = data["locale"]
+    except (ValueError, KeyError, TypeError, AttributeError):
+        return None
+    if not isinstance(locale, str) or not (item_type is None or isinstance(item_type, str)):
+        return None
+    return PageWording(locale=locale, events=events, item_type=item_type, contacts=contacts)
+
+
+def _texts(*values: object) -> bool:
+    return all(isinstance(v, str) for v in values)

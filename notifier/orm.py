@@ -271,6 +271,21 @@ class ShipmentSuppression(Base):
     created_at: Mapped[dt.datetime]
 
 
+class PageWordingRow(Base):
+    """The last page read in another language than the polled one, as it pairs with the stored
+    (English) events: what the tracking page shows a customer who reads that language."""
+
+    __tablename__ = "page_wordings"
+    __table_args__ = (UniqueConstraint("shipment_id", "locale"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id", ondelete="CASCADE"))
+    locale: Mapped[str] = mapped_column(String(2))
+    fetched_at: Mapped[dt.datetime]
+    # JSON (localize.wording_json): English event key -> that scan's words, item type, contacts.
+    body: Mapped[str] = mapped_column(Text)
+
+
 class RequestBudget(Base):
     """One remote site's request budget, shared by every instance on this database: the
     earliest time the next request may start (`next_slot`) and a pause (`not_before`, from a

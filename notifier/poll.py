@@ -28,7 +28,7 @@ from notifier.compose import MailSettings, digest_context, draft_or_failure, dra
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
-from notifier.localize import PageWording, pair_events
+from notifier.localize import PageWording, pair_events, wording_json
 from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
@@ -139,12 +139,12 @@ async def poll_detail(
     outbox: list[OutboxDraft] = []
     held = notifier.paused
     wording_requests = 0
+    wordings: dict[str, PageWording] = {}
     if change.transitions:
         recipients = await recipients_of(store, shipment.id)
         shipment_facts = facts(shipment, item)
         notifications = notifications_for_change(change, shipment_facts, recipients, notifier.rules, now)
         contacts = item.offices if item is not None and item.offices else await store.contacts(shipment.id)
-        wordings: dict[str, PageWording] = {}
         waiting: dict[int, tuple[str, ...]] = {}
         names: dict[int, str] = {}
         if notifications:
@@ -189,6 +189,9 @@ async def poll_detail(
         held=held,
     )
     crashpoint("poll:after-commit")
+    # For the tracking page: the same words the messages just quoted (a crash before this
+    # write only leaves the page on the English wording, which it then says).
+    await store.save_wordings(shipment.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
     # One line per poll, key=value, for journald and grep.
     logger.info(
         "poll number=%s layout=%s new_events=%d stage=%s queued=%d%s anomalies=%s",
@@ -294,6 +297,7 @@ async def queue_timed(
             wordings=wordings,
         )
         queued += await store.enqueue(drafts, now=now)
+        await store.save_wordings(view.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
     return queued
 
 

@@ -9,7 +9,7 @@ import enum
 import hashlib
 import logging
 import zlib
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import TypeVar
 
@@ -29,6 +29,7 @@ from notifier.orm import (
     ContactOfficeRow,
     Event,
     OutboxMessage,
+    PageWordingRow,
     Shipment,
     ShipmentSuppression,
     Snapshot,
@@ -318,7 +319,8 @@ class Store:
         | type[ShipmentSuppression]
         | type[Shipment]
         | type[Subscriber]
-        | type[Subscription],
+        | type[Subscription]
+        | type[PageWordingRow],
     ) -> sqlite.Insert:
         # Both dialects share on_conflict_* with the same signatures; the type is nominal.
         if self.dialect == "postgresql":
@@ -491,6 +493,32 @@ class Store:
                 select(Subscription.shipment_id).where(Subscription.active.is_(True)).distinct()
             )
             return {int(sid) for (sid,) in rows}
+
+    async def save_wordings(self, shipment_id: int, bodies: Mapping[str, str], *, now: dt.datetime) -> None:
+        """Keep the latest page read in each of these languages (locale -> localize.wording_json)."""
+        if not bodies:
+            return
+        async with self._write() as session:
+            for locale, body in bodies.items():
+                insert = self._insert(PageWordingRow).values(
+                    shipment_id=shipment_id, locale=locale, fetched_at=now, body=body
+                )
+                await session.execute(
+                    insert.on_conflict_do_update(
+                        index_elements=["shipment_id", "locale"],
+                        set_={"fetched_at": insert.excluded.fetched_at, "body": insert.excluded.body},
+                    )
+                )
+
+    async def wording(self, shipment_id: int, locale: str) -> str | None:
+        """The stored page of `locale` for the shipment (localize.wording_json), if one was read."""
+        async with self._reads() as session:
+            found: str | None = await session.scalar(
+                select(PageWordingRow.body).where(
+                    PageWordingRow.shipment_id == shipment_id, PageWordingRow.locale == locale
+                )
+            )
+            return found
 
     async def contacts(self, shipment_id: int) -> tuple[ContactOffice, ...]:
         async with self._reads() as session:

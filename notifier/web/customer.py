@@ -10,7 +10,8 @@ from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from notifier.cli_mail import mail_settings
-from notifier.compose import display_number
+from notifier.compose import POLL_LOCALE, display_number
+from notifier.localize import wording_from_json
 from notifier.poll import Notifier
 from notifier.render import Renderer
 from notifier.web.app import error_page
@@ -70,8 +71,15 @@ class _Pages:
         history = await store.history(shipment.id)
         contacts = await store.contacts(shipment.id)
         locale = page_locale(await store.locale_for(recipient, number))
+        stored = await store.wording(shipment.id, locale) if locale != str(POLL_LOCALE) else None
         built = tracking_page(
-            shipment, history, contacts, mail_settings(self.view.settings), recipient=recipient, locale=locale
+            shipment,
+            history,
+            contacts,
+            mail_settings(self.view.settings),
+            recipient=recipient,
+            locale=locale,
+            wording=wording_from_json(stored, history) if stored else None,
         )
         return self.page("tracking.html.j2", built.values())
 

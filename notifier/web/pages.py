@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier.compose import MailSettings, context_for, tracking_url
+from notifier.localize import PageWording
 from notifier.messages import EventLine, MessageContext, Template
 from notifier.model import ContactOffice, TrackingEvent
 from notifier.rules import Notification, Recipient, ShipmentFacts
@@ -71,8 +72,11 @@ def tracking_page(
     *,
     recipient: str,
     locale: str,
+    wording: PageWording | None = None,
 ) -> TrackingPage:
-    """The page for `recipient` about `shipment`, as an email about its current stage would say it."""
+    """The page for `recipient` about `shipment`, as an email about its current stage would say it:
+    in Japan Post's words of `wording` (the page last read in the customer's language) where it
+    covers the events shown, else the English page's, saying so."""
     locale = page_locale(locale)
     stage = shipment.stage
     advice = stage.value if stage.value in _ADVICE else ""
@@ -86,7 +90,7 @@ def tracking_page(
     )
     # On the page itself the links are to Japan Post and to the unsubscribe page, never to itself.
     context = context_for(
-        notification, facts(shipment), history, contacts, dataclasses.replace(mail, web=None)
+        notification, facts(shipment), history, contacts, dataclasses.replace(mail, web=None), wording=wording
     )
     unsubscribe = mail.web.unsubscribe(recipient, shipment.number) if mail.web else context.unsubscribe_url
     context = dataclasses.replace(context, unsubscribe_url=unsubscribe, passed=())
