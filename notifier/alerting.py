@@ -12,6 +12,7 @@ from notifier.compose import digest_context, draft
 from notifier.cycle import CircuitBreaker
 from notifier.hooks import OperatorWebhook
 from notifier.messages import DigestLine
+from notifier.outbox import sending_paused
 from notifier.poll import Notifier
 from notifier.store import AlertView, OutboxDraft, OutboxState, Store
 
@@ -232,22 +233,27 @@ class AlertDesk:
     async def _check_delivery(self, store: Store) -> None:
         """An alert email that the mail server refuses, or that waits for a retry, leaves the
         operator uninformed: say so at error level, once per message and reason."""
+        # While sending is paused, an alert email queued since the pause began has not been
+        # tried yet, so it carries no error: it is undelivered all the same, and says why.
+        pause = sending_paused(store)
+        held = f"held while sending is paused: {pause.reason}" if pause is not None else None
         stuck = [
-            item
+            (item, item.last_error or held)
             for item in await store.outbox(
                 states=[OutboxState.PENDING, OutboxState.FAILED], rule=NOTICE_RULE, limit=20
             )
-            if item.last_error
+            if item.last_error or held
         ]
-        self.undelivered = stuck[0].last_error if stuck else None
-        for item in stuck:
-            if self._reported.get(item.id) == item.last_error:
+        self.undelivered = stuck[0][1] if stuck else None
+        for item, error in stuck:
+            # Not tried yet: the status line says so now; the log line comes with its attempt.
+            if not item.last_error or self._reported.get(item.id) == error:
                 continue
-            self._reported[item.id] = item.last_error or ""
+            self._reported[item.id] = error or ""
             logger.error(
                 "operator alert email to %s not sent (%s); the alerts are in `notifier alerts`",
                 item.recipient,
-                item.last_error,
+                error,
                 extra={"action": "alert_undelivered", "to": item.recipient},
             )
 
