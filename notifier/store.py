@@ -11,11 +11,11 @@ import logging
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Table, bindparam, delete, func, select, text, update
+from sqlalchemy import Select, Table, Update, bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
 from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
@@ -34,6 +34,7 @@ from notifier.orm import (
     Subscriber,
     Subscription,
     Suppression,
+    UTCDateTime,
 )
 from notifier.stages import Stage
 
@@ -212,15 +213,177 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
     )
 
 
+_STAGES = {str(stage): stage for stage in Stage}
+
+
 def _event(row: Event) -> TrackingEvent:
+    return _event_of(
+        row.local_time, row.zone, row.status, row.stage, row.details, row.office, row.region, row.postal_code
+    )
+
+
+def _event_of(
+    local_time: str,
+    zone: str | None,
+    status: str,
+    stage: str,
+    details: str,
+    office: str,
+    region: str,
+    postal_code: str,
+) -> TrackingEvent:
     return TrackingEvent(
-        when=EventTime.from_iso(row.local_time, row.zone),
-        status=row.status,
-        stage=Stage(row.stage) if row.stage in Stage.__members__.values() else Stage.UNKNOWN,
-        details=row.details,
-        office=row.office,
-        region=row.region,
-        postal_code=row.postal_code,
+        when=EventTime.from_iso(local_time, zone),
+        status=status,
+        stage=_STAGES.get(stage, Stage.UNKNOWN),
+        details=details,
+        office=office,
+        region=region,
+        postal_code=postal_code,
+    )
+
+
+# The hot path of a poll cycle (claim, history reads, unchanged polls) runs Core statements
+# built once here: SQLAlchemy then finds them in its compiled cache by identity, and no ORM
+# objects are made for rows that are only read or bumped.
+_SHIPMENTS = cast(Table, Shipment.__table__)
+_EVENTS = cast(Table, Event.__table__)
+_VIEW_COLUMNS = (
+    _SHIPMENTS.c.id,
+    _SHIPMENTS.c.number,
+    _SHIPMENTS.c.incarnation,
+    _SHIPMENTS.c.label,
+    _SHIPMENTS.c.item_type,
+    _SHIPMENTS.c.origin,
+    _SHIPMENTS.c.destination,
+    _SHIPMENTS.c.tags,
+    _SHIPMENTS.c.stage,
+    _SHIPMENTS.c.stage_entered_at,
+    _SHIPMENTS.c.last_event_time,
+    _SHIPMENTS.c.active,
+    _SHIPMENTS.c.next_poll_at,
+    _SHIPMENTS.c.last_polled_at,
+    _SHIPMENTS.c.last_changed_at,
+    _SHIPMENTS.c.consecutive_failures,
+    _SHIPMENTS.c.last_error,
+    _SHIPMENTS.c.created_at,
+    _SHIPMENTS.c.watched_by,
+)
+_EVENT_COLUMNS = (
+    _EVENTS.c.local_time,
+    _EVENTS.c.zone,
+    _EVENTS.c.status,
+    _EVENTS.c.stage,
+    _EVENTS.c.details,
+    _EVENTS.c.office,
+    _EVENTS.c.region,
+    _EVENTS.c.postal_code,
+)
+_HISTORY = (
+    select(*_EVENT_COLUMNS)
+    .where(_EVENTS.c.shipment_id == bindparam("shipment_id"))
+    .order_by(_EVENTS.c.seq, _EVENTS.c.id)
+)
+_HISTORIES = (
+    select(_EVENTS.c.shipment_id, *_EVENT_COLUMNS)
+    .where(_EVENTS.c.shipment_id.in_(bindparam("shipment_ids", expanding=True)))
+    .order_by(_EVENTS.c.shipment_id, _EVENTS.c.seq, _EVENTS.c.id)
+)
+_CLAIM_DUE = (
+    update(_SHIPMENTS)
+    .where(
+        _SHIPMENTS.c.id.in_(
+            select(_SHIPMENTS.c.id)
+            .where(
+                _SHIPMENTS.c.active.is_(True),
+                _SHIPMENTS.c.next_poll_at <= bindparam("now"),
+                (_SHIPMENTS.c.lease_until.is_(None)) | (_SHIPMENTS.c.lease_until < bindparam("now")),
+            )
+            .order_by(_SHIPMENTS.c.next_poll_at, _SHIPMENTS.c.id)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(leased_by=bindparam("owner"), lease_until=bindparam("lease_until"))
+    .returning(*_VIEW_COLUMNS)
+)
+
+
+def _unchanged_statement(size: int) -> Update:
+    """One UPDATE for `size` unchanged polls of one owner: each row gets its own next poll
+    time (a CASE on the id), the rest of the polling state is the same for all."""
+    return (
+        update(_SHIPMENTS)
+        .where(
+            _SHIPMENTS.c.id.in_([bindparam(f"id_{k}") for k in range(size)]),
+            _SHIPMENTS.c.leased_by == bindparam("owner"),
+        )
+        .values(
+            last_polled_at=bindparam("now"),
+            next_poll_at=case(
+                *(
+                    (_SHIPMENTS.c.id == bindparam(f"id_{k}"), bindparam(f"due_{k}", type_=UTCDateTime()))
+                    for k in range(size)
+                ),
+                else_=_SHIPMENTS.c.next_poll_at,
+            ),
+            consecutive_failures=0,
+            last_error=None,
+            leased_by=None,
+            lease_until=None,
+        )
+    )
+
+
+# Statements for the batch sizes a cycle uses (a list page holds up to ten numbers); others
+# are built when asked for and kept too.
+_UNCHANGED: dict[int, Update] = {size: _unchanged_statement(size) for size in range(1, 11)}
+
+
+def _view_of(row: Any) -> ShipmentView:
+    """A ShipmentView from a row of _VIEW_COLUMNS."""
+    (
+        id_,
+        number,
+        incarnation,
+        label,
+        item_type,
+        origin,
+        destination,
+        tags,
+        stage,
+        stage_entered_at,
+        last_event_time,
+        active,
+        next_poll_at,
+        last_polled_at,
+        last_changed_at,
+        consecutive_failures,
+        last_error,
+        created_at,
+        watched_by,
+    ) = row
+    return ShipmentView(
+        id=id_,
+        number=number,
+        incarnation=incarnation,
+        label=label,
+        item_type=item_type,
+        origin=origin,
+        destination=destination,
+        tags=frozenset(str(tags).split()),
+        stage=Stage(stage),
+        stage_entered_at=stage_entered_at,
+        last_event_time=last_event_time,
+        active=bool(active),
+        next_poll_at=next_poll_at,
+        last_polled_at=last_polled_at,
+        last_changed_at=last_changed_at,
+        consecutive_failures=consecutive_failures,
+        last_error=last_error,
+        created_at=created_at,
+        watched_by=watched_by,
     )
 
 
@@ -245,9 +408,8 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Reads run in deferred transactions: on SQLite they then never take the write lock
         # (see db.READ_ONLY), so a status query does not stall a poll being recorded.
-        self._reads = async_sessionmaker(
-            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        self._reads = async_sessionmaker(self._read_engine, expire_on_commit=False)
         # SQLite has one writer at a time. Several connections of this process queueing on its
         # lock can starve one past the busy timeout ("database is locked"); queueing them here
         # first hands the lock over in order. PostgreSQL needs no such thing.
@@ -262,6 +424,16 @@ class Store:
             return
         async with self._write_lock, self._sessions.begin() as session:
             yield session
+
+    @contextlib.asynccontextmanager
+    async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a bare connection (no ORM session): for the hot path."""
+        if self._write_lock is None:
+            async with self.engine.begin() as connection:
+                yield connection
+            return
+        async with self._write_lock, self.engine.begin() as connection:
+            yield connection
 
     @classmethod
     async def open(cls, url: str, *, check_schema: bool = True) -> Store:
@@ -385,53 +557,38 @@ class Store:
             return [_view(row, counts.get(row.number, 0)) for row in rows]
 
     async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
-        async with self._reads() as session:
-            rows = (
-                await session.execute(
-                    select(Event).where(Event.shipment_id == shipment_id).order_by(Event.seq, Event.id)
-                )
-            ).scalars()
-            return tuple(_event(row) for row in rows)
+        async with self._read_engine.connect() as connection:
+            rows = await connection.execute(_HISTORY, {"shipment_id": shipment_id})
+            return tuple(_event_of(*row) for row in rows)
 
     async def histories(self, shipment_ids: Sequence[int]) -> dict[int, tuple[TrackingEvent, ...]]:
         """Several shipments' histories in one query (a list page covers ten at a time)."""
-        found: dict[int, list[TrackingEvent]] = {sid: [] for sid in shipment_ids}
         if not shipment_ids:
             return {}
-        async with self._reads() as session:
-            rows = await session.execute(
-                select(Event)
-                .where(Event.shipment_id.in_(list(shipment_ids)))
-                .order_by(Event.shipment_id, Event.seq, Event.id)
-            )
-            for row in rows.scalars():
-                found[row.shipment_id].append(_event(row))
+        found: dict[int, list[TrackingEvent]] = {sid: [] for sid in shipment_ids}
+        async with self._read_engine.connect() as connection:
+            rows = await connection.execute(_HISTORIES, {"shipment_ids": list(shipment_ids)})
+            for shipment_id, *event in rows:
+                found[shipment_id].append(_event_of(*event))
         return {sid: tuple(events) for sid, events in found.items()}
 
     async def record_unchanged(
         self, polls: Sequence[tuple[int, dt.datetime | None]], *, now: dt.datetime, owner: str
     ) -> int:
-        """Polls that found nothing new, in one transaction: only the polling state moves.
-        Returns how many were still ours (a lost lease leaves that row alone)."""
+        """Polls that found nothing new, in one transaction of one statement: only the polling
+        state moves. Returns how many were still ours (a lost lease leaves that row alone)."""
         if not polls:
             return 0
-        done = 0
-        async with self._write() as session:
-            for shipment_id, next_poll_at in polls:
-                result = await session.execute(
-                    update(Shipment)
-                    .where(Shipment.id == shipment_id, Shipment.leased_by == owner)
-                    .values(
-                        last_polled_at=now,
-                        next_poll_at=next_poll_at,
-                        consecutive_failures=0,
-                        last_error=None,
-                        leased_by=None,
-                        lease_until=None,
-                    )
-                )
-                done += int(result.rowcount)  # type: ignore[attr-defined]
-        return done
+        statement = _UNCHANGED.get(len(polls))
+        if statement is None:
+            statement = _UNCHANGED.setdefault(len(polls), _unchanged_statement(len(polls)))
+        params: dict[str, object] = {"owner": owner, "now": now}
+        for k, (shipment_id, next_poll_at) in enumerate(polls):
+            params[f"id_{k}"] = shipment_id
+            params[f"due_{k}"] = next_poll_at
+        async with self._write_connection() as connection:
+            result = await connection.execute(statement, params)
+            return int(result.rowcount)
 
     async def release_all_leases(self) -> tuple[int, int]:
         """Hand back every lease: for a sole instance (SQLite's lock guarantees one) starting up,
@@ -486,19 +643,10 @@ class Store:
         lease brings a crashed owner's rows back once it expires. On SQLite the writer lock
         (BEGIN IMMEDIATE) gives the same exclusion.
         """
-        due = (
-            select(Shipment.id)
-            .where(
-                Shipment.active.is_(True),
-                Shipment.next_poll_at <= now,
-                (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
-            )
-            .order_by(Shipment.next_poll_at, Shipment.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = await self._lease(Shipment, due, leased_by=owner, lease_until=now + lease)
-        return sorted((_view(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
+        params = {"now": now, "limit": limit, "owner": owner, "lease_until": now + lease}
+        async with self._write_connection() as connection:
+            rows = (await connection.execute(_CLAIM_DUE, params)).all()
+        return sorted((_view_of(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
 
     async def _lease(self, model: type[_Leased], due: Select[int], **values: object) -> list[_Leased]:
         """Update the rows `due` selects (locked, SKIP LOCKED on PostgreSQL) and return them, in
