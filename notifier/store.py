@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 
 _Leased = TypeVar("_Leased", Shipment, OutboxMessage)
+# session.info key: this unit of work made a message pending (see Store.on_queued).
+_QUEUED = "notifier_queued"
 
 
 class LeaseLostError(NotifierError):
@@ -414,16 +416,35 @@ class Store:
         # lock can starve one past the busy timeout ("database is locked"); queueing them here
         # first hands the lock over in order. PostgreSQL needs no such thing.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._queued_listeners: list[Callable[[], None]] = []
+
+    def on_queued(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each commit that made a message pending (a poll's, an enqueue,
+        held mail released, failed mail retried): a sender can start at once instead of at its
+        next tick. It is called on the event loop, must not block, and its errors are logged."""
+        self._queued_listeners.append(listener)
+
+    def _notify_queued(self) -> None:
+        for listener in self._queued_listeners:
+            try:
+                listener()
+            except Exception:
+                # The commit stands; only the early wake-up is lost (the sender's tick remains).
+                logger.exception("a queued-mail listener failed", extra={"action": "queued_listener_failed"})
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
-        """One write transaction: committed on success, rolled back on any error."""
+        """One write transaction: committed on success, rolled back on any error. A unit of
+        work that made a message pending sets session.info[_QUEUED]; listeners hear of it once
+        the commit is done."""
         if self._write_lock is None:
             async with self._sessions.begin() as session:
                 yield session
-            return
-        async with self._write_lock, self._sessions.begin() as session:
-            yield session
+        else:
+            async with self._write_lock, self._sessions.begin() as session:
+                yield session
+        if session.info.get(_QUEUED):
+            self._notify_queued()
 
     @contextlib.asynccontextmanager
     async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
@@ -1136,6 +1157,8 @@ class Store:
             result = await session.execute(statement)
             new = int(result.rowcount)  # type: ignore[attr-defined]
             created += new
+            if new and state is OutboxState.PENDING and draft.error is None:
+                session.info[_QUEUED] = True
             if new and draft.error is not None:
                 # One alert per template and language: a broken template counts up, not floods.
                 await self._raise(
@@ -1245,7 +1268,9 @@ class Store:
                 .where(OutboxMessage.state == str(OutboxState.HELD))
                 .values(state=str(OutboxState.PENDING), next_attempt_at=now)
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            released = int(result.rowcount)  # type: ignore[attr-defined]
+            session.info[_QUEUED] = released > 0
+            return released
 
     async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -1400,7 +1425,9 @@ class Store:
             if message_ids is not None:
                 statement = statement.where(OutboxMessage.id.in_(list(message_ids)))
             result = await session.execute(statement)
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            retried = int(result.rowcount)  # type: ignore[attr-defined]
+            session.info[_QUEUED] = retried > 0
+            return retried
 
     async def outbox_depth(self) -> dict[str, int]:
         async with self._reads() as session:
