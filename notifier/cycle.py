@@ -121,9 +121,14 @@ async def run_cycle(
     limit: int = 500,
     lease: dt.timedelta = dt.timedelta(minutes=10),
     stopping: Callable[[], bool] = lambda: False,
+    due_within: dt.timedelta = dt.timedelta(0),
 ) -> CycleStats:
     """Poll everything due, politely: up to ten numbers per latest-status request, and the full
     detail page only for numbers whose latest status changed or that were never seen.
+
+    `due_within` also takes what falls due that much later: the daemon passes its tick, the
+    resolution of its polling, so a shipment due just after a tick is polled at it rather
+    than a whole tick late.
 
     When `stopping()` turns true, no new request starts: what is not polled yet is handed back,
     still due, so a stop waits for one request at most, not for the rest of the cycle's pace."""
@@ -131,7 +136,7 @@ async def run_cycle(
     now = clock()
     if not breaker.allows(now):
         return stats
-    due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease)
+    due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease, due_by=now + due_within)
     stats.claimed = len(due)
     seen = [v for v in due if v.last_event_time is not None]
     unseen = [v for v in due if v.last_event_time is None]

@@ -583,6 +583,7 @@ class Daemon:
                 limit=limit,
                 lease=self.lease,
                 stopping=self.stop.is_set,
+                due_within=dt.timedelta(seconds=self.settings.poll_tick),
             )
         finally:
             self._cycle_client = None

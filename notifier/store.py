@@ -298,7 +298,7 @@ _CLAIM_DUE = (
             select(_SHIPMENTS.c.id)
             .where(
                 _SHIPMENTS.c.active.is_(True),
-                _SHIPMENTS.c.next_poll_at <= bindparam("now"),
+                _SHIPMENTS.c.next_poll_at <= bindparam("due_by"),
                 (_SHIPMENTS.c.lease_until.is_(None)) | (_SHIPMENTS.c.lease_until < bindparam("now")),
             )
             .order_by(_SHIPMENTS.c.next_poll_at, _SHIPMENTS.c.id)
@@ -656,15 +656,27 @@ class Store:
     # --- polling ---------------------------------------------------------------------
 
     async def claim_due(
-        self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
+        self,
+        *,
+        owner: str,
+        now: dt.datetime,
+        limit: int,
+        lease: dt.timedelta,
+        due_by: dt.datetime | None = None,
     ) -> list[ShipmentView]:
-        """Lease up to `limit` due shipments to `owner`.
+        """Lease up to `limit` shipments due by `due_by` (default `now`) to `owner`.
 
         On PostgreSQL, SKIP LOCKED lets several instances claim disjoint rows at once; the
         lease brings a crashed owner's rows back once it expires. On SQLite the writer lock
         (BEGIN IMMEDIATE) gives the same exclusion.
         """
-        params = {"now": now, "limit": limit, "owner": owner, "lease_until": now + lease}
+        params = {
+            "now": now,
+            "due_by": due_by or now,
+            "limit": limit,
+            "owner": owner,
+            "lease_until": now + lease,
+        }
         async with self._write_connection() as connection:
             rows = (await connection.execute(_CLAIM_DUE, params)).all()
         return sorted((_view_of(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
