@@ -42,6 +42,8 @@ logger = logging.getLogger(__name__)
 
 
 _Leased = TypeVar("_Leased", Shipment, OutboxMessage)
+# Ids or numbers per IN (...) list: well under SQLite's and PostgreSQL's limits on parameters.
+_IN_CHUNK = 500
 # session.info key: this unit of work made a message pending (see Store.on_queued).
 _QUEUED = "notifier_queued"
 
@@ -503,36 +505,66 @@ class Store:
         first_poll_at: dt.datetime | None = None,
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
+        (view,) = await self.watch_many(
+            [number], now=now, label=label, destination=destination, tags=tags, first_poll_at=first_poll_at
+        )
+        return view
+
+    async def watch_many(
+        self,
+        numbers: Sequence[TrackingNumber],
+        *,
+        now: dt.datetime,
+        label: str = "",
+        destination: str | None = None,
+        tags: frozenset[str] | None = None,
+        first_poll_at: dt.datetime | None = None,
+    ) -> list[ShipmentView]:
+        """`watch` for each number, in one transaction and a few statements; one view per
+        distinct number, in the order given."""
+        wanted = list(dict.fromkeys(n.value for n in numbers))
+        by_value = {n.value: n for n in numbers}
         async with self._write() as session:
             if self.dialect == "postgresql":
                 # Serialized with watchlist syncs: both decide from the newest incarnation.
                 await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WATCH_SYNC_LOCK})
-            latest = await self._latest(session, number.value)
-            row = latest if latest is not None and latest.retired_at is None else None
-            if row is None:
-                row = Shipment(
-                    number=number.value,
-                    incarnation=latest.incarnation + 1 if latest is not None else 1,
-                    label=label,
-                    origin=number.country,
-                    destination=destination,
-                    tags=" ".join(sorted(tags or ())),
-                    created_at=now,
-                    next_poll_at=first_poll_at or now,
+            latest: dict[str, Shipment] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                rows = await session.execute(
+                    select(Shipment).where(Shipment.number.in_(wanted[start : start + _IN_CHUNK]))
                 )
-                session.add(row)
-            else:
-                row.label = label or row.label
-                row.destination = destination or row.destination
-                if tags is not None:
-                    row.tags = " ".join(sorted(tags))
-                if not row.active:
-                    row.active = True
-                    row.next_poll_at = first_poll_at or now
-                    # Watched again from the CLI: a reload must not unwatch it again.
-                    row.watched_by = WATCHED_BY_CLI
+                for found in rows.scalars():
+                    if found.number not in latest or latest[found.number].incarnation < found.incarnation:
+                        latest[found.number] = found
+            watched = []
+            for value in wanted:
+                newest = latest.get(value)
+                row = newest if newest is not None and newest.retired_at is None else None
+                if row is None:
+                    row = Shipment(
+                        number=value,
+                        incarnation=newest.incarnation + 1 if newest is not None else 1,
+                        label=label,
+                        origin=by_value[value].country,
+                        destination=destination,
+                        tags=" ".join(sorted(tags or ())),
+                        created_at=now,
+                        next_poll_at=first_poll_at or now,
+                    )
+                    session.add(row)
+                else:
+                    row.label = label or row.label
+                    row.destination = destination or row.destination
+                    if tags is not None:
+                        row.tags = " ".join(sorted(tags))
+                    if not row.active:
+                        row.active = True
+                        row.next_poll_at = first_poll_at or now
+                        # Watched again from the CLI: a reload must not unwatch it again.
+                        row.watched_by = WATCHED_BY_CLI
+                watched.append(row)
             await session.flush()
-            return _view(row)
+            return [_view(row) for row in watched]
 
     async def unwatch(self, number: str) -> bool:
         """Stop polling; the history stays."""
@@ -1794,6 +1826,45 @@ class Store:
                 return None
             holder = await session.execute(select(Shipment.leased_by).where(Shipment.id == shipment_id))
             return str(holder.scalar_one_or_none() or "another process")
+
+    async def take_leases(
+        self,
+        shipment_ids: Sequence[int],
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        stale: Callable[[str], bool] = lambda _holder: False,
+    ) -> dict[int, str | None]:
+        """`take_lease` for many shipments in one transaction: per id, None when taken, else
+        who holds it. A holder for which `stale(holder)` is true (known dead) is taken over."""
+        ids = list(dict.fromkeys(shipment_ids))
+        holders: dict[int, str | None] = {}
+        async with self._write() as session:
+            current: list[tuple[int, str | None, dt.datetime | None]] = []
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = (
+                    select(Shipment.id, Shipment.leased_by, Shipment.lease_until)
+                    .where(Shipment.id.in_(ids[start : start + _IN_CHUNK]))
+                    .with_for_update()
+                )
+                current.extend((int(i), by, until) for i, by, until in await session.execute(query))
+            free = []
+            for shipment_id, holder, until in current:
+                if until is None or until < now or (holder is not None and stale(holder)):
+                    free.append(shipment_id)
+                else:
+                    holders[shipment_id] = holder or "another process"
+            for start in range(0, len(free), _IN_CHUNK):
+                await session.execute(
+                    update(Shipment)
+                    .where(Shipment.id.in_(free[start : start + _IN_CHUNK]))
+                    .values(leased_by=owner, lease_until=now + lease),
+                    execution_options={"synchronize_session": False},
+                )
+        for shipment_id in ids:
+            holders.setdefault(shipment_id, None)
+        return holders
 
 
 WATCHED_BY_CONFIG = "config"
