@@ -10,15 +10,17 @@ import hashlib
 import logging
 import zlib
 from collections.abc import AsyncIterator, Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, TypeVar, cast
 
 from sqlalchemy import Select, Table, Update, bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
+from notifier.db import READ_ONLY, make_engine, make_sqlite_worker_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
 from notifier.limits import OUTBOX_SUBJECT, fit
@@ -42,6 +44,7 @@ logger = logging.getLogger(__name__)
 
 
 _Leased = TypeVar("_Leased", Shipment, OutboxMessage)
+_T = TypeVar("_T")
 # Ids or numbers per IN (...) list: well under SQLite's and PostgreSQL's limits on parameters.
 _IN_CHUNK = 500
 # session.info key: this unit of work made a message pending (see Store.on_queued).
@@ -419,6 +422,16 @@ class Store:
         # first hands the lock over in order. PostgreSQL needs no such thing.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
         self._queued_listeners: list[Callable[[], None]] = []
+        # SQLite: the hot path of a cycle (claims, history reads, unchanged polls) runs on a
+        # synchronous connection in one worker thread, a batch per hand-off; aiosqlite hands
+        # each statement over several times (cursor, execute, fetch, close). Writes there take
+        # the same write lock and BEGIN IMMEDIATE, so the transactions are the same.
+        self._worker: Engine | None = None
+        self._worker_thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self._worker = make_sqlite_worker_engine(engine)
+            self._worker_reads = self._worker.execution_options(**{READ_ONLY: True})
+            self._worker_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-sqlite")
 
     def on_queued(self, listener: Callable[[], None]) -> None:
         """Call `listener` after each commit that made a message pending (a poll's, an enqueue,
@@ -470,7 +483,30 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        if self._worker is not None and self._worker_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._worker_thread, self._worker.dispose)
+            self._worker_thread.shutdown(wait=True)
         await self.engine.dispose()
+
+    async def _on_worker(self, work: Callable[[Connection], _T], *, write: bool) -> _T:
+        """Run `work` in one transaction on the SQLite worker thread (committed if `write`,
+        under the write lock; else a deferred read, rolled back)."""
+        assert self._worker_thread is not None
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._worker_thread, self._worker_read, work)
+        assert self._write_lock is not None
+        async with self._write_lock:
+            return await loop.run_in_executor(self._worker_thread, self._worker_write, work)
+
+    def _worker_read(self, work: Callable[[Connection], _T]) -> _T:
+        with self._worker_reads.connect() as connection:
+            return work(connection)
+
+    def _worker_write(self, work: Callable[[Connection], _T]) -> _T:
+        assert self._worker is not None
+        with self._worker.begin() as connection:
+            return work(connection)
 
     @property
     def dialect(self) -> str:
@@ -610,19 +646,27 @@ class Store:
             return [_view(row, counts.get(row.number, 0)) for row in rows]
 
     async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
-        async with self._read_engine.connect() as connection:
-            rows = await connection.execute(_HISTORY, {"shipment_id": shipment_id})
-            return tuple(_event_of(*row) for row in rows)
+        params = {"shipment_id": shipment_id}
+        if self._worker is not None:
+            rows = await self._on_worker(lambda c: c.execute(_HISTORY, params).all(), write=False)
+        else:
+            async with self._read_engine.connect() as connection:
+                rows = (await connection.execute(_HISTORY, params)).all()
+        return tuple(_event_of(*row) for row in rows)
 
     async def histories(self, shipment_ids: Sequence[int]) -> dict[int, tuple[TrackingEvent, ...]]:
         """Several shipments' histories in one query (a list page covers ten at a time)."""
         if not shipment_ids:
             return {}
         found: dict[int, list[TrackingEvent]] = {sid: [] for sid in shipment_ids}
-        async with self._read_engine.connect() as connection:
-            rows = await connection.execute(_HISTORIES, {"shipment_ids": list(shipment_ids)})
-            for shipment_id, *event in rows:
-                found[shipment_id].append(_event_of(*event))
+        params = {"shipment_ids": list(shipment_ids)}
+        if self._worker is not None:
+            rows = await self._on_worker(lambda c: c.execute(_HISTORIES, params).all(), write=False)
+        else:
+            async with self._read_engine.connect() as connection:
+                rows = (await connection.execute(_HISTORIES, params)).all()
+        for shipment_id, *event in rows:
+            found[shipment_id].append(_event_of(*event))
         return {sid: tuple(events) for sid, events in found.items()}
 
     async def record_unchanged(
@@ -639,6 +683,9 @@ class Store:
         for k, (shipment_id, next_poll_at) in enumerate(polls):
             params[f"id_{k}"] = shipment_id
             params[f"due_{k}"] = next_poll_at
+        if self._worker is not None:
+            chosen = statement
+            return await self._on_worker(lambda c: int(c.execute(chosen, params).rowcount), write=True)
         async with self._write_connection() as connection:
             result = await connection.execute(statement, params)
             return int(result.rowcount)
@@ -709,8 +756,11 @@ class Store:
             "owner": owner,
             "lease_until": now + lease,
         }
-        async with self._write_connection() as connection:
-            rows = (await connection.execute(_CLAIM_DUE, params)).all()
+        if self._worker is not None:
+            rows = await self._on_worker(lambda c: c.execute(_CLAIM_DUE, params).all(), write=True)
+        else:
+            async with self._write_connection() as connection:
+                rows = (await connection.execute(_CLAIM_DUE, params)).all()
         return sorted((_view_of(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
 
     async def _lease(self, model: type[_Leased], due: Select[int], **values: object) -> list[_Leased]:
