@@ -348,7 +348,7 @@ def _unchanged_statement(size: int) -> Update:
 _UNCHANGED: dict[int, Update] = {size: _unchanged_statement(size) for size in range(1, 11)}
 
 
-def _view_of(row: Any) -> ShipmentView:
+def _view_of(row: Any, open_alerts: int = 0) -> ShipmentView:
     """A ShipmentView from a row of _VIEW_COLUMNS."""
     (
         id_,
@@ -390,6 +390,7 @@ def _view_of(row: Any) -> ShipmentView:
         consecutive_failures=consecutive_failures,
         last_error=last_error,
         created_at=created_at,
+        open_alerts=open_alerts,
         watched_by=watched_by,
     )
 
@@ -632,10 +633,11 @@ class Store:
 
     async def shipments(self, *, include_inactive: bool = False) -> list[ShipmentView]:
         async with self._reads() as session:
-            query = select(Shipment).order_by(Shipment.number, Shipment.incarnation)
+            # Plain rows, no ORM objects: the daemon's housekeeping reads every shipment.
+            query = select(*_VIEW_COLUMNS).order_by(_SHIPMENTS.c.number, _SHIPMENTS.c.incarnation)
             if not include_inactive:
-                query = query.where(Shipment.active.is_(True))
-            rows = (await session.execute(query)).scalars().all()
+                query = query.where(_SHIPMENTS.c.active.is_(True))
+            rows = (await session.execute(query)).all()
             open_alerts = await session.execute(
                 select(Alert.subject, func.count())
                 .where(Alert.acknowledged_at.is_(None))
@@ -643,7 +645,7 @@ class Store:
             )
             # Not dict(result): a Result has .keys(), so dict() would treat it as a mapping.
             counts = {subject: int(count) for subject, count in open_alerts}
-            return [_view(row, counts.get(row.number, 0)) for row in rows]
+            return [_view_of(row, counts.get(row.number, 0)) for row in rows]
 
     async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
         params = {"shipment_id": shipment_id}
