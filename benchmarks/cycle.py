@@ -35,7 +35,8 @@ five-minute housekeeping's `queue_timed`, run for at most 15 s and extrapolated.
 
 Last, the daemon itself: `python -m notifier run --config <generated>` on this database (no
 watchlist: the shipments are already in it, and none is due), timed from spawn to the
-"notifier running" log line (READY), then SIGTERM, timed to its exit.
+"notifier running" log line (READY); 5 s later its peak RSS (VmHWM) is read and it gets
+SIGTERM, timed to its exit.
 
 CPU is that of this whole process minus the simulator's threads (measured per thread), so it is
 what the daemon would spend: notifier, SQLAlchemy, aiosqlite's thread, httpx and the parser.

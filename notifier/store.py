@@ -223,12 +223,6 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
 _STAGES = {str(stage): stage for stage in Stage}
 
 
-def _event(row: Event) -> TrackingEvent:
-    return _event_of(
-        row.local_time, row.zone, row.status, row.stage, row.details, row.office, row.region, row.postal_code
-    )
-
-
 def _event_of(
     local_time: str,
     zone: str | None,
