@@ -13,7 +13,7 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from notifier import __version__
-from notifier.client import DEFAULT_BASE_URL, ClientSettings, JapanPostClient
+from notifier.client import DEFAULT_BASE_URL, MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.db import SchemaError
 from notifier.errors import ConfigError, FetchError, InvalidNumberError, NotifierError
 from notifier.model import ItemResult, Layout, Locale, Outcome, Page
@@ -94,38 +94,59 @@ def _save(directory: Path | None, number: str, locale: Locale, body: bytes) -> P
 
 
 async def _check(
-    numbers: list[str], settings: ClientSettings, locale: Locale, as_json: bool, save_dir: Path | None
+    numbers: list[str],
+    settings: ClientSettings,
+    locale: Locale,
+    as_json: bool,
+    save_dir: Path | None,
+    latest: bool = False,
 ) -> int:
     worst = EXIT_OK
     results: list[dict[str, object]] = []
     async with JapanPostClient(settings) as client:
-        for number in numbers:
-            entry: dict[str, object] = {"number": number, "error": None}
+        # --latest: one list request per ten numbers; else a detail request per number.
+        size = MAX_BATCH if latest else 1
+        for batch in (numbers[i : i + size] for i in range(0, len(numbers), size)):
+            entries: list[dict[str, object]] = [{"number": number, "error": None} for number in batch]
+            results.extend(entries)
             try:
-                fetched = await client.fetch_detail(number, locale)
+                if latest:
+                    fetched = await client.fetch_latest(batch, locale)
+                else:
+                    fetched = await client.fetch_detail(batch[0], locale)
             except FetchError as exc:
                 worst = EXIT_FAILURE
-                entry["error"] = f"fetch failed: {exc}"
-                if not as_json:
-                    print(f"{number}: fetch failed: {exc}", file=sys.stderr)
-                results.append(entry)
+                for entry in entries:
+                    entry["error"] = f"fetch failed: {exc}"
+                    if not as_json:
+                        print(f"{entry['number']}: fetch failed: {exc}", file=sys.stderr)
                 continue
             page = fetched.page
-            saved = _save(save_dir, number, locale, fetched.body)
-            entry.update(url=fetched.url, page=page_to_json(page))
-            if page.layout is Layout.UNRECOGNIZED:
-                worst = EXIT_FAILURE
-                entry["error"] = f"unrecognized page: {page.reason}"
-                if not as_json:
-                    where = f"; saved to {saved}" if saved else "; save it with --save-pages DIR"
-                    print(
-                        f"{number}: unrecognized page from {fetched.url}: {page.reason}"
-                        f" (page title: {page.title!r}{where})",
-                        file=sys.stderr,
-                    )
-            elif not as_json:
-                _print_page(page, locale)
-            results.append(entry)
+            saved = _save(save_dir, f"list-{batch[0]}" if latest else batch[0], locale, fetched.body)
+            for entry, number in zip(entries, batch, strict=True):
+                item = page.item(number)
+                # A list page covers ten numbers: each entry shows its own item of it.
+                shown = (
+                    Page(layout=page.layout, locale=page.locale, items=(item,)) if latest and item else page
+                )
+                entry.update(url=fetched.url, page=page_to_json(shown))
+                if latest and item is None and page.layout is not Layout.UNRECOGNIZED:
+                    worst = EXIT_FAILURE
+                    entry["error"] = "the list page does not show this number"
+                    if not as_json:
+                        print(f"{number}: the list page from {fetched.url} does not show it", file=sys.stderr)
+                elif page.layout is Layout.UNRECOGNIZED:
+                    worst = EXIT_FAILURE
+                    entry["error"] = f"unrecognized page: {page.reason}"
+                    if not as_json:
+                        where = f"; saved to {saved}" if saved else "; save it with --save-pages DIR"
+                        print(
+                            f"{number}: unrecognized page from {fetched.url}: {page.reason}"
+                            f" (page title: {page.title!r}{where})",
+                            file=sys.stderr,
+                        )
+                elif not as_json:
+                    _print_page(shown, locale)
     if as_json:
         print(json.dumps(results, ensure_ascii=False, indent=2))
     return worst
@@ -169,7 +190,7 @@ def cmd_check(args: argparse.Namespace) -> int:
             interval = 0.0 if interval is None else interval
             print(f"(answering from the built-in Japan Post simulator at {base_url})", file=sys.stderr)
         settings = ClientSettings(base_url=base_url, request_interval=5.0 if interval is None else interval)
-        return asyncio.run(_check(numbers, settings, locale, args.json, save_dir))
+        return asyncio.run(_check(numbers, settings, locale, args.json, save_dir, args.latest))
 
 
 def cmd_simulator(args: argparse.Namespace) -> int:
@@ -314,6 +335,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--config", metavar="PATH", help="read [japanpost] from this config (or $NOTIFIER_CONFIG)"
     )
     check.add_argument("--save-pages", metavar="DIR", help="save each fetched page as DIR/NUMBER-LOCALE.html")
+    check.add_argument(
+        "--latest",
+        action="store_true",
+        help="only each number's latest event, from one list request per ten numbers (as the daemon polls)",
+    )
     check.add_argument(
         "--simulator",
         action="store_true",

@@ -20,10 +20,10 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import columns
 from notifier.cli_mail import notifier_for
-from notifier.client import ClientSettings, JapanPostClient
+from notifier.client import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
 from notifier.coordination import coordination_state, describe, lease_time, state_json
-from notifier.cycle import schedule
+from notifier.cycle import CycleStats, record_list_page, schedule
 from notifier.db import (
     SQLITE_BUSY_TIMEOUT_MS,
     DatabaseError,
@@ -36,11 +36,13 @@ from notifier.db import (
     upgrade,
 )
 from notifier.dbenv import explained
-from notifier.errors import InvalidNumberError
+from notifier.diff import Change
+from notifier.errors import FetchError, InvalidNumberError
+from notifier.model import Layout
 from notifier.numbers import parse_number
 from notifier.poll import poll_detail
 from notifier.stages import Stage, stage_info
-from notifier.store import ShipmentView, Store
+from notifier.store import LeaseLostError, ShipmentView, Store
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -177,7 +179,29 @@ def dead_here(owner: str) -> bool:
     return False
 
 
+def poll_lease(seen: int, unseen: int, interval: float) -> dt.timedelta:
+    """Long enough for the whole run at the configured pace (a list request per ten numbers
+    seen before, a detail request per number never seen), twice over, and at least POLL_LEASE."""
+    requests = -(-seen // MAX_BATCH) + unseen
+    return max(POLL_LEASE, POLL_LEASE + dt.timedelta(seconds=2 * requests * interval))
+
+
+def _print_change(number: str, change: Change, queued: int) -> None:
+    line = f"{number}: {len(change.new_events)} new event(s), stage {change.current_stage}"
+    if queued:
+        line += f", {queued} message(s) queued"
+    print(line)
+    for transition in change.transitions:
+        print(f"  {transition.from_stage} -> {transition.to_stage}  ({transition.event.status})")
+    for anomaly in change.anomalies:
+        print(f"  anomaly {anomaly.kind}: {anomaly.message}")
+
+
 async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
+    """Poll the numbers now, as the daemon does: one list request per ten numbers seen before
+    (the unchanged ones are settled by it), a detail request for the others and for those whose
+    latest event moved. A list page that cannot be had or read falls back to a detail request
+    per number, so each gets its own answer and failure count."""
     settings = _settings(args)
     client_settings = ClientSettings(
         base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
@@ -185,58 +209,97 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
     owner = f"poll:{socket.gethostname()}:{os.getpid()}"
     rng = random.Random()
     notifier = notifier_for(settings)
+    policy = settings.polling
+    stats = CycleStats()
+
+    def decide_for(view: ShipmentView) -> Callable[[Stage, bool, bool], dt.datetime | None]:
+        def decide(stage: Stage, changed: bool, failed: bool) -> dt.datetime | None:
+            # The daemon's own policy: after this poll it polls the number on schedule.
+            return schedule(view, stage, changed, failed, utcnow(), policy, rng).at
+
+        return decide
 
     async def action(store: Store) -> int:
         worst = EXIT_OK
+        now = utcnow()
+        parsed = [parse_number(number) for number in numbers]
+        # A new watch is not due before this poll has recorded its own next poll time, so a
+        # running daemon does not race to poll it too.
+        views = await store.watch_many(
+            parsed, now=now, label=args.label or "", first_poll_at=now + POLL_LEASE
+        )
+        seen = sum(1 for view in views if view.last_event_time is not None)
+        lease = poll_lease(seen, len(views) - seen, settings.japanpost.request_interval)
+        # The leases keep a running daemon from polling them at the same time, and tell us which
+        # it is polling right now. A killed `poll` or daemon of this machine protects nothing.
+        holders = await store.take_leases(
+            [view.id for view in views], owner=owner, now=now, lease=lease, stale=dead_here
+        )
+        mine = []
+        for view in views:
+            holder = holders[view.id]
+            if holder is None:
+                mine.append(view)
+                continue
+            print(
+                f"{view.number}: the running daemon ({holder}) is polling it right now; "
+                f"see `notifier history {view.number}` in a moment"
+            )
+        done: set[int] = set()
         async with JapanPostClient(client_settings) as client:
-            for number in numbers:
-                now = utcnow()
-                # A new watch is not due before this poll has recorded its own next poll time,
-                # so a running daemon does not race to poll it too.
-                shipment = await store.watch(
-                    parse_number(number), now=now, label=args.label or "", first_poll_at=now + POLL_LEASE
-                )
-                # The lease keeps a running daemon from polling it at the same time, and tells
-                # us when the daemon is polling it right now.
-                holder = await store.take_lease(shipment.id, owner=owner, now=now, lease=POLL_LEASE)
-                if holder is not None and dead_here(holder):
-                    # A killed `poll` or daemon on this machine: its lease protects nothing.
-                    holder = await store.take_lease(
-                        shipment.id, owner=owner, now=now, lease=POLL_LEASE, stale_owner=holder
+            try:
+                detail = [view for view in mine if view.last_event_time is None]
+                listed = [view for view in mine if view.last_event_time is not None]
+                for start in range(0, len(listed), MAX_BATCH):
+                    chunk = listed[start : start + MAX_BATCH]
+                    try:
+                        fetched = await client.fetch_latest([view.number for view in chunk])
+                    except FetchError:
+                        detail.extend(chunk)
+                        continue
+                    if fetched.page.layout is Layout.UNRECOGNIZED:
+                        detail.extend(chunk)
+                        continue
+                    result = await record_list_page(
+                        store, chunk, fetched, owner=owner, policy=policy, clock=utcnow, rng=rng, stats=stats
                     )
-                if holder is not None:
-                    print(
-                        f"{number}: the running daemon ({holder}) is polling it right now; "
-                        f"see `notifier history {number}` in a moment"
-                    )
-                    continue
-
-                def decide(
-                    stage: Stage, changed: bool, failed: bool, view: ShipmentView = shipment
-                ) -> dt.datetime | None:
-                    # The daemon's own policy: after this poll it polls the number on schedule.
-                    return schedule(view, stage, changed, failed, utcnow(), settings.polling, rng).at
-
-                try:
-                    result = await poll_detail(
-                        store, client, shipment, now=now, next_poll_at=decide, owner=owner, notifier=notifier
-                    )
-                except BaseException:
-                    await store.release(shipment.id, owner=owner, next_poll_at=shipment.next_poll_at or now)
-                    raise
-                if result.change is None or result.error:
-                    print(f"{number}: {result.error} (failure {result.failures or 1})")
-                    worst = EXIT_FAILURE
-                    continue
-                change = result.change
-                line = f"{number}: {len(change.new_events)} new event(s), stage {change.current_stage}"
-                if result.queued:
-                    line += f", {result.queued} message(s) queued"
-                print(line)
-                for transition in change.transitions:
-                    print(f"  {transition.from_stage} -> {transition.to_stage}  ({transition.event.status})")
-                for anomaly in change.anomalies:
-                    print(f"  anomaly {anomaly.kind}: {anomaly.message}")
+                    detail.extend(result.needs_detail)
+                    for view, change in result.recorded:
+                        done.add(view.id)
+                        _print_change(view.number, change, 0)
+                    for view, error in result.failed:
+                        done.add(view.id)
+                        worst = EXIT_FAILURE
+                        print(f"{view.number}: {error}")
+                for view in detail:
+                    try:
+                        polled = await poll_detail(
+                            store,
+                            client,
+                            view,
+                            now=utcnow(),
+                            next_poll_at=decide_for(view),
+                            owner=owner,
+                            notifier=notifier,
+                        )
+                    except LeaseLostError as exc:
+                        done.add(view.id)
+                        worst = EXIT_FAILURE
+                        print(f"{view.number}: {exc}")
+                        continue
+                    done.add(view.id)
+                    if polled.change is None or polled.error:
+                        print(f"{view.number}: {polled.error} (failure {polled.failures or 1})")
+                        worst = EXIT_FAILURE
+                        continue
+                    _print_change(view.number, polled.change, polled.queued)
+            except BaseException:
+                # Handed back unpolled, still due when they were: an interrupted run (Ctrl-C, a
+                # database error) leaves nothing leased to a process that is gone.
+                for view in mine:
+                    if view.id not in done:
+                        await store.release(view.id, owner=owner, next_poll_at=view.next_poll_at or now)
+                raise
         return worst
 
     return await _with_store(settings, action)

@@ -10,11 +10,11 @@ from __future__ import annotations
 import datetime as dt
 import logging
 import random
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from notifier.client import MAX_BATCH, JapanPostClient
-from notifier.diff import AnomalyKind, diff_latest
+from notifier.client import MAX_BATCH, Fetched, JapanPostClient
+from notifier.diff import AnomalyKind, Change, diff_latest
 from notifier.diskguard import is_disk_full
 from notifier.errors import FetchError, TransientFetchError
 from notifier.model import Layout
@@ -121,9 +121,14 @@ async def run_cycle(
     limit: int = 500,
     lease: dt.timedelta = dt.timedelta(minutes=10),
     stopping: Callable[[], bool] = lambda: False,
+    due_within: dt.timedelta = dt.timedelta(0),
 ) -> CycleStats:
     """Poll everything due, politely: up to ten numbers per latest-status request, and the full
     detail page only for numbers whose latest status changed or that were never seen.
+
+    `due_within` also takes what falls due that much later: the daemon passes its tick, the
+    resolution of its polling, so a shipment due just after a tick is polled at it rather
+    than a whole tick late.
 
     When `stopping()` turns true, no new request starts: what is not polled yet is handed back,
     still due, so a stop waits for one request at most, not for the rest of the cycle's pace."""
@@ -131,7 +136,7 @@ async def run_cycle(
     now = clock()
     if not breaker.allows(now):
         return stats
-    due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease)
+    due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease, due_by=now + due_within)
     stats.claimed = len(due)
     seen = [v for v in due if v.last_event_time is not None]
     unseen = [v for v in due if v.last_event_time is None]
@@ -167,36 +172,10 @@ async def run_cycle(
         breaker.success()
         read_a_page = True
         await _resume(store, notifier, clock(), stats)
-        histories = await store.histories([v.id for v in chunk])
-        unchanged: list[tuple[int, dt.datetime | None]] = []
-        for view in chunk:
-            try:
-                # A list page never yields a transition (it only asks for the detail page), so
-                # nothing recorded here has messages to decide.
-                change = diff_latest(histories[view.id], page, view.number)
-                if change.needs_detail:
-                    needs_detail.append(view)
-                    continue
-                when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
-                await _maybe_give_up(store, view, when, clock(), stats)
-                if not change.anomalies:
-                    # The common case, by far: nothing new. One small update for the whole page.
-                    unchanged.append((view.id, when.at))
-                    continue
-                await store.record_poll(
-                    view.id,
-                    change=change,
-                    item=None,
-                    now=clock(),
-                    next_poll_at=when.at,
-                    owner=owner,
-                    capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout)),
-                )
-            except LeaseLostError as exc:
-                _lease_lost(view, exc, stats)
-            except Exception as exc:
-                await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
-        await store.record_unchanged(unchanged, now=clock(), owner=owner)
+        recorded = await record_list_page(
+            store, chunk, fetched, owner=owner, policy=policy, clock=clock, rng=rng, stats=stats
+        )
+        needs_detail.extend(recorded.needs_detail)
 
     for index, view in enumerate(needs_detail):
         now = clock()
@@ -243,6 +222,74 @@ async def run_cycle(
         # Also what another instance, or this one before a restart, held: pages read here.
         stats.released += await store.release_held(now=clock())
     return stats
+
+
+@dataclass(frozen=True, slots=True)
+class ListPageResult:
+    """What one readable list page did for the shipments it covered."""
+
+    # Their latest event is not the stored one (or they were never seen): a detail page each.
+    needs_detail: list[ShipmentView]
+    # Recorded from the list page alone: nothing new (an anomaly perhaps), no transition.
+    recorded: list[tuple[ShipmentView, Change]]
+    # Their poll failed and was rolled back alone (a lost lease, an error of their own).
+    failed: list[tuple[ShipmentView, str]]
+
+
+async def record_list_page(
+    store: Store,
+    chunk: Sequence[ShipmentView],
+    fetched: Fetched,
+    *,
+    owner: str,
+    policy: PollingPolicy,
+    clock: Callable[[], dt.datetime],
+    rng: random.Random,
+    stats: CycleStats,
+) -> ListPageResult:
+    """Diff a readable list page against the stored histories of the shipments it covers and
+    record what it settles: one history query for the page, and its unchanged polls in one
+    statement (the common case by far). Shipments whose latest event moved need a detail page.
+
+    A list page never yields a transition (it only asks for the detail page), so nothing
+    recorded here has messages to decide."""
+    page = fetched.page
+    histories = await store.histories([v.id for v in chunk])
+    needs_detail: list[ShipmentView] = []
+    recorded: list[tuple[ShipmentView, Change]] = []
+    failed: list[tuple[ShipmentView, str]] = []
+    unchanged: list[tuple[int, dt.datetime | None]] = []
+    quiet: list[tuple[ShipmentView, Change]] = []
+    for view in chunk:
+        try:
+            change = diff_latest(histories[view.id], page, view.number)
+            if change.needs_detail:
+                needs_detail.append(view)
+                continue
+            when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
+            await _maybe_give_up(store, view, when, clock(), stats)
+            if not change.anomalies:
+                unchanged.append((view.id, when.at))
+                quiet.append((view, change))
+                continue
+            await store.record_poll(
+                view.id,
+                change=change,
+                item=None,
+                now=clock(),
+                next_poll_at=when.at,
+                owner=owner,
+                capture=PageCapture(body=fetched.body, url=fetched.url, layout=str(page.layout)),
+            )
+            recorded.append((view, change))
+        except LeaseLostError as exc:
+            _lease_lost(view, exc, stats)
+            failed.append((view, str(exc)))
+        except Exception as exc:
+            failed.append((view, f"poll error: {describe_error(exc)}"))
+            await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
+    await store.record_unchanged(unchanged, now=clock(), owner=owner)
+    return ListPageResult(needs_detail=needs_detail, recorded=[*quiet, *recorded], failed=failed)
 
 
 async def _hand_back_on_stop(store: Store, views: list[ShipmentView], owner: str, now: dt.datetime) -> int:

@@ -129,6 +129,9 @@ class Daemon:
         self._synced_in = 0.0
         self.coordination: Coordination | None = None
         self._scheduler: AsyncIOScheduler | None = None
+        # The send job is draining; a wake-up meanwhile makes it drain once more when done.
+        self._sending = False
+        self._send_again = False
         # Read by the web face's health check: a stale tick means the scheduler is stuck.
         self.last_tick: dt.datetime | None = None
         self.last_good_cycle: dt.datetime | None = None
@@ -304,6 +307,8 @@ class Daemon:
             id="heartbeat",
         )
         self._scheduler = scheduler
+        # A message a poll queues goes out now, not at the send job's next tick.
+        self.store.on_queued(self._wake_sender)
         scheduler.start()
         if sock is not None:
             await self._start_web(sock)
@@ -667,6 +672,7 @@ class Daemon:
                 limit=limit,
                 lease=self.lease,
                 stopping=self.stop.is_set,
+                due_within=dt.timedelta(seconds=self.settings.poll_tick),
             )
         finally:
             self._cycle_client = None
@@ -699,7 +705,29 @@ class Daemon:
             )
         self.systemd.status(await self._status())
 
+    def _wake_sender(self) -> None:
+        """A commit made mail pending: run the send job now. While it runs, it goes round once
+        more instead (the scheduler would skip a second instance). Quiet hours, pauses and the
+        outbox's ordering are the drain's, so waking it early changes only when it looks."""
+        if self.stop.is_set() or self._scheduler is None:
+            return
+        if self._sending:
+            self._send_again = True
+            return
+        self._scheduler.modify_job("outbox", next_run_time=utcnow())
+
     async def _send(self) -> None:
+        self._sending = True
+        try:
+            while True:
+                self._send_again = False
+                await self._drain_once()
+                if not self._send_again or self.stop.is_set():
+                    return
+        finally:
+            self._sending = False
+
+    async def _drain_once(self) -> None:
         transport = transport_for(sending_smtp(self.settings), self.settings.notifications.outbox_dir)
         async with transport:
             result = await drain(

@@ -11,9 +11,10 @@ from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import event
-from sqlalchemy.engine import Connection, make_url
+from sqlalchemy import create_engine, event
+from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.pool import StaticPool
 
 from notifier.errors import NotifierError
 
@@ -76,28 +77,42 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
                     f"the folder {parent} of database {database} does not exist: create it, writable "
                     "by the user that runs notifier, or fix [database] url"
                 )
-
-        @event.listens_for(engine.sync_engine, "connect")
-        def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
-            # Let our "begin" hook issue BEGIN IMMEDIATE instead of the driver's deferred BEGIN.
-            dbapi_connection.isolation_level = None
-            cursor = dbapi_connection.cursor()
-            for pragma in (
-                "journal_mode=WAL",
-                "synchronous=FULL",
-                "foreign_keys=ON",
-                f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
-                f"journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}",
-            ):
-                cursor.execute(f"PRAGMA {pragma}")
-            cursor.close()
-
-        @event.listens_for(engine.sync_engine, "begin")
-        def _sqlite_begin(connection: Connection) -> None:
-            read_only = connection.get_execution_options().get(READ_ONLY, False)
-            connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
-
+        _sqlite_settings(engine.sync_engine)
     return engine
+
+
+def make_sqlite_worker_engine(engine: AsyncEngine) -> Engine:
+    """A synchronous engine on the same SQLite database as `engine`, with the same settings, for
+    one worker thread: a batch of statements run there costs one hand-off to the thread, where
+    aiosqlite costs several per statement. One connection; the caller keeps it to one thread."""
+    url = engine.url.set(drivername="sqlite+pysqlite")
+    worker = create_engine(url, poolclass=StaticPool, connect_args={"check_same_thread": False})
+    _sqlite_settings(worker)
+    return worker
+
+
+def _sqlite_settings(sync_engine: Engine) -> None:
+    """The connection settings and BEGIN of every SQLite engine of ours (see make_engine)."""
+
+    @event.listens_for(sync_engine, "connect")
+    def _sqlite_connect(dbapi_connection: Any, _record: Any) -> None:
+        # Let our "begin" hook issue BEGIN IMMEDIATE instead of the driver's deferred BEGIN.
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        for pragma in (
+            "journal_mode=WAL",
+            "synchronous=FULL",
+            "foreign_keys=ON",
+            f"busy_timeout={SQLITE_BUSY_TIMEOUT_MS}",
+            f"journal_size_limit={SQLITE_JOURNAL_SIZE_LIMIT}",
+        ):
+            cursor.execute(f"PRAGMA {pragma}")
+        cursor.close()
+
+    @event.listens_for(sync_engine, "begin")
+    def _sqlite_begin(connection: Connection) -> None:
+        read_only = connection.get_execution_options().get(READ_ONLY, False)
+        connection.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
 
 def migrations_dir() -> Path:

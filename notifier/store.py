@@ -10,15 +10,17 @@ import hashlib
 import logging
 import zlib
 from collections.abc import AsyncIterator, Callable, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import Any, TypeVar, cast
 
-from sqlalchemy import Select, Table, bindparam, case, delete, func, select, text, update
+from sqlalchemy import Select, Table, Update, bindparam, case, delete, func, select, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
-from notifier.db import READ_ONLY, make_engine, require_head, sqlite_checkpoint
+from notifier.db import READ_ONLY, make_engine, make_sqlite_worker_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
 from notifier.limits import OUTBOX_SUBJECT, fit
@@ -36,6 +38,7 @@ from notifier.orm import (
     Subscriber,
     Subscription,
     Suppression,
+    UTCDateTime,
 )
 from notifier.stages import Stage
 
@@ -43,6 +46,11 @@ logger = logging.getLogger(__name__)
 
 
 _Leased = TypeVar("_Leased", Shipment, OutboxMessage)
+_T = TypeVar("_T")
+# Ids or numbers per IN (...) list: well under SQLite's and PostgreSQL's limits on parameters.
+_IN_CHUNK = 500
+# session.info key: this unit of work made a message pending (see Store.on_queued).
+_QUEUED = "notifier_queued"
 
 
 class LeaseLostError(NotifierError):
@@ -240,15 +248,172 @@ def _view(row: Shipment, open_alerts: int = 0) -> ShipmentView:
     )
 
 
-def _event(row: Event) -> TrackingEvent:
+_STAGES = {str(stage): stage for stage in Stage}
+
+
+def _event_of(
+    local_time: str,
+    zone: str | None,
+    status: str,
+    stage: str,
+    details: str,
+    office: str,
+    region: str,
+    postal_code: str,
+) -> TrackingEvent:
     return TrackingEvent(
-        when=EventTime.from_iso(row.local_time, row.zone),
-        status=row.status,
-        stage=Stage(row.stage) if row.stage in Stage.__members__.values() else Stage.UNKNOWN,
-        details=row.details,
-        office=row.office,
-        region=row.region,
-        postal_code=row.postal_code,
+        when=EventTime.from_iso(local_time, zone),
+        status=status,
+        stage=_STAGES.get(stage, Stage.UNKNOWN),
+        details=details,
+        office=office,
+        region=region,
+        postal_code=postal_code,
+    )
+
+
+# The hot path of a poll cycle (claim, history reads, unchanged polls) runs Core statements
+# built once here: SQLAlchemy then finds them in its compiled cache by identity, and no ORM
+# objects are made for rows that are only read or bumped.
+_SHIPMENTS = cast(Table, Shipment.__table__)
+_EVENTS = cast(Table, Event.__table__)
+_VIEW_COLUMNS = (
+    _SHIPMENTS.c.id,
+    _SHIPMENTS.c.number,
+    _SHIPMENTS.c.incarnation,
+    _SHIPMENTS.c.label,
+    _SHIPMENTS.c.item_type,
+    _SHIPMENTS.c.origin,
+    _SHIPMENTS.c.destination,
+    _SHIPMENTS.c.tags,
+    _SHIPMENTS.c.stage,
+    _SHIPMENTS.c.stage_entered_at,
+    _SHIPMENTS.c.last_event_time,
+    _SHIPMENTS.c.active,
+    _SHIPMENTS.c.next_poll_at,
+    _SHIPMENTS.c.last_polled_at,
+    _SHIPMENTS.c.last_changed_at,
+    _SHIPMENTS.c.consecutive_failures,
+    _SHIPMENTS.c.last_error,
+    _SHIPMENTS.c.created_at,
+    _SHIPMENTS.c.watched_by,
+)
+_EVENT_COLUMNS = (
+    _EVENTS.c.local_time,
+    _EVENTS.c.zone,
+    _EVENTS.c.status,
+    _EVENTS.c.stage,
+    _EVENTS.c.details,
+    _EVENTS.c.office,
+    _EVENTS.c.region,
+    _EVENTS.c.postal_code,
+)
+_HISTORY = (
+    select(*_EVENT_COLUMNS)
+    .where(_EVENTS.c.shipment_id == bindparam("shipment_id"))
+    .order_by(_EVENTS.c.seq, _EVENTS.c.id)
+)
+_HISTORIES = (
+    select(_EVENTS.c.shipment_id, *_EVENT_COLUMNS)
+    .where(_EVENTS.c.shipment_id.in_(bindparam("shipment_ids", expanding=True)))
+    .order_by(_EVENTS.c.shipment_id, _EVENTS.c.seq, _EVENTS.c.id)
+)
+_CLAIM_DUE = (
+    update(_SHIPMENTS)
+    .where(
+        _SHIPMENTS.c.id.in_(
+            select(_SHIPMENTS.c.id)
+            .where(
+                _SHIPMENTS.c.active.is_(True),
+                _SHIPMENTS.c.next_poll_at <= bindparam("due_by"),
+                (_SHIPMENTS.c.lease_until.is_(None)) | (_SHIPMENTS.c.lease_until < bindparam("now")),
+            )
+            .order_by(_SHIPMENTS.c.next_poll_at, _SHIPMENTS.c.id)
+            .limit(bindparam("limit"))
+            .with_for_update(skip_locked=True)
+            .scalar_subquery()
+        )
+    )
+    .values(leased_by=bindparam("owner"), lease_until=bindparam("lease_until"))
+    .returning(*_VIEW_COLUMNS)
+)
+
+
+def _unchanged_statement(size: int) -> Update:
+    """One UPDATE for `size` unchanged polls of one owner: each row gets its own next poll
+    time (a CASE on the id), the rest of the polling state is the same for all."""
+    return (
+        update(_SHIPMENTS)
+        .where(
+            _SHIPMENTS.c.id.in_([bindparam(f"id_{k}") for k in range(size)]),
+            _SHIPMENTS.c.leased_by == bindparam("owner"),
+        )
+        .values(
+            last_polled_at=bindparam("now"),
+            next_poll_at=case(
+                *(
+                    (_SHIPMENTS.c.id == bindparam(f"id_{k}"), bindparam(f"due_{k}", type_=UTCDateTime()))
+                    for k in range(size)
+                ),
+                else_=_SHIPMENTS.c.next_poll_at,
+            ),
+            consecutive_failures=0,
+            last_error=None,
+            leased_by=None,
+            lease_until=None,
+        )
+    )
+
+
+# Statements for the batch sizes a cycle uses (a list page holds up to ten numbers); others
+# are built when asked for and kept too.
+_UNCHANGED: dict[int, Update] = {size: _unchanged_statement(size) for size in range(1, 11)}
+
+
+def _view_of(row: Any, open_alerts: int = 0) -> ShipmentView:
+    """A ShipmentView from a row of _VIEW_COLUMNS."""
+    (
+        id_,
+        number,
+        incarnation,
+        label,
+        item_type,
+        origin,
+        destination,
+        tags,
+        stage,
+        stage_entered_at,
+        last_event_time,
+        active,
+        next_poll_at,
+        last_polled_at,
+        last_changed_at,
+        consecutive_failures,
+        last_error,
+        created_at,
+        watched_by,
+    ) = row
+    return ShipmentView(
+        id=id_,
+        number=number,
+        incarnation=incarnation,
+        label=label,
+        item_type=item_type,
+        origin=origin,
+        destination=destination,
+        tags=frozenset(str(tags).split()),
+        stage=Stage(stage),
+        stage_entered_at=stage_entered_at,
+        last_event_time=last_event_time,
+        active=bool(active),
+        next_poll_at=next_poll_at,
+        last_polled_at=last_polled_at,
+        last_changed_at=last_changed_at,
+        consecutive_failures=consecutive_failures,
+        last_error=last_error,
+        created_at=created_at,
+        open_alerts=open_alerts,
+        watched_by=watched_by,
     )
 
 
@@ -273,23 +438,61 @@ class Store:
         self._sessions = async_sessionmaker(engine, expire_on_commit=False)
         # Reads run in deferred transactions: on SQLite they then never take the write lock
         # (see db.READ_ONLY), so a status query does not stall a poll being recorded.
-        self._reads = async_sessionmaker(
-            engine.execution_options(**{READ_ONLY: True}), expire_on_commit=False
-        )
+        self._read_engine = engine.execution_options(**{READ_ONLY: True})
+        self._reads = async_sessionmaker(self._read_engine, expire_on_commit=False)
         # SQLite has one writer at a time. Several connections of this process queueing on its
         # lock can starve one past the busy timeout ("database is locked"); queueing them here
         # first hands the lock over in order. PostgreSQL needs no such thing.
         self._write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._queued_listeners: list[Callable[[], None]] = []
+        # SQLite: the hot path of a cycle (claims, history reads, unchanged polls) runs on a
+        # synchronous connection in one worker thread, a batch per hand-off; aiosqlite hands
+        # each statement over several times (cursor, execute, fetch, close). Writes there take
+        # the same write lock and BEGIN IMMEDIATE, so the transactions are the same.
+        self._worker: Engine | None = None
+        self._worker_thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self._worker = make_sqlite_worker_engine(engine)
+            self._worker_reads = self._worker.execution_options(**{READ_ONLY: True})
+            self._worker_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-sqlite")
+
+    def on_queued(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each commit that made a message pending (a poll's, an enqueue,
+        held mail released, failed mail retried): a sender can start at once instead of at its
+        next tick. It is called on the event loop, must not block, and its errors are logged."""
+        self._queued_listeners.append(listener)
+
+    def _notify_queued(self) -> None:
+        for listener in self._queued_listeners:
+            try:
+                listener()
+            except Exception:
+                # The commit stands; only the early wake-up is lost (the sender's tick remains).
+                logger.exception("a queued-mail listener failed", extra={"action": "queued_listener_failed"})
 
     @contextlib.asynccontextmanager
     async def _write(self) -> AsyncIterator[AsyncSession]:
-        """One write transaction: committed on success, rolled back on any error."""
+        """One write transaction: committed on success, rolled back on any error. A unit of
+        work that made a message pending sets session.info[_QUEUED]; listeners hear of it once
+        the commit is done."""
         if self._write_lock is None:
             async with self._sessions.begin() as session:
                 yield session
+        else:
+            async with self._write_lock, self._sessions.begin() as session:
+                yield session
+        if session.info.get(_QUEUED):
+            self._notify_queued()
+
+    @contextlib.asynccontextmanager
+    async def _write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a bare connection (no ORM session): for the hot path."""
+        if self._write_lock is None:
+            async with self.engine.begin() as connection:
+                yield connection
             return
-        async with self._write_lock, self._sessions.begin() as session:
-            yield session
+        async with self._write_lock, self.engine.begin() as connection:
+            yield connection
 
     @classmethod
     async def open(cls, url: str, *, check_schema: bool = True) -> Store:
@@ -303,7 +506,30 @@ class Store:
         return cls(engine)
 
     async def close(self) -> None:
+        if self._worker is not None and self._worker_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._worker_thread, self._worker.dispose)
+            self._worker_thread.shutdown(wait=True)
         await self.engine.dispose()
+
+    async def _on_worker(self, work: Callable[[Connection], _T], *, write: bool) -> _T:
+        """Run `work` in one transaction on the SQLite worker thread (committed if `write`,
+        under the write lock; else a deferred read, rolled back)."""
+        assert self._worker_thread is not None
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._worker_thread, self._worker_read, work)
+        assert self._write_lock is not None
+        async with self._write_lock:
+            return await loop.run_in_executor(self._worker_thread, self._worker_write, work)
+
+    def _worker_read(self, work: Callable[[Connection], _T]) -> _T:
+        with self._worker_reads.connect() as connection:
+            return work(connection)
+
+    def _worker_write(self, work: Callable[[Connection], _T]) -> _T:
+        assert self._worker is not None
+        with self._worker.begin() as connection:
+            return work(connection)
 
     @property
     def dialect(self) -> str:
@@ -340,36 +566,66 @@ class Store:
         first_poll_at: dt.datetime | None = None,
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
+        (view,) = await self.watch_many(
+            [number], now=now, label=label, destination=destination, tags=tags, first_poll_at=first_poll_at
+        )
+        return view
+
+    async def watch_many(
+        self,
+        numbers: Sequence[TrackingNumber],
+        *,
+        now: dt.datetime,
+        label: str = "",
+        destination: str | None = None,
+        tags: frozenset[str] | None = None,
+        first_poll_at: dt.datetime | None = None,
+    ) -> list[ShipmentView]:
+        """`watch` for each number, in one transaction and a few statements; one view per
+        distinct number, in the order given."""
+        wanted = list(dict.fromkeys(n.value for n in numbers))
+        by_value = {n.value: n for n in numbers}
         async with self._write() as session:
             if self.dialect == "postgresql":
                 # Serialized with watchlist syncs: both decide from the newest incarnation.
                 await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _WATCH_SYNC_LOCK})
-            latest = await self._latest(session, number.value)
-            row = latest if latest is not None and latest.retired_at is None else None
-            if row is None:
-                row = Shipment(
-                    number=number.value,
-                    incarnation=latest.incarnation + 1 if latest is not None else 1,
-                    label=label,
-                    origin=number.country,
-                    destination=destination,
-                    tags=" ".join(sorted(tags or ())),
-                    created_at=now,
-                    next_poll_at=first_poll_at or now,
+            latest: dict[str, Shipment] = {}
+            for start in range(0, len(wanted), _IN_CHUNK):
+                rows = await session.execute(
+                    select(Shipment).where(Shipment.number.in_(wanted[start : start + _IN_CHUNK]))
                 )
-                session.add(row)
-            else:
-                row.label = label or row.label
-                row.destination = destination or row.destination
-                if tags is not None:
-                    row.tags = " ".join(sorted(tags))
-                if not row.active:
-                    row.active = True
-                    row.next_poll_at = first_poll_at or now
-                    # Watched again from the CLI: a reload must not unwatch it again.
-                    row.watched_by = WATCHED_BY_CLI
+                for found in rows.scalars():
+                    if found.number not in latest or latest[found.number].incarnation < found.incarnation:
+                        latest[found.number] = found
+            watched = []
+            for value in wanted:
+                newest = latest.get(value)
+                row = newest if newest is not None and newest.retired_at is None else None
+                if row is None:
+                    row = Shipment(
+                        number=value,
+                        incarnation=newest.incarnation + 1 if newest is not None else 1,
+                        label=label,
+                        origin=by_value[value].country,
+                        destination=destination,
+                        tags=" ".join(sorted(tags or ())),
+                        created_at=now,
+                        next_poll_at=first_poll_at or now,
+                    )
+                    session.add(row)
+                else:
+                    row.label = label or row.label
+                    row.destination = destination or row.destination
+                    if tags is not None:
+                        row.tags = " ".join(sorted(tags))
+                    if not row.active:
+                        row.active = True
+                        row.next_poll_at = first_poll_at or now
+                        # Watched again from the CLI: a reload must not unwatch it again.
+                        row.watched_by = WATCHED_BY_CLI
+                watched.append(row)
             await session.flush()
-            return _view(row)
+            return [_view(row) for row in watched]
 
     async def unwatch(self, number: str) -> bool:
         """Stop polling; the history stays."""
@@ -401,10 +657,11 @@ class Store:
 
     async def shipments(self, *, include_inactive: bool = False) -> list[ShipmentView]:
         async with self._reads() as session:
-            query = select(Shipment).order_by(Shipment.number, Shipment.incarnation)
+            # Plain rows, no ORM objects: the daemon's housekeeping reads every shipment.
+            query = select(*_VIEW_COLUMNS).order_by(_SHIPMENTS.c.number, _SHIPMENTS.c.incarnation)
             if not include_inactive:
-                query = query.where(Shipment.active.is_(True))
-            rows = (await session.execute(query)).scalars().all()
+                query = query.where(_SHIPMENTS.c.active.is_(True))
+            rows = (await session.execute(query)).all()
             open_alerts = await session.execute(
                 select(Alert.subject, func.count())
                 .where(Alert.acknowledged_at.is_(None))
@@ -412,56 +669,52 @@ class Store:
             )
             # Not dict(result): a Result has .keys(), so dict() would treat it as a mapping.
             counts = {subject: int(count) for subject, count in open_alerts}
-            return [_view(row, counts.get(row.number, 0)) for row in rows]
+            return [_view_of(row, counts.get(row.number, 0)) for row in rows]
 
     async def history(self, shipment_id: int) -> tuple[TrackingEvent, ...]:
-        async with self._reads() as session:
-            rows = (
-                await session.execute(
-                    select(Event).where(Event.shipment_id == shipment_id).order_by(Event.seq, Event.id)
-                )
-            ).scalars()
-            return tuple(_event(row) for row in rows)
+        params = {"shipment_id": shipment_id}
+        if self._worker is not None:
+            rows = await self._on_worker(lambda c: c.execute(_HISTORY, params).all(), write=False)
+        else:
+            async with self._read_engine.connect() as connection:
+                rows = (await connection.execute(_HISTORY, params)).all()
+        return tuple(_event_of(*row) for row in rows)
 
     async def histories(self, shipment_ids: Sequence[int]) -> dict[int, tuple[TrackingEvent, ...]]:
         """Several shipments' histories in one query (a list page covers ten at a time)."""
-        found: dict[int, list[TrackingEvent]] = {sid: [] for sid in shipment_ids}
         if not shipment_ids:
             return {}
-        async with self._reads() as session:
-            rows = await session.execute(
-                select(Event)
-                .where(Event.shipment_id.in_(list(shipment_ids)))
-                .order_by(Event.shipment_id, Event.seq, Event.id)
-            )
-            for row in rows.scalars():
-                found[row.shipment_id].append(_event(row))
+        found: dict[int, list[TrackingEvent]] = {sid: [] for sid in shipment_ids}
+        params = {"shipment_ids": list(shipment_ids)}
+        if self._worker is not None:
+            rows = await self._on_worker(lambda c: c.execute(_HISTORIES, params).all(), write=False)
+        else:
+            async with self._read_engine.connect() as connection:
+                rows = (await connection.execute(_HISTORIES, params)).all()
+        for shipment_id, *event in rows:
+            found[shipment_id].append(_event_of(*event))
         return {sid: tuple(events) for sid, events in found.items()}
 
     async def record_unchanged(
         self, polls: Sequence[tuple[int, dt.datetime | None]], *, now: dt.datetime, owner: str
     ) -> int:
-        """Polls that found nothing new, in one transaction: only the polling state moves.
-        Returns how many were still ours (a lost lease leaves that row alone)."""
+        """Polls that found nothing new, in one transaction of one statement: only the polling
+        state moves. Returns how many were still ours (a lost lease leaves that row alone)."""
         if not polls:
             return 0
-        done = 0
-        async with self._write() as session:
-            for shipment_id, next_poll_at in polls:
-                result = await session.execute(
-                    update(Shipment)
-                    .where(Shipment.id == shipment_id, Shipment.leased_by == owner)
-                    .values(
-                        last_polled_at=now,
-                        next_poll_at=next_poll_at,
-                        consecutive_failures=0,
-                        last_error=None,
-                        leased_by=None,
-                        lease_until=None,
-                    )
-                )
-                done += int(result.rowcount)  # type: ignore[attr-defined]
-        return done
+        statement = _UNCHANGED.get(len(polls))
+        if statement is None:
+            statement = _UNCHANGED.setdefault(len(polls), _unchanged_statement(len(polls)))
+        params: dict[str, object] = {"owner": owner, "now": now}
+        for k, (shipment_id, next_poll_at) in enumerate(polls):
+            params[f"id_{k}"] = shipment_id
+            params[f"due_{k}"] = next_poll_at
+        if self._worker is not None:
+            chosen = statement
+            return await self._on_worker(lambda c: int(c.execute(chosen, params).rowcount), write=True)
+        async with self._write_connection() as connection:
+            result = await connection.execute(statement, params)
+            return int(result.rowcount)
 
     async def release_all_leases(self) -> tuple[int, int]:
         """Hand back every lease: for a sole instance (SQLite's lock guarantees one) starting up,
@@ -534,27 +787,33 @@ class Store:
     # --- polling ---------------------------------------------------------------------
 
     async def claim_due(
-        self, *, owner: str, now: dt.datetime, limit: int, lease: dt.timedelta
+        self,
+        *,
+        owner: str,
+        now: dt.datetime,
+        limit: int,
+        lease: dt.timedelta,
+        due_by: dt.datetime | None = None,
     ) -> list[ShipmentView]:
-        """Lease up to `limit` due shipments to `owner`.
+        """Lease up to `limit` shipments due by `due_by` (default `now`) to `owner`.
 
         On PostgreSQL, SKIP LOCKED lets several instances claim disjoint rows at once; the
         lease brings a crashed owner's rows back once it expires. On SQLite the writer lock
         (BEGIN IMMEDIATE) gives the same exclusion.
         """
-        due = (
-            select(Shipment.id)
-            .where(
-                Shipment.active.is_(True),
-                Shipment.next_poll_at <= now,
-                (Shipment.lease_until.is_(None)) | (Shipment.lease_until < now),
-            )
-            .order_by(Shipment.next_poll_at, Shipment.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-        rows = await self._lease(Shipment, due, leased_by=owner, lease_until=now + lease)
-        return sorted((_view(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
+        params = {
+            "now": now,
+            "due_by": due_by or now,
+            "limit": limit,
+            "owner": owner,
+            "lease_until": now + lease,
+        }
+        if self._worker is not None:
+            rows = await self._on_worker(lambda c: c.execute(_CLAIM_DUE, params).all(), write=True)
+        else:
+            async with self._write_connection() as connection:
+                rows = (await connection.execute(_CLAIM_DUE, params)).all()
+        return sorted((_view_of(row) for row in rows), key=lambda v: (v.next_poll_at or now, v.id))
 
     async def _lease(self, model: type[_Leased], due: Select[int], **values: object) -> list[_Leased]:
         """Update the rows `due` selects (locked, SKIP LOCKED on PostgreSQL) and return them, in
@@ -1044,6 +1303,8 @@ class Store:
             result = await session.execute(statement)
             new = int(result.rowcount)  # type: ignore[attr-defined]
             created += new
+            if new and state is OutboxState.PENDING and draft.error is None:
+                session.info[_QUEUED] = True
             if new and draft.error is not None:
                 # One alert per template and language: a broken template counts up, not floods.
                 await self._raise(
@@ -1153,7 +1414,9 @@ class Store:
                 .where(OutboxMessage.state == str(OutboxState.HELD))
                 .values(state=str(OutboxState.PENDING), next_attempt_at=now)
             )
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            released = int(result.rowcount)  # type: ignore[attr-defined]
+            session.info[_QUEUED] = released > 0
+            return released
 
     async def known_dedup_keys(self, keys: Sequence[str]) -> set[str]:
         if not keys:
@@ -1308,7 +1571,9 @@ class Store:
             if message_ids is not None:
                 statement = statement.where(OutboxMessage.id.in_(list(message_ids)))
             result = await session.execute(statement)
-            return int(result.rowcount)  # type: ignore[attr-defined]
+            retried = int(result.rowcount)  # type: ignore[attr-defined]
+            session.info[_QUEUED] = retried > 0
+            return retried
 
     async def outbox_depth(self) -> dict[str, int]:
         async with self._reads() as session:
@@ -1770,6 +2035,45 @@ class Store:
                 return None
             holder = await session.execute(select(Shipment.leased_by).where(Shipment.id == shipment_id))
             return str(holder.scalar_one_or_none() or "another process")
+
+    async def take_leases(
+        self,
+        shipment_ids: Sequence[int],
+        *,
+        owner: str,
+        now: dt.datetime,
+        lease: dt.timedelta,
+        stale: Callable[[str], bool] = lambda _holder: False,
+    ) -> dict[int, str | None]:
+        """`take_lease` for many shipments in one transaction: per id, None when taken, else
+        who holds it. A holder for which `stale(holder)` is true (known dead) is taken over."""
+        ids = list(dict.fromkeys(shipment_ids))
+        holders: dict[int, str | None] = {}
+        async with self._write() as session:
+            current: list[tuple[int, str | None, dt.datetime | None]] = []
+            for start in range(0, len(ids), _IN_CHUNK):
+                query = (
+                    select(Shipment.id, Shipment.leased_by, Shipment.lease_until)
+                    .where(Shipment.id.in_(ids[start : start + _IN_CHUNK]))
+                    .with_for_update()
+                )
+                current.extend((int(i), by, until) for i, by, until in await session.execute(query))
+            free = []
+            for shipment_id, holder, until in current:
+                if until is None or until < now or (holder is not None and stale(holder)):
+                    free.append(shipment_id)
+                else:
+                    holders[shipment_id] = holder or "another process"
+            for start in range(0, len(free), _IN_CHUNK):
+                await session.execute(
+                    update(Shipment)
+                    .where(Shipment.id.in_(free[start : start + _IN_CHUNK]))
+                    .values(leased_by=owner, lease_until=now + lease),
+                    execution_options={"synchronize_session": False},
+                )
+        for shipment_id in ids:
+            holders.setdefault(shipment_id, None)
+        return holders
 
     # --- operator board --------------------------------------------------------------
 

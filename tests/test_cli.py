@@ -188,3 +188,34 @@ def test_simulator_refuses_a_busy_port_cleanly() -> None:
     assert result.returncode == 1
     assert "cannot listen" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_check_latest_reads_one_list_page_per_ten_numbers() -> None:
+    import dataclasses
+
+    from notifier.client import LIST_PATH
+    from notifier.numbers import s10_check_digit
+
+    ems = builtin_journeys()[0]
+    copies = [
+        dataclasses.replace(ems, number=f"EJ{n:08d}{s10_check_digit(f'{n:08d}')}JP", revealed=3)
+        for n in range(42_000_000, 42_000_012)
+    ]
+    simulator = Simulator(copies)
+    numbers = [j.number for j in copies]
+    with SimulatorServer(simulator) as server:
+        base = ["--base-url", server.base_url, "--request-interval", "0"]
+        as_json = run("check", "--latest", *numbers, *base, "--json")
+        as_text = run("check", "--latest", *numbers[:2], *base)
+    assert as_json.returncode == 0, as_json.stderr
+    assert [(r.path, len(r.numbers)) for r in simulator.requests[:2]] == [(LIST_PATH, 10), (LIST_PATH, 2)]
+    entries = json.loads(as_json.stdout)
+    assert [e["number"] for e in entries] == numbers
+    for entry in entries:
+        (item,) = entry["page"]["items"]  # its own item of the list page
+        assert item["number"] == entry["number"]
+        assert [e["status"] for e in item["events"]] == [ems.scans[2].status_en]  # the latest only
+    assert as_text.returncode == 0, as_text.stderr
+    assert all(f"{n}  " in as_text.stdout for n in numbers[:2])
+    assert ems.scans[2].status_en in as_text.stdout
+    assert ems.scans[0].status_en not in as_text.stdout

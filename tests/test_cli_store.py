@@ -230,3 +230,55 @@ def test_a_lease_of_a_dead_process_on_this_machine_is_stale() -> None:
     assert not dead_here(f"poll:{host}:{os.getpid()}")  # alive
     assert not dead_here(f"poll:elsewhere.example:{gone.pid}")  # another machine: cannot tell
     assert not dead_here("another process")
+
+
+def test_poll_of_many_numbers_reads_one_list_page_per_ten_and_details_only_for_news(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    import dataclasses
+
+    from notifier.client import DETAIL_PATH, LIST_PATH
+    from notifier.numbers import s10_check_digit
+
+    ems = builtin_journeys()[0]
+    copies = [
+        dataclasses.replace(ems, number=f"EJ{n:08d}{s10_check_digit(f'{n:08d}')}JP", revealed=2)
+        for n in range(41_000_000, 41_000_025)
+    ]
+    simulator = Simulator(copies)
+    numbers = [j.number for j in copies]
+    with SimulatorServer(simulator) as server:
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f'[database]\nurl = "{db_url}"\n[japanpost]\nbase_url = "{server.base_url}"\nrequest_interval = 0\n',
+            encoding="utf-8",
+        )
+        opts = ["--config", str(config)]
+        # Never seen: a detail page each.
+        assert main(["poll", *numbers, *opts]) == 0
+        assert [r.path for r in simulator.requests] == [DETAIL_PATH] * 25
+        assert capsys.readouterr().out.count("2 new event(s)") == 25
+
+        # Nothing new: three list pages (10 + 10 + 5 numbers) settle all 25.
+        simulator.reset_requests()
+        assert main(["poll", *numbers, *opts]) == 0
+        assert [(r.path, len(r.numbers)) for r in simulator.requests] == [(LIST_PATH, 10)] * 2 + [
+            (LIST_PATH, 5)
+        ]
+        out = capsys.readouterr().out
+        assert all(f"{n}: 0 new event(s), stage outward_exchange" in out for n in numbers)
+
+        # One moved on: the list pages, then its detail page only.
+        simulator.reset_requests()
+        simulator.advance(numbers[13])
+        assert main(["poll", *numbers, *opts]) == 0
+        assert [r.path for r in simulator.requests] == [LIST_PATH] * 3 + [DETAIL_PATH]
+        assert simulator.requests[-1].numbers == (numbers[13],)
+        assert f"{numbers[13]}: 1 new event(s)" in capsys.readouterr().out
+
+        # An unreadable list page: each of its numbers gets its own detail request, as before.
+        simulator.reset_requests()
+        simulator.set_fault(Fault.MAINTENANCE)
+        assert main(["poll", *numbers[:3], *opts]) == 1
+        assert [r.path for r in simulator.requests] == [LIST_PATH] + [DETAIL_PATH] * 3
+        assert capsys.readouterr().out.count("(failure 1)") == 3

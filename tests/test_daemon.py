@@ -323,6 +323,37 @@ def test_second_instance_on_the_same_sqlite_database_is_refused(
         assert first.stop() == 0
 
 
+@pytest.mark.timeout(180)
+def test_mail_queued_by_a_poll_is_sent_at_once_not_at_the_send_jobs_next_tick(
+    tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
+) -> None:
+    simulator, jp, smtp, _ = world
+    simulator.advance(steps=2)  # the EMS has left Japan: its first poll queues a message
+    config = tmp_path / "notifier.toml"
+    # Both jobs tick every 300 s; each runs its first poll at start, the send job not before
+    # its first tick: only the wake-up on commit can send the message within the test.
+    text = config_text(f"sqlite:///{tmp_path / 'wake.db'}", jp.base_url, smtp.port)
+    config.write_text(text.replace('tick = "0.3s"', 'tick = "300s"'), encoding="utf-8")
+    upgrade = subprocess.run(
+        [sys.executable, "-m", "notifier", "db", "upgrade", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert upgrade.returncode == 0, upgrade.stderr
+    run = Run(config)
+    try:
+        wait_for(ready_check(run), 30, "READY")
+        wait_for(
+            lambda: ("customer@example.com", EMS) in stages_of(smtp),
+            120,
+            lambda: f"the EMS message before the send job's first tick (got {stages_of(smtp)})",
+        )
+        assert "outbox: sent=" in run.output()
+    finally:
+        assert run.stop() == 0, run.output()
+
+
 @pytest.mark.timeout(300)
 def test_unreadable_pages_pause_customer_mail_with_one_alert(
     db_url: str, tmp_path: Path, world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]

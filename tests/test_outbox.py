@@ -613,3 +613,36 @@ async def test_a_later_message_about_the_same_parcel_never_overtakes_an_earlier_
     assert await store.mark_sent(first[0].id, owner="a", now=T0, reply="250 ok")
     second = await store.claim_outbox(owner="b", now=T0, limit=10, lease=dt.timedelta(minutes=5))
     assert [i.dedup_key for i in second] == ["test:2"]
+
+
+async def test_listeners_hear_of_pending_mail_after_its_commit_only(store: Store) -> None:
+    """What wakes the daemon's sender: every commit that makes mail pending, after the commit
+    (so the sender finds it), and nothing else."""
+    heard: list[int] = []
+    store.on_queued(lambda: heard.append(1))
+    assert await store.enqueue([message(1)], now=T0) == 1
+    assert heard == [1]
+    assert await store.enqueue([message(1)], now=T0) == 0  # nothing new: no wake-up
+    assert heard == [1]
+    await store.raise_alert("test", "an alert is not mail", now=T0)
+    assert heard == [1]
+
+    # A message that could not be built is stored failed, with nothing to send; retrying it is.
+    failing = dataclasses.replace(message(2), error="template broken")
+    assert await store.enqueue([failing], now=T0) == 1
+    assert heard == [1]
+    assert await store.retry_failed(None, now=T0) == 1
+    assert heard == [1, 1]
+
+
+async def test_a_failing_listener_does_not_undo_the_commit(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    def broken() -> None:
+        raise RuntimeError("listener bug")
+
+    store.on_queued(broken)
+    with caplog.at_level(logging.ERROR):
+        assert await store.enqueue([message(1)], now=T0) == 1
+    assert [i.state for i in await store.outbox()] == [OutboxState.PENDING]
+    assert "queued-mail listener failed" in caplog.text

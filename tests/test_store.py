@@ -366,3 +366,22 @@ async def test_batched_reads_and_unchanged_polls_respect_leases(store: Store) ->
     assert (view.next_poll_at, view.last_polled_at) == (later, later)
     assert len(await store.history(first.id)) == 3  # nothing but the polling state moved
     assert await store.count_active() == 2
+
+
+async def test_claim_takes_what_falls_due_by_the_given_time_and_no_later(store: Store) -> None:
+    """The daemon claims at each tick what falls due before the next one (`due_by`)."""
+    soon = await store.watch(parse_number(NUMBER), now=T0, first_poll_at=T0 + dt.timedelta(seconds=3))
+    later = await store.watch(
+        parse_number("EJ123456785JP"), now=T0, first_poll_at=T0 + dt.timedelta(seconds=30)
+    )
+    lease = dt.timedelta(minutes=5)
+    assert await store.claim_due(owner="me", now=T0, limit=10, lease=lease) == []
+    claimed = await store.claim_due(
+        owner="me", now=T0, limit=10, lease=lease, due_by=T0 + dt.timedelta(seconds=5)
+    )
+    assert [v.id for v in claimed] == [soon.id]
+    assert claimed[0].next_poll_at == T0 + dt.timedelta(seconds=3)
+    rest = await store.claim_due(
+        owner="me", now=T0, limit=10, lease=lease, due_by=T0 + dt.timedelta(minutes=1)
+    )
+    assert [v.id for v in rest] == [later.id]  # the first is leased already
