@@ -246,8 +246,7 @@ class AlertDesk:
         ]
         self.undelivered = stuck[0][1] if stuck else None
         for item, error in stuck:
-            # Not tried yet: the status line says so now; the log line comes with its attempt.
-            if not item.last_error or self._reported.get(item.id) == error:
+            if self._reported.get(item.id) == error:
                 continue
             self._reported[item.id] = error or ""
             logger.error(
