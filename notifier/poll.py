@@ -39,6 +39,7 @@ from notifier.rules import (
     ShipmentFacts,
     notifications_for_change,
     notifications_for_time,
+    old_news,
 )
 from notifier.stages import Stage
 from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
@@ -192,6 +193,17 @@ async def poll_detail(
     # For the tracking page: the same words the messages just quoted (a crash before this
     # write only leaves the page on the English wording, which it then says).
     await store.save_wordings(shipment.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
+    if change.transitions and not outbox:
+        stale = old_news(change, facts(shipment, item), notifier.rules, now)
+        if stale:
+            # Else an operator trying old journeys (the simulator's) sees only queued=0.
+            logger.info(
+                "poll number=%s: %d stage change(s) not announced: older than max_event_age (%s)",
+                shipment.number,
+                stale,
+                notifier.rules.max_event_age,
+                extra={"action": "old_news", "number": shipment.number},
+            )
     # One line per poll, key=value, for journald and grep.
     logger.info(
         "poll number=%s layout=%s new_events=%d stage=%s queued=%d%s anomalies=%s",

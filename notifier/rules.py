@@ -194,6 +194,17 @@ def merge_rules(defaults: Iterable[Rule], overrides: Iterable[Rule]) -> tuple[Ru
     return tuple(by_name.values())
 
 
+def old_news(change: Change, shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime) -> int:
+    """How many of the change's stage entries a rule would announce but are older than
+    `max_event_age`: old news, never sent, and worth saying so in the poll's log line."""
+    return sum(
+        1
+        for t in change.transitions
+        if _first_rule(config.rules, t.to_stage, shipment) is not None
+        and _too_old(t.event, now, config.max_event_age)
+    )
+
+
 def notifications_for_change(
     change: Change,
     shipment: ShipmentFacts,

@@ -21,6 +21,7 @@ from notifier.rules import (
     merge_rules,
     notifications_for_change,
     notifications_for_time,
+    old_news,
     quiet_until,
 )
 from notifier.stages import Stage
@@ -135,6 +136,17 @@ def test_old_events_are_not_announced() -> None:
     late = NOW + dt.timedelta(days=30)
     assert run(2, 3, now=late) == []
     assert run(2, 3, RulesConfig(max_event_age=dt.timedelta(days=60)), now=late) != []
+
+
+def test_old_news_counts_what_max_event_age_keeps_from_being_announced() -> None:
+    late = NOW + dt.timedelta(days=30)
+    change = diff_detail(HISTORY[:2], page(*HISTORY[:5]), NUMBER)  # departed, arrived, customs
+    assert old_news(change, SHIP, RulesConfig(), late) == 3
+    assert old_news(change, SHIP, RulesConfig(), NOW) == 0
+    assert old_news(change, SHIP, RulesConfig(max_event_age=dt.timedelta(days=60)), late) == 0
+    # A stage no rule announces is not news either way.
+    quiet = diff_detail(HISTORY[:1], page(*HISTORY[:2]), NUMBER)  # outward exchange: no rule
+    assert old_news(quiet, SHIP, RulesConfig(), late) == 0
 
 
 def test_backwards_changes_send_nothing() -> None:
