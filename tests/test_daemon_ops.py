@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import shutil
 import socket
 import sqlite3
 import subprocess
@@ -107,8 +108,12 @@ def alert_texts(smtp: SmtpServer) -> list[str]:
 
 @pytest.mark.timeout(240)
 def test_a_dead_site_is_emailed_at_once_and_its_recovery_once(
-    db_url: str, tmp_path: Path, jp: tuple[Simulator, SimulatorServer]
+    tmp_path: Path, jp: tuple[Simulator, SimulatorServer], sqlite_template: Path
 ) -> None:
+    # One backend: the alert rows' storage is tested on both in tests/test_alerting.py; this
+    # is the daemon's timing end to end (about 50 s).
+    shutil.copyfile(sqlite_template, tmp_path / "ops.db")
+    db_url = f"sqlite:///{tmp_path / 'ops.db'}"
     simulator, server = jp
     simulator.advance(steps=2)  # the EMS has left Japan: one customer message is due
     simulator.set_fault(Fault.SERVER_ERROR)

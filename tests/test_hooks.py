@@ -330,11 +330,14 @@ async def test_a_dead_heartbeat_endpoint_never_fails_a_cycle(
 
 @pytest.mark.timeout(180)
 def test_the_daemon_pings_its_heartbeat_and_posts_a_site_down_alert_by_webhook(
-    db_url: str,
     tmp_path: Path,
+    sqlite_template: Path,
     world: tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]],
     recorder: Recorder,
 ) -> None:
+    # One backend: what the hooks store is tested on both above; this is the daemon end to end.
+    shutil.copyfile(sqlite_template, tmp_path / "hooks.db")
+    db_url = f"sqlite:///{tmp_path / 'hooks.db'}"
     simulator, jp, smtp, _ = world
     extra = (
         f'operator_webhook = "{recorder.url}/services/{SECRET}"\n'
