@@ -93,6 +93,7 @@ def facts(view: ShipmentView, item: ItemResult | None = None) -> ShipmentFacts:
         stage=view.stage,
         stage_entered_at=view.stage_entered_at,
         last_changed_at=view.last_changed_at,
+        created_at=view.created_at,
     )
 
 

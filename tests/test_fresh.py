@@ -38,6 +38,7 @@ from notifier.rules import Notification, Recipient, RulesConfig, ShipmentFacts
 from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 from notifier.stages import Stage
 from notifier.store import ConfiguredWatch, OutboxDraft, OutboxItem, OutboxState, Store
+from tests import test_outbox
 from tests.smtp_server import SmtpServer
 
 T0 = dt.datetime(2026, 3, 10, 8, 0, tzinfo=dt.UTC)  # 17:00 in Tokyo
@@ -62,25 +63,10 @@ class Recording(Renderer):
         return super().render(context)
 
 
-class Clock:
-    def __init__(self, start: dt.datetime) -> None:
-        self.now = start
-
-    def __call__(self) -> dt.datetime:
-        return self.now
-
-
-@pytest.fixture
-async def store(db_url: str) -> AsyncIterator[Store]:
-    store = await Store.open(db_url)
-    yield store
-    await store.close()
-
-
-@pytest.fixture
-def smtp() -> Iterator[SmtpServer]:
-    with SmtpServer() as server:
-        yield server
+# The outbox tests' store (each backend), SMTP server and settable clock.
+store = test_outbox.store
+smtp = test_outbox.smtp
+Clock = test_outbox.Clock
 
 
 @pytest.fixture

@@ -14,11 +14,12 @@ from notifier.compose import MailSettings, context_for
 from notifier.mailer import build_message
 from notifier.messages import RenderedMessage, Template
 from notifier.model import ContactOffice, EventTime, TrackingEvent
+from notifier.poll import facts
 from notifier.render import Renderer, journey
 from notifier.rules import Notification, Recipient
 from notifier.stages import Stage, stage_info
 from notifier.store import ShipmentView
-from notifier.web.pages import UnsubscribePage, facts, tracking_page
+from notifier.web.pages import UnsubscribePage, tracking_page
 from notifier.web.tokens import Links, Purpose, Signer
 
 SIGNER = Signer("a secret for the page tests, long enough")

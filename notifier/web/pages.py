@@ -11,7 +11,8 @@ from notifier.compose import MailSettings, context_for, tracking_url
 from notifier.localize import PageWording
 from notifier.messages import EventLine, MessageContext, Template
 from notifier.model import ContactOffice, TrackingEvent
-from notifier.rules import Notification, Recipient, ShipmentFacts
+from notifier.poll import facts
+from notifier.rules import Notification, Recipient
 from notifier.store import ShipmentView
 
 LOCALES = ("en", "ja")
@@ -46,22 +47,6 @@ class TrackingPage:
             page_unsubscribe_url=self.unsubscribe_url,
         )
         return names
-
-
-def facts(shipment: ShipmentView) -> ShipmentFacts:
-    return ShipmentFacts(
-        id=shipment.id,
-        number=shipment.number,
-        label=shipment.label,
-        item_type=shipment.item_type,
-        origin=shipment.origin,
-        destination=shipment.destination,
-        tags=shipment.tags,
-        stage=shipment.stage,
-        stage_entered_at=shipment.stage_entered_at,
-        last_changed_at=shipment.last_changed_at,
-        created_at=shipment.created_at,
-    )
 
 
 def tracking_page(
