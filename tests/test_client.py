@@ -195,7 +195,11 @@ async def test_requests_are_paced_globally(simulator: Simulator, sim_server: Sim
     times = [r.at for r in simulator.requests]
     assert len(times) == 5
     gaps = [b - a for a, b in itertools.pairwise(times)]
-    assert min(gaps) >= 0.2, gaps
+    # Arrival times are read at the server: the first request also opens the connection, so its
+    # arrival can lag its release by tens of milliseconds on a loaded machine and shorten the
+    # first gap only. The later gaps, and the span, show the pace.
+    assert min(gaps[1:]) >= 0.2, gaps
+    assert times[-1] - times[0] >= 4 * 0.2, gaps
 
 
 def test_allowed_hosts() -> None:
