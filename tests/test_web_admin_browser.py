@@ -10,7 +10,6 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -20,7 +19,7 @@ from notifier.store import Store
 from notifier.web.admin import admin_routes
 from notifier.web.app import build_app
 from notifier.web.state import DaemonView
-from tests.test_web_admin import NUMBER_A, NUMBER_B, PASSWORD, board_settings, seed
+from tests.test_web_admin import NUMBER_A, NUMBER_B, PASSWORD, View, board_settings, seed
 from tests.web_server import serving_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,7 +48,7 @@ def board(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, str, dic
         store = await Store.open(url)
         try:
             ids.update(await seed(store, dt.datetime.now(dt.UTC)))
-            view = cast(DaemonView, SimpleNamespace(store=store, settings=board_settings()))
+            view = cast(DaemonView, View(store, board_settings()))
             yield build_app(view, extra_routes=admin_routes(view))
         finally:
             await store.close()
