@@ -152,6 +152,8 @@ class AlertRow:
     id: int
     kind: str
     subject: str
+    # The subject is a shipment's tracking number.
+    about_shipment: bool
     message: str
     count: int
     first_seen: str
@@ -302,11 +304,14 @@ def shipment_row(
     )
 
 
-def alert_row(alert: AlertView, now: dt.datetime) -> AlertRow:
+def alert_row(alert: AlertView, now: dt.datetime, numbers: frozenset[str] = frozenset()) -> AlertRow:
+    """An alert as listed; `numbers` are the tracking numbers the board knows (a subject that is
+    one links its parcel's page)."""
     return AlertRow(
         id=alert.id,
         kind=alert.kind,
         subject=alert.subject,
+        about_shipment=alert.subject in numbers,
         message=alert.message,
         count=alert.count,
         first_seen=when(alert.first_seen_at, now),
@@ -356,6 +361,7 @@ def build_board(
         now,
     )
     stalled = [view for view in matching if stall_of(view, stalls, now)]
+    numbers = frozenset(view.number for view in snapshot.shipments)
 
     def rows(views: Sequence[ShipmentView]) -> tuple[ShipmentRow, ...]:
         return tuple(
@@ -375,7 +381,9 @@ def build_board(
         matching=len(matching),
         stalled=rows(stalled),
         stalled_matching=len(stalled),
-        alerts=tuple(alert_row(alert, now) for alert in snapshot.alerts if filters.alert(alert))[:SHOWN],
+        alerts=tuple(alert_row(alert, now, numbers) for alert in snapshot.alerts if filters.alert(alert))[
+            :SHOWN
+        ],
         outbox=tuple(outbox_row(item, policy, now) for item in waiting[:SHOWN]),
         suppressions=tuple(
             SuppressionRow(email=email, reason=reason, since=when(since, now))
