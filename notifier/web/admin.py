@@ -539,7 +539,7 @@ _BANNER_WORDS: Mapping[str, tuple[str, str, str]] = {
         "Customer mail is paused (kill switch)",
         "No customer gets any email: Japan Post's pages cannot be read, so nothing read from them "
         "is trusted. Messages are held, not lost, and go out once pages read again.",
-        "Read the site_unrecognized alert below; open a parcel on the Japan Post site in a browser "
+        "Read the site_unrecognized alert on the board; open a parcel on the Japan Post site in a browser "
         "(maintenance, a block page or a redesign). It lifts by itself when pages read again; "
         "after a redesign, update notifier.",
     ),
