@@ -1555,6 +1555,17 @@ class Store:
                 query = query.where(OutboxMessage.rule == rule)
             return [_outbox_item(row) for row in (await session.execute(query)).scalars()]
 
+    async def outbox_for(self, number: str, *, limit: int = 200) -> list[OutboxItem]:
+        """Every message about `number`, whatever its state, newest first (the board's parcel page)."""
+        async with self._reads() as session:
+            query = (
+                select(OutboxMessage)
+                .where(OutboxMessage.number == number)
+                .order_by(OutboxMessage.id.desc())
+                .limit(limit)
+            )
+            return [_outbox_item(row) for row in (await session.execute(query)).scalars()]
+
     async def outbox_item(self, message_id: int) -> OutboxItem | None:
         async with self._reads() as session:
             row = await session.get(OutboxMessage, message_id)

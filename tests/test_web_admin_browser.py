@@ -1,5 +1,6 @@
 """The operator board in headless Chromium with JavaScript off: log in, filter, acknowledge an alert
-by clicking, and no horizontal scrolling on a 375 px phone."""
+by clicking, no horizontal scrolling on a 375 px phone, tracking numbers on one line at 1280 and
+375 px, the health banners, and the confirmation before unsubscribing from all mail."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import os
 import shutil
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any, cast
 
 import pytest
@@ -20,7 +20,8 @@ from notifier.store import Store
 from notifier.web.admin import admin_routes
 from notifier.web.app import build_app
 from notifier.web.state import DaemonView
-from tests.test_web_admin import NUMBER_A, NUMBER_B, PASSWORD, board_settings, seed
+from tests.test_web_admin import NUMBER_A, NUMBER_B, PASSWORD, View, board_settings, seed
+from tests.test_web_admin_need import DELIVERED, watch_delivered
 from tests.web_server import serving_in_thread
 
 CHROMIUM = Path("/usr/bin/chromium")
@@ -49,7 +50,7 @@ def board(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, str, dic
         store = await Store.open(url)
         try:
             ids.update(await seed(store, dt.datetime.now(dt.UTC)))
-            view = cast(DaemonView, SimpleNamespace(store=store, settings=board_settings()))
+            view = cast(DaemonView, View(store, board_settings()))
             yield build_app(view, extra_routes=admin_routes(view))
         finally:
             await store.close()
@@ -151,3 +152,117 @@ def test_log_in_filter_acknowledge_and_fit_a_phone(
     content, viewport = overflow(browser, 375)
     assert viewport == 375
     assert content <= viewport, f"the board is {content}px wide at {viewport}px"
+
+
+@pytest.fixture
+def needy_board(tmp_path: Path, sqlite_template: Path) -> Iterator[tuple[str, str]]:
+    """The seeded board plus a delivered EMS parcel, with the kill switch on and the circuit
+    open: (base URL, database URL)."""
+    path = tmp_path / "needy.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"sqlite:///{path}"
+
+    @contextlib.asynccontextmanager
+    async def app() -> AsyncIterator[ASGIApp]:
+        store = await Store.open(url)
+        try:
+            await seed(store, dt.datetime.now(dt.UTC))
+            await watch_delivered(store)
+            view = View(store, board_settings())
+            view.notifier.paused = True
+            view.breaker.failure(dt.datetime.now(dt.UTC), retry_after=600)
+            daemon = cast(DaemonView, view)
+            yield build_app(daemon, extra_routes=admin_routes(daemon))
+        finally:
+            await store.close()
+
+    with serving_in_thread(app) as base:
+        yield base, url
+
+
+def fragments(driver: Any, selector: str) -> list[int]:
+    """How many line boxes each element matching `selector` is laid out in (2 or more: it
+    wraps), asked of the browser through DevTools: the page runs no script."""
+    root = driver.execute_cdp_cmd("DOM.getDocument", {"depth": 0})["root"]["nodeId"]
+    nodes = driver.execute_cdp_cmd("DOM.querySelectorAll", {"nodeId": root, "selector": selector})["nodeIds"]
+    return [len(driver.execute_cdp_cmd("DOM.getContentQuads", {"nodeId": n})["quads"]) for n in nodes]
+
+
+def at_width(driver: Any, width: int) -> tuple[float, float]:
+    """(content width, viewport width) of the page reloaded at `width` (a phone below 600)."""
+    driver.execute_cdp_cmd(
+        "Emulation.setDeviceMetricsOverride",
+        {"width": width, "height": 900, "deviceScaleFactor": 1, "mobile": width < 600},
+    )
+    driver.refresh()
+    metrics = driver.execute_cdp_cmd("Page.getLayoutMetrics", {})
+    return metrics["cssContentSize"]["width"], metrics["cssLayoutViewport"]["clientWidth"]
+
+
+@pytest.mark.timeout(240)
+def test_numbers_never_wrap_banners_show_and_unsubscribing_asks_first(
+    browser: Any, needy_board: tuple[str, str]
+) -> None:
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support import expected_conditions as until
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def wait(condition: Any) -> None:
+        WebDriverWait(browser, 30).until(condition)
+
+    base, url = needy_board
+    browser.get(f"{base}/admin/login")
+    browser.find_element(By.ID, "password").send_keys(PASSWORD)
+    browser.find_element(By.CSS_SELECTOR, "form button[type=submit]").click()
+    wait(until.url_to_be(f"{base}/admin/"))
+    # Each tracking number in the shipment rows (the first thing in the row's first cell), and an
+    # alert's subject when it is a parcel's number.
+    numbers = "tr[id^=shipment-] td:first-child > :first-child, #alerts td[data-label=Subject] > .number"
+    for path in ("/admin/", f"/admin/shipments/{DELIVERED}"):
+        browser.get(f"{base}{path}")
+        banners = browser.find_element(By.ID, "banners").text
+        assert "Customer mail is paused (kill switch)" in banners, path
+        assert "Japan Post's site is not answering" in banners, path
+        for width in (1280, 375):
+            content, viewport = at_width(browser, width)
+            assert width - 20 <= viewport <= width  # less a desktop scroll bar
+            assert content <= viewport, f"{path} is {content}px wide at {viewport}px"
+            if path == "/admin/":
+                lines = fragments(browser, numbers)
+                assert len(lines) == 4  # three shipments, one alert about a parcel
+                assert lines == [1, 1, 1, 1], f"a number wraps at {width}px: {lines}"
+            else:
+                assert fragments(browser, "h1 .number") == [1]
+    # The delivered parcel's row offers no Poll now; the others do.
+    at_width(browser, 1280)
+    browser.get(f"{base}/admin/")
+    row = browser.find_element(By.ID, f"shipment-{DELIVERED}")
+    assert not row.find_elements(By.XPATH, ".//button[text()='Poll now']")
+    assert browser.find_element(By.ID, f"shipment-{NUMBER_A}").find_elements(
+        By.XPATH, ".//button[text()='Poll now']"
+    )
+
+    # Unsubscribe: a page that asks first; the box must be ticked (no script needed for that).
+    row = browser.find_element(By.ID, f"shipment-{NUMBER_B}")
+    row.find_element(By.XPATH, ".//button[text()='Unsubscribe']").click()
+    wait(until.presence_of_element_located((By.ID, "confirm-all")))
+    assert "from all mail?" in browser.find_element(By.TAG_NAME, "h1").text
+    browser.find_element(By.ID, "unsubscribe-all").click()
+    assert browser.find_elements(By.ID, "confirm-all")  # not ticked: the form did not go
+    assert suppressed(url, "carol@example.com") is False
+    browser.find_element(By.ID, "confirm-all").click()
+    browser.find_element(By.ID, "unsubscribe-all").click()
+    wait(until.presence_of_element_located((By.ID, "flash")))
+    assert "carol@example.com unsubscribed" in browser.find_element(By.ID, "flash").text
+    assert suppressed(url, "carol@example.com") is True
+
+
+def suppressed(url: str, address: str) -> bool:
+    async def read() -> bool:
+        store = await Store.open(url)
+        try:
+            return bool(await store.suppressed_among([address]))
+        finally:
+            await store.close()
+
+    return asyncio.run(read())

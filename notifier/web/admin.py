@@ -7,6 +7,8 @@ import base64
 import binascii
 import collections
 import datetime as dt
+import email
+import email.policy
 import hashlib
 import hmac
 import logging
@@ -25,11 +27,13 @@ from starlette.routing import BaseRoute, Route
 
 from notifier.cli_mail import goes_note, outbox_policy
 from notifier.mailer import AddressError, validate_address
+from notifier.model import TrackingEvent
 from notifier.outbox import OutboxPolicy, expected_send
 from notifier.render import templates_root
 from notifier.rules import StallRule
 from notifier.stages import Stage, stage_info
 from notifier.store import AlertView, OutboxItem, OutboxState, ShipmentView, Store
+from notifier.web.ops import circuit_open, health, health_snapshot
 from notifier.web.password import PasswordHash
 from notifier.web.state import DaemonView
 
@@ -137,6 +141,10 @@ class ShipmentRow:
     open_alerts: int
     # Why it counts as stalled ("" when it does not).
     stalled: str
+    # Where it sorts (see NEED): 0 open alerts ... 4 finished.
+    need: int
+    # Delivered, returned or no longer watched: nothing left to poll for.
+    finished: bool
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -144,6 +152,8 @@ class AlertRow:
     id: int
     kind: str
     subject: str
+    # The subject is a shipment's tracking number.
+    about_shipment: bool
     message: str
     count: int
     first_seen: str
@@ -222,6 +232,52 @@ def stall_of(view: ShipmentView, stalls: Mapping[Stage, StallRule], now: dt.date
     return f"no news for {days:.0f} days in {view.stage} (stall after {limit:g}){normal}"
 
 
+# The board's row order, by what needs the operator first:
+#   0. open alerts: something already went wrong and says so;
+#   1. stalled: no news for longer than the stage's stall rule;
+#   2. stages where someone has to act: those stages.py marks customer_action (customs,
+#      attempted delivery, retention, ready for pickup, investigation), plus returning (the
+#      shop gets the parcel back: refund or re-ship) and unknown (a status nobody mapped yet,
+#      to be read by a person);
+#   3. everything else still on its way;
+#   4. finished: terminal stages (delivered, returned) and shipments no longer watched.
+NEED_ALERTS, NEED_STALLED, NEED_ACTION, NEED_MOVING, NEED_FINISHED = range(5)
+OPERATOR_STAGES = frozenset({Stage.RETURNING, Stage.UNKNOWN})
+
+
+def finished(view: ShipmentView) -> bool:
+    """Nothing left to ask Japan Post about: delivered, returned, or no longer watched."""
+    return stage_info(view.stage).terminal or not view.active
+
+
+def need(view: ShipmentView, stalled: bool) -> int:
+    """The shipment's place in the board's order (NEED_*); pure."""
+    if view.open_alerts:
+        return NEED_ALERTS
+    if finished(view):
+        return NEED_FINISHED
+    if stalled:
+        return NEED_STALLED
+    if stage_info(view.stage).customer_action or view.stage in OPERATOR_STAGES:
+        return NEED_ACTION
+    return NEED_MOVING
+
+
+def by_need(
+    views: Sequence[ShipmentView], stalls: Mapping[Stage, StallRule], now: dt.datetime
+) -> list[ShipmentView]:
+    """`views` in the board's order: by need, then the longest quiet first (finished ones: the
+    latest first), then by number."""
+
+    def key(view: ShipmentView) -> tuple[int, float, str]:
+        rank = need(view, bool(stall_of(view, stalls, now)))
+        quiet_since = view.last_changed_at or view.stage_entered_at
+        stamp = quiet_since.timestamp() if quiet_since is not None else 0.0
+        return rank, -stamp if rank == NEED_FINISHED else stamp, view.number
+
+    return sorted(views, key=key)
+
+
 def shipment_row(
     view: ShipmentView,
     subscribers: Sequence[str],
@@ -229,6 +285,7 @@ def shipment_row(
     stalls: Mapping[Stage, StallRule],
     now: dt.datetime,
 ) -> ShipmentRow:
+    stalled = stall_of(view, stalls, now)
     return ShipmentRow(
         number=view.number,
         label=view.label,
@@ -241,15 +298,20 @@ def shipment_row(
         failures=view.consecutive_failures,
         last_error=view.last_error or "",
         open_alerts=view.open_alerts,
-        stalled=stall_of(view, stalls, now),
+        stalled=stalled,
+        need=need(view, bool(stalled)),
+        finished=finished(view),
     )
 
 
-def alert_row(alert: AlertView, now: dt.datetime) -> AlertRow:
+def alert_row(alert: AlertView, now: dt.datetime, numbers: frozenset[str] = frozenset()) -> AlertRow:
+    """An alert as listed; `numbers` are the tracking numbers the board knows (a subject that is
+    one links its parcel's page)."""
     return AlertRow(
         id=alert.id,
         kind=alert.kind,
         subject=alert.subject,
+        about_shipment=alert.subject in numbers,
         message=alert.message,
         count=alert.count,
         first_seen=when(alert.first_seen_at, now),
@@ -288,10 +350,18 @@ def build_board(
     stalls: Mapping[Stage, StallRule],
 ) -> Board:
     """The board's rows from a store snapshot, narrowed by `filters`."""
-    matching = [
-        view for view in snapshot.shipments if filters.shipment(view, snapshot.subscribers.get(view.id, ()))
-    ]
+    # Sorted before the SHOWN cut: a long list never hides what needs the operator.
+    matching = by_need(
+        [
+            view
+            for view in snapshot.shipments
+            if filters.shipment(view, snapshot.subscribers.get(view.id, ()))
+        ],
+        stalls,
+        now,
+    )
     stalled = [view for view in matching if stall_of(view, stalls, now)]
+    numbers = frozenset(view.number for view in snapshot.shipments)
 
     def rows(views: Sequence[ShipmentView]) -> tuple[ShipmentRow, ...]:
         return tuple(
@@ -311,7 +381,9 @@ def build_board(
         matching=len(matching),
         stalled=rows(stalled),
         stalled_matching=len(stalled),
-        alerts=tuple(alert_row(alert, now) for alert in snapshot.alerts if filters.alert(alert))[:SHOWN],
+        alerts=tuple(alert_row(alert, now, numbers) for alert in snapshot.alerts if filters.alert(alert))[
+            :SHOWN
+        ],
         outbox=tuple(outbox_row(item, policy, now) for item in waiting[:SHOWN]),
         suppressions=tuple(
             SuppressionRow(email=email, reason=reason, since=when(since, now))
@@ -329,6 +401,108 @@ def build_board(
     )
 
 
+# --- one parcel's page (pure) ---------------------------------------------------------------
+
+# A message body shown on the parcel page is cut here (a text part is a few KB).
+BODY_CHARS = 20_000
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class EventRow:
+    when: str
+    status: str
+    office: str
+    details: str
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class MessageRow:
+    id: int
+    state: str
+    recipient: str
+    subject: str
+    rule: str
+    queued: str
+    sent: str
+    reason: str
+    # The text part as built, to be shown escaped; "" for a message never built.
+    body: str
+    can_retry: bool
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class ShipmentPage:
+    row: ShipmentRow
+    active: bool
+    destination: str
+    last_polled: str
+    events: tuple[EventRow, ...]
+    messages: tuple[MessageRow, ...]
+    alerts: tuple[AlertRow, ...]
+
+
+def event_row(event: TrackingEvent) -> EventRow:
+    """An event as Japan Post printed it: its local time (the zone only where the page gives one)."""
+    stamp = event.when.iso_local().replace("T", " ")
+    place = " ".join(part for part in (event.office, event.region, event.postal_code) if part)
+    return EventRow(
+        when=f"{stamp} ({event.when.zone})" if event.when.zone else stamp,
+        status=event.status,
+        office=place,
+        details=event.details,
+    )
+
+
+def text_part(raw: bytes) -> str:
+    """The plain-text part of a built message ("" when there is none), for the operator to read."""
+    if not raw:
+        return ""
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    body = message.get_body(preferencelist=("plain",))
+    if body is None:
+        return ""
+    text = str(body.get_content())
+    return text if len(text) <= BODY_CHARS else text[:BODY_CHARS] + "\n[…cut]"
+
+
+def message_row(item: OutboxItem, now: dt.datetime) -> MessageRow:
+    return MessageRow(
+        id=item.id,
+        state=str(item.state),
+        recipient=item.recipient,
+        subject=item.subject,
+        rule=item.rule,
+        queued=when(item.created_at, now),
+        sent=when(item.sent_at, now) if item.sent_at else "",
+        reason=item.last_error or "",
+        body=text_part(item.raw),
+        can_retry=item.state is OutboxState.FAILED and bool(item.raw),
+    )
+
+
+def build_shipment_page(
+    view: ShipmentView,
+    *,
+    history: Sequence[TrackingEvent],
+    subscribers: Sequence[str],
+    suppressed: frozenset[str],
+    messages: Sequence[OutboxItem],
+    alerts: Sequence[AlertView],
+    stalls: Mapping[Stage, StallRule],
+    now: dt.datetime,
+) -> ShipmentPage:
+    """One parcel's page: its row, its events newest first, every message about it, its open alerts."""
+    return ShipmentPage(
+        row=shipment_row(view, subscribers, suppressed, stalls, now),
+        active=view.active,
+        destination=view.destination or "",
+        last_polled=when(view.last_polled_at, now),
+        events=tuple(event_row(event) for event in reversed(history)),
+        messages=tuple(message_row(item, now) for item in messages),
+        alerts=tuple(alert_row(alert, now) for alert in alerts if alert.subject == view.number),
+    )
+
+
 async def load_snapshot(store: Store) -> BoardSnapshot:
     shipments = await store.shipments()
     subscribers = await store.active_subscribers()
@@ -342,6 +516,89 @@ async def load_snapshot(store: Store) -> BoardSnapshot:
         depth=await store.outbox_depth(),
         suppressions=await store.suppressions(),
     )
+
+
+# --- banners: what /healthz reports, said for the operator (pure) --------------------------
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class Banner:
+    """One condition at the top of every board page: what it is, what it means for customers,
+    what to do, and the health check's own words."""
+
+    check: str
+    title: str
+    customers: str
+    todo: str
+    detail: str
+
+
+# By /healthz's `check` names: the decision is health()'s, the words for the operator are here.
+_BANNER_WORDS: Mapping[str, tuple[str, str, str]] = {
+    "customer_mail": (
+        "Customer mail is paused (kill switch)",
+        "No customer gets any email: Japan Post's pages cannot be read, so nothing read from them "
+        "is trusted. Messages are held, not lost, and go out once pages read again.",
+        "Read the site_unrecognized alert on the board; open a parcel on the Japan Post site in a browser "
+        "(maintenance, a block page or a redesign). It lifts by itself when pages read again; "
+        "after a redesign, update notifier.",
+    ),
+    "smtp": (
+        "Email sending is paused",
+        "Customer emails wait in the outbox; none is lost, they go when the mail server takes them.",
+        "Check the [smtp] settings and the mail server (login, TLS, reachability); the outbox "
+        "tries again by itself.",
+    ),
+    "scheduler": (
+        "Parcels are not being checked",
+        "No parcel is polled, so customers get no news while their parcels keep moving.",
+        "Check the daemon: systemctl status notifier and journalctl -u notifier; restart it if it is stuck.",
+    ),
+    "database": (
+        "The database is not answering",
+        "Nothing is polled, queued or sent, and tracking pages may fail to open.",
+        "Check the database server, its disk and the [database] url.",
+    ),
+}
+_CIRCUIT_WORDS = (
+    "Japan Post's site is not answering (circuit open)",
+    "Parcels are not checked until {until}, so customers get no news meanwhile; the next "
+    "successful poll catches up.",
+    "Usually passes by itself. If it lasts, check this server's network and DNS and whether "
+    "the Japan Post tracking site opens in a browser.",
+)
+
+
+def banners(
+    problems: Sequence[Mapping[str, str]], *, circuit_until: dt.datetime | None, now: dt.datetime
+) -> tuple[Banner, ...]:
+    """A banner per problem /healthz reports (`problems` as health() gives them), and one
+    while the circuit breaker holds requests to Japan Post back."""
+    found = []
+    for problem in problems:
+        check, reason = problem.get("check", ""), problem.get("reason", "")
+        title, customers, todo = _BANNER_WORDS.get(
+            check, (f"Health check failing: {check}", "See the reason below.", "See /healthz.")
+        )
+        found.append(Banner(check=check, title=title, customers=customers, todo=todo, detail=reason))
+    if circuit_until is not None and circuit_open(circuit_until, now):
+        title, customers, todo = _CIRCUIT_WORDS
+        found.append(
+            Banner(
+                check="circuit",
+                title=title,
+                customers=customers.format(until=when(circuit_until, now)),
+                todo=todo,
+                detail=f"requests held back until {circuit_until:%Y-%m-%d %H:%M:%S}Z",
+            )
+        )
+    return tuple(found)
+
+
+async def load_banners(view: DaemonView, now: dt.datetime) -> tuple[Banner, ...]:
+    """The banners at `now`, from the same snapshot and decision as /healthz."""
+    _, body = health(await health_snapshot(view, now))
+    return banners(body.get("problems", ()), circuit_until=view.breaker.open_until, now=now)
 
 
 # --- sessions, CSRF and the login throttle -------------------------------------------------
@@ -573,19 +830,59 @@ class AdminBoard:
         filters = Filters.from_query(request.query_params)
         snapshot = await load_snapshot(self.view.store)
         settings = self.view.settings
+        now = dt.datetime.now(dt.UTC)
         board = build_board(
             snapshot,
             filters,
-            now=dt.datetime.now(dt.UTC),
+            now=now,
             policy=outbox_policy(settings),
             stalls=settings.notifications.rules.stalls,
         )
         response = self._page(
             "board.html.j2",
+            banners=await load_banners(self.view, now),
+            page="",
+            now=board.now,
             board=board,
             stages=[str(stage) for stage in Stage],
             csrf=keys.form_token("action", session),
             back=filters.query(),
+            flash=keys.read_flash(request.cookies.get(FLASH_COOKIE)),
+        )
+        if FLASH_COOKIE in request.cookies:
+            response.delete_cookie(FLASH_COOKIE, path=COOKIE_PATH)
+        return response
+
+    async def shipment(self, request: Request) -> Response:
+        keys = self._keys()
+        session = self._session(request, keys)
+        if session is None:
+            return RedirectResponse("/admin/login", status_code=303)
+        number = str(request.path_params["number"]).strip().upper()[:40]
+        store = self.view.store
+        view = await store.get(number)
+        if view is None:
+            raise HTTPException(404)
+        subscribers = [email for _, email, _, _ in await store.recipients(view.id)]
+        now = dt.datetime.now(dt.UTC)
+        page = build_shipment_page(
+            view,
+            history=await store.history(view.id),
+            subscribers=subscribers,
+            suppressed=frozenset(await store.suppressed_among(subscribers)),
+            messages=await store.outbox_for(view.number),
+            alerts=await store.alerts(),
+            stalls=self.view.settings.notifications.rules.stalls,
+            now=now,
+        )
+        response = self._page(
+            "shipment.html.j2",
+            banners=await load_banners(self.view, now),
+            shipment=page,
+            now=f"{now:%Y-%m-%d %H:%M}Z",
+            csrf=keys.form_token("action", session),
+            back="",
+            page=view.number,
             flash=keys.read_flash(request.cookies.get(FLASH_COOKIE)),
         )
         if FLASH_COOKIE in request.cookies:
@@ -658,14 +955,8 @@ class AdminBoard:
 
     # -- actions
 
-    async def _act(
-        self,
-        request: Request,
-        work: Callable[[FormData, str], Awaitable[tuple[str, str]]],
-        redirect: str | None = None,
-    ) -> Response:
-        """Check the session, the form token and the origin, do `work`, log it, redirect back
-        with its one-line result as the flash."""
+    async def _check(self, request: Request) -> tuple[SessionKeys, str, FormData] | Response:
+        """A POST's session, origin and form token, or the refusal."""
         keys = self._keys()
         session = self._session(request, keys)
         if session is None:
@@ -675,11 +966,24 @@ class AdminBoard:
             return self._refused(request, "the request came from another site")
         if not keys.form_token_ok("action", session, _field(form, "csrf")):
             return self._refused(request, "the form's token is missing or stale: reload the board")
+        return keys, session, form
+
+    async def _act(
+        self,
+        request: Request,
+        work: Callable[[FormData, str], Awaitable[tuple[str, str]]],
+        redirect: str | None = None,
+    ) -> Response:
+        """Check the session, the form token and the origin, do `work`, log it, redirect back
+        with its one-line result as the flash."""
+        checked = await self._check(request)
+        if isinstance(checked, Response):
+            return checked
+        keys, session, form = checked
         action, result = await work(form, session)
         client = _client(request)
         logger.info("admin: %s by %s", result, client, extra={"action": action, "client": client})
-        back = Filters.from_query(dict(urllib.parse.parse_qsl(_field(form, "back")))).board_url()
-        response = RedirectResponse(redirect or back, status_code=303)
+        response = RedirectResponse(redirect or _back(form), status_code=303)
         self._cookie(response, FLASH_COOKIE, keys.flash(result), max_age=300)
         return response
 
@@ -715,6 +1019,15 @@ class AdminBoard:
         return await self._act(request, work)
 
     async def unsubscribe(self, request: Request) -> Response:
+        checked = await self._check(request)
+        if isinstance(checked, Response):
+            return checked
+        keys, session, form = checked
+        address = _address(form)
+        if address is not None and _field(form, "confirm") != "yes":
+            # Every mail from the shop, about every parcel: the operator says so twice.
+            return await self._confirm_unsubscribe(request, keys, session, form, address)
+
         async def work(form: FormData, session: str) -> tuple[str, str]:
             address = _address(form)
             if address is None:
@@ -727,6 +1040,29 @@ class AdminBoard:
             )
 
         return await self._act(request, work)
+
+    async def _confirm_unsubscribe(
+        self, request: Request, keys: SessionKeys, session: str, form: FormData, address: str
+    ) -> Response:
+        store = self.view.store
+        following = await store.active_subscribers()
+        numbers = sorted(
+            view.number
+            for view in await store.shipments()
+            if address.lower() in (e.lower() for e in following.get(view.id, ()))
+        )
+        now = dt.datetime.now(dt.UTC)
+        return self._page(
+            "unsubscribe.html.j2",
+            banners=await load_banners(self.view, now),
+            now=f"{now:%Y-%m-%d %H:%M}Z",
+            address=address,
+            numbers=numbers,
+            csrf=keys.form_token("action", session),
+            back=_field(form, "back"),
+            page=_page_number(form),
+            cancel=_back(form),
+        )
 
     async def resubscribe(self, request: Request) -> Response:
         async def work(form: FormData, session: str) -> tuple[str, str]:
@@ -755,6 +1091,7 @@ class AdminBoard:
     def routes(self) -> list[BaseRoute]:
         return [
             Route("/admin/", self.board, methods=["GET"]),
+            Route("/admin/shipments/{number}", self.shipment, methods=["GET"]),
             Route("/admin/login", self.login_form, methods=["GET"]),
             Route("/admin/login", self.login, methods=["POST"]),
             Route("/admin/logout", self.logout, methods=["POST"]),
@@ -769,6 +1106,20 @@ class AdminBoard:
 def _field(form: FormData, name: str) -> str:
     value = form.get(name)
     return value if isinstance(value, str) else ""
+
+
+def _page_number(form: FormData) -> str:
+    """The parcel page a form was posted from ("" for the board): letters and digits only."""
+    number = _field(form, "page").strip()
+    return number if number.isascii() and number.isalnum() and len(number) <= 40 else ""
+
+
+def _back(form: FormData) -> str:
+    """Where an action returns: the parcel page it came from, else the board with its filters."""
+    number = _page_number(form)
+    if number:
+        return f"/admin/shipments/{number}"
+    return Filters.from_query(dict(urllib.parse.parse_qsl(_field(form, "back")))).board_url()
 
 
 def _number(form: FormData, name: str) -> int | None:

@@ -49,6 +49,12 @@ def stale_after(poll_tick: float) -> dt.timedelta:
     return max(STALE_FLOOR, dt.timedelta(seconds=STALE_TICKS * poll_tick))
 
 
+def circuit_open(open_until: dt.datetime | None, now: dt.datetime) -> bool:
+    """Whether the circuit breaker holds requests to Japan Post back at `now` (for /metrics
+    and the operator board's banner alike)."""
+    return open_until is not None and now < open_until
+
+
 def _iso(value: dt.datetime | None) -> str | None:
     return None if value is None else value.isoformat().replace("+00:00", "Z")
 
@@ -356,7 +362,7 @@ async def metrics_snapshot(view: DaemonView, now: dt.datetime) -> MetricsSnapsho
         emails=dict(activity.emails),
         webhook_posts=dict(activity.webhook_posts),
         heartbeat_pings=dict(activity.heartbeat_pings),
-        circuit_open=breaker.open_until is not None and now < breaker.open_until,
+        circuit_open=circuit_open(breaker.open_until, now),
         circuit_failures=breaker.failures,
         circuit_open_until=breaker.open_until,
         customer_mail_paused=view.notifier.paused,
@@ -390,6 +396,7 @@ def ops_routes(view: DaemonView) -> list[Route]:
 __all__ = [
     "HealthSnapshot",
     "MetricsSnapshot",
+    "circuit_open",
     "health",
     "health_snapshot",
     "metric_families",
