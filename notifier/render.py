@@ -14,6 +14,7 @@ import jinja2
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
+from notifier.contacts import shown_contacts
 from notifier.journey import Step, steps_for
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, RenderedMessage, Template
 from notifier.stages import Stage, stage_info
@@ -390,7 +391,7 @@ _SAMPLE_EVENTS: dict[Template, tuple[str, tuple[str, ...]]] = {
 _SAMPLE_NUMBER = "EJ482913056JP"
 
 
-def _sample_contacts(locale: str, latest: _Scan) -> tuple[ContactLine, ...]:
+def _sample_contacts(locale: str, latest: _Scan, stages: Sequence[str]) -> tuple[ContactLine, ...]:
     ja = locale == "ja"
     acceptance = ContactLine(
         role="引受" if ja else "Acceptance",
@@ -398,9 +399,14 @@ def _sample_contacts(locale: str, latest: _Scan) -> tuple[ContactLine, ...]:
         phone="03-0000-0150",
     )
     if latest.office_en != _BROOKLYN.office_en:
-        return (acceptance,)
-    delivery = ContactLine(role="配達" if ja else "Delivery", office="BROOKLYN NY", phone="+1 718-555-0143")
-    return (acceptance, delivery)
+        offices: tuple[ContactLine, ...] = (acceptance,)
+    else:
+        delivery = ContactLine(
+            role="配達" if ja else "Delivery", office="BROOKLYN NY", phone="+1 718-555-0143"
+        )
+        offices = (acceptance, delivery)
+    # As compose.context_for gives them: what this customer abroad is shown of them.
+    return shown_contacts(offices, international=True, stages=stages)
 
 
 def _sample_digest(locale: str) -> tuple[DigestLine, ...]:
@@ -469,7 +475,9 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         event=latest.line(locale),
         passed=tuple(_JOURNEY[key].line(locale) for key in passed_keys),
         history=tuple(_JOURNEY[key].line(locale) for key in (*before, latest_key)),
-        contacts=_sample_contacts(locale, latest),
+        contacts=_sample_contacts(
+            locale, latest, [_JOURNEY[key].stage.value for key in (*before, latest_key)]
+        ),
         destination="US",
         international=True,
         stalled_days=12 if stalled else None,
