@@ -74,14 +74,17 @@ def _quoted(line: EventLine) -> EventLine:
     return dataclasses.replace(line, status=_QUOTED, office=_QUOTED, region="")
 
 
-def _variants(template: Template) -> Iterator[tuple[str, MessageContext]]:
-    base = sample_context(template, "ja")
-    base = dataclasses.replace(
-        base,
-        event=_quoted(base.event) if base.event else None,
-        history=tuple(_quoted(e) for e in base.history),
-        passed=tuple(_quoted(e) for e in base.passed),
+def _quoted_context(context: MessageContext) -> MessageContext:
+    return dataclasses.replace(
+        context,
+        event=_quoted(context.event) if context.event else None,
+        history=tuple(_quoted(e) for e in context.history),
+        passed=tuple(_quoted(e) for e in context.passed),
     )
+
+
+def _variants(template: Template) -> Iterator[tuple[str, MessageContext]]:
+    base = _quoted_context(sample_context(template, "ja"))
     for international in (True, False):
         where = "海外" if international else "国内"
         if template is Template.STALLED:
@@ -116,6 +119,10 @@ def _page_values(context: MessageContext, advice: str) -> dict[str, Any]:
             [*(e.stage for e in context.history), context.stage], context.international
         ),
         static_url="page.css",
+        other_locale="en",
+        other_url="?lang=en",
+        mail_locale="en",
+        language_saved=False,
     )
     return names
 
@@ -132,6 +139,8 @@ def _unsubscribe_values(all_stopped: bool, parcel_stopped: bool, done: str) -> d
         "parcel_stopped": parcel_stopped,
         "done": done,
         "static_url": "page.css",
+        "other_locale": "en",
+        "other_url": "?lang=en",
     }
 
 
@@ -180,13 +189,14 @@ def collect() -> list[tuple[str, list[str]]]:
                 stage_meaning=ALL_STAGE_INFO[stage].meaning_ja,
                 international=international,
             )
-            context = dataclasses.replace(
-                context,
-                event=_quoted(context.event) if context.event else None,
-                history=tuple(_quoted(e) for e in context.history),
-            )
+            context = _quoted_context(context)
+            if stage is Stage.PENDING:
+                context = dataclasses.replace(context, event=None, history=(), contacts=())
             html = web.render_page("tracking.html.j2", _page_values(context, advice))
             add(f"追跡ページ {stage.value}（{'海外' if international else '国内'}）", _html_sentences(html))
+    saved = {**_page_values(_quoted_context(sample_context(Template.DELIVERED, "ja")), "delivered")}
+    saved["language_saved"] = True
+    add("追跡ページ（メールの言語を選んだ後）", _html_sentences(web.render_page("tracking.html.j2", saved)))
     for all_stopped, parcel_stopped, done in (
         (False, False, ""),
         (False, True, "unsubscribed"),
