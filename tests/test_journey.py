@@ -8,9 +8,15 @@ import re
 
 import pytest
 
+from notifier.compose import MailSettings, context_for
 from notifier.journey import INTERNATIONAL_STEPS, RETURN_STEPS
+from notifier.localize import pair_events
 from notifier.messages import EventLine, Template
+from notifier.model import ItemResult, TrackingEvent
+from notifier.parser import parse_page
 from notifier.render import LOCALES, Renderer, journey, sample_context
+from notifier.rules import Notification, Recipient, ShipmentFacts
+from notifier.simulator import Simulator, builtin_journeys, catalog_journeys
 from notifier.stages import Stage, stage_info
 
 # What each stage's headline (the title of the message the stage gets, or of the stall message
@@ -170,3 +176,48 @@ def test_the_international_tracker_has_the_delivering_office() -> None:
     steps = journey("at_delivery_office", [_line(s, "en") for s in scans], True)
     assert [s.key for s in steps] == list(INTERNATIONAL_STEPS)
     assert [s.key for s in steps if s.state == "current"] == ["delivery_office"]
+
+
+def _paired_journeys() -> list[tuple[str, list[TrackingEvent], ItemResult]]:
+    found = []
+    for j in [*builtin_journeys(), *catalog_journeys()]:
+        if not j.scans:
+            continue
+        simulator = Simulator([dataclasses.replace(j, revealed=len(j.scans))])
+        try:
+            en = parse_page(simulator.render_detail(j.number, "en")).items[0]
+            ja = parse_page(simulator.render_detail(j.number, "ja")).items[0]
+        except LookupError:
+            continue
+        found.append((j.number, list(en.events), ja))
+    return found
+
+
+@pytest.mark.parametrize(
+    ("number", "events", "ja"), _paired_journeys(), ids=lambda v: v if isinstance(v, str) else ""
+)
+def test_a_japanese_email_shows_the_same_tracker_as_the_english_one(
+    number: str, events: list[TrackingEvent], ja: ItemResult
+) -> None:
+    # The Japanese page words some scans as another stage (税関保留 for "Item held at inward
+    # Office of Exchange", 中継 for "Item out of sorting centre"): its words are quoted, but where
+    # the parcel is comes from the one polled history, in every language.
+    mail = MailSettings(sender="shop@sakura.example", shop_name="Sakura")
+    shipment = ShipmentFacts(id=1, number=number, stage=events[-1].stage)
+    for k in range(1, len(events) + 1):
+        shown = events[:k]
+        wording = pair_events(shown, ja, "ja")
+        assert wording is not None
+        trackers = []
+        for locale in LOCALES:
+            notification = Notification(
+                dedup_key="k",
+                template=Template.STALLED,
+                rule="r",
+                stage=shown[-1].stage,
+                recipient=Recipient(subscription_id=1, email="a@example.com", locale=locale),
+                event=shown[-1],
+            )
+            context = context_for(notification, shipment, shown, (), mail, wording=wording)
+            trackers.append(journey(context.stage, context.history, context.international))
+        assert trackers[0] == trackers[1], (number, k)
