@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import jinja2
 
 from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
+from notifier.contacts import shown_contacts
 from notifier.errors import NotifierError
 from notifier.localize import PageWording
 from notifier.mailer import build_message, make_message_id
@@ -160,6 +161,7 @@ def context_for(
             wording_locale = locale
         else:
             unavailable = True
+    international = shipment.origin != "JP" or not shipment.number.isdigit()
     return MessageContext(
         template=notification.template,
         locale=locale,
@@ -176,9 +178,13 @@ def context_for(
         event=event_line(notification.event, locale) if notification.event else None,
         passed=tuple(event_line(e, locale) for e in notification.passed),
         history=tuple(event_line(e, locale) for e in shown),
-        contacts=tuple(ContactLine(role=c.role, office=c.office, phone=c.phone) for c in contacts),
+        contacts=shown_contacts(
+            [ContactLine(role=c.role, office=c.office, phone=c.phone) for c in contacts],
+            international=international,
+            stages=[*(str(e.stage) for e in history), str(notification.stage)],
+        ),
         destination=shipment.destination or "",
-        international=shipment.origin != "JP" or not shipment.number.isdigit(),
+        international=international,
         stalled_days=notification.stalled_days,
         stall_is_normal=notification.stall_is_normal,
         retention_deadline=notification.retention_deadline,

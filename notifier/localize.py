@@ -50,9 +50,23 @@ def pair_events(polled: Sequence[TrackingEvent], other: ItemResult | None, local
     paired = list(zip(polled, other.events[: len(polled)], strict=True))
     if any(a.when.iso_local() != b.when.iso_local() for a, b in paired):
         return None
+    # The other page's words on the polled event, as wording_from_json restores them: which stage
+    # a scan is comes from the polled history alone, so the tracker and the headline say the
+    # same in every language (the Japanese page words some scans as another stage, 税関保留
+    # for "Item held at inward Office of Exchange").
     return PageWording(
         locale=locale,
-        events={a.key: b for a, b in paired},
+        events={
+            a.key: dataclasses.replace(
+                a,
+                status=b.status,
+                details=b.details,
+                office=b.office,
+                region=b.region,
+                postal_code=b.postal_code,
+            )
+            for a, b in paired
+        },
         item_type=other.item_type,
         contacts=other.offices,
     )

@@ -151,6 +151,9 @@ class Subscription(Base):
     subscriber_id: Mapped[int] = mapped_column(ForeignKey("subscribers.id", ondelete="CASCADE"), index=True)
     shipment_id: Mapped[int] = mapped_column(ForeignKey("shipments.id", ondelete="CASCADE"), index=True)
     locale: Mapped[str] = mapped_column(String(2), default="en", server_default="en")
+    # The language the customer chose on the tracking page; wins over `locale`, which the
+    # watchlist (config, CLI, import) sets and its next sync would set back.
+    chosen_locale: Mapped[str | None] = mapped_column(String(2))
     time_zone: Mapped[str | None] = mapped_column(String(64))
     active: Mapped[bool] = mapped_column(default=True, server_default=true())
     created_at: Mapped[dt.datetime]

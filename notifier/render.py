@@ -14,6 +14,8 @@ import jinja2
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
+from notifier.contacts import shown_contacts
+from notifier.journey import Step, steps_for
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, RenderedMessage, Template
 from notifier.stages import Stage, stage_info
 
@@ -174,64 +176,9 @@ def tel_class(eval_ctx: EvalContext, value: object) -> str:
     return Markup('<a class="nowrap" href="tel:{}">{}</a>').format(digits, text)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Step:
-    """One station of the progress tracker: `key` names its caption in the wording."""
-
-    key: str
-    state: str  # "done", "current" or "todo"
-
-
-_INTERNATIONAL_STEPS = ("accepted", "left_japan", "arrived", "customs", "delivery", "delivered")
-_DOMESTIC_STEPS = ("accepted", "on_the_way", "delivery_office", "delivery", "delivered")
-_RETURN_STEPS = ("accepted", "returning", "returned")
-_STEP_OF: dict[str, str] = {
-    Stage.PENDING: "accepted",
-    Stage.ACCEPTED: "accepted",
-    Stage.IN_TRANSIT: "on_the_way",
-    Stage.OUTWARD_EXCHANGE: "accepted",
-    Stage.DEPARTED_ORIGIN: "left_japan",
-    Stage.INWARD_EXCHANGE: "arrived",
-    Stage.CUSTOMS_PRESENTED: "customs",
-    Stage.CUSTOMS_CLEARED: "customs",
-    Stage.INLAND_TRANSIT: "customs",
-    Stage.AT_DELIVERY_OFFICE: "delivery_office",
-    Stage.OUT_FOR_DELIVERY: "delivery",
-    Stage.ATTEMPTED_DELIVERY: "delivery",
-    Stage.REDELIVERY_REQUESTED: "delivery",
-    Stage.RETENTION: "delivery",
-    Stage.READY_FOR_PICKUP: "delivery",
-    Stage.DELIVERED: "delivered",
-    Stage.RETURNING: "returning",
-    Stage.RETURNED: "returned",
-}
-
-
 def journey(stage: str, history: Sequence[EventLine], international: bool) -> list[Step]:
-    """The main stations of the journey with the current one marked, or [] when unknown."""
-    stages = [stage, *(e.stage for e in reversed(history))]
-    steps: tuple[str, ...]
-    if any(s in (Stage.RETURNING, Stage.RETURNED) for s in stages[:1]):
-        steps = _RETURN_STEPS
-    else:
-        steps = _INTERNATIONAL_STEPS if international else _DOMESTIC_STEPS
-    # Investigation, forwarding and unknown wordings say nothing of where the parcel is: the last
-    # stage that does is the current station.
-    here = next((_STEP_OF[s] for s in stages if s in _STEP_OF), None)
-    if here is not None and here not in steps:
-        # Domestic-only stations on an international journey and back: fold onto the nearest one.
-        here = {"on_the_way": "accepted", "delivery_office": "customs"}.get(here, here)
-        if here not in steps:
-            here = {"customs": "delivery_office", "left_japan": "on_the_way", "arrived": "on_the_way"}.get(
-                here, here
-            )
-    if here not in steps:
-        return []
-    position = steps.index(here)
-    return [
-        Step(key, "done" if i < position else "current" if i == position else "todo")
-        for i, key in enumerate(steps)
-    ]
+    """The tracker for a message: the journey model (notifier.journey) over the history shown."""
+    return steps_for([*(e.stage for e in history), stage], international)
 
 
 class Renderer:
@@ -444,7 +391,7 @@ _SAMPLE_EVENTS: dict[Template, tuple[str, tuple[str, ...]]] = {
 _SAMPLE_NUMBER = "EJ482913056JP"
 
 
-def _sample_contacts(locale: str, latest: _Scan) -> tuple[ContactLine, ...]:
+def _sample_contacts(locale: str, latest: _Scan, stages: Sequence[str]) -> tuple[ContactLine, ...]:
     ja = locale == "ja"
     acceptance = ContactLine(
         role="引受" if ja else "Acceptance",
@@ -452,9 +399,14 @@ def _sample_contacts(locale: str, latest: _Scan) -> tuple[ContactLine, ...]:
         phone="03-0000-0150",
     )
     if latest.office_en != _BROOKLYN.office_en:
-        return (acceptance,)
-    delivery = ContactLine(role="配達" if ja else "Delivery", office="BROOKLYN NY", phone="+1 718-555-0143")
-    return (acceptance, delivery)
+        offices: tuple[ContactLine, ...] = (acceptance,)
+    else:
+        delivery = ContactLine(
+            role="配達" if ja else "Delivery", office="BROOKLYN NY", phone="+1 718-555-0143"
+        )
+        offices = (acceptance, delivery)
+    # As compose.context_for gives them: what this customer abroad is shown of them.
+    return shown_contacts(offices, international=True, stages=stages)
 
 
 def _sample_digest(locale: str) -> tuple[DigestLine, ...]:
@@ -523,7 +475,9 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         event=latest.line(locale),
         passed=tuple(_JOURNEY[key].line(locale) for key in passed_keys),
         history=tuple(_JOURNEY[key].line(locale) for key in (*before, latest_key)),
-        contacts=_sample_contacts(locale, latest),
+        contacts=_sample_contacts(
+            locale, latest, [_JOURNEY[key].stage.value for key in (*before, latest_key)]
+        ),
         destination="US",
         international=True,
         stalled_days=12 if stalled else None,

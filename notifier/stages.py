@@ -331,7 +331,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="Japan Post has no record of this parcel yet; tracking starts once a post office "
                 "takes it in.",
-                meaning_ja="日本郵便にはまだこの荷物の記録がありません。郵便局が荷物を受け付けると追跡が始まります。",
+                meaning_ja="日本郵便にはまだこのお荷物の記録がございません。郵便局がお荷物を引き受けると追跡が始まります。",
             ),
             StageInfo(
                 stage=Stage.ACCEPTED,
@@ -339,7 +339,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=False,
                 customer_action=False,
                 meaning_en="The post office has taken in the parcel and will send it on its way.",
-                meaning_ja="郵便局が荷物を引き受けました。これから発送されます。",
+                meaning_ja="郵便局がお荷物を引き受けました。これから発送されます。",
             ),
             StageInfo(
                 stage=Stage.IN_TRANSIT,
@@ -347,7 +347,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=False,
                 customer_action=False,
                 meaning_en="The parcel is travelling between post offices.",
-                meaning_ja="荷物は郵便局の間を輸送されています。",
+                meaning_ja="お荷物は郵便局の間を輸送中です。",
             ),
             StageInfo(
                 stage=Stage.OUTWARD_EXCHANGE,
@@ -356,7 +356,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="The parcel has reached the international mail centre of the sending country "
                 "and is waiting to go abroad.",
-                meaning_ja="荷物は差出国の国際郵便の交換局に着き、海外への発送を待っています。",
+                meaning_ja="お荷物は差出国の国際郵便の交換局に到着し、海外への発送を待っています。",
             ),
             StageInfo(
                 stage=Stage.DEPARTED_ORIGIN,
@@ -365,7 +365,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="The parcel has left the sending country; updates may pause for several days "
                 "while it travels.",
-                meaning_ja="荷物は差出国を出発しました。輸送中は数日間、情報が更新されないことがあります。",
+                meaning_ja="お荷物は差出国を出発しました。輸送中は数日間、追跡情報が更新されないことがあります。",
             ),
             StageInfo(
                 stage=Stage.INWARD_EXCHANGE,
@@ -374,7 +374,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="The parcel has arrived at the international mail centre of the destination "
                 "country.",
-                meaning_ja="荷物は届け先の国の国際郵便の交換局に到着しました。",
+                meaning_ja="お荷物はお届け先の国の国際郵便の交換局に到着しました。",
             ),
             StageInfo(
                 stage=Stage.CUSTOMS_PRESENTED,
@@ -383,7 +383,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 # Customs may hold the parcel until the addressee pays duty or sends documents.
                 customer_action=True,
                 meaning_en="The parcel is with customs, who may ask you to pay duty or send documents.",
-                meaning_ja="荷物は税関で手続き中です。関税の支払いや書類の提出をお願いされることがあります。",
+                meaning_ja="お荷物は税関で手続き中です。関税のお支払いや書類のご提出をお願いする場合がございます。",
             ),
             StageInfo(
                 stage=Stage.CUSTOMS_CLEARED,
@@ -391,7 +391,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=False,
                 customer_action=False,
                 meaning_en="Customs has finished with the parcel and handed it back to the post.",
-                meaning_ja="税関での手続きが終わり、荷物は郵便局に引き渡されました。",
+                meaning_ja="税関での手続きが終わり、お荷物は郵便局に引き渡されました。",
             ),
             StageInfo(
                 stage=Stage.INLAND_TRANSIT,
@@ -400,7 +400,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="The parcel is travelling inside the destination country towards the post office "
                 "that will deliver it.",
-                meaning_ja="荷物は届け先の国の中を、配達を担当する郵便局へ向けて輸送されています。",
+                meaning_ja="お荷物はお届け先の国の中を、配達を担当する郵便局へ向けて輸送中です。",
             ),
             StageInfo(
                 stage=Stage.AT_DELIVERY_OFFICE,
@@ -408,7 +408,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=False,
                 customer_action=False,
                 meaning_en="The parcel has reached the post office that will deliver it.",
-                meaning_ja="荷物は配達を担当する郵便局に到着しました。",
+                meaning_ja="お荷物は配達を担当する郵便局に到着しました。",
             ),
             StageInfo(
                 stage=Stage.OUT_FOR_DELIVERY,
@@ -416,7 +416,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=False,
                 customer_action=False,
                 meaning_en="A carrier has the parcel on today's round.",
-                meaning_ja="荷物は配達員が持ち出し、本日お届けに向かっています。",
+                meaning_ja="配達員がお荷物を持ち出し、本日お届けに向かっています。",
             ),
             StageInfo(
                 stage=Stage.ATTEMPTED_DELIVERY,
@@ -425,7 +425,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=True,
                 meaning_en="Nobody was in when delivery was tried; use the card left behind to arrange "
                 "a redelivery.",
-                meaning_ja="ご不在のため荷物は持ち帰られました。不在連絡票から再配達をお申し込みください。",
+                meaning_ja="ご不在のため、お荷物は郵便局への持ち戻りとなりました。不在連絡票から再配達をお申し込みください。",
             ),
             StageInfo(
                 stage=Stage.REDELIVERY_REQUESTED,
@@ -435,7 +435,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="Your redelivery request has been received and the parcel will come at the time "
                 "you chose.",
-                meaning_ja="再配達のお申し込みを受け付けました。ご指定の日時に配達されます。",
+                meaning_ja="再配達のお申し込みを受け付けました。ご指定の日時にお届けします。",
             ),
             StageInfo(
                 stage=Stage.RETENTION,
@@ -444,7 +444,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=True,
                 meaning_en="The parcel is being held at the post office; contact it soon or it will be "
                 "returned to the sender.",
-                meaning_ja="荷物は郵便局で保管されています。保管期間を過ぎると差出人に戻されるため、"
+                meaning_ja="お荷物は郵便局で保管されています。保管期間を過ぎると当店へ返送されるため、"
                 "お早めに郵便局へご連絡ください。",
             ),
             StageInfo(
@@ -454,7 +454,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=True,
                 meaning_en="The parcel is waiting for you at a pickup point such as a post office, "
                 "convenience store or locker; collect it before the holding period ends.",
-                meaning_ja="荷物は郵便局・コンビニエンスストア・宅配ロッカーなどの受け取り場所に届いています。"
+                meaning_ja="お荷物は郵便局・コンビニエンスストア・宅配ロッカーなどの受け取り場所に届いています。"
                 "保管期間内にお受け取りください。",
             ),
             StageInfo(
@@ -463,7 +463,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=True,
                 customer_action=False,
                 meaning_en="The parcel has been delivered or collected.",
-                meaning_ja="荷物はお届け済み、または窓口でお受け取り済みです。",
+                meaning_ja="お荷物はお届け済み、または窓口でお受け取り済みです。",
             ),
             # Exception stages: outside the journey, ordered only among themselves.
             StageInfo(
@@ -473,7 +473,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 terminal=False,
                 customer_action=False,
                 meaning_en="The parcel is being sent back to the sender.",
-                meaning_ja="荷物は差出人へ返送されています。",
+                meaning_ja="お荷物は当店へ返送されています。",
             ),
             StageInfo(
                 stage=Stage.RETURNED,
@@ -482,7 +482,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="The return to the sender has finished, so the parcel will not be delivered "
                 "to you.",
-                meaning_ja="差出人への返送が終わったため、荷物はお届けされません。",
+                meaning_ja="当店への返送が完了したため、お荷物はお届けできません。",
             ),
             StageInfo(
                 stage=Stage.INVESTIGATION,
@@ -492,7 +492,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=True,
                 meaning_en="Japan Post is looking into a problem with the parcel, often the address; "
                 "contact the post office if you can help.",
-                meaning_ja="日本郵便が荷物について調査しています（宛先の不備など）。"
+                meaning_ja="日本郵便がお荷物について調査しています（宛先の不備など）。"
                 "お心当たりがあれば郵便局へご連絡ください。",
             ),
             StageInfo(
@@ -503,7 +503,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="The parcel has been sent on to the forwarding address registered with "
                 "Japan Post.",
-                meaning_ja="荷物は日本郵便に届け出のある転居先へ転送されました。",
+                meaning_ja="お荷物は日本郵便に届け出のある転居先へ転送されました。",
             ),
             StageInfo(
                 stage=Stage.UNKNOWN,
@@ -512,7 +512,7 @@ ALL_STAGE_INFO: Mapping[Stage, StageInfo] = types.MappingProxyType(
                 customer_action=False,
                 meaning_en="Japan Post reported a status this service does not know yet; see the tracking "
                 "page for details.",
-                meaning_ja="当サービスでまだ扱っていない状態が日本郵便から届きました。詳しくは追跡ページをご覧ください。",
+                meaning_ja="日本郵便から、当サービスでまだ扱っていない状態が届きました。詳しくは追跡ページをご覧ください。",
             ),
         )
     }

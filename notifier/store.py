@@ -430,6 +430,10 @@ def _alert_view(row: Alert) -> AlertView:
     )
 
 
+# The language a subscription's mail is in: the customer's own choice, else the watchlist's.
+_READS_IN = func.coalesce(Subscription.chosen_locale, Subscription.locale)
+
+
 class Store:
     """Async repository over one database. Every write is one transaction."""
 
@@ -1703,11 +1707,12 @@ class Store:
             return {(str(e), str(n)) for e, n in rows if (e, n) in wanted}
 
     async def locale_for(self, email: str, number: str) -> str | None:
-        """The language `email` reads about `number` (their latest subscription to it), else
-        the one they last subscribed with; None for an address never subscribed."""
+        """The language `email` reads about `number` (their latest subscription to it, the one
+        they chose on the page first), else the one they last subscribed with; None for an
+        address never subscribed."""
         async with self._reads() as session:
             about = await session.scalar(
-                select(Subscription.locale)
+                select(_READS_IN)
                 .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
                 .join(Shipment, Shipment.id == Subscription.shipment_id)
                 .where(func.lower(Subscriber.email) == email.lower(), Shipment.number == number)
@@ -1717,13 +1722,31 @@ class Store:
             if about is not None:
                 return str(about)
             anything = await session.scalar(
-                select(Subscription.locale)
+                select(_READS_IN)
                 .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
                 .where(func.lower(Subscriber.email) == email.lower())
                 .order_by(Subscription.id.desc())
                 .limit(1)
             )
             return None if anything is None else str(anything)
+
+    async def choose_locale(self, email: str, number: str, locale: str) -> bool:
+        """`email` wants mail about `number` in `locale` from now on (True if a subscription
+        to it exists). Kept apart from the watchlist's `locale`, so no sync undoes it."""
+        async with self._write() as session:
+            ids = (
+                await session.scalars(
+                    select(Subscription.id)
+                    .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
+                    .join(Shipment, Shipment.id == Subscription.shipment_id)
+                    .where(func.lower(Subscriber.email) == email.lower(), Shipment.number == number)
+                )
+            ).all()
+            if ids:
+                await session.execute(
+                    update(Subscription).where(Subscription.id.in_(ids)).values(chosen_locale=locale)
+                )
+            return bool(ids)
 
     async def subscription_names(self, shipment_id: int) -> dict[int, str]:
         """Subscription id -> greeting name, for the shipment's active subscriptions that have one."""
@@ -1742,7 +1765,7 @@ class Store:
         """(subscription id, email, locale, time zone) of the shipment's active subscriptions."""
         async with self._reads() as session:
             rows = await session.execute(
-                select(Subscription.id, Subscriber.email, Subscription.locale, Subscription.time_zone)
+                select(Subscription.id, Subscriber.email, _READS_IN, Subscription.time_zone)
                 .join(Subscriber, Subscriber.id == Subscription.subscriber_id)
                 .where(Subscription.shipment_id == shipment_id, Subscription.active.is_(True))
                 .order_by(Subscription.id)

@@ -220,3 +220,59 @@ async def test_0003_keeps_every_watch_and_makes_stranded_shipments_due(empty_db_
         assert await counts(empty_db_url) == (3, 0)
     finally:
         await engine.dispose()
+
+
+async def test_0009_keeps_subscriptions_and_a_chosen_language_wins_until_downgraded(
+    empty_db_url: str,
+) -> None:
+    """Subscriptions from before 0009 have no choice (their mail stays in `locale`); a choice
+    made afterwards wins over the watchlist's locale; going down drops only the choice."""
+    engine = make_engine(empty_db_url)
+    try:
+        await upgrade(engine, "0008")
+        async with engine.begin() as connection:
+            await connection.execute(
+                text(
+                    "INSERT INTO shipments (number, incarnation, label, origin, tags, stage, active, "
+                    "created_at, consecutive_failures) VALUES "
+                    "(:number, 1, '', 'JP', '', 'in_transit', :active, :t0, 0)"
+                ).bindparams(bindparam("t0", type_=DateTime())),
+                {"number": NUMBER, "active": True, "t0": T0.replace(tzinfo=None)},
+            )
+            shipment_id = (await connection.execute(text("SELECT id FROM shipments"))).scalar_one()
+            await connection.execute(
+                text(
+                    "INSERT INTO subscribers (email, name, locale, created_at) VALUES ('a@example.com', '', 'en', :t0)"
+                ).bindparams(bindparam("t0", type_=DateTime())),
+                {"t0": T0.replace(tzinfo=None)},
+            )
+            await connection.execute(
+                text(
+                    "INSERT INTO subscriptions (subscriber_id, shipment_id, locale, active, created_at) "
+                    "SELECT id, :sid, 'en', :active, :t0 FROM subscribers"
+                ).bindparams(bindparam("t0", type_=DateTime())),
+                {"sid": shipment_id, "active": True, "t0": T0.replace(tzinfo=None)},
+            )
+        await upgrade(engine)
+        store = await Store.open(empty_db_url)
+        try:
+            assert await store.locale_for("a@example.com", NUMBER) == "en"
+            assert [loc for _, _, loc, _ in await store.recipients(shipment_id)] == ["en"]
+            assert await store.choose_locale("A@example.com", NUMBER, "ja") is True
+            assert await store.choose_locale("nobody@example.com", NUMBER, "ja") is False
+            # The watchlist subscribing again in English leaves the customer's choice alone.
+            await store.subscribe(shipment_id, "a@example.com", locale="en", now=T0)
+            assert await store.locale_for("a@example.com", NUMBER) == "ja"
+            assert [loc for _, _, loc, _ in await store.recipients(shipment_id)] == ["ja"]
+        finally:
+            await store.close()
+        await downgrade(engine, "0008")
+        async with engine.connect() as connection:
+            rows = (await connection.execute(text("SELECT locale FROM subscriptions"))).scalars().all()
+            columns = await connection.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("subscriptions")}
+            )
+        assert rows == ["en"]
+        assert "chosen_locale" not in columns
+    finally:
+        await engine.dispose()

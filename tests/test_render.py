@@ -658,9 +658,9 @@ def steps_in_text(text: str) -> list[tuple[str, str]]:
 @pytest.mark.parametrize(
     ("template", "international", "expected"),
     [
-        (Template.ACCEPTED, True, [">", " ", " ", " ", " ", " "]),
-        (Template.CUSTOMS_PRESENTED, True, ["x", "x", "x", ">", " ", " "]),
-        (Template.DELIVERED, True, ["x"] * 5 + [">"]),
+        (Template.ACCEPTED, True, [">", " ", " ", " ", " ", " ", " "]),
+        (Template.CUSTOMS_PRESENTED, True, ["x", "x", "x", ">", " ", " ", " "]),
+        (Template.DELIVERED, True, ["x"] * 6 + [">"]),
         (Template.AT_DELIVERY_OFFICE, False, ["x", "x", ">", " ", " "]),
         (Template.RETURNED, True, ["x", "x", ">"]),
     ],

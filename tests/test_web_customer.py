@@ -104,3 +104,53 @@ def test_a_malformed_post_changes_nothing(site: Site) -> None:
     for data in ({"action": "delete", "scope": "all"}, {"List-Unsubscribe": "Yes"}, {}):
         assert httpx.post(url, data=data, timeout=10).status_code == 400
     assert _states(site) == (set(), set())
+
+
+# ------------------------------------------------------------------------------------ language
+
+
+def _languages(site: Site) -> tuple[str | None, str | None]:
+    async def read(store: Store) -> tuple[str | None, str | None]:
+        return await store.locale_for(ENGLISH, site.number), await store.locale_for(JAPANESE, site.number)
+
+    return site.store_call(read)
+
+
+def test_the_language_link_shows_the_same_page_in_the_other_language_and_changes_nothing(site: Site) -> None:
+    url = site.tracking(ENGLISH)
+    english = httpx.get(url, timeout=10).text
+    assert '<a href="?lang=ja" hreflang="ja" lang="ja">日本語</a>' in english
+    japanese = httpx.get(url + "?lang=ja", timeout=10)
+    assert japanese.status_code == 200  # the signed token is still good with the query
+    assert '<html lang="ja">' in japanese.text
+    assert '<a href="?lang=en" hreflang="en" lang="en">English</a>' in japanese.text
+    # The page offers to send the mail in the language being read, without doing it.
+    assert '<input type="hidden" name="lang" value="ja">' in japanese.text
+    assert "このお荷物についてのメールは、現在英語でお送りしています。" in japanese.text
+    unsubscribe = httpx.get(site.unsubscribe(ENGLISH) + "?lang=ja", timeout=10).text
+    assert '<html lang="ja">' in unsubscribe
+    assert 'href="?lang=en"' in unsubscribe
+    assert httpx.get(url + "?lang=xx", timeout=10).text == english  # not a language: ignored
+    assert _languages(site) == ("en", "ja")
+
+
+def test_choosing_a_language_on_the_page_is_kept_for_that_customers_mail(site: Site) -> None:
+    url = site.tracking(ENGLISH) + "?lang=ja"
+    chosen = httpx.post(url, data={"action": "language", "lang": "ja"}, timeout=10)
+    assert chosen.status_code == 200
+    assert '<html lang="ja">' in chosen.text
+    assert '<p role="status">承知しました。' in chosen.text
+    assert _languages(site) == ("ja", "ja")  # the other customer's is untouched
+    # Without ?lang the page now opens in the chosen language, and offers English back.
+    again = httpx.get(site.tracking(ENGLISH), timeout=10).text
+    assert '<html lang="ja">' in again
+    assert 'href="?lang=en"' in again
+
+
+def test_a_malformed_language_post_changes_nothing(site: Site) -> None:
+    url = site.tracking(ENGLISH)
+    for data in ({"action": "language", "lang": "fr"}, {"action": "language"}, {"lang": "ja"}, {}):
+        assert httpx.post(url, data=data, timeout=10).status_code == 400
+    tampered = url[:-2] + ("A" if url[-2] != "A" else "B") + url[-1]
+    assert httpx.post(tampered, data={"action": "language", "lang": "ja"}, timeout=10).status_code == 404
+    assert _languages(site) == ("en", "ja")

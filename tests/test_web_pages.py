@@ -11,6 +11,7 @@ import pytest
 from markupsafe import escape
 
 from notifier.compose import MailSettings, context_for
+from notifier.contacts import international_phone
 from notifier.mailer import build_message
 from notifier.messages import RenderedMessage, Template
 from notifier.model import ContactOffice, EventTime, TrackingEvent
@@ -236,3 +237,108 @@ def test_the_unsubscribe_page_offers_what_can_be_done(
     if parcel_stopped:
         expected.add("resubscribe-parcel")
     assert buttons == expected
+
+
+# ------------------------------------------------------------------ offices a customer abroad is given
+
+TOKYO_AND_BROOKLYN = (
+    ContactOffice(role="Acceptance", office="SHIBUYA", phone="03-0000-0150"),
+    ContactOffice(role="Delivery", office="BROOKLYN NY", phone="+1 718-555-0143"),
+)
+
+
+def _journey_to(stages: list[Stage]) -> tuple[TrackingEvent, ...]:
+    return tuple(
+        TrackingEvent(
+            when=EventTime(date=dt.date(2026, 11, 20 + i), time=dt.time(9, 0)),
+            status=s.value,
+            stage=s,
+            office="BROOKLYN NY",
+            region="UNITED STATES",
+        )
+        for i, s in enumerate(stages)
+    )
+
+
+def _page_html(stages: list[Stage], locale: str, number: str = "EJ123456785JP") -> str:
+    view = dataclasses.replace(
+        shipment(stages[-1], number), destination="US" if number[0].isalpha() else "JP"
+    )
+    page = tracking_page(
+        view, _journey_to(stages), TOKYO_AND_BROOKLYN, MAIL, recipient=ADDRESS, locale=locale
+    )
+    return RENDERER.render_page("tracking.html.j2", {**page.values(), "static_url": "x.css"})
+
+
+ARRIVED = [Stage.ACCEPTED, Stage.DEPARTED_ORIGIN, Stage.INWARD_EXCHANGE, Stage.AT_DELIVERY_OFFICE]
+
+
+@pytest.mark.parametrize(
+    ("locale", "advice", "joined"),
+    [
+        ("en", "please ask your local post office", "BROOKLYN NY, <a"),
+        ("ja", "お近くの郵便局へお問い合わせください", "BROOKLYN NY、<a"),
+    ],
+)
+def test_once_arrived_abroad_the_page_names_the_local_post_office_not_japans(
+    locale: str, advice: str, joined: str
+) -> None:
+    html = _page_html(ARRIVED, locale)
+    assert "SHIBUYA" not in html
+    assert "03-0000-0150" not in html
+    assert "tel:03" not in html
+    assert advice in html
+    assert joined in html  # Japanese pages join with 、 not ", "
+    assert 'href="tel:+17185550143"' in html
+
+
+@pytest.mark.parametrize("locale", ["en", "ja"])
+def test_before_arrival_japanese_numbers_are_given_in_international_form(locale: str) -> None:
+    html = _page_html([Stage.ACCEPTED, Stage.DEPARTED_ORIGIN], locale)
+    assert "+81 3-0000-0150" in html
+    assert 'href="tel:+81300000150"' in html
+    assert "tel:03" not in html
+    assert "local post office" not in html
+    assert "お近くの郵便局" not in html
+
+
+def test_a_customer_in_japan_gets_the_offices_as_japan_post_prints_them() -> None:
+    html = _page_html([Stage.ACCEPTED, Stage.AT_DELIVERY_OFFICE], "ja", number="123456789012")
+    assert "03-0000-0150" in html
+    assert 'href="tel:0300000150"' in html
+    assert "渋谷" in html or "SHIBUYA" in html
+
+
+@pytest.mark.parametrize(
+    ("phone", "abroad"),
+    [
+        ("03-0000-0150", "+81 3-0000-0150"),
+        ("090-1234-5678", "+81 90-1234-5678"),
+        ("+1 718-555-0143", "+1 718-555-0143"),
+        ("0570-001-736", ""),  # navi-dial: not callable from abroad
+        ("0120-23-2886", ""),  # free-dial: neither
+        ("718-555-0143", ""),  # another country's national form: its code is not known
+        ("", ""),
+    ],
+)
+def test_phone_numbers_for_customers_abroad(phone: str, abroad: str) -> None:
+    assert international_phone(phone) == abroad
+
+
+@pytest.mark.parametrize("locale", ["en", "ja"])
+def test_emails_abroad_give_no_tokyo_number_either(locale: str) -> None:
+    stages = [*ARRIVED, Stage.RETENTION]
+    events = _journey_to(stages)
+    notification = Notification(
+        dedup_key="k",
+        template=Template.RETENTION,
+        rule="retention",
+        stage=Stage.RETENTION,
+        recipient=Recipient(subscription_id=1, email=ADDRESS, locale=locale),
+        event=events[-1],
+    )
+    context = context_for(notification, facts(shipment(Stage.RETENTION)), events, TOKYO_AND_BROOKLYN, MAIL)
+    assert [c.office for c in context.contacts] == ["BROOKLYN NY"]
+    message = Renderer().render(context)
+    assert "03-0000-0150" not in message.text + message.html
+    assert "+1 718-555-0143" in message.text

@@ -115,8 +115,13 @@ async def test_a_japanese_customers_tracking_page_quotes_the_japanese_page(
                 response = await http.get(url)
                 assert response.status_code == 200
                 pages[address] = response.text
+            # The language link: the English customer reads the page in Japanese, in Japan Post's
+            # Japanese words as stored for the Japanese customer.
+            url = links.tracking(EN, YUPACK.number).replace(links.public_url, base)
+            pages["switched"] = (await http.get(url + "?lang=ja")).text
         for words in ("お届け先にお届け済み", "大阪北郵便局", "ゆうパック"):
             assert words in pages[JA]
+            assert words in pages["switched"]
             assert words not in pages[EN]
         for words in ("Final delivery", "OSAKA-KITA", "Yu-Pack"):
             assert words in pages[EN]

@@ -4,6 +4,7 @@ store that holds a genuine capture's shipment with its events and two subscriber
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import datetime as dt
 import shutil
 import threading
@@ -116,13 +117,10 @@ async def seed(store: Store) -> None:
     await store.subscribe(shipment.id, JAPANESE, locale="ja", now=T0, time_zone="Asia/Tokyo")
 
 
-@pytest.fixture
-def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
-    database = tmp_path / "web.db"
-    shutil.copyfile(sqlite_template, database)
-    settings = settings_for(tmp_path, database)
-    links = web_links(settings)
-    assert links is not None
+@contextlib.contextmanager
+def running(settings: Settings, prepare: Callable[[Store], Awaitable[None]] | None = None) -> Iterator[str]:
+    """The web face over `settings`' database, served on a loopback port: yields its base URL.
+    `prepare` runs on the store first (seeding)."""
     sock = bind("127.0.0.1", 0)
     port = int(sock.getsockname()[1])
     ready = threading.Event()
@@ -133,7 +131,8 @@ def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
     async def serve() -> None:
         store = await Store.open(settings.database.url)
         try:
-            await seed(store)
+            if prepare is not None:
+                await prepare(store)
             view = View(store=store, settings=settings, notifier=notifier_for(settings))
             server = WebServer(build_app(view, extra_routes=[Route(PROBE, _csp_probe)]), sock)
             await server.start()
@@ -160,10 +159,21 @@ def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
         sock.close()
         raise failure[0] if failure else AssertionError("the web site did not start")
     try:
-        yield Site(base_url=f"http://127.0.0.1:{port}", links=links, database=database)
+        yield f"http://127.0.0.1:{port}"
     finally:
         loop.call_soon_threadsafe(stop.set)
         thread.join(30)
         loop.close()
     if failure:
         raise failure[0]
+
+
+@pytest.fixture
+def site(tmp_path: Path, sqlite_template: Path) -> Iterator[Site]:
+    database = tmp_path / "web.db"
+    shutil.copyfile(sqlite_template, database)
+    settings = settings_for(tmp_path, database)
+    links = web_links(settings)
+    assert links is not None
+    with running(settings, seed) as base_url:
+        yield Site(base_url=base_url, links=links, database=database)

@@ -15,7 +15,7 @@ from notifier.localize import wording_from_json
 from notifier.poll import Notifier
 from notifier.render import Renderer
 from notifier.web.app import error_page
-from notifier.web.pages import UnsubscribePage, page_locale, tracking_page
+from notifier.web.pages import LOCALES, UnsubscribePage, page_locale, tracking_page
 from notifier.web.state import DaemonView
 from notifier.web.tokens import ALL, Purpose, Signer
 
@@ -30,6 +30,18 @@ _PRIVATE = {"Cache-Control": "no-store, private"}
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
+
+
+def asked_locale(request: Request) -> str | None:
+    """The language asked for with `?lang=` (the page's language link), if it is one we have."""
+    lang = request.query_params.get("lang")
+    return lang if lang in LOCALES else None
+
+
+def switch_values(locale: str) -> dict[str, str]:
+    """The language link: the other language, and a relative URL that keeps the signed token."""
+    other = next(loc for loc in LOCALES if loc != locale)
+    return {"other_locale": other, "other_url": f"?lang={other}"}
 
 
 class _Pages:
@@ -68,9 +80,28 @@ class _Pages:
             # The same answer as for any unknown page: nothing tells a number that exists.
             return error_page(404, request.url.path)
         recipient, number = claim
+        saved = False
+        if request.method == "POST":
+            # Like the unsubscribe form: the signed link is the only credential (no cookie
+            # another site's form could ride on), and a GET never changes anything.
+            form = await request.form()
+            chosen = form.get("lang")
+            if form.get("action") != "language" or chosen not in LOCALES:
+                return error_page(400, request.url.path)
+            await store.choose_locale(recipient, number, str(chosen))
+            saved = True
+            logger.info(
+                "language chosen on the web page to=%s parcel %s: %s",
+                recipient,
+                number,
+                chosen,
+                extra={"action": "language_chosen", "to": recipient, "number": number, "locale": chosen},
+            )
         history = await store.history(shipment.id)
         contacts = await store.contacts(shipment.id)
-        locale = page_locale(await store.locale_for(recipient, number))
+        mail_locale = page_locale(await store.locale_for(recipient, number))
+        # After a choice the page speaks the chosen language, whatever the link said.
+        locale = mail_locale if saved else asked_locale(request) or mail_locale
         stored = await store.wording(shipment.id, locale) if locale != str(POLL_LOCALE) else None
         built = tracking_page(
             shipment,
@@ -81,7 +112,10 @@ class _Pages:
             locale=locale,
             wording=wording_from_json(stored, history) if stored else None,
         )
-        return self.page("tracking.html.j2", built.values())
+        return self.page(
+            "tracking.html.j2",
+            {**built.values(), **switch_values(locale), "mail_locale": mail_locale, "language_saved": saved},
+        )
 
     async def unsubscribe(self, request: Request) -> Response:
         claim = self.claim(request, Purpose.UNSUBSCRIBE)
@@ -125,8 +159,9 @@ class _Pages:
             )
         shipment = await store.get(number) if number else None
         settings = self.view.settings
+        locale = asked_locale(request) or page_locale(await store.locale_for(recipient, number))
         page = UnsubscribePage(
-            locale=page_locale(await store.locale_for(recipient, number)),
+            locale=locale,
             shop_name=settings.notifications.shop_name,
             recipient=recipient,
             number=number,
@@ -137,12 +172,12 @@ class _Pages:
             and bool(await store.suppressed_shipments_among([(recipient, number)])),
             done=done,
         )
-        return self.page("unsubscribe.html.j2", page.values())
+        return self.page("unsubscribe.html.j2", {**page.values(), **switch_values(locale)})
 
 
 def routes(view: DaemonView) -> list[BaseRoute]:
     pages = _Pages(view)
     return [
         Route("/u/{token}", pages.unsubscribe, methods=["GET", "POST"], name="unsubscribe"),
-        Route("/t/{token}", pages.tracking, methods=["GET"], name="tracking"),
+        Route("/t/{token}", pages.tracking, methods=["GET", "POST"], name="tracking"),
     ]

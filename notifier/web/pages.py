@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from notifier.compose import MailSettings, context_for, tracking_url
+from notifier.contacts import arrived_abroad
 from notifier.localize import PageWording
 from notifier.messages import EventLine, MessageContext, Template
 from notifier.model import ContactOffice, TrackingEvent
@@ -36,6 +37,8 @@ class TrackingPage:
     events: tuple[EventLine, ...]  # newest first
     japan_post_url: str
     unsubscribe_url: str
+    # Arrived in the destination country: its local post office answers from now on, not Japan's.
+    local_post_office: bool = False
 
     def values(self) -> dict[str, Any]:
         """The names the page template sees: every message field, and the page's own."""
@@ -45,6 +48,7 @@ class TrackingPage:
             events=self.events,
             japan_post_url=self.japan_post_url,
             page_unsubscribe_url=self.unsubscribe_url,
+            local_post_office=self.local_post_office,
         )
         return names
 
@@ -85,6 +89,9 @@ def tracking_page(
         events=tuple(reversed(context.history[-EVENTS_SHOWN:])),
         japan_post_url=tracking_url(mail.tracking_base_url, shipment.number, locale),
         unsubscribe_url=unsubscribe,
+        local_post_office=arrived_abroad(
+            [*(str(e.stage) for e in history), str(stage)], context.international
+        ),
     )
 
 
