@@ -80,6 +80,7 @@ def outbox_policy(settings: Settings) -> OutboxPolicy:
     return OutboxPolicy(
         max_attempts=settings.notifications.max_attempts,
         quiet_hours=settings.notifications.quiet_hours,
+        default_time_zone=settings.notifications.default_time_zone,
         lease=settings.notifications.outbox_lease,
     )
 

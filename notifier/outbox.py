@@ -54,6 +54,8 @@ class OutboxPolicy:
         lease: how long a claimed message stays ours if we die mid-send.
         batch: messages claimed per drain.
         quiet_hours: local (start, end) when customers get nothing.
+        default_time_zone: the zone quiet hours follow for a message stored without one (a
+            recipient with no zone of their own whose parcel's country is unknown or domestic).
         auth_pause: the pause after a refused login or a failed TLS set-up (configuration, not
             luck); new [smtp] settings lift it at once.
         alert_after: consecutive failed tries of a transient kind (of the server, or of one
@@ -67,8 +69,13 @@ class OutboxPolicy:
     lease: dt.timedelta = dt.timedelta(minutes=5)
     batch: int = 50
     quiet_hours: tuple[dt.time, dt.time] | None = None
+    default_time_zone: str | None = None
     auth_pause: dt.timedelta = dt.timedelta(minutes=30)
     alert_after: int = 3
+
+    def zone_of(self, time_zone: str | None) -> str | None:
+        """The zone quiet hours follow for a message stored with `time_zone`."""
+        return time_zone or self.default_time_zone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,7 +140,7 @@ async def reevaluate_quiet_hours(store: Store, policy: OutboxPolicy, *, now: dt.
     ends for its recipient, or now if it is outside it. Returns how many moved."""
     moves = []
     for message_id, time_zone, due in await store.deferred_for_quiet_hours():
-        until = quiet_until(now, time_zone, policy.quiet_hours) or now
+        until = quiet_until(now, policy.zone_of(time_zone), policy.quiet_hours) or now
         if until != due:
             moves.append((message_id, until))
     return await store.reschedule_pending(moves)
@@ -152,7 +159,7 @@ def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> t
     if item.state is not OutboxState.PENDING:
         return None, ""
     due = max(item.next_attempt_at, now)
-    quiet = quiet_until(due, item.time_zone, policy.quiet_hours)
+    quiet = quiet_until(due, policy.zone_of(item.time_zone), policy.quiet_hours)
     if quiet is not None:
         return quiet, "quiet hours"
     if item.last_error == QUIET_HOURS and item.next_attempt_at > now:
@@ -260,7 +267,9 @@ async def drain(
             continue
         # Quiet hours spare customers; an operator alert (alerting.NOTICE_RULE) must not wait them out.
         until = (
-            None if item.rule == "operator_alert" else quiet_until(now, item.time_zone, policy.quiet_hours)
+            None
+            if item.rule == "operator_alert"
+            else quiet_until(now, policy.zone_of(item.time_zone), policy.quiet_hours)
         )
         if until is not None:
             await store.mark_retry(
