@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import email
@@ -28,7 +29,7 @@ from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
 from notifier.messages import MessageContext, Template
 from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, drain, expected_send
+from notifier.outbox import QUIET_HOURS, OutboxPolicy, drain, expected_send, recorded_pause
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.render import Renderer, sample_context
 from notifier.stages import Stage
@@ -277,7 +278,9 @@ async def _outbox(args: argparse.Namespace) -> int:
         states = [OutboxState(s) for s in args.state] if args.state else None
         items = await store.outbox(states=states, limit=args.limit)
         now, policy = utcnow(), outbox_policy(settings)
-        goes = {i.id: expected_send(i, policy, now) for i in items}
+        # The pause lives in the sending process; its alert and the last send say it here.
+        pause = recorded_pause(await store.alerts(), await store.last_sent_at())
+        goes = {i.id: expected_send(i, policy, now, pause) for i in items}
         if args.json:
             print(
                 json.dumps(
@@ -310,7 +313,7 @@ async def _outbox(args: argparse.Namespace) -> int:
             error = f"  ({i.last_error[:60]})" if i.last_error and i.state is not OutboxState.SENT else ""
             print(
                 f"{i.id:>6}  {i.state:<10} {i.attempts:>2}x  {i.recipient:<30} {i.number:<14} {i.rule}{error}"
-                f"{goes_note(*goes[i.id], now)}"
+                f"{goes_note(*goes[i.id], now, zone=policy.zone_of(i.time_zone))}"
             )
         return EXIT_OK
     finally:
@@ -321,11 +324,17 @@ def _iso(at: dt.datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def goes_note(at: dt.datetime | None, waits_for: str, now: dt.datetime) -> str:
-    """The listing's "goes" note for a waiting message: when, and what it waits for."""
+def goes_note(at: dt.datetime | None, waits_for: str, now: dt.datetime, *, zone: str | None = None) -> str:
+    """The listing's "goes" note for a waiting message: when, and what it waits for; the end of
+    quiet hours also in the recipient's `zone`, the clock they are kept by."""
     if at is None:
         return f"  goes when {waits_for}" if waits_for else ""
     when = "now" if at <= now else f"{at:%Y-%m-%d %H:%M}Z"
+    if at > now and waits_for == QUIET_HOURS and zone:
+        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
+            local = at.astimezone(ZoneInfo(zone))
+            if local.utcoffset():  # in UTC, or a zone on UTC now, the UTC time says it all
+                when = f"{local:%Y-%m-%d %H:%M} {zone} ({when})"
     return f"  goes {when}" + (f" ({waits_for})" if waits_for else "")
 
 

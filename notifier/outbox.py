@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import random
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from notifier.faults import crashpoint
@@ -22,15 +22,17 @@ from notifier.mailer import (
     with_date,
 )
 from notifier.rules import quiet_until
-from notifier.store import OutboxItem, OutboxState, Store
+from notifier.store import AlertView, OutboxItem, OutboxState, Store
 
 __all__ = [
     "DrainResult",
     "OutboxPolicy",
+    "RecordedPause",
     "SendingPause",
     "Transport",
     "drain",
     "expected_send",
+    "recorded_pause",
     "reevaluate_quiet_hours",
     "retry_at",
     "sending_paused",
@@ -146,11 +148,51 @@ async def reevaluate_quiet_hours(store: Store, policy: OutboxPolicy, *, now: dt.
     return await store.reschedule_pending(moves)
 
 
-def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> tuple[dt.datetime | None, str]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedPause:
+    """An SMTP pause as the database shows it to any process (the pause itself lives in the
+    sending process): `kind` as in SendingPause, since when, and what the operator is told."""
+
+    kind: str
+    since: dt.datetime
+    why: str
+
+
+# What stops sending, per pause kind, in a listing's few words; the alert has the details.
+_PAUSE_WORDS = {
+    "auth": "the SMTP server refused our login",
+    "tls": "TLS with the SMTP server failed",
+    "unreachable": "the SMTP server cannot be reached",
+    "connect": "the SMTP server fails before any message is offered",
+}
+
+
+def recorded_pause(alerts: Sequence[AlertView], last_sent_at: dt.datetime | None) -> RecordedPause | None:
+    """The SMTP pause in force, as far as the database tells: the newest open alert of SMTP
+    trouble that pauses sending, seen after the last message went out (a send ends a pause)."""
+    kinds = {alert_kind: kind for kind, (alert_kind, _) in _PAUSE_ALERTS.items()}
+    for alert in sorted(alerts, key=lambda a: a.last_seen_at, reverse=True):
+        if alert.kind not in kinds or alert.acknowledged_at is not None:
+            continue
+        if last_sent_at is not None and alert.last_seen_at <= last_sent_at:
+            return None
+        since = (
+            alert.first_seen_at
+            if last_sent_at is None or alert.first_seen_at > last_sent_at
+            else alert.last_seen_at
+        )
+        return RecordedPause(kind=kinds[alert.kind], since=since, why=_PAUSE_WORDS[kinds[alert.kind]])
+    return None
+
+
+def expected_send(
+    item: OutboxItem, policy: OutboxPolicy, now: dt.datetime, pause: RecordedPause | None = None
+) -> tuple[dt.datetime | None, str]:
     """When a waiting message will next be tried, and what it waits for ("" when nothing).
 
-    Pending: its next attempt, moved to the end of quiet hours if they cover it then. Held: no
-    time, it goes when Japan Post's pages read again. Other states: no time.
+    Pending: its next attempt, moved to the end of quiet hours if they cover it then; while
+    sending is paused (`pause`), no time: it goes when sending resumes. Held: no time, it goes
+    when Japan Post's pages read again. Other states: no time.
     """
     if item.state is OutboxState.HELD:
         return None, "pages to read again"
@@ -158,6 +200,10 @@ def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> t
         return now, "being sent"
     if item.state is not OutboxState.PENDING:
         return None, ""
+    if pause is not None:
+        return None, (
+            f"sending resumes (paused since {pause.since:%Y-%m-%d %H:%M}Z: {pause.why}; see `notifier alerts`)"
+        )
     due = max(item.next_attempt_at, now)
     quiet = quiet_until(due, policy.zone_of(item.time_zone), policy.quiet_hours)
     if quiet is not None:
