@@ -198,7 +198,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from notifier.importer import run_import
 
-    return run_import(Path(args.file), Path(args.output) if args.output else None, args.config)
+    return run_import(Path(args.file), Path(args.output) if args.output else None, args.config, args.preset)
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -505,6 +505,13 @@ def add_parsers(
         "import", parents=parents, help="turn a CSV of orders into a watch file (all rows checked first)"
     )
     importer.add_argument("file", metavar="ORDERS.csv")
+    importer.add_argument(
+        "--preset",
+        choices=["auto", "shopify", "plain"],
+        default="auto",
+        help="the file's layout: shopify (Shopify's orders export, one row per line item), plain "
+        "(one row per parcel, our column names); default auto: shopify when the header is that export's",
+    )
     importer.add_argument(
         "--output",
         metavar="FILE",
