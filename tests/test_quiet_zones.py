@@ -13,7 +13,7 @@ from zoneinfo import ZoneInfo
 
 from notifier.compose import drafts_for
 from notifier.messages import Template
-from notifier.outbox import OutboxPolicy
+from notifier.outbox import OutboxPolicy, reevaluate_quiet_hours
 from notifier.rules import Notification, Recipient, ShipmentFacts, recipient_zone
 from notifier.stages import Stage
 from notifier.store import OutboxState, Store
@@ -167,3 +167,17 @@ def test_outbox_send_keeps_quiet_hours_in_the_shops_zone(db_url: str, tmp_path: 
     assert "sent 1 via files" in sent.stdout
     assert "deferred 0" in sent.stdout
     assert len(list((tmp_path / "eml").glob("*.eml"))) == 1
+
+
+async def test_a_new_default_zone_moves_the_messages_waiting_for_quiet_hours(
+    store: Store, smtp: SmtpServer
+) -> None:
+    night_utc = dt.datetime(2026, 12, 7, 22, 0, tzinfo=dt.UTC)  # 07:00 the next morning in Tokyo
+    await store.enqueue([message(1, "hanako@example.jp", None)], now=night_utc)
+    clock = Clock(night_utc)
+    result = await run_drain(store, smtp, clock, OutboxPolicy(quiet_hours=QUIET, default_time_zone="UTC"))
+    assert result.deferred == 1
+    tokyo = OutboxPolicy(quiet_hours=QUIET, default_time_zone="Asia/Tokyo")
+    assert await reevaluate_quiet_hours(store, tokyo, now=night_utc) == 1
+    (waiting,) = await store.outbox()
+    assert waiting.next_attempt_at == dt.datetime(2026, 12, 7, 23, 0, tzinfo=dt.UTC)  # 08:00 in Tokyo
