@@ -128,3 +128,66 @@ def test_only_an_open_pause_alert_newer_than_the_last_send_is_a_pause() -> None:
     assert recorded_pause([alert("smtp_tls_failed", t)], t + dt.timedelta(minutes=1)) is None
     assert recorded_pause([alert("smtp_tls_failed", t, acknowledged=True)], None) is None
     assert recorded_pause([alert("poll_failed", t)], None) is None
+
+
+def test_the_operator_board_says_the_same_of_paused_and_quiet_messages() -> None:
+    from notifier.outbox import OutboxPolicy
+    from notifier.rules import DEFAULT_STALLS
+    from notifier.store import OutboxItem, OutboxState
+    from notifier.web.admin import BoardSnapshot, Filters, build_board
+
+    now = dt.datetime(2026, 12, 7, 4, 0, tzinfo=dt.UTC)  # 13:00 in Tokyo
+
+    def item(n: int) -> OutboxItem:
+        return OutboxItem(
+            id=n,
+            dedup_key=f"k{n}",
+            recipient="hanako@example.jp",
+            sender="shop@sakura.example",
+            locale="ja",
+            time_zone=None,
+            rule="delivered",
+            template="delivered",
+            stage="delivered",
+            number="EJ112345678JP",
+            subject="お届けしました",
+            message_id=f"<{n}@sakura.example>",
+            raw=b"bytes",
+            state=OutboxState.PENDING,
+            attempts=0,
+            next_attempt_at=now,
+            last_error=None,
+            created_at=now,
+            sent_at=None,
+        )
+
+    def goes(alerts: list[AlertView], policy: OutboxPolicy) -> str:
+        snapshot = BoardSnapshot(
+            shipments=[],
+            subscribers={},
+            suppressed=frozenset(),
+            alerts=alerts,
+            outbox=[item(1)],
+            depth={},
+            suppressions=[],
+            last_sent_at=now - dt.timedelta(hours=1),
+        )
+        board = build_board(snapshot, Filters(), now=now, policy=policy, stalls=DEFAULT_STALLS)
+        return board.outbox[0].goes
+
+    refused = AlertView(
+        id=1,
+        kind="smtp_auth_failed",
+        subject="",
+        message="…",
+        first_seen_at=now - dt.timedelta(minutes=10),
+        last_seen_at=now - dt.timedelta(minutes=10),
+        count=1,
+        acknowledged_at=None,
+    )
+    assert goes([refused], OutboxPolicy()).startswith(
+        "goes when sending resumes (paused since 2026-12-07 03:50Z: the SMTP server refused our login"
+    )
+    assert goes([], OutboxPolicy()) == "goes now"
+    quiet = OutboxPolicy(quiet_hours=(dt.time(12), dt.time(14)), default_time_zone="Asia/Tokyo")
+    assert goes([], quiet) == "goes 2026-12-07 14:00 Asia/Tokyo (2026-12-07 05:00Z) (quiet hours)"
