@@ -145,6 +145,9 @@ def test_quiet_hours_without_a_default_zone_are_refused_naming_file_line_and_key
     )
     checked = cli(config, "config", "check")
     assert checked.returncode == 0, checked.stderr
+    assert "quiet hours: 21:00-08:00 in each recipient's zone (else the destination's, else Asia/Tokyo)" in (
+        checked.stdout
+    )
 
 
 def test_outbox_send_keeps_quiet_hours_in_the_shops_zone(db_url: str, tmp_path: Path) -> None:
