@@ -75,7 +75,6 @@ _ALIASES = {
 # tracking column where the export (or the app that made it) has one.
 SHOPIFY = "shopify"
 PLAIN = "plain"
-PRESETS = ("auto", SHOPIFY, PLAIN)
 _SHOPIFY_COLUMNS = {
     "name": "label",
     "email": "subscribers",
