@@ -266,7 +266,12 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         )
     print(
         f"operator: {n.operator or '(none: no digest)'}; quiet hours: "
-        + (f"{n.quiet_hours[0]:%H:%M}-{n.quiet_hours[1]:%H:%M}" if n.quiet_hours else "none")
+        + (
+            f"{n.quiet_hours[0]:%H:%M}-{n.quiet_hours[1]:%H:%M} in each recipient's zone "
+            f"(else the destination's, else {n.default_time_zone})"
+            if n.quiet_hours
+            else "none"
+        )
     )
     if n.operator_webhook or n.heartbeat_url:
         from notifier.hooks import redact_url

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import email
@@ -28,7 +29,7 @@ from notifier.errors import InvalidNumberError
 from notifier.mailer import AddressError, SendError, transport_for, validate_address
 from notifier.messages import MessageContext, Template
 from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, drain, expected_send
+from notifier.outbox import QUIET_HOURS, OutboxPolicy, drain, expected_send, recorded_pause
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.render import Renderer, sample_context
 from notifier.stages import Stage
@@ -80,6 +81,7 @@ def outbox_policy(settings: Settings) -> OutboxPolicy:
     return OutboxPolicy(
         max_attempts=settings.notifications.max_attempts,
         quiet_hours=settings.notifications.quiet_hours,
+        default_time_zone=settings.notifications.default_time_zone,
         lease=settings.notifications.outbox_lease,
     )
 
@@ -196,7 +198,7 @@ def cmd_watch(args: argparse.Namespace) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     from notifier.importer import run_import
 
-    return run_import(Path(args.file), Path(args.output) if args.output else None, args.config)
+    return run_import(Path(args.file), Path(args.output) if args.output else None, args.config, args.preset)
 
 
 # --- outbox -------------------------------------------------------------------------------
@@ -276,7 +278,9 @@ async def _outbox(args: argparse.Namespace) -> int:
         states = [OutboxState(s) for s in args.state] if args.state else None
         items = await store.outbox(states=states, limit=args.limit)
         now, policy = utcnow(), outbox_policy(settings)
-        goes = {i.id: expected_send(i, policy, now) for i in items}
+        # The pause lives in the sending process; its alert and the last send say it here.
+        pause = recorded_pause(await store.alerts(), await store.last_sent_at())
+        goes = {i.id: expected_send(i, policy, now, pause) for i in items}
         if args.json:
             print(
                 json.dumps(
@@ -309,7 +313,7 @@ async def _outbox(args: argparse.Namespace) -> int:
             error = f"  ({i.last_error[:60]})" if i.last_error and i.state is not OutboxState.SENT else ""
             print(
                 f"{i.id:>6}  {i.state:<10} {i.attempts:>2}x  {i.recipient:<30} {i.number:<14} {i.rule}{error}"
-                f"{goes_note(*goes[i.id], now)}"
+                f"{goes_note(*goes[i.id], now, zone=policy.zone_of(i.time_zone))}"
             )
         return EXIT_OK
     finally:
@@ -320,11 +324,17 @@ def _iso(at: dt.datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
 
 
-def goes_note(at: dt.datetime | None, waits_for: str, now: dt.datetime) -> str:
-    """The listing's "goes" note for a waiting message: when, and what it waits for."""
+def goes_note(at: dt.datetime | None, waits_for: str, now: dt.datetime, *, zone: str | None = None) -> str:
+    """The listing's "goes" note for a waiting message: when, and what it waits for; the end of
+    quiet hours also in the recipient's `zone`, the clock they are kept by."""
     if at is None:
         return f"  goes when {waits_for}" if waits_for else ""
     when = "now" if at <= now else f"{at:%Y-%m-%d %H:%M}Z"
+    if at > now and waits_for == QUIET_HOURS and zone:
+        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
+            local = at.astimezone(ZoneInfo(zone))
+            if local.utcoffset():  # in UTC, or a zone on UTC now, the UTC time says it all
+                when = f"{local:%Y-%m-%d %H:%M} {zone} ({when})"
     return f"  goes {when}" + (f" ({waits_for})" if waits_for else "")
 
 
@@ -495,6 +505,13 @@ def add_parsers(
         "import", parents=parents, help="turn a CSV of orders into a watch file (all rows checked first)"
     )
     importer.add_argument("file", metavar="ORDERS.csv")
+    importer.add_argument(
+        "--preset",
+        choices=["auto", "shopify", "plain"],
+        default="auto",
+        help="the file's layout: shopify (Shopify's orders export, one row per line item), plain "
+        "(one row per parcel, our column names); default auto: shopify when the header is that export's",
+    )
     importer.add_argument(
         "--output",
         metavar="FILE",

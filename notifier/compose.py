@@ -22,10 +22,11 @@ from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
 from notifier.model import ContactOffice, Locale, TrackingEvent
 from notifier.numbers import parse_number
 from notifier.render import Renderer
-from notifier.rules import Notification, ShipmentFacts
+from notifier.rules import Notification, ShipmentFacts, recipient_zone
 from notifier.stages import Stage, stage_info
 from notifier.store import OutboxDraft
 from notifier.web.tokens import Links
+from notifier.zones import country_zones
 
 logger = logging.getLogger(__name__)
 
@@ -374,6 +375,8 @@ def drafts_for(
     drafts: list[OutboxDraft] = []
     for n in notifications:
         sid = n.recipient.subscription_id
+        # Stored with the message: quiet hours then follow it, whatever the watch says later.
+        zone = recipient_zone(n.recipient.time_zone, shipment.destination, country_zones())
         try:
             context = context_for(
                 n,
@@ -396,7 +399,7 @@ def drafts_for(
                     now=now,
                     shipment_id=shipment.id,
                     subscription_id=n.recipient.subscription_id,
-                    time_zone=n.recipient.time_zone,
+                    time_zone=zone,
                     supersedes=supersede,
                 )
             )
@@ -414,7 +417,7 @@ def drafts_for(
                     number=shipment.number,
                     shipment_id=shipment.id,
                     subscription_id=n.recipient.subscription_id,
-                    time_zone=n.recipient.time_zone,
+                    time_zone=zone,
                 )
             )
     return drafts

@@ -117,6 +117,9 @@ class NotificationSettings:
     templates: Path | None = None
     outbox_dir: Path = Path("outbox")
     quiet_hours: tuple[dt.time, dt.time] | None = None
+    # The zone quiet hours follow for a subscriber with neither a zone of their own nor a
+    # destination country with one (notifier/country_zones.csv); required with quiet_hours.
+    default_time_zone: str | None = None
     max_attempts: int = 8
     outbox_lease: dt.timedelta = dt.timedelta(minutes=5)
     # Operator alerts are emailed this long after the first one not yet sent, gathered into one.
@@ -219,6 +222,7 @@ _KNOWN: dict[str, set[str]] = {
         "templates",
         "outbox_dir",
         "quiet_hours",
+        "default_time_zone",
         "max_attempts",
         "outbox_lease",
         "alert_batch",
@@ -1058,6 +1062,24 @@ def _notifications(
             quiet = (_parse_clock(start), _parse_clock(end))
         except ValueError as exc:
             problems.add("notifications.quiet_hours", str(exc))
+    default_zone = _string(table, "default_time_zone", "notifications.default_time_zone", problems)
+    if default_zone is not None and (reason := _zone_problem(default_zone)) is not None:
+        problems.add("notifications.default_time_zone", reason)
+        default_zone = None
+    elif default_zone is None and "quiet_hours" in table and "default_time_zone" not in table:
+        # Without it, quiet hours of subscribers with no zone would be kept in UTC: 21:00-08:00
+        # UTC is 06:00-17:00 in Japan, the middle of the day.
+        line = problems.line_of("notifications.quiet_hours")
+        problems.items.append(
+            f"{problems.where}:{line}: notifications.default_time_zone: required when quiet_hours is set "
+            '(the shop\'s IANA time zone, like default_time_zone = "Asia/Tokyo"): quiet hours follow '
+            "each subscriber's time_zone, else their destination country's, else this"
+            if line
+            else problems.located(
+                "notifications.default_time_zone",
+                'required when quiet_hours is set (like default_time_zone = "Asia/Tokyo")',
+            )
+        )
     attempts = table.get("max_attempts", defaults.max_attempts)
     if isinstance(attempts, bool) or not isinstance(attempts, int) or not 1 <= attempts <= MAX_ATTEMPTS:
         problems.add("notifications.max_attempts", f"must be a whole number from 1 to {MAX_ATTEMPTS}")
@@ -1105,6 +1127,7 @@ def _notifications(
         templates=template_dir,
         outbox_dir=_file_path(base, outbox_dir) if outbox_dir else defaults.outbox_dir,
         quiet_hours=quiet,
+        default_time_zone=default_zone,
         max_attempts=attempts,
         outbox_lease=lease,
         alert_batch=alert_batch,

@@ -35,7 +35,7 @@ from notifier.errors import ConfigError, NotifierError
 from notifier.hooks import Heartbeat
 from notifier.mailer import transport_for
 from notifier.numbers import parse_number
-from notifier.outbox import drain, reevaluate_quiet_hours
+from notifier.outbox import OutboxPolicy, drain, reevaluate_quiet_hours
 from notifier.poll import Notifier, queue_operator_digest, queue_timed
 from notifier.reschedule import moves
 from notifier.sdnotify import Notifier as SystemdNotifier
@@ -589,13 +589,14 @@ class Daemon:
                 " [http] (added, removed, or http.listen changed) cannot change while running; restart instead",
             )
         old_policy = self.settings.polling
-        old_quiet = outbox_policy(self.settings).quiet_hours
+        # The default zone moves waiting messages as the window does.
+        old_quiet = _quiet(outbox_policy(self.settings))
         try:
             await self._apply(new)
         except Exception as exc:
             return self._refuse(_one_line(exc), f" applying it failed: {_one_line(exc)}")
         self.counters.reloads += 1
-        if outbox_policy(new).quiet_hours != old_quiet:
+        if _quiet(outbox_policy(new)) != old_quiet:
             await self._quiet_hours_changed(new)
         if new.polling != old_policy:
             if self._cycle_client is not None:
@@ -832,6 +833,10 @@ class Daemon:
 
 def _listening(settings: Settings) -> tuple[str, int] | None:
     return (settings.http.host, settings.http.port) if settings.http is not None else None
+
+
+def _quiet(policy: OutboxPolicy) -> tuple[object, ...]:
+    return (policy.quiet_hours, policy.default_time_zone)
 
 
 def _one_line(exc: BaseException) -> str:

@@ -69,6 +69,25 @@ _ALIASES = {
     "zone": "time_zone",
     "タイムゾーン": "time_zone",
 }
+# Shopify's orders export (Orders > Export): one row per line item, an order's rows sharing its
+# Name (#1001), the order's other columns filled on its first row only. Its "Name" is the order,
+# not the customer, and the customer's name is the shipping name. Tracking numbers come from a
+# tracking column where the export (or the app that made it) has one.
+SHOPIFY = "shopify"
+PLAIN = "plain"
+_SHOPIFY_COLUMNS = {
+    "name": "label",
+    "email": "subscribers",
+    "shippingname": "name",
+    "shippingcountry": "destination",
+    "trackingnumber": "number",
+    "trackingnumbers": "number",
+    "tracking": "number",
+    "fulfillment:trackingnumber": "number",
+    "tags": "tags",
+}
+# Headers only that export has together: the order name, and per line item columns.
+_SHOPIFY_SIGNS = {"name", "email", "shippingname"}
 # Values people type in a language column, folded to our locales.
 _LOCALES = {"en": "en", "english": "en", "英語": "en", "ja": "ja", "japanese": "ja", "日本語": "ja"}
 _ENCODING_NAMES = {
@@ -110,6 +129,59 @@ def _column(name: str) -> str | None:
     return _ALIASES.get(_fold(name))
 
 
+def detect_layout(header: list[str]) -> str:
+    """SHOPIFY when the header is Shopify's orders export's, else PLAIN (today's column names)."""
+    folded = {_fold(name) for name in header}
+    is_shopify = folded >= _SHOPIFY_SIGNS and any(name.startswith("lineitem") for name in folded)
+    return SHOPIFY if is_shopify else PLAIN
+
+
+# A record to check: its cells by field, and the line each cell came from.
+_Record = tuple[dict[str, str], dict[str, int]]
+
+
+def _cells(header: list[str | None], row: list[str]) -> dict[str, str]:
+    cells: dict[str, str] = {}
+    for key, value in zip(header, row, strict=False):
+        # With two columns mapping to one field (say 注文番号 and Order), the first filled one wins.
+        if key and value.strip() and key not in cells:
+            # Labels and names are kept as typed (a full-width name stays full-width).
+            verbatim = key in ("label", "name")
+            cells[key] = value.strip() if verbatim else unicodedata.normalize("NFKC", value).strip()
+    return cells
+
+
+def _shopify_records(
+    header: list[str | None], lines: list[int], rows: list[list[str]], source: str, notes: list[str]
+) -> list[_Record]:
+    """One record per tracking number of each order: an order's rows are merged (its first
+    filled cell of each column wins), a row with no Name continues the order above it."""
+    orders: dict[str, tuple[dict[str, str], dict[str, int], dict[str, int]]] = {}
+    current: str | None = None
+    for line, row in zip(lines, rows, strict=True):
+        cells = _cells(header, row)
+        if not cells:
+            continue
+        current = cells.get("label") or current or f"line {line}"
+        merged, where, numbers = orders.setdefault(current, ({}, {"label": line}, {}))
+        for key, value in cells.items():
+            if key == "number":
+                # Several fulfilments: several numbers in one cell or on several rows.
+                for number in filter(None, _SPLIT.split(value)):
+                    numbers.setdefault(number, line)
+            elif key not in merged:
+                merged[key], where[key] = value, line
+    records: list[_Record] = []
+    for order, (merged, where, numbers) in orders.items():
+        if not numbers:
+            notes.append(
+                f"{source}:{where['label']}: order {order}: no tracking number (not fulfilled yet): skipped"
+            )
+        for number, line in numbers.items():
+            records.append(({**merged, "number": number}, {**where, "number": line}))
+    return records
+
+
 def decode_csv(data: bytes, source: str) -> tuple[str, str]:
     """The text of a CSV and the encoding it was in: UTF-8 (with or without BOM), UTF-16 with a
     BOM (Excel's "Unicode text"), or CP932, which Japanese Excel writes for "CSV"."""
@@ -133,8 +205,9 @@ def decode_csv(data: bytes, source: str) -> tuple[str, str]:
     )
 
 
-def read_orders(text: str, source: str) -> Orders:
-    """Parse CSV text (comma, semicolon or tab separated; header row required)."""
+def read_orders(text: str, source: str, preset: str = "auto") -> Orders:
+    """Parse CSV text (comma, semicolon or tab separated; header row required), laid out as
+    `preset` says (SHOPIFY, PLAIN) or, with "auto", as its header shows (see detect_layout)."""
     first_line = text.split("\n", 1)[0]
     try:
         dialect: type[csv.Dialect] | csv.Dialect = csv.Sniffer().sniff(first_line, delimiters=",;\t")
@@ -149,6 +222,20 @@ def read_orders(text: str, source: str) -> Orders:
         end = reader.line_num
     if not rows or not any(cell.strip() for cell in rows[0]):
         raise ConfigError(f"{source}: empty file: nothing to import")
+    layout = detect_layout(rows[0]) if preset == "auto" else preset
+    if layout == SHOPIFY:
+        header = [_SHOPIFY_COLUMNS.get(_fold(name)) for name in rows[0]]
+        notes = [
+            f"{source}:1: read as a Shopify orders export: rows grouped by order; Name is the label, "
+            "Shipping Name the greeting, Email the subscriber, Shipping Country the destination"
+        ]
+        if "number" not in header:
+            raise ConfigError(
+                f"{source}:1: no tracking number column in this Shopify export (a header like "
+                "'Tracking Number' or 'Fulfillment: Tracking Number'): add one, or export with an app that does"
+            )
+        records = _shopify_records(header, starts[1:], rows[1:], source, notes)
+        return _checked(records, notes, source)
     header = [_column(name) for name in rows[0]]
     ignored = [
         name.strip() for name, known in zip(rows[0], header, strict=True) if known is None and name.strip()
@@ -165,26 +252,31 @@ def read_orders(text: str, source: str) -> Orders:
             f"{source}:1: no number column (a header like 'number', 'tracking number' or 'お問い合わせ番号')"
         )
         raise ConfigError("\n".join(problems))
+    records = []
+    for line, row in zip(starts[1:], rows[1:], strict=True):
+        if any(cell.strip() for cell in row):
+            records.append((_cells(header, row), {"number": line}))
+    return _checked(records, notes, source)
+
+
+def _checked(records: list[_Record], notes: list[str], source: str) -> Orders:
+    """The watches of `records`, each cell checked; every problem named by line and field."""
+    problems: list[str] = []
     watches: list[ImportedWatch] = []
     seen: dict[str, int] = {}
-    for line, row in zip(starts[1:], rows[1:], strict=True):
-        if not any(cell.strip() for cell in row):
-            continue
-        cells: dict[str, str] = {}
-        for key, value in zip(header, row, strict=False):
-            # With two columns mapping to one field (say 注文番号 and Order), the first filled one wins.
-            if key and value.strip() and key not in cells:
-                # Labels and names are kept as typed (a full-width name stays full-width).
-                verbatim = key in ("label", "name")
-                cells[key] = value.strip() if verbatim else unicodedata.normalize("NFKC", value).strip()
-        where = f"{source}:{line}"
+    for cells, lines in records:
+        line = lines["number"]
+
+        def at(key: str, line: int = line, lines: dict[str, int] = lines) -> str:
+            return f"{source}:{lines.get(key, line)}"
+
         try:
             number = parse_number(cells.get("number", "")).value
         except ValueError as exc:
-            problems.append(f"{where}: number: {exc}")
+            problems.append(f"{at('number')}: number: {exc}")
             continue
         if number in seen:
-            problems.append(f"{where}: number: {number} is already on line {seen[number]}")
+            problems.append(f"{at('number')}: number: {number} is already on line {seen[number]}")
             continue
         seen[number] = line
         subscribers = []
@@ -192,17 +284,19 @@ def read_orders(text: str, source: str) -> Orders:
             try:
                 subscribers.append(validate_address(address))
             except AddressError as exc:
-                problems.append(f"{where}: subscribers: {exc}")
+                problems.append(f"{at('subscribers')}: subscribers: {exc}")
         raw_locale = cells.get("locale", "")
         locale = _LOCALES.get(raw_locale.casefold(), "") if raw_locale else "en"
         if not locale:
-            problems.append(f"{where}: locale: {raw_locale!r} must be en or ja (or 英語, 日本語)")
+            problems.append(f"{at('locale')}: locale: {raw_locale!r} must be en or ja (or 英語, 日本語)")
         destination = cells.get("destination", "").upper() or None
         if destination and not re.fullmatch(r"[A-Z]{2}", destination):
-            problems.append(f"{where}: destination: {destination!r} is not a two-letter country code")
+            problems.append(
+                f"{at('destination')}: destination: {destination!r} is not a two-letter country code"
+            )
         name = cells.get("name", "")
         if (reason := name_problem(name)) is not None:
-            problems.append(f"{where}: name: {reason}")
+            problems.append(f"{at('name')}: name: {reason}")
         zone = cells.get("time_zone") or None
         if zone:
             from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
@@ -210,7 +304,9 @@ def read_orders(text: str, source: str) -> Orders:
             try:
                 ZoneInfo(zone)
             except (ZoneInfoNotFoundError, ValueError):
-                problems.append(f"{where}: time_zone: {zone!r} is not an IANA time zone (like Asia/Tokyo)")
+                problems.append(
+                    f"{at('time_zone')}: time_zone: {zone!r} is not an IANA time zone (like Asia/Tokyo)"
+                )
         watches.append(
             ImportedWatch(
                 number=number,
@@ -350,7 +446,7 @@ def _check_read_by(output: Path, config: str | None) -> None:
         )
 
 
-def run_import(file: Path, output: Path | None, config: str | None) -> int:
+def run_import(file: Path, output: Path | None, config: str | None, preset: str = "auto") -> int:
     """`notifier import`: exit 0 when written, 2 when nothing was (every reason printed)."""
     from notifier.config import load_settings, parse_settings
 
@@ -361,7 +457,7 @@ def run_import(file: Path, output: Path | None, config: str | None) -> int:
         return 2
     try:
         text, encoding = decode_csv(data, str(file))
-        orders = read_orders(text, str(file))
+        orders = read_orders(text, str(file), preset)
         for note in orders.notes:
             print(f"notifier import: note: {note}", file=sys.stderr)
         rendered = to_toml(orders.watches, file.name)

@@ -7,7 +7,7 @@ import datetime as dt
 import logging
 import random
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from notifier.faults import crashpoint
@@ -22,15 +22,17 @@ from notifier.mailer import (
     with_date,
 )
 from notifier.rules import quiet_until
-from notifier.store import OutboxItem, OutboxState, Store
+from notifier.store import AlertView, OutboxItem, OutboxState, Store
 
 __all__ = [
     "DrainResult",
     "OutboxPolicy",
+    "RecordedPause",
     "SendingPause",
     "Transport",
     "drain",
     "expected_send",
+    "recorded_pause",
     "reevaluate_quiet_hours",
     "retry_at",
     "sending_paused",
@@ -54,6 +56,8 @@ class OutboxPolicy:
         lease: how long a claimed message stays ours if we die mid-send.
         batch: messages claimed per drain.
         quiet_hours: local (start, end) when customers get nothing.
+        default_time_zone: the zone quiet hours follow for a message stored without one (a
+            recipient with no zone of their own whose parcel's country is unknown or domestic).
         auth_pause: the pause after a refused login or a failed TLS set-up (configuration, not
             luck); new [smtp] settings lift it at once.
         alert_after: consecutive failed tries of a transient kind (of the server, or of one
@@ -67,8 +71,13 @@ class OutboxPolicy:
     lease: dt.timedelta = dt.timedelta(minutes=5)
     batch: int = 50
     quiet_hours: tuple[dt.time, dt.time] | None = None
+    default_time_zone: str | None = None
     auth_pause: dt.timedelta = dt.timedelta(minutes=30)
     alert_after: int = 3
+
+    def zone_of(self, time_zone: str | None) -> str | None:
+        """The zone quiet hours follow for a message stored with `time_zone`."""
+        return time_zone or self.default_time_zone
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -133,17 +142,57 @@ async def reevaluate_quiet_hours(store: Store, policy: OutboxPolicy, *, now: dt.
     ends for its recipient, or now if it is outside it. Returns how many moved."""
     moves = []
     for message_id, time_zone, due in await store.deferred_for_quiet_hours():
-        until = quiet_until(now, time_zone, policy.quiet_hours) or now
+        until = quiet_until(now, policy.zone_of(time_zone), policy.quiet_hours) or now
         if until != due:
             moves.append((message_id, until))
     return await store.reschedule_pending(moves)
 
 
-def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> tuple[dt.datetime | None, str]:
+@dataclass(frozen=True, slots=True, kw_only=True)
+class RecordedPause:
+    """An SMTP pause as the database shows it to any process (the pause itself lives in the
+    sending process): `kind` as in SendingPause, since when, and what the operator is told."""
+
+    kind: str
+    since: dt.datetime
+    why: str
+
+
+# What stops sending, per pause kind, in a listing's few words; the alert has the details.
+_PAUSE_WORDS = {
+    "auth": "the SMTP server refused our login",
+    "tls": "TLS with the SMTP server failed",
+    "unreachable": "the SMTP server cannot be reached",
+    "connect": "the SMTP server fails before any message is offered",
+}
+
+
+def recorded_pause(alerts: Sequence[AlertView], last_sent_at: dt.datetime | None) -> RecordedPause | None:
+    """The SMTP pause in force, as far as the database tells: the newest open alert of SMTP
+    trouble that pauses sending, seen after the last message went out (a send ends a pause)."""
+    kinds = {alert_kind: kind for kind, (alert_kind, _) in _PAUSE_ALERTS.items()}
+    for alert in sorted(alerts, key=lambda a: a.last_seen_at, reverse=True):
+        if alert.kind not in kinds or alert.acknowledged_at is not None:
+            continue
+        if last_sent_at is not None and alert.last_seen_at <= last_sent_at:
+            return None
+        since = (
+            alert.first_seen_at
+            if last_sent_at is None or alert.first_seen_at > last_sent_at
+            else alert.last_seen_at
+        )
+        return RecordedPause(kind=kinds[alert.kind], since=since, why=_PAUSE_WORDS[kinds[alert.kind]])
+    return None
+
+
+def expected_send(
+    item: OutboxItem, policy: OutboxPolicy, now: dt.datetime, pause: RecordedPause | None = None
+) -> tuple[dt.datetime | None, str]:
     """When a waiting message will next be tried, and what it waits for ("" when nothing).
 
-    Pending: its next attempt, moved to the end of quiet hours if they cover it then. Held: no
-    time, it goes when Japan Post's pages read again. Other states: no time.
+    Pending: its next attempt, moved to the end of quiet hours if they cover it then; while
+    sending is paused (`pause`), no time: it goes when sending resumes. Held: no time, it goes
+    when Japan Post's pages read again. Other states: no time.
     """
     if item.state is OutboxState.HELD:
         return None, "pages to read again"
@@ -151,8 +200,12 @@ def expected_send(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> t
         return now, "being sent"
     if item.state is not OutboxState.PENDING:
         return None, ""
+    if pause is not None:
+        return None, (
+            f"sending resumes (paused since {pause.since:%Y-%m-%d %H:%M}Z: {pause.why}; see `notifier alerts`)"
+        )
     due = max(item.next_attempt_at, now)
-    quiet = quiet_until(due, item.time_zone, policy.quiet_hours)
+    quiet = quiet_until(due, policy.zone_of(item.time_zone), policy.quiet_hours)
     if quiet is not None:
         return quiet, "quiet hours"
     if item.last_error == QUIET_HOURS and item.next_attempt_at > now:
@@ -260,7 +313,9 @@ async def drain(
             continue
         # Quiet hours spare customers; an operator alert (alerting.NOTICE_RULE) must not wait them out.
         until = (
-            None if item.rule == "operator_alert" else quiet_until(now, item.time_zone, policy.quiet_hours)
+            None
+            if item.rule == "operator_alert"
+            else quiet_until(now, policy.zone_of(item.time_zone), policy.quiet_hours)
         )
         if until is not None:
             await store.mark_retry(

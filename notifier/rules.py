@@ -329,6 +329,13 @@ def notifications_for_time(
     return out
 
 
+def recipient_zone(own: str | None, destination: str | None, countries: Mapping[str, str]) -> str | None:
+    """The zone a recipient's quiet hours follow: their own, else their parcel's destination
+    country's (`countries`, see notifier.zones); None leaves it to the shop's default_time_zone,
+    applied when sending (a domestic parcel has no destination)."""
+    return own or countries.get((destination or "").upper()) or None
+
+
 def quiet_until(
     now: dt.datetime, time_zone: str | None, window: tuple[dt.time, dt.time] | None
 ) -> dt.datetime | None:

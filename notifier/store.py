@@ -1597,6 +1597,11 @@ class Store:
             )
             return {state: int(count) for state, count in rows}
 
+    async def last_sent_at(self) -> dt.datetime | None:
+        """When the latest message went out (None: never); a send ends an SMTP pause."""
+        async with self._reads() as session:
+            return (await session.execute(select(func.max(OutboxMessage.sent_at)))).scalar_one()
+
     async def ping(self) -> None:
         """One round trip to the database (the health check's); raises when it does not answer."""
         async with self.engine.connect() as connection:

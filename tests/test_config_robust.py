@@ -118,6 +118,7 @@ BASE: dict[str, Any] = {
         "unsubscribe": "mailto:ops@shop.example?subject=unsubscribe%20{email}",
         "outbox_dir": "outbox",
         "quiet_hours": "21:00-08:00",
+        "default_time_zone": "Asia/Tokyo",
         "max_attempts": 8,
         "outbox_lease": "5m",
         "baseline": "current",

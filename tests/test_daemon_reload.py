@@ -385,7 +385,10 @@ def test_a_quiet_hours_change_at_reload_moves_the_message_it_held(
     tokyo = dt.datetime.now(dt.UTC) + dt.timedelta(hours=9)
     window = f"{tokyo - dt.timedelta(hours=1):%H:%M}-{tokyo + dt.timedelta(hours=3):%H:%M}"
     config.write_text(
-        text.replace("[notifications]\n", f'[notifications]\nquiet_hours = "{window}"\n'), encoding="utf-8"
+        text.replace(
+            "[notifications]\n", f'[notifications]\nquiet_hours = "{window}"\ndefault_time_zone = "UTC"\n'
+        ),
+        encoding="utf-8",
     )
     run = start(config)
     try:

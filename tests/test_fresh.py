@@ -478,6 +478,7 @@ def test_outbox_listing_shows_when_each_message_goes(
     config = tmp_path / "notifier.toml"
     config.write_text(
         f'[database]\nurl = "{db_url}"\n[notifications]\nshop_name = "Sakura"\nquiet_hours = "00:00-23:59"\n'
+        'default_time_zone = "UTC"\n'
         'outbox_dir = "eml"\n',
         encoding="utf-8",
     )

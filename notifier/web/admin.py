@@ -28,7 +28,7 @@ from starlette.routing import BaseRoute, Route
 from notifier.cli_mail import goes_note, outbox_policy
 from notifier.mailer import AddressError, validate_address
 from notifier.model import TrackingEvent
-from notifier.outbox import OutboxPolicy, expected_send
+from notifier.outbox import OutboxPolicy, RecordedPause, expected_send, recorded_pause
 from notifier.render import templates_root
 from notifier.rules import StallRule
 from notifier.stages import Stage, stage_info
@@ -118,6 +118,8 @@ class BoardSnapshot:
     outbox: Sequence[OutboxItem]
     depth: Mapping[str, int]
     suppressions: Sequence[tuple[str, str, dt.datetime]]
+    # With the alerts, whether sending is paused (see outbox.recorded_pause).
+    last_sent_at: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -319,8 +321,10 @@ def alert_row(alert: AlertView, now: dt.datetime, numbers: frozenset[str] = froz
     )
 
 
-def outbox_row(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> OutboxRow:
-    at, waits_for = expected_send(item, policy, now)
+def outbox_row(
+    item: OutboxItem, policy: OutboxPolicy, now: dt.datetime, pause: RecordedPause | None = None
+) -> OutboxRow:
+    at, waits_for = expected_send(item, policy, now, pause)
     failed = item.state is OutboxState.FAILED
     return OutboxRow(
         id=item.id,
@@ -331,7 +335,9 @@ def outbox_row(item: OutboxItem, policy: OutboxPolicy, now: dt.datetime) -> Outb
         subject=item.subject,
         attempts=item.attempts,
         reason=item.last_error or "",
-        goes=_never(item) if failed else goes_note(at, waits_for, now).strip(),
+        goes=_never(item)
+        if failed
+        else goes_note(at, waits_for, now, zone=policy.zone_of(item.time_zone)).strip(),
         can_retry=failed and bool(item.raw),
         unbuilt=not item.raw,
     )
@@ -370,6 +376,7 @@ def build_board(
         )
 
     # Failed first (they wait for the operator), then by id, oldest first: the order they go in.
+    pause = recorded_pause(snapshot.alerts, snapshot.last_sent_at)
     waiting = sorted(
         (item for item in snapshot.outbox if filters.message(item)),
         key=lambda item: (item.state is not OutboxState.FAILED, item.id),
@@ -384,7 +391,7 @@ def build_board(
         alerts=tuple(alert_row(alert, now, numbers) for alert in snapshot.alerts if filters.alert(alert))[
             :SHOWN
         ],
-        outbox=tuple(outbox_row(item, policy, now) for item in waiting[:SHOWN]),
+        outbox=tuple(outbox_row(item, policy, now, pause) for item in waiting[:SHOWN]),
         suppressions=tuple(
             SuppressionRow(email=email, reason=reason, since=when(since, now))
             for email, reason, since in snapshot.suppressions
@@ -515,6 +522,7 @@ async def load_snapshot(store: Store) -> BoardSnapshot:
         outbox=await store.outbox(states=WAITING, limit=500),
         depth=await store.outbox_depth(),
         suppressions=await store.suppressions(),
+        last_sent_at=await store.last_sent_at(),
     )
 
 
