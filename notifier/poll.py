@@ -33,6 +33,7 @@ from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
 from notifier.rules import (
+    STALL_ALERT,
     MultiStage,
     Recipient,
     RulesConfig,
@@ -40,6 +41,7 @@ from notifier.rules import (
     notifications_for_change,
     notifications_for_time,
     old_news,
+    stall_alert,
 )
 from notifier.stages import Stage
 from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
@@ -189,6 +191,8 @@ async def poll_detail(
         owner=owner,
         outbox=outbox,
         held=held,
+        # The parcel moved: the shop's promised inquiry into its silence is no longer needed.
+        closes=(STALL_ALERT,),
     )
     crashpoint("poll:after-commit")
     # For the tracking page: the same words the messages just quoted (a crash before this
@@ -309,7 +313,9 @@ async def queue_timed(
             names=await store.subscription_names(view.id),
             wordings=wordings,
         )
-        queued += await store.enqueue(drafts, now=now)
+        queued += await store.enqueue(
+            drafts, now=now, alert=stall_alert(shipment_facts, fresh), shipment_id=view.id
+        )
         await store.save_wordings(view.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
     return queued
 

@@ -83,6 +83,24 @@ DEFAULT_STALLS: Mapping[Stage, StallRule] = {
 }
 
 
+# While the parcel is still in Japan only the sender can ask Japan Post about it, so the stall
+# message promises that the shop will ("We will ask Japan Post about it", 「当店から日本郵便に確認
+# いたします」): the stages of the templates' `in_japan()`. Such a stall is an operator alert too.
+SHOP_FOLLOWS_UP: frozenset[Stage] = frozenset(
+    {Stage.PENDING, Stage.ACCEPTED, Stage.IN_TRANSIT, Stage.OUTWARD_EXCHANGE}
+)
+STALL_ALERT = "stalled_in_japan"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorAlert:
+    """An alert to raise with the messages it belongs to (kind and subject as `Store.raise_alert`)."""
+
+    kind: str
+    subject: str
+    message: str
+
+
 def _rule(stage: Stage, template: Template | None = None, enabled: bool = True) -> Rule:
     return Rule(
         name=str(stage), template=template or Template(str(stage)), stages=frozenset({stage}), enabled=enabled
@@ -327,6 +345,28 @@ def notifications_for_time(
                     )
                 )
     return out
+
+
+def stall_alert(shipment: ShipmentFacts, notifications: Sequence[Notification]) -> OperatorAlert | None:
+    """The operator alert owed for these time-based messages: a stall whose email tells the
+    customer that the shop will ask Japan Post (see SHOP_FOLLOWS_UP); None for silences that
+    are normal or that only the destination's post office can explain."""
+    promised = [n for n in notifications if n.template is Template.STALLED and n.stage in SHOP_FOLLOWS_UP]
+    if not promised:
+        return None
+    first = promised[0]
+    days = f"{first.stalled_days} day{'' if first.stalled_days == 1 else 's'}"
+    told = len({n.recipient.subscription_id for n in promised})
+    label = f" ({shipment.label})" if shipment.label else ""
+    return OperatorAlert(
+        kind=STALL_ALERT,
+        subject=shipment.number,
+        message=(
+            f"{shipment.number}{label} has had no new scan for {days} while still "
+            f"in Japan (stage: {first.stage}). {told} customer(s) were told that the shop will ask "
+            "Japan Post about it: please make that inquiry. This alert closes when the parcel moves."
+        ),
+    )
 
 
 def quiet_until(
