@@ -227,6 +227,7 @@ _KNOWN: dict[str, set[str]] = {
         "baseline",
         "multi_stage",
         "max_event_age",
+        "settle",
         "stall",
         "retention",
         "rule",
@@ -982,6 +983,12 @@ def _rules(notifications: dict[str, Any], problems: _Problems) -> RulesConfig:
             max_age = parse_duration(notifications["max_event_age"])
         except ValueError as exc:
             problems.add("notifications.max_event_age", str(exc))
+    settle = defaults.settle
+    if "settle" in notifications:
+        try:
+            settle = parse_duration(notifications["settle"])
+        except ValueError as exc:
+            problems.add("notifications.settle", str(exc))
     stalls = dict(DEFAULT_STALLS)
     stall_table = notifications.get("stall", {})
     if not isinstance(stall_table, dict):
@@ -1037,6 +1044,7 @@ def _rules(notifications: dict[str, Any], problems: _Problems) -> RulesConfig:
         baseline=Baseline(baseline),
         multi_stage=MultiStage(multi),
         max_event_age=max_age,
+        settle=settle,
         stalls=stalls,
         retention_hold=durations["hold"],
         retention_remind_before=durations["remind_before"],

@@ -17,6 +17,7 @@ wording of the messages changes (the English page's, flagged), never what is rec
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
 from collections.abc import Callable, Sequence
@@ -41,6 +42,8 @@ from notifier.rules import (
     notifications_for_change,
     notifications_for_time,
     old_news,
+    poll_again_by,
+    send_after,
     stall_alert,
 )
 from notifier.stages import Stage
@@ -177,9 +180,14 @@ async def poll_detail(
             # is replaced; "each" promises a message per stage, so nothing is.
             supersede=notifier.rules.multi_stage is MultiStage.LATEST,
         )
+        # Non-urgent news waits for the next scan, which supersedes it (see rules.send_after).
+        due = {n.dedup_key: send_after(n, notifier.rules, now) for n in notifications}
+        outbox = [dataclasses.replace(d, not_before=due.get(d.dedup_key)) for d in outbox]
     if callable(next_poll_at):
         unreadable = page.layout is Layout.UNRECOGNIZED
         next_poll_at = next_poll_at(change.current_stage, change.changed, unreadable)
+    waiting_until = max((d.not_before for d in outbox if d.not_before and d.not_before > now), default=None)
+    next_poll_at = poll_again_by(next_poll_at, waiting_until)
     crashpoint("poll:before-commit")
     await store.record_poll(
         shipment.id,

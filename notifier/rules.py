@@ -128,12 +128,36 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
+# News that goes at once, whatever `settle` says: the parcel is at the door or was, the customer
+# has to act (be in, arrange a redelivery, collect it, answer the post office about the address),
+# or it will not arrive (on its way back, back). Each could be out of date within hours if it
+# waited; the in-transit news before them never calls for anything but patience.
+URGENT_STAGES: frozenset[Stage] = frozenset(
+    {
+        Stage.OUT_FOR_DELIVERY,
+        Stage.ATTEMPTED_DELIVERY,
+        Stage.RETENTION,
+        Stage.READY_FOR_PICKUP,
+        Stage.DELIVERED,
+        Stage.RETURNING,
+        Stage.RETURNED,
+        Stage.INVESTIGATION,
+    }
+)
+# The messages that ask the customer to arrange a redelivery or a collection.
+REDELIVERY_REQUESTS: frozenset[Stage] = frozenset({Stage.ATTEMPTED_DELIVERY, Stage.RETENTION})
+# How long before a waiting message goes its shipment is polled once more (poll_again_by).
+LOOK_BEFORE_SENDING = dt.timedelta(minutes=10)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RulesConfig:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     baseline: Baseline = Baseline.CURRENT
     multi_stage: MultiStage = MultiStage.LATEST
     max_event_age: dt.timedelta = dt.timedelta(days=14)
+    # Non-urgent news waits this long for the next scan, which replaces it (see send_after).
+    settle: dt.timedelta = dt.timedelta(hours=6)
     stalls: Mapping[Stage, StallRule] = field(default_factory=lambda: dict(DEFAULT_STALLS))
     retention_hold: dt.timedelta = dt.timedelta(days=7)
     retention_remind_before: dt.timedelta = dt.timedelta(days=2)
@@ -251,6 +275,10 @@ def notifications_for_change(
         on_return_leg = returning_from is not None and positions.get(transition.event.key, 0) > returning_from
         if on_return_leg and transition.to_stage not in (Stage.RETURNING, Stage.RETURNED):
             continue
+        # "each" promises a message per stage; "latest" lets a repeated request go.
+        merging = config.settle and config.multi_stage is MultiStage.LATEST
+        if merging and _asked_already(change, transition, shipment, config, now):
+            continue
         rule = _first_rule(config.rules, transition.to_stage, shipment)
         if rule is not None and not _too_old(transition.event, now, config.max_event_age):
             candidates.append((transition, rule))
@@ -289,6 +317,49 @@ def notifications_for_change(
                 )
             )
     return out
+
+
+def _asked_already(
+    change: Change, transition: Transition, shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime
+) -> bool:
+    """Whether an earlier poll's message already asked for a redelivery after the same delivery
+    attempt (no new "out for delivery" since): a second request says nothing new ("held at the
+    post office" after "taken back to the post office"), and the retention reminder still comes
+    before the parcel would be sent back. `settle = "0s"` or `multi_stage = "each"` sends it."""
+    if transition.to_stage not in REDELIVERY_REQUESTS:
+        return False
+    announced_now = {t.event.key for t in change.transitions}
+    keys = [event.key for event in change.history]
+    before = keys.index(transition.event.key) if transition.event.key in keys else 0
+    for event in reversed(change.history[:before]):
+        if event.stage is Stage.OUT_FOR_DELIVERY or event.stage is Stage.DELIVERED:
+            return False
+        if (
+            event.stage in REDELIVERY_REQUESTS
+            and event.key not in announced_now
+            and _first_rule(config.rules, event.stage, shipment) is not None
+            and not _too_old(event, now, config.max_event_age)
+        ):
+            return True
+    return False
+
+
+def send_after(notification: Notification, config: RulesConfig, now: dt.datetime) -> dt.datetime:
+    """When a message about a scan may go: at once for urgent news (URGENT_STAGES), else after
+    `settle`, so that the next scan's message, if one comes, replaces it (`multi_stage =
+    "latest"` supersedes what still waits) and the customer gets one message where there were
+    several. With `multi_stage = "each"` every stage is promised its own message: nothing waits."""
+    if notification.stage in URGENT_STAGES or config.multi_stage is not MultiStage.LATEST:
+        return now
+    return now + config.settle
+
+
+def poll_again_by(next_poll: dt.datetime | None, waiting_until: dt.datetime | None) -> dt.datetime | None:
+    """A message that waits for the next scan needs a look at the page before it goes: the next
+    poll, brought forward to a little before the message's time if it would come later."""
+    if next_poll is None or waiting_until is None:
+        return next_poll
+    return min(next_poll, waiting_until - LOOK_BEFORE_SENDING)
 
 
 def retention_deadline(event: TrackingEvent, config: RulesConfig) -> dt.date:

@@ -169,6 +169,8 @@ class OutboxDraft:
     # Messages of the same shipment and subscription still waiting (pending, held) when this
     # one is queued are superseded by it (see Store.waiting_stages).
     supersedes: bool = False
+    # Not sent before this time (news waiting for the next scan, see rules.send_after).
+    not_before: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -1308,7 +1310,7 @@ class Store:
                     state=str(state if draft.error is None else OutboxState.FAILED),
                     last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
-                    next_attempt_at=now,
+                    next_attempt_at=max(now, draft.not_before or now),
                     created_at=now,
                 )
                 # The dedup key can exist only once, ever: a replayed poll creates nothing.
