@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 
 from notifier.client import ClientSettings, JapanPostClient
-from notifier.compose import MailSettings
+from notifier.compose import MailSettings, draft
 from notifier.config import parse_settings
 from notifier.cycle import CircuitBreaker, run_cycle
 from notifier.diff import diff_detail
@@ -27,10 +27,11 @@ from notifier.mailer import SmtpTransport
 from notifier.messages import Template
 from notifier.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
 from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, drain
+from notifier.outbox import OutboxPolicy, drain, expected_send
 from notifier.policy import PollingPolicy
 from notifier.poll import Notifier
 from notifier.previews import _scan_time
+from notifier.render import Renderer, sample_context
 from notifier.rules import (
     URGENT_STAGES,
     MultiStage,
@@ -264,3 +265,18 @@ def test_settle_is_read_from_the_config_and_a_bad_one_is_named(tmp_path: Path) -
     )
     with pytest.raises(Exception, match=r"notifications\.settle"):
         parse_settings('[notifications]\nsettle = "soon"\n')
+
+
+async def test_a_waiting_message_is_due_after_the_window_and_says_so(store: Store) -> None:
+    view = await store.watch(parse_number(EMS.number), now=NOW)
+    queued = draft(
+        sample_context(Template.DEPARTED_ORIGIN, "en"),
+        renderer=Renderer(), mail=MAIL, recipient=CUSTOMER, dedup_key="w", rule="departed_origin", now=NOW,
+        shipment_id=view.id,
+    )  # fmt: skip
+    assert await store.enqueue([dataclasses.replace(queued, not_before=NOW + 6 * HOUR)], now=NOW) == 1
+    (item,) = await store.outbox()
+    assert item.next_attempt_at == NOW + 6 * HOUR
+    assert expected_send(item, OutboxPolicy(), NOW) == (NOW + 6 * HOUR, "settle window")
+    assert await store.claim_outbox(owner="me", now=NOW + 5 * HOUR, limit=10, lease=HOUR) == []
+    assert len(await store.claim_outbox(owner="me", now=NOW + 6 * HOUR, limit=10, lease=HOUR)) == 1
