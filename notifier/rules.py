@@ -228,6 +228,11 @@ def _first_rule(rules: Sequence[Rule], stage: Stage, shipment: ShipmentFacts) ->
     return chosen
 
 
+def announces(config: RulesConfig, stage: Stage, shipment: ShipmentFacts) -> bool:
+    """Whether a rule sends a message when this shipment enters `stage`."""
+    return _first_rule(config.rules, stage, shipment) is not None
+
+
 def merge_rules(defaults: Iterable[Rule], overrides: Iterable[Rule]) -> tuple[Rule, ...]:
     """Operator rules replace defaults of the same name; new names are added after them."""
     by_name = {rule.name: rule for rule in defaults}

@@ -75,7 +75,7 @@ Clock = test_outbox.Clock
 async def journey(
     store: Store, smtp: SmtpServer, rules: RulesConfig, quiet: tuple[dt.time, dt.time] | None = None
 ) -> list[tuple[str, dt.datetime, str]]:
-    """(stage, arrival time, stages it says were passed) of each email the customer got for the EMS."""
+    """(stage, arrival time, the scans it lists as passed) of each email the customer got for the EMS."""
     reveal_at = [_scan_time(EMS, i) for i in range(len(EMS.scans))]
     start = reveal_at[0] - HOUR
     clock = Clock(start)
@@ -111,7 +111,8 @@ async def journey(
                 clock.now += STEP
         finally:
             await client.aclose()
-    told = {c.stage: c.passed_through for c in renderer.contexts}
+    # What each message lists under "Since our last message".
+    told = {c.stage: tuple(e.status for e in c.passed) for c in renderer.contexts}
     out = []
     for n, raw in enumerate(smtp.messages):
         message = email.message_from_bytes(raw.data, policy=email.policy.default)
@@ -164,7 +165,7 @@ async def test_the_default_settle_sends_five_emails_for_the_ems_journey_and_ever
     # What waited was replaced, and the message that replaced it says what it passed.
     states = {i.stage: i.state for i in await store.outbox()}
     assert states["departed_origin"] is OutboxState.SUPERSEDED
-    assert sent[0][2] == "departed_origin,inward_exchange"
+    assert sent[0][2] == "Dispatch from outward office of exchange,Arrival at inward office of exchange"
 
 
 async def test_quiet_hours_still_hold_a_settled_message(sqlite_store: Store, smtp: SmtpServer) -> None:
