@@ -231,6 +231,7 @@ _KNOWN: dict[str, set[str]] = {
         "baseline",
         "multi_stage",
         "max_event_age",
+        "settle",
         "stall",
         "retention",
         "rule",
@@ -986,6 +987,12 @@ def _rules(notifications: dict[str, Any], problems: _Problems) -> RulesConfig:
             max_age = parse_duration(notifications["max_event_age"])
         except ValueError as exc:
             problems.add("notifications.max_event_age", str(exc))
+    settle = defaults.settle
+    if "settle" in notifications:
+        try:
+            settle = parse_duration(notifications["settle"])
+        except ValueError as exc:
+            problems.add("notifications.settle", str(exc))
     stalls = dict(DEFAULT_STALLS)
     stall_table = notifications.get("stall", {})
     if not isinstance(stall_table, dict):
@@ -1041,6 +1048,7 @@ def _rules(notifications: dict[str, Any], problems: _Problems) -> RulesConfig:
         baseline=Baseline(baseline),
         multi_stage=MultiStage(multi),
         max_event_age=max_age,
+        settle=settle,
         stalls=stalls,
         retention_hold=durations["hold"],
         retention_remind_before=durations["remind_before"],

@@ -190,9 +190,10 @@ def expected_send(
 ) -> tuple[dt.datetime | None, str]:
     """When a waiting message will next be tried, and what it waits for ("" when nothing).
 
-    Pending: its next attempt, moved to the end of quiet hours if they cover it then; while
-    sending is paused (`pause`), no time: it goes when sending resumes. Held: no time, it goes
-    when Japan Post's pages read again. Other states: no time.
+    Pending: its next attempt, moved to the end of quiet hours if they cover it then (a message
+    not tried yet and due later waits for the settle window); while sending is paused (`pause`),
+    no time: it goes when sending resumes. Held: no time, it goes when Japan Post's pages read
+    again. Other states: no time.
     """
     if item.state is OutboxState.HELD:
         return None, "pages to read again"
@@ -212,6 +213,8 @@ def expected_send(
         return due, "quiet hours"  # deferred to the window's end, where quiet_until says no more
     if item.attempts and item.next_attempt_at > now:
         return due, "retry"
+    if item.next_attempt_at > now:
+        return due, "settle window"  # news waiting for the next scan (rules.send_after)
     return due, ""
 
 

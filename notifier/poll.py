@@ -17,9 +17,10 @@ wording of the messages changes (the English page's, flagged), never what is rec
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 from notifier.client import JapanPostClient
@@ -33,13 +34,19 @@ from notifier.messages import DigestLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
 from notifier.rules import (
+    STALL_ALERT,
     MultiStage,
+    Notification,
     Recipient,
     RulesConfig,
     ShipmentFacts,
+    announces,
     notifications_for_change,
     notifications_for_time,
     old_news,
+    poll_again_by,
+    send_after,
+    stall_alert,
 )
 from notifier.stages import Stage
 from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
@@ -160,6 +167,10 @@ async def poll_detail(
                     wordings[locale] = found
             waiting = await store.waiting_stages(shipment.id)
             names = await store.subscription_names(shipment.id)
+            if notifier.rules.multi_stage is MultiStage.LATEST:
+                notifications = with_superseded(
+                    notifications, waiting, change.history, shipment_facts, notifier.rules
+                )
         outbox = drafts_for(
             notifications,
             shipment_facts,
@@ -175,9 +186,14 @@ async def poll_detail(
             # is replaced; "each" promises a message per stage, so nothing is.
             supersede=notifier.rules.multi_stage is MultiStage.LATEST,
         )
+        # Non-urgent news waits for the next scan, which supersedes it (see rules.send_after).
+        due = {n.dedup_key: send_after(n, notifier.rules, now) for n in notifications}
+        outbox = [dataclasses.replace(d, not_before=due.get(d.dedup_key)) for d in outbox]
     if callable(next_poll_at):
         unreadable = page.layout is Layout.UNRECOGNIZED
         next_poll_at = next_poll_at(change.current_stage, change.changed, unreadable)
+    waiting_until = max((d.not_before for d in outbox if d.not_before and d.not_before > now), default=None)
+    next_poll_at = poll_again_by(next_poll_at, waiting_until)
     crashpoint("poll:before-commit")
     await store.record_poll(
         shipment.id,
@@ -189,6 +205,8 @@ async def poll_detail(
         owner=owner,
         outbox=outbox,
         held=held,
+        # The parcel moved: the shop's promised inquiry into its silence is no longer needed.
+        closes=(STALL_ALERT,),
     )
     crashpoint("poll:after-commit")
     # For the tracking page: the same words the messages just quoted (a crash before this
@@ -226,6 +244,40 @@ async def poll_detail(
         held=held and bool(outbox),
         wording_requests=wording_requests,
     )
+
+
+def with_superseded(
+    notifications: Sequence[Notification],
+    waiting: Mapping[int, Sequence[str]],
+    history: Sequence[TrackingEvent],
+    shipment: ShipmentFacts,
+    rules: RulesConfig,
+) -> list[Notification]:
+    """Each message with the scans of the messages it supersedes among those it lists as passed
+    ("Since our last message"): a message that replaces news still waiting (the settle window,
+    quiet hours) tells all of it, not only this poll's part. From the entry into the oldest
+    superseded stage on, each entry into a stage a rule announces, in the history's order."""
+    out = []
+    keys = [e.key for e in history]
+    for n in notifications:
+        stages = {s for s in waiting.get(n.recipient.subscription_id, ()) if s != str(n.stage)}
+        if not stages or n.event is None or n.event.key not in keys:
+            out.append(n)
+            continue
+        upto = keys.index(n.event.key)
+        entries = [
+            (i, e) for i, e in enumerate(history[:upto]) if i == 0 or history[i - 1].stage is not e.stage
+        ]
+        # The latest entry into each superseded stage (an earlier run was told already).
+        last_entry = {str(e.stage): i for i, e in entries if str(e.stage) in stages}
+        first = min(last_entry.values(), default=upto)
+        told = {e.key for e in n.passed}
+        extra = [
+            e for i, e in entries if i >= first and e.key not in told and announces(rules, e.stage, shipment)
+        ]
+        merged = sorted([*extra, *n.passed], key=lambda e: keys.index(e.key) if e.key in keys else upto)
+        out.append(dataclasses.replace(n, passed=tuple(merged)))
+    return out
 
 
 async def other_wording(
@@ -309,7 +361,9 @@ async def queue_timed(
             names=await store.subscription_names(view.id),
             wordings=wordings,
         )
-        queued += await store.enqueue(drafts, now=now)
+        queued += await store.enqueue(
+            drafts, now=now, alert=stall_alert(shipment_facts, fresh), shipment_id=view.id
+        )
         await store.save_wordings(view.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
     return queued
 

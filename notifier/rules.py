@@ -83,6 +83,24 @@ DEFAULT_STALLS: Mapping[Stage, StallRule] = {
 }
 
 
+# While the parcel is still in Japan only the sender can ask Japan Post about it, so the stall
+# message promises that the shop will ("We will ask Japan Post about it", 「当店から日本郵便に確認
+# いたします」): the stages of the templates' `in_japan()`. Such a stall is an operator alert too.
+SHOP_FOLLOWS_UP: frozenset[Stage] = frozenset(
+    {Stage.PENDING, Stage.ACCEPTED, Stage.IN_TRANSIT, Stage.OUTWARD_EXCHANGE}
+)
+STALL_ALERT = "stalled_in_japan"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class OperatorAlert:
+    """An alert to raise with the messages it belongs to (kind and subject as `Store.raise_alert`)."""
+
+    kind: str
+    subject: str
+    message: str
+
+
 def _rule(stage: Stage, template: Template | None = None, enabled: bool = True) -> Rule:
     return Rule(
         name=str(stage), template=template or Template(str(stage)), stages=frozenset({stage}), enabled=enabled
@@ -110,12 +128,36 @@ DEFAULT_RULES: tuple[Rule, ...] = (
 )
 
 
+# News that goes at once, whatever `settle` says: the parcel is at the door or was, the customer
+# has to act (be in, arrange a redelivery, collect it, answer the post office about the address),
+# or it will not arrive (on its way back, back). Each could be out of date within hours if it
+# waited; the in-transit news before them never calls for anything but patience.
+URGENT_STAGES: frozenset[Stage] = frozenset(
+    {
+        Stage.OUT_FOR_DELIVERY,
+        Stage.ATTEMPTED_DELIVERY,
+        Stage.RETENTION,
+        Stage.READY_FOR_PICKUP,
+        Stage.DELIVERED,
+        Stage.RETURNING,
+        Stage.RETURNED,
+        Stage.INVESTIGATION,
+    }
+)
+# The messages that ask the customer to arrange a redelivery or a collection.
+REDELIVERY_REQUESTS: frozenset[Stage] = frozenset({Stage.ATTEMPTED_DELIVERY, Stage.RETENTION})
+# How long before a waiting message goes its shipment is polled once more (poll_again_by).
+LOOK_BEFORE_SENDING = dt.timedelta(minutes=10)
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class RulesConfig:
     rules: tuple[Rule, ...] = DEFAULT_RULES
     baseline: Baseline = Baseline.CURRENT
     multi_stage: MultiStage = MultiStage.LATEST
     max_event_age: dt.timedelta = dt.timedelta(days=14)
+    # Non-urgent news waits this long for the next scan, which replaces it (see send_after).
+    settle: dt.timedelta = dt.timedelta(hours=6)
     stalls: Mapping[Stage, StallRule] = field(default_factory=lambda: dict(DEFAULT_STALLS))
     retention_hold: dt.timedelta = dt.timedelta(days=7)
     retention_remind_before: dt.timedelta = dt.timedelta(days=2)
@@ -186,6 +228,11 @@ def _first_rule(rules: Sequence[Rule], stage: Stage, shipment: ShipmentFacts) ->
     return chosen
 
 
+def announces(config: RulesConfig, stage: Stage, shipment: ShipmentFacts) -> bool:
+    """Whether a rule sends a message when this shipment enters `stage`."""
+    return _first_rule(config.rules, stage, shipment) is not None
+
+
 def merge_rules(defaults: Iterable[Rule], overrides: Iterable[Rule]) -> tuple[Rule, ...]:
     """Operator rules replace defaults of the same name; new names are added after them."""
     by_name = {rule.name: rule for rule in defaults}
@@ -233,6 +280,10 @@ def notifications_for_change(
         on_return_leg = returning_from is not None and positions.get(transition.event.key, 0) > returning_from
         if on_return_leg and transition.to_stage not in (Stage.RETURNING, Stage.RETURNED):
             continue
+        # "each" promises a message per stage; "latest" lets a repeated request go.
+        merging = config.settle and config.multi_stage is MultiStage.LATEST
+        if merging and _asked_already(change, transition, shipment, config, now):
+            continue
         rule = _first_rule(config.rules, transition.to_stage, shipment)
         if rule is not None and not _too_old(transition.event, now, config.max_event_age):
             candidates.append((transition, rule))
@@ -271,6 +322,49 @@ def notifications_for_change(
                 )
             )
     return out
+
+
+def _asked_already(
+    change: Change, transition: Transition, shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime
+) -> bool:
+    """Whether an earlier poll's message already asked for a redelivery after the same delivery
+    attempt (no new "out for delivery" since): a second request says nothing new ("held at the
+    post office" after "taken back to the post office"), and the retention reminder still comes
+    before the parcel would be sent back. `settle = "0s"` or `multi_stage = "each"` sends it."""
+    if transition.to_stage not in REDELIVERY_REQUESTS:
+        return False
+    announced_now = {t.event.key for t in change.transitions}
+    keys = [event.key for event in change.history]
+    before = keys.index(transition.event.key) if transition.event.key in keys else 0
+    for event in reversed(change.history[:before]):
+        if event.stage is Stage.OUT_FOR_DELIVERY or event.stage is Stage.DELIVERED:
+            return False
+        if (
+            event.stage in REDELIVERY_REQUESTS
+            and event.key not in announced_now
+            and _first_rule(config.rules, event.stage, shipment) is not None
+            and not _too_old(event, now, config.max_event_age)
+        ):
+            return True
+    return False
+
+
+def send_after(notification: Notification, config: RulesConfig, now: dt.datetime) -> dt.datetime:
+    """When a message about a scan may go: at once for urgent news (URGENT_STAGES), else after
+    `settle`, so that the next scan's message, if one comes, replaces it (`multi_stage =
+    "latest"` supersedes what still waits) and the customer gets one message where there were
+    several. With `multi_stage = "each"` every stage is promised its own message: nothing waits."""
+    if notification.stage in URGENT_STAGES or config.multi_stage is not MultiStage.LATEST:
+        return now
+    return now + config.settle
+
+
+def poll_again_by(next_poll: dt.datetime | None, waiting_until: dt.datetime | None) -> dt.datetime | None:
+    """A message that waits for the next scan needs a look at the page before it goes: the next
+    poll, brought forward to a little before the message's time if it would come later."""
+    if next_poll is None or waiting_until is None:
+        return next_poll
+    return min(next_poll, waiting_until - LOOK_BEFORE_SENDING)
 
 
 def retention_deadline(event: TrackingEvent, config: RulesConfig) -> dt.date:
@@ -334,6 +428,28 @@ def recipient_zone(own: str | None, destination: str | None, countries: Mapping[
     country's (`countries`, see notifier.zones); None leaves it to the shop's default_time_zone,
     applied when sending (a domestic parcel has no destination)."""
     return own or countries.get((destination or "").upper()) or None
+
+
+def stall_alert(shipment: ShipmentFacts, notifications: Sequence[Notification]) -> OperatorAlert | None:
+    """The operator alert owed for these time-based messages: a stall whose email tells the
+    customer that the shop will ask Japan Post (see SHOP_FOLLOWS_UP); None for silences that
+    are normal or that only the destination's post office can explain."""
+    promised = [n for n in notifications if n.template is Template.STALLED and n.stage in SHOP_FOLLOWS_UP]
+    if not promised:
+        return None
+    first = promised[0]
+    days = f"{first.stalled_days} day{'' if first.stalled_days == 1 else 's'}"
+    told = len({n.recipient.subscription_id for n in promised})
+    label = f" ({shipment.label})" if shipment.label else ""
+    return OperatorAlert(
+        kind=STALL_ALERT,
+        subject=shipment.number,
+        message=(
+            f"{shipment.number}{label} has had no new scan for {days} while still "
+            f"in Japan (stage: {first.stage}). {told} customer(s) were told that the shop will ask "
+            "Japan Post about it: please make that inquiry. This alert closes when the parcel moves."
+        ),
+    )
 
 
 def quiet_until(

@@ -40,6 +40,7 @@ from notifier.orm import (
     Suppression,
     UTCDateTime,
 )
+from notifier.rules import OperatorAlert
 from notifier.stages import Stage
 
 logger = logging.getLogger(__name__)
@@ -168,6 +169,8 @@ class OutboxDraft:
     # Messages of the same shipment and subscription still waiting (pending, held) when this
     # one is queued are superseded by it (see Store.waiting_stages).
     supersedes: bool = False
+    # Not sent before this time (news waiting for the next scan, see rules.send_after).
+    not_before: dt.datetime | None = None
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -860,12 +863,15 @@ class Store:
         owner: str | None = None,
         outbox: Sequence[OutboxDraft] = (),
         held: bool = False,
+        closes: Sequence[str] = (),
     ) -> None:
         """Commit one poll atomically: new events, stage, polling state, snapshot, alerts and
         the notifications they cause (so an event is never stored without its messages).
 
         `outbox` is what the rules decided for `change.transitions`; `held` queues it as
         `held` (the kill switch is on) instead of `pending`, to be sent when it lifts.
+        `closes` are alert kinds about this shipment that a new event settles (a stall): their
+        open alert is closed when the poll brought one.
         Nothing is deleted: events the page no longer shows are marked `missing_since`.
         """
         async with self._write() as session:
@@ -906,6 +912,16 @@ class Store:
             if capture is not None and (change.changed or change.anomalies):
                 reason = "unrecognized" if unreadable else "changed" if change.changed else "anomaly"
                 self._snapshot(session, row, capture, reason, now)
+            if closes and change.new_events:
+                await session.execute(
+                    update(Alert)
+                    .where(
+                        Alert.kind.in_(list(closes)),
+                        Alert.subject == row.number,
+                        Alert.acknowledged_at.is_(None),
+                    )
+                    .values(acknowledged_at=now)
+                )
             await self._enqueue(session, outbox, now, held=held)
 
     async def _merge_events(
@@ -1298,7 +1314,7 @@ class Store:
                     state=str(state if draft.error is None else OutboxState.FAILED),
                     last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
-                    next_attempt_at=now,
+                    next_attempt_at=max(now, draft.not_before or now),
                     created_at=now,
                 )
                 # The dedup key can exist only once, ever: a replayed poll creates nothing.
@@ -1405,10 +1421,25 @@ class Store:
                 moved += int(result.rowcount)  # type: ignore[attr-defined]
         return moved
 
-    async def enqueue(self, drafts: Sequence[OutboxDraft], *, now: dt.datetime) -> int:
-        """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new."""
+    async def enqueue(
+        self,
+        drafts: Sequence[OutboxDraft],
+        *,
+        now: dt.datetime,
+        alert: OperatorAlert | None = None,
+        shipment_id: int | None = None,
+    ) -> int:
+        """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new.
+
+        `alert` is raised in the same transaction, and only if a message was new: it belongs to
+        them (a stall the customer is told the shop follows up), so it is raised once, however
+        often the time-based rules run.
+        """
         async with self._write() as session:
-            return await self._enqueue(session, drafts, now)
+            created = await self._enqueue(session, drafts, now)
+            if created and alert is not None:
+                await self._raise(session, alert.kind, alert.message, now, alert.subject, shipment_id)
+            return created
 
     async def release_held(self, *, now: dt.datetime) -> int:
         """The kill switch lifted: held messages become pending, due now. Returns how many."""

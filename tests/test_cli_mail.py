@@ -30,7 +30,8 @@ def write_config(tmp_path: Path, db_url: str, base_url: str, smtp: SmtpServer | 
         f'[database]\nurl = "{db_url}"',
         f'[japanpost]\nbase_url = "{base_url}"\nrequest_interval = 0',
         '[notifications]\noperator = "ops@sakura.example"\nshop_name = "Sakura Stationery"\n'
-        'outbox_dir = "eml"\nmax_event_age = "3650d"',
+        # The CLI's mechanics: news is sent as soon as it is seen (the settle window: test_settle).
+        'outbox_dir = "eml"\nmax_event_age = "3650d"\nsettle = "0s"',
     ]
     if smtp is not None:
         lines.append(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
@@ -11,7 +12,10 @@ from notifier.diff import diff_detail
 from notifier.messages import Template
 from notifier.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
 from notifier.parser import parse_page
+from notifier.render import Renderer, sample_context
 from notifier.rules import (
+    DEFAULT_STALLS,
+    SHOP_FOLLOWS_UP,
     Baseline,
     MultiStage,
     Recipient,
@@ -23,6 +27,7 @@ from notifier.rules import (
     notifications_for_time,
     old_news,
     quiet_until,
+    stall_alert,
 )
 from notifier.stages import Stage
 
@@ -375,3 +380,47 @@ def test_quiet_hours_with_an_unknown_zone_fall_back_to_utc() -> None:
     assert quiet_until(late, "Tokyo", (dt.time(21), dt.time(8))) == dt.datetime(
         2026, 3, 11, 8, 0, tzinfo=dt.UTC
     )
+
+
+def test_a_stall_in_japan_alerts_the_operator_and_a_normal_silence_does_not() -> None:
+    later = NOW + dt.timedelta(days=8)
+    quiet_in = {
+        stage: ShipmentFacts(id=7, number=NUMBER, label="Order 1001", stage=stage, last_changed_at=NOW)
+        for stage in DEFAULT_STALLS
+    }
+    alerted = {
+        stage
+        for stage, facts in quiet_in.items()
+        if stall_alert(facts, notifications_for_time(facts, HISTORY[0], [ALICE, BOB], RulesConfig(), later))
+    }
+    assert alerted == {Stage.ACCEPTED, Stage.IN_TRANSIT, Stage.OUTWARD_EXCHANGE}
+    accepted = quiet_in[Stage.ACCEPTED]
+    alert = stall_alert(
+        accepted, notifications_for_time(accepted, HISTORY[0], [ALICE, BOB], RulesConfig(), later)
+    )
+    assert alert is not None
+    assert (alert.kind, alert.subject) == ("stalled_in_japan", NUMBER)
+    assert alert.message.startswith(
+        f"{NUMBER} (Order 1001) has had no new scan for 8 days while still in Japan"
+    )
+    assert "(stage: accepted). 2 customer(s) were told" in alert.message
+    # Not yet quiet long enough: no message, so no alert either.
+    assert (
+        stall_alert(accepted, notifications_for_time(accepted, HISTORY[0], [ALICE], RulesConfig(), NOW))
+        is None
+    )
+
+
+@pytest.mark.parametrize("locale", ["en", "ja"])
+def test_the_stalls_that_alert_are_exactly_those_whose_email_promises_the_shop_asks(locale: str) -> None:
+    promise = {
+        "en": "only we can ask Japan Post about it, and we will",
+        "ja": "当店から日本郵便に確認いたします",
+    }
+    renderer = Renderer()
+    for stage in [*DEFAULT_STALLS, Stage.PENDING]:
+        context = dataclasses.replace(
+            sample_context(Template.STALLED, locale), stage=str(stage), stall_is_normal=False
+        )
+        text = renderer.render(context).html
+        assert (promise[locale] in text) is (stage in SHOP_FOLLOWS_UP), (stage, locale)
