@@ -232,7 +232,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from notifier.config import load_settings
+    from notifier.config import EXAMPLE_IDENTITY_WARNING, load_settings
     from notifier.db import display_url
 
     settings = load_settings(args.config)
@@ -248,6 +248,8 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"mail: no [smtp]; messages are written to {n.outbox_dir}")
     else:
         print(f"mail: {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}) from {n.sender}")
+    if settings.example_identity_allowed:
+        print(f"note: {EXAMPLE_IDENTITY_WARNING}")
     if settings.smtp_login_problem:
         # Not an error for this command: under systemd only the service sees its credential.
         print(

@@ -499,7 +499,8 @@ def build_message(
 Security = Literal["starttls", "tls", "none"]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: localhost or a loopback address."""
     if host.lower().rstrip(".") == "localhost":
         return True
     try:
@@ -545,7 +546,7 @@ class SmtpSettings:
             problems.append(f"smtp.port {self.port} is out of range")
         if self.security not in ("starttls", "tls", "none"):
             problems.append(f"smtp.security must be starttls, tls or none, not {self.security!r}")
-        elif self.security == "none" and not _is_loopback(self.host):
+        elif self.security == "none" and not is_loopback(self.host):
             problems.append(
                 f"smtp.security = none sends mail and passwords in clear text; it is only allowed for "
                 f"a relay on this machine (localhost, 127.0.0.1, ::1), not {self.host!r}"

@@ -34,7 +34,7 @@ def write_config(tmp_path: Path, db_url: str, base_url: str, smtp: SmtpServer | 
     ]
     if smtp is not None:
         lines.append(
-            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\nfrom = "Sakura <shop@sakura.example>"'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {smtp.port}\nsecurity = "none"\nfrom = "Sakura <shop@sakura.example>"\nallow_example_identity = true'
         )
     config = tmp_path / "notifier.toml"
     config.write_text("\n".join(lines) + "\n", encoding="utf-8")

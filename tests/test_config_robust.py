@@ -106,16 +106,16 @@ BASE: dict[str, Any] = {
         "host": "127.0.0.1",
         "port": 2525,
         "security": "none",
-        "from": "Shop <shop@shop.example>",
+        "from": "Shop <shop@sakura-bungu.jp>",
         "timeout": "60s",
         "validate_certs": True,
-        "local_hostname": "notifier.shop.example",
+        "local_hostname": "notifier.sakura-bungu.jp",
     },
     "notifications": {
-        "operator": "ops@shop.example",
+        "operator": "ops@sakura-bungu.jp",
         "shop_name": "Shop",
-        "reply_to": "Support <support@shop.example>",
-        "unsubscribe": "mailto:ops@shop.example?subject=unsubscribe%20{email}",
+        "reply_to": "Support <support@sakura-bungu.jp>",
+        "unsubscribe": "mailto:ops@sakura-bungu.jp?subject=unsubscribe%20{email}",
         "outbox_dir": "outbox",
         "quiet_hours": "21:00-08:00",
         "max_attempts": 8,
@@ -363,7 +363,7 @@ BAD_INPUTS: list[tuple[str, bytes, str]] = [
     ),
     (
         "smtp-timeout",
-        b'[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\ntimeout = 0\n',
+        b'[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\ntimeout = 0\n',
         ":5: smtp.timeout: must be more than 0 seconds",
     ),
     (
@@ -505,7 +505,7 @@ stages = ["delivered"]
 
 def test_smtp_problems_are_reported_under_their_own_key(tmp_path: Path) -> None:
     text = (
-        '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@b.example"\nca_file = "nope.pem"\n'
+        '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\nca_file = "nope.pem"\n'
     )
     with pytest.raises(ConfigError) as info:
         parse_settings(text, tmp_path / "c.toml")
@@ -520,7 +520,7 @@ def test_a_missing_password_is_reported_once_and_an_unused_one_is_ignored(
     monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
     (tmp_path / "empty").write_text("\n")
-    relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\n'
+    relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\n'
     missing = parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
     with pytest.raises(ConfigError) as info:
         sending_smtp(missing)

@@ -252,7 +252,7 @@ def test_killed_at_each_step_loses_nothing(db_url: str, tmp_path: Path, crashpoi
     with SmtpServer() as server:
         config = tmp_path / "notifier.toml"
         config.write_text(
-            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\nallow_example_identity = true\n'
             f'[notifications]\noutbox_lease = "1s"\n',
             encoding="utf-8",
         )
@@ -564,7 +564,7 @@ def test_a_restart_loop_does_not_eat_the_retry_budget(db_url: str, tmp_path: Pat
     with SmtpServer() as server:
         config = tmp_path / "notifier.toml"
         config.write_text(
-            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\nallow_example_identity = true\n'
             f'[notifications]\noutbox_lease = "1s"\nmax_attempts = 2\n',
             encoding="utf-8",
         )
