@@ -1711,6 +1711,23 @@ def web_secret(settings: Settings) -> str | None:
     return settings.http.secret
 
 
+def start_refusals(settings: Settings) -> list[str]:
+    """Why `notifier run` would refuse to start with `settings`, one self-contained line each in
+    the words it logs (and `config check` prints): a login without its password, [http] without
+    its secret, a SQLite database whose folder is missing or not writable. [] when it would start."""
+    from notifier.dbenv import database_file_problem
+
+    refusals = []
+    for check in (sending_smtp, web_secret):
+        try:
+            check(settings)
+        except ConfigError as exc:
+            refusals.append(str(exc))
+    if (problem := database_file_problem(settings.database.url)) is not None:
+        refusals.append(str(problem))
+    return refusals
+
+
 def load_settings(path: str | None, *, database_url: str | None = None) -> Settings:
     """`--config PATH`, else $NOTIFIER_CONFIG, else defaults; `--database-url` or
     $NOTIFIER_DATABASE_URL override the file's database URL.

@@ -33,6 +33,7 @@ from notifier.config import (
     load_settings,
     matching_watch_files,
     sending_smtp,
+    start_refusals,
     web_secret,
 )
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
@@ -159,9 +160,11 @@ class Daemon:
             )
             self._loaded_in = time.monotonic() - self._started
             # The daemon sends mail: a login without its password is an error here, as it is
-            # not for `status` or `db backup` run beside the service.
-            sending_smtp(self.settings)
-            web_secret(self.settings)
+            # not for `status` or `db backup` run beside the service. `config check` reports
+            # the same list in the same words.
+            refusals = start_refusals(self.settings)
+            if refusals:
+                raise ConfigError("\n".join(refusals))
             if self.settings.example_identity_allowed:
                 logger.warning("%s", EXAMPLE_IDENTITY_WARNING, extra={"action": "example_identity"})
         except ConfigError as exc:

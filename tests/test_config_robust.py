@@ -504,9 +504,7 @@ stages = ["delivered"]
 
 
 def test_smtp_problems_are_reported_under_their_own_key(tmp_path: Path) -> None:
-    text = (
-        '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\nca_file = "nope.pem"\n'
-    )
+    text = '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\nca_file = "nope.pem"\n'
     with pytest.raises(ConfigError) as info:
         parse_settings(text, tmp_path / "c.toml")
     message = str(info.value)

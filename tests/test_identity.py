@@ -13,9 +13,10 @@ from notifier.rules import DEFAULT_RULES
 from tests.example_shop import EXAMPLE, SHOP_DOMAIN, made_own, marked_lines
 
 
-def notifier(config: Path, *args: str) -> subprocess.CompletedProcess[str]:
+def notifier(config: Path, *args: str, password: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith(("NOTIFIER_", "CREDENTIALS_"))}
-    env["NOTIFIER_SMTP_PASSWORD"] = "s3cret"  # the example names a login; its password is not the point
+    if password:  # the example names a login; its password is not the point
+        env["NOTIFIER_SMTP_PASSWORD"] = "s3cret"
     return subprocess.run(
         [sys.executable, "-m", "notifier", *args, "--config", str(config)],
         capture_output=True,
@@ -169,3 +170,41 @@ def test_reserved_names() -> None:
         "192.0.2.1",
     ):
         assert reserved_domain(host) is None, host
+
+
+# --- `config check` runs every check `run` makes before it is ready ---------------------------
+
+
+def test_config_check_says_what_run_would_refuse_in_runs_words(tmp_path: Path) -> None:
+    """Each of these read without errors but cannot start: `config check` says so and exits 2,
+    with the very line `run` logs."""
+    missing = tmp_path / "nowhere" / "notifier.db"
+    cases = {
+        "database folder": f'[database]\nurl = "sqlite:///{missing}"\n',
+        "login without a password": (
+            f'[database]\nurl = "sqlite:///{tmp_path / "n.db"}"\n[smtp]\nhost = "smtp.sakura-bungu.jp"\n'
+            'from = "Sakura <shop@sakura-bungu.jp>"\nusername = "shop@sakura-bungu.jp"\n'
+        ),
+        "web face without its secret": (
+            f'[database]\nurl = "sqlite:///{tmp_path / "n.db"}"\n[http]\nlisten = "127.0.0.1:8080"\n'
+            'public_url = "https://track.sakura-bungu.jp"\n'
+        ),
+    }
+    expected = {
+        "database folder": f"the folder {missing.parent} of database {missing} does not exist: create it",
+        "login without a password": "c.toml:6: smtp.username: needs a password",
+        "web face without its secret": "c.toml:3: http: needs a secret",
+    }
+    config = tmp_path / "c.toml"
+    for case, text in cases.items():
+        config.write_text(text, encoding="utf-8")
+        check = notifier(config, "config", "check", password=False)
+        assert check.returncode == 2, (case, check.stdout, check.stderr)
+        assert "is valid" not in check.stdout, case
+        refusals = re.findall(r"^run would refuse: (.*)$", check.stderr, re.M)
+        assert len(refusals) == 1, (case, check.stderr)
+        assert expected[case] in refusals[0], (case, check.stderr)
+        started = notifier(config, "run", password=False)
+        assert started.returncode == 2, (case, started.stderr)
+        assert f"invalid configuration: {refusals[0]}" in started.stderr, (case, started.stderr)
+        assert not missing.parent.exists()
