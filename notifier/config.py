@@ -519,6 +519,11 @@ class _Problems:
         place = f"{self.where}:{line}" if line else self.where
         return f"{place}: {_shown(dotted)}: {message}"
 
+    def place(self, dotted: str) -> str:
+        """FILE:LINE of a key (FILE alone when its line cannot be known)."""
+        line = self.line_of(dotted)
+        return f"{self.where}:{line}" if line else self.where
+
     def add(self, dotted: str, message: str) -> None:
         self.items.append(self.located(dotted, message))
 
@@ -756,6 +761,7 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
             validate_certs=validate,
             cert_bundle=str(_file_path(base, ca_file)) if ca_file else None,
             local_hostname=local_hostname,
+            username_at=problems.place("smtp.username") if username else None,
         )
     except ConfigError as exc:  # the transport's own checks, e.g. security=none off loopback
         for part in str(exc).split("; "):

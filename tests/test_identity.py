@@ -11,6 +11,7 @@ from pathlib import Path
 from notifier.identity import reserved_domain
 from notifier.rules import DEFAULT_RULES
 from tests.example_shop import EXAMPLE, SHOP_DOMAIN, made_own, marked_lines
+from tests.smtp_server import SmtpServer
 
 
 def notifier(config: Path, *args: str, password: bool = True) -> subprocess.CompletedProcess[str]:
@@ -208,3 +209,28 @@ def test_config_check_says_what_run_would_refuse_in_runs_words(tmp_path: Path) -
         assert started.returncode == 2, (case, started.stderr)
         assert f"invalid configuration: {refusals[0]}" in started.stderr, (case, started.stderr)
         assert not missing.parent.exists()
+
+
+# --- a login configured for a relay that offers none --------------------------------------------
+
+
+def test_a_relay_without_auth_is_named_and_the_login_keys_to_remove_too(tmp_path: Path) -> None:
+    (tmp_path / "smtp-password").write_text("pw\n", encoding="utf-8")
+    with SmtpServer() as server:  # aiosmtpd without an authenticator advertises no AUTH
+        config = tmp_path / "c.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{tmp_path / "n.db"}"\n[smtp]\nhost = "127.0.0.1"\n'
+            f'port = {server.port}\nsecurity = "none"\nfrom = "Sakura <shop@sakura-bungu.jp>"\n'
+            'username = "shop"\npassword_file = "smtp-password"\n',
+            encoding="utf-8",
+        )
+        assert notifier(config, "db", "upgrade", password=False).returncode == 0
+        sent = notifier(config, "test-email", "ops@sakura-bungu.jp", password=False)
+        assert sent.returncode == 1, sent.stdout + sent.stderr
+        assert "refused our login" not in sent.stderr
+        assert "the server offers no login (AUTH is not in its EHLO reply" in sent.stderr
+        assert (
+            f"smtp.username is set ({config}:8): remove smtp.username and smtp.password_file" in sent.stderr
+        )
+        assert server.messages == []
+        assert server.handler.verbs() == ["EHLO"]
