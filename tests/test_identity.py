@@ -136,6 +136,13 @@ def test_a_trial_against_a_local_test_relay_may_opt_out_loudly_and_only_there(tm
     check = notifier(config, "config", "check")
     assert check.returncode == 0, check.stdout + check.stderr
     assert "note: [smtp] allow_example_identity = true" in check.stdout
+    # `run` says so at every start (here it then stops: the database was never upgraded).
+    started = notifier(config, "run")
+    assert started.returncode == 3, started.stderr
+    assert (
+        "WARNING notifier.daemon: [smtp] allow_example_identity = true: mail may go out as a placeholder shop"
+        in started.stderr
+    )
     # A relay elsewhere delivers to customers: the opt-out does not count there.
     remote = trial.replace('"127.0.0.1"', '"smtp.sakura-bungu.jp"').replace('"none"', '"starttls"')
     config = smtp_config(
