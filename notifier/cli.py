@@ -232,14 +232,21 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_config_check(args: argparse.Namespace) -> int:
-    from notifier.config import load_settings
+    from notifier.config import EXAMPLE_IDENTITY_WARNING, load_settings, start_refusals
     from notifier.db import display_url
 
     settings = load_settings(args.config)
+    # Every check `run` makes before it is ready, in its words: "valid" means `run` starts.
+    refusals = start_refusals(settings)
     n = settings.notifications
     enabled = sorted(rule.name for rule in n.rules.rules if rule.enabled)
     subscribers = {s for w in settings.watches for s in w.subscribers}
-    print(f"config: {settings.source or '(defaults)'} is valid")
+    if refusals:
+        print(
+            f"config: {settings.source or '(defaults)'} reads without errors, but `notifier run` would refuse it"
+        )
+    else:
+        print(f"config: {settings.source or '(defaults)'} is valid")
     print(f"database: {display_url(settings.database.url)}")
     print(
         f"japanpost: {settings.japanpost.base_url}, at least {settings.japanpost.request_interval:g}s between requests"
@@ -248,22 +255,13 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         print(f"mail: no [smtp]; messages are written to {n.outbox_dir}")
     else:
         print(f"mail: {settings.smtp.host}:{settings.smtp.port} ({settings.smtp.security}) from {n.sender}")
-    if settings.smtp_login_problem:
-        # Not an error for this command: under systemd only the service sees its credential.
-        print(
-            f"note: {settings.smtp_login_problem}; `notifier run`, `test-email` and `outbox send` "
-            "refuse to start without it (the systemd unit hands the service its credential)"
-        )
+    if settings.example_identity_allowed:
+        print(f"note: {EXAMPLE_IDENTITY_WARNING}")
     if settings.http is None:
         print("web face: off (no [http])")
     else:
         http = settings.http
         print(f"web face: listening on {http.listen}, links to {http.public_url}")
-    if settings.http_secret_problem:
-        print(
-            f"note: {settings.http_secret_problem}; `notifier run`, `poll` and `outbox send` refuse to "
-            "start without it (the systemd unit hands the service its credential)"
-        )
     print(
         f"operator: {n.operator or '(none: no digest)'}; quiet hours: "
         + (
@@ -288,7 +286,9 @@ def cmd_config_check(args: argparse.Namespace) -> int:
     fixed = settings.polling.fixed_interval
     print(f"polling: {'every ' + str(fixed) if fixed else 'adaptive by stage'}, tick {settings.poll_tick:g}s")
     print(f"rules on: {', '.join(enabled)}")
-    return EXIT_OK
+    for refusal in refusals:
+        print(f"run would refuse: {refusal}", file=sys.stderr)
+    return EXIT_USAGE if refusals else EXIT_OK
 
 
 def _port(text: str) -> int:

@@ -24,8 +24,16 @@ from sqlalchemy.orm import InstrumentedAttribute
 from notifier.client import DEFAULT_BASE_URL
 from notifier.db import DEFAULT_DATABASE_URL, DatabaseError, async_url
 from notifier.errors import ConfigError
+from notifier.identity import EXAMPLE_SHOP_NAME, EXAMPLE_SHOP_PHONE, address_domain, reserved_domain
 from notifier.limits import column_size
-from notifier.mailer import AddressError, SmtpSettings, header_token, make_message_id, validate_address
+from notifier.mailer import (
+    AddressError,
+    SmtpSettings,
+    header_token,
+    is_loopback,
+    make_message_id,
+    validate_address,
+)
 from notifier.messages import Template
 from notifier.numbers import parse_number
 from notifier.orm import OutboxMessage, Shipment, Subscriber, Subscription
@@ -188,6 +196,9 @@ class Settings:
     # As with smtp_login_problem, only what serves or queues customer mail refuses it
     # (`web_secret`): `status` beside a systemd service does not see the service's credential.
     http_secret_problem: str | None = None
+    # [smtp] allow_example_identity = true, honoured only for a relay on this machine: a trial
+    # may send as the example shop. Logged at every start and shown by `config check`.
+    example_identity_allowed: bool = False
 
 
 _KNOWN: dict[str, set[str]] = {
@@ -212,6 +223,7 @@ _KNOWN: dict[str, set[str]] = {
         "validate_certs",
         "ca_file",
         "local_hostname",
+        "allow_example_identity",
     },
     "notifications": {
         "operator",
@@ -512,6 +524,11 @@ class _Problems:
         place = f"{self.where}:{line}" if line else self.where
         return f"{place}: {_shown(dotted)}: {message}"
 
+    def place(self, dotted: str) -> str:
+        """FILE:LINE of a key (FILE alone when its line cannot be known)."""
+        line = self.line_of(dotted)
+        return f"{self.where}:{line}" if line else self.where
+
     def add(self, dotted: str, message: str) -> None:
         self.items.append(self.located(dotted, message))
 
@@ -749,6 +766,7 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
             validate_certs=validate,
             cert_bundle=str(_file_path(base, ca_file)) if ca_file else None,
             local_hostname=local_hostname,
+            username_at=problems.place("smtp.username") if username else None,
         )
     except ConfigError as exc:  # the transport's own checks, e.g. security=none off loopback
         for part in str(exc).split("; "):
@@ -1504,6 +1522,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     smtp, sender = _smtp(data, problems, base)
     http = _http(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
+    example_identity_allowed = _identity(data, problems, smtp, notifications, http)
     polling, tick = _polling(data, problems)
     watches = _watches(data, problems)
     patterns = tuple(
@@ -1551,7 +1570,119 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         notifications=notifications,
         http=http,
         http_secret_problem=problems.http_secret,
+        example_identity_allowed=example_identity_allowed,
     )
+
+
+# Logged at every start and printed by `config check` while the opt-out is on.
+EXAMPLE_IDENTITY_WARNING = (
+    "[smtp] allow_example_identity = true: mail may go out as a placeholder shop (reserved example "
+    "domains, the example's name and phone); for a trial against a test relay on this machine only, "
+    "never with customers' addresses"
+)
+_TRIAL_HINT = " (a trial against a test relay on this machine: [smtp] allow_example_identity = true)"
+
+
+def _reserved(host: str) -> str | None:
+    """How a host customers would be sent to is a placeholder, or None when it is not."""
+    tag = reserved_domain(host)
+    if tag is None:
+        return None
+    if tag in ("localhost", "a loopback address"):
+        return "is this machine's own name (a loopback address), which no customer can reach"
+    return f"is on {tag}, a domain reserved for examples (RFC 2606/6761)"
+
+
+def _unsubscribe_host(target: str) -> str:
+    """The domain a List-Unsubscribe target (mailto: or https:) sends customers to."""
+    if target.startswith("mailto:"):
+        return address_domain(target[len("mailto:") :].split("?", 1)[0])
+    return urllib.parse.urlsplit(target).hostname or ""
+
+
+def _identity(
+    data: dict[str, Any],
+    problems: _Problems,
+    smtp: SmtpSettings | None,
+    n: NotificationSettings,
+    http: HttpSettings | None,
+) -> bool:
+    """With [smtp] (mail reaches customers), refuse every part of the shop's identity that they
+    see and that is still a placeholder: From, Reply-To, the unsubscribe target (also when it
+    defaults to the operator's address), the web face's links, the example shop's name and phone.
+    Subscribers' addresses are not the shop's and are left alone. Returns whether a trial's
+    allow_example_identity lets placeholders through."""
+    if smtp is None:
+        return False
+    table = data.get("smtp")
+    allow = table.get("allow_example_identity", False) if isinstance(table, dict) else False
+    if not isinstance(allow, bool):
+        problems.add("smtp.allow_example_identity", "must be true or false")
+        allow = False
+    if allow and is_loopback(smtp.host):
+        return True
+    if allow:
+        problems.add(
+            "smtp.allow_example_identity",
+            f"is only for a test relay on this machine (smtp.host localhost, 127.0.0.1 or ::1), not "
+            f"{smtp.host!r}: a real relay delivers to customers, who must see your shop",
+        )
+    raw = data.get("notifications")
+    raw = raw if isinstance(raw, dict) else {}
+    found: list[tuple[str, str, str]] = []  # (key, what is wrong, what customers would meet)
+    if (why := _reserved(address_domain(n.sender))) is not None:
+        found.append(("smtp.from", f"{n.sender} {why}", "get mail from a shop that does not exist"))
+    if n.reply_to and (why := _reserved(address_domain(n.reply_to))) is not None:
+        found.append(
+            ("notifications.reply_to", f"{n.reply_to} {why}", "write to a mailbox that does not exist")
+        )
+    if n.unsubscribe and (why := _reserved(_unsubscribe_host(n.unsubscribe))) is not None:
+        if "unsubscribe" in raw:
+            found.append(
+                (
+                    "notifications.unsubscribe",
+                    f"{n.unsubscribe} {why}",
+                    "send their unsubscribe requests nowhere",
+                )
+            )
+        else:
+            found.append(
+                (
+                    "notifications.operator",
+                    f"{n.operator} {why}; unsubscribe requests go to it (List-Unsubscribe defaults to "
+                    "mailto: the operator while notifications.unsubscribe is unset)",
+                    "send their unsubscribe requests nowhere",
+                )
+            )
+    if http is not None and (why := _reserved(urllib.parse.urlsplit(http.public_url).hostname or "")):
+        found.append(
+            (
+                "http.public_url",
+                f"{http.public_url} {why}",
+                "get unsubscribe and tracking links that do not open",
+            )
+        )
+    if raw.get("shop_name") == EXAMPLE_SHOP_NAME:
+        found.append(
+            (
+                "notifications.shop_name",
+                "is config.example.toml's sample shop",
+                "be greeted by a shop that is not yours",
+            )
+        )
+    if n.shop_phone == EXAMPLE_SHOP_PHONE:
+        found.append(
+            (
+                "notifications.shop_phone",
+                "is config.example.toml's sample number",
+                "call a number that is not yours",
+            )
+        )
+    for key, what, meets in found:
+        problems.add(
+            key, f"{what}: with [smtp] customers would {meets}; put your shop's own here{_TRIAL_HINT}"
+        )
+    return False
 
 
 def _http_url(text: str) -> bool:
@@ -1615,6 +1746,23 @@ def web_secret(settings: Settings) -> str | None:
     if settings.http_secret_problem is not None or not settings.http.secret:
         raise ConfigError(settings.http_secret_problem or "[http]: no secret")
     return settings.http.secret
+
+
+def start_refusals(settings: Settings) -> list[str]:
+    """Why `notifier run` would refuse to start with `settings`, one self-contained line each in
+    the words it logs (and `config check` prints): a login without its password, [http] without
+    its secret, a SQLite database whose folder is missing or not writable. [] when it would start."""
+    from notifier.dbenv import database_file_problem
+
+    refusals = []
+    for check in (sending_smtp, web_secret):
+        try:
+            check(settings)
+        except ConfigError as exc:
+            refusals.append(str(exc))
+    if (problem := database_file_problem(settings.database.url)) is not None:
+        refusals.append(str(problem))
+    return refusals
 
 
 def load_settings(path: str | None, *, database_url: str | None = None) -> Settings:

@@ -27,7 +27,15 @@ from notifier.activity import Activity, cycle_failing
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
 from notifier.client import ClientSettings, JapanPostClient
-from notifier.config import Settings, load_settings, matching_watch_files, sending_smtp, web_secret
+from notifier.config import (
+    EXAMPLE_IDENTITY_WARNING,
+    Settings,
+    load_settings,
+    matching_watch_files,
+    sending_smtp,
+    start_refusals,
+    web_secret,
+)
 from notifier.coordination import Coordination, heartbeat_period, share_circuit
 from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.diskguard import DiskGuard
@@ -152,9 +160,13 @@ class Daemon:
             )
             self._loaded_in = time.monotonic() - self._started
             # The daemon sends mail: a login without its password is an error here, as it is
-            # not for `status` or `db backup` run beside the service.
-            sending_smtp(self.settings)
-            web_secret(self.settings)
+            # not for `status` or `db backup` run beside the service. `config check` reports
+            # the same list in the same words.
+            refusals = start_refusals(self.settings)
+            if refusals:
+                raise ConfigError("\n".join(refusals))
+            if self.settings.example_identity_allowed:
+                logger.warning("%s", EXAMPLE_IDENTITY_WARNING, extra={"action": "example_identity"})
         except ConfigError as exc:
             # One self-contained line per problem: under journald each line is an entry.
             for problem in str(exc).splitlines():

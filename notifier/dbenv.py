@@ -116,6 +116,26 @@ def _no_space(path: Path) -> bool:
 
 def _sqlite_access(path: Path, message: str) -> DatabaseEnvironmentError:
     """Why a SQLite file cannot be opened or written, found by looking at the file system."""
+    return sqlite_file_problem(path) or DatabaseEnvironmentError(
+        f"cannot open database {path}: {message}", kind=CANNOT_OPEN, path=str(path)
+    )
+
+
+def database_file_problem(url: str) -> DatabaseEnvironmentError | None:
+    """Why the SQLite database at `url` could not be created, opened or written here (its folder
+    missing or read-only, the file or its -wal/-shm not writable), looked up without opening it;
+    None when nothing is wrong that way, and for other databases (their server decides)."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return sqlite_file_problem(Path(parsed.database).expanduser().absolute())
+
+
+def sqlite_file_problem(path: Path) -> DatabaseEnvironmentError | None:
+    """What in the file system keeps SQLite from writing `path`, or None."""
     folder = path.parent
     name = path.name
     if not folder.is_dir():
@@ -156,9 +176,7 @@ def _sqlite_access(path: Path, message: str) -> DatabaseEnvironmentError:
                 kind=READ_ONLY,
                 path=str(path),
             )
-    return DatabaseEnvironmentError(
-        f"cannot open database {path}: {message}", kind=CANNOT_OPEN, path=str(path)
-    )
+    return None
 
 
 def _full(where: str, folder: Path | None) -> DatabaseEnvironmentError:

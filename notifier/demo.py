@@ -136,6 +136,8 @@ def config_text(base_url: str, database_url: str, max_age_days: int, today: dt.d
 #   - [polling]: delete it: by default each parcel is polled as often as its stage deserves;
 #   - max_event_age: delete it: the default (14 days) keeps stale news out of customers' inboxes;
 #   - add an [smtp] section (host, from, ...): without one, mail is written to outbox_dir as .eml;
+#   - [notifications]: your shop's name and operator address (and reply_to): with [smtp] set,
+#     `notifier config check` and `run` refuse addresses on example domains such as demo.example;
 #   - [[watch]]: your own parcels and customers.
 # Then: notifier db upgrade --config notifier.toml && notifier run --config notifier.toml
 
@@ -382,7 +384,7 @@ def print_summary(console: Console, printer: OutboxPrinter, config: Path, keep: 
     console.line(f"Generated config:    {config}  ({where})")
     console.line()
     console.line("To run it for real: copy the config (its comments say what to change: Japan Post,")
-    console.line("[smtp], your own [[watch]] entries), then")
+    console.line("[smtp], your shop's name and addresses, your own [[watch]] entries), then")
     console.line(f"  notifier db upgrade --config {config.name}")
     console.line(f"  notifier run --config {config.name}")
 

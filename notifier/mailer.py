@@ -133,6 +133,11 @@ class AuthenticationError(SendError):
     """
 
 
+class LoginNotOfferedError(AuthenticationError):
+    """A login is configured but the server offers none (no AUTH in its EHLO reply): only taking
+    the login out of the configuration helps, and the message says which keys."""
+
+
 class TlsRequiredError(PermanentSendError):
     """TLS could not be established: STARTTLS not offered or refused, or the certificate failed."""
 
@@ -499,7 +504,8 @@ def build_message(
 Security = Literal["starttls", "tls", "none"]
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """Whether `host` names this machine: localhost or a loopback address."""
     if host.lower().rstrip(".") == "localhost":
         return True
     try:
@@ -524,6 +530,7 @@ class SmtpSettings:
         validate_certs: verify the certificate chain and host name.
         cert_bundle: PEM file of extra CAs to trust (a private CA), on top of the system store.
         local_hostname: name for EHLO; None asks the OS for the FQDN.
+        username_at: where the configuration sets the username ("FILE:LINE"), for errors only.
     """
 
     host: str
@@ -536,6 +543,7 @@ class SmtpSettings:
     validate_certs: bool = True
     cert_bundle: str | None = None
     local_hostname: str | None = None
+    username_at: str | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         problems: list[str] = []
@@ -545,7 +553,7 @@ class SmtpSettings:
             problems.append(f"smtp.port {self.port} is out of range")
         if self.security not in ("starttls", "tls", "none"):
             problems.append(f"smtp.security must be starttls, tls or none, not {self.security!r}")
-        elif self.security == "none" and not _is_loopback(self.host):
+        elif self.security == "none" and not is_loopback(self.host):
             problems.append(
                 f"smtp.security = none sends mail and passwords in clear text; it is only allowed for "
                 f"a relay on this machine (localhost, 127.0.0.1, ::1), not {self.host!r}"
@@ -813,6 +821,17 @@ class SmtpTransport:
                 await smtp.starttls()
             if s.username is not None and s.password is not None:
                 self._stage = "auth"
+                if smtp.is_ehlo_or_helo_needed:
+                    await smtp.ehlo()
+                if not smtp.supports_extension("auth"):
+                    at = f" ({s.username_at})" if s.username_at else ""
+                    raise LoginNotOfferedError(
+                        f"SMTP {s.host}:{s.port}: the server offers no login (AUTH is not in its EHLO "
+                        f"reply{'' if s.security != 'none' else ' over this plain connection'}) but "
+                        f"smtp.username is set{at}: remove smtp.username and smtp.password_file from the "
+                        "config (a relay that takes mail without a login needs neither) and reload",
+                        stage="auth",
+                    )
                 await smtp.login(s.username, s.password)
         except SendError:
             smtp.close()

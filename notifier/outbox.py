@@ -14,6 +14,7 @@ from notifier.faults import crashpoint
 from notifier.mailer import (
     AuthenticationError,
     FileTransport,
+    LoginNotOfferedError,
     MessageBuildError,
     SendError,
     ServerUnreachableError,
@@ -469,6 +470,9 @@ async def _pause(
     # Still due: the pause holds it back in this process; a restart or new settings try at once.
     await store.mark_retry(item.id, owner=owner, error=str(exc), next_attempt_at=now, count_attempt=False)
     alert_kind, text = _PAUSE_ALERTS[kind]
+    if isinstance(exc, LoginNotOfferedError):
+        # Not a wrong password: the relay takes no login at all, and the error says what to remove.
+        text = "{reason}."
     message = text.format(
         server=_server(transport), reason=exc, failures=failures, since=f"{pause.since:%H:%M}Z"
     ) + (

@@ -11,8 +11,9 @@ import pytest
 from notifier.config import load_settings, parse_duration, parse_settings, sending_smtp
 from notifier.errors import ConfigError
 from notifier.messages import Template
-from notifier.rules import Baseline, MultiStage
+from notifier.rules import DEFAULT_RULES, Baseline, MultiStage
 from notifier.stages import Stage
+from tests.example_shop import SHOP_DOMAIN, made_own
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 
@@ -20,7 +21,7 @@ EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # As the packaged unit runs it: the password is the systemd credential, not a file the
     # example names.
-    text = EXAMPLE.read_text(encoding="utf-8")
+    text = made_own(EXAMPLE.read_text(encoding="utf-8"))
     credentials = tmp_path / "credentials"
     credentials.mkdir()
     (credentials / "smtp-password").write_text("s3cret\n")
@@ -39,16 +40,13 @@ def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.Mon
     assert settings.smtp.password == "s3cret"
     assert "s3cret" not in repr(settings)
     n = settings.notifications
-    assert n.operator == "ops@sakura.example"
+    assert n.operator == f"ops@{SHOP_DOMAIN}"
     assert n.quiet_hours == (dt.time(21), dt.time(8))
     assert n.rules.baseline is Baseline.CURRENT
     assert n.rules.multi_stage is MultiStage.LATEST
     assert n.rules.stalls[Stage.DEPARTED_ORIGIN].after == dt.timedelta(days=10)
-    rules = {rule.name: rule for rule in n.rules.rules}
-    assert rules["accepted"].enabled
-    assert rules["accepted"].item_types == frozenset({"ems"})
-    assert rules["vip-out-for-delivery"].template is Template.OUT_FOR_DELIVERY
-    assert rules["vip-out-for-delivery"].destinations == frozenset({"US", "CA"})
+    # The rule blocks are commented-out examples: as shipped, exactly the default rules.
+    assert n.rules.rules == DEFAULT_RULES
     assert [w.number for w in settings.watches] == ["EJ123456785JP", "123456789012"]
     assert settings.watches[1].locale == "ja"
     assert settings.watches[0].tags == frozenset({"vip"})
@@ -73,7 +71,7 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     (etc / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
     (tmp_path / "watch.d").mkdir()
     (tmp_path / "watch.d" / "orders.toml").write_text('[[watch]]\nnumber = "EE123456785JP"\n')
-    text = "\n".join(uncommented).replace("/etc/notifier/", f"{etc}/")
+    text = made_own("\n".join(uncommented)).replace("/etc/notifier/", f"{etc}/")
     text = text.replace("/home/shop/.config/notifier/", f"{etc}/")
     settings = parse_settings(text, tmp_path / "config.toml")
     assert settings.polling.jitter == 0.1
@@ -89,8 +87,13 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     assert settings.http is not None
     assert (settings.http.listen, settings.http.public_url) == (
         "127.0.0.1:8080",
-        "https://track.sakura.example",
+        f"https://track.{SHOP_DOMAIN}",
     )
+    rules = {rule.name: rule for rule in settings.notifications.rules.rules}
+    assert rules["accepted"].enabled
+    assert rules["accepted"].item_types == frozenset({"ems"})
+    assert rules["vip-out-for-delivery"].template is Template.OUT_FOR_DELIVERY
+    assert rules["vip-out-for-delivery"].destinations == frozenset({"US", "CA"})
     assert settings.http.secret == "a secret long enough to sign links"
     assert settings.http.admin_password is not None
     assert settings.http.admin_password.matches("an operator board password")
@@ -167,7 +170,7 @@ stages = ["teleported"]
 
 
 def test_plaintext_smtp_only_to_loopback(tmp_path: Path) -> None:
-    text = '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@b.example"\n'
+    text = '[smtp]\nhost = "mail.example.com"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\n'
     with pytest.raises(ConfigError, match=r"smtp\.security"):
         parse_settings(text, tmp_path / "c.toml")
     ok = parse_settings(text.replace("mail.example.com", "127.0.0.1"), tmp_path / "c.toml")
@@ -176,7 +179,7 @@ def test_plaintext_smtp_only_to_loopback(tmp_path: Path) -> None:
 
 
 def test_password_from_environment_or_credentials(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    text = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@b.example"\nusername = "u"\n'
+    text = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\nusername = "u"\n'
     # Loading works without it (status, db backup beside a systemd service); sending does not.
     missing = parse_settings(text)
     with pytest.raises(ConfigError, match="needs a password"):

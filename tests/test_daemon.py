@@ -72,6 +72,7 @@ host = "127.0.0.1"
 port = {smtp_port}
 security = "none"
 from = "Sakura <shop@sakura.example>"
+allow_example_identity = true
 [notifications]
 operator = "ops@sakura.example"
 max_event_age = "3650d"

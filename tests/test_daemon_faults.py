@@ -57,6 +57,7 @@ host = "127.0.0.1"
 port = {smtp.port}
 security = "none"
 from = "Sakura <shop@sakura.example>"
+allow_example_identity = true
 [notifications]
 max_event_age = "3650d"
 multi_stage = "each"

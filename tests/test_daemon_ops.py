@@ -42,6 +42,7 @@ host = "127.0.0.1"
 port = {smtp_port}
 security = "none"
 from = "Sakura <shop@sakura.example>"
+allow_example_identity = true
 timeout = "5s"
 [notifications]
 operator = "{OPERATOR}"

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from tests.example_shop import made_own
 from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
 
 ROOT = Path(__file__).parent.parent
@@ -153,6 +154,7 @@ def installed_config(paths: dict[str, Path], smtp: SmtpServer, base_url: str) ->
     for old, new in edits.items():
         assert old in text, f"config.example.toml no longer has {old!r}"
         text = text.replace(old, new, 1)
+    text = made_own(text)  # the shop's identity, on the lines the example marks
     config = paths["etc"] / "config.toml"
     config.write_text(text, encoding="utf-8")
     config.chmod(0o644)  # `install -m 0644`

@@ -252,7 +252,7 @@ def test_killed_at_each_step_loses_nothing(db_url: str, tmp_path: Path, crashpoi
     with SmtpServer() as server:
         config = tmp_path / "notifier.toml"
         config.write_text(
-            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\nallow_example_identity = true\n'
             f'[notifications]\noutbox_lease = "1s"\n',
             encoding="utf-8",
         )
@@ -438,6 +438,27 @@ async def test_refused_login_pauses_and_alerts_at_once(
         assert (await drain_with(store, fixed, Clock(T0 + dt.timedelta(minutes=2)))).sent == 4
 
 
+async def test_a_login_to_a_relay_without_auth_pauses_and_says_to_remove_it(
+    store: Store, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Not "refused our login": the relay advertises no AUTH at all, so no password can help."""
+    with SmtpServer() as server:  # aiosmtpd without an authenticator: no AUTH in its EHLO reply
+        settings = dataclasses.replace(
+            server.settings(username="shop", password="pw"), username_at="/etc/notifier/config.toml:81"
+        )
+        await assert_paused_at_once(
+            store, settings, caplog, kind="auth", alert="smtp_auth_failed", reason="offers no login"
+        )
+        (raised,) = await store.alerts()
+        assert "refused our login" not in raised.message
+        assert (
+            "smtp.username is set (/etc/notifier/config.toml:81): remove smtp.username and "
+            "smtp.password_file from the config"
+        ) in raised.message
+        assert server.handler.verbs() == ["EHLO"]
+        assert (await drain_with(store, server.settings(), Clock(T0 + dt.timedelta(minutes=2)))).sent == 4
+
+
 async def test_451_retries_with_backoff_logs_each_reply_and_alerts_after_three(
     store: Store, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -564,7 +585,7 @@ def test_a_restart_loop_does_not_eat_the_retry_budget(db_url: str, tmp_path: Pat
     with SmtpServer() as server:
         config = tmp_path / "notifier.toml"
         config.write_text(
-            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\n'
+            f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\nfrom = "shop@sakura.example"\nallow_example_identity = true\n'
             f'[notifications]\noutbox_lease = "1s"\nmax_attempts = 2\n',
             encoding="utf-8",
         )
