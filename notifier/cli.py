@@ -415,29 +415,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         # Our own detail only: the HTTP libraries' debug output drowns it.
         logging.getLogger("notifier").setLevel(logging.DEBUG)
-    try:
-        code: int = args.handler(args)
-    except SchemaError as exc:
-        print(f"notifier {args.command}: {exc}", file=sys.stderr)
-        return EXIT_SCHEMA
-    except ConfigError as exc:
-        print(f"notifier {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NotifierError as exc:
-        logger.debug("command failed", exc_info=True)
-        print(f"notifier {args.command}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader (e.g. `| head`) went away: not an error worth a traceback.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
-        return EXIT_FAILURE
-    except Exception as exc:
-        problem = _environment_problem(exc, args)
-        if problem is None:
-            raise
-        logger.debug("command failed", exc_info=True)
-        print(f"notifier {args.command}: {problem}", file=sys.stderr)
-        return EXIT_FAILURE
-    return code
+    from notifier import hints
+    from notifier.config import CONFIG_ENV
+
+    # Every hint this command prints or logs names the same config and database as it used.
+    given = hints.given(
+        getattr(args, "config", None) or os.environ.get(CONFIG_ENV), getattr(args, "database_url", None)
+    )
+    with given:
+        try:
+            code: int = args.handler(args)
+        except SchemaError as exc:
+            print(f"notifier {args.command}: {exc}", file=sys.stderr)
+            return EXIT_SCHEMA
+        except ConfigError as exc:
+            print(f"notifier {args.command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except NotifierError as exc:
+            logger.debug("command failed", exc_info=True)
+            print(f"notifier {args.command}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) went away: not an error worth a traceback.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
+            return EXIT_FAILURE
+        except Exception as exc:
+            problem = _environment_problem(exc, args)
+            if problem is None:
+                raise
+            logger.debug("command failed", exc_info=True)
+            print(f"notifier {args.command}: {problem}", file=sys.stderr)
+            return EXIT_FAILURE
+        return code

@@ -21,6 +21,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from notifier import hints
 from notifier.compose import MailSettings, draft, unsubscribe_link
 from notifier.config import Settings, load_settings, sending_smtp, web_secret
 from notifier.db import DatabaseError
@@ -248,7 +249,7 @@ async def _outbox(args: argparse.Namespace) -> int:
             print(f"{count} failed message(s) queued again (same bytes, same Message-ID)")
             if unbuilt:
                 print(
-                    f"not queued: {', '.join(map(str, unbuilt))}: never built (see `notifier outbox show ID`); "
+                    f"not queued: {', '.join(map(str, unbuilt))}: never built (see {hints.command('outbox show ID')}); "
                     "fix the template or data, the next change of stage builds a new message",
                     file=sys.stderr,
                 )
@@ -406,7 +407,7 @@ async def _test_email(args: argparse.Namespace) -> int:
     if await _suppressed(settings, recipient):
         print(
             f"notifier test-email: nothing sent: {recipient} is unsubscribed (on the suppression list, "
-            f"so the daemon sends it nothing either); `notifier resubscribe {recipient}` lifts that",
+            f"so the daemon sends it nothing either); {hints.command('resubscribe ' + recipient)} lifts that",
             file=sys.stderr,
         )
         return EXIT_FAILURE

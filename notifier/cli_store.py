@@ -18,7 +18,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier import columns
+from notifier import columns, hints
 from notifier.cli_mail import notifier_for
 from notifier.client import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
@@ -111,7 +111,7 @@ async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) 
         if state.current is not None and not state.known:
             raise newer_schema_error(where, state.current)
         if not state.at_head:
-            print("not at head: run `notifier db upgrade`", file=sys.stderr)
+            print(f"not at head: run {hints.command('db upgrade')}", file=sys.stderr)
             return 3
     return EXIT_OK
 
@@ -243,7 +243,7 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
                 continue
             print(
                 f"{view.number}: the running daemon ({holder}) is polling it right now; "
-                f"see `notifier history {view.number}` in a moment"
+                f"see {hints.command('history ' + view.number)} in a moment"
             )
         done: set[int] = set()
         async with JapanPostClient(client_settings) as client:
@@ -314,7 +314,7 @@ async def _poll_now(args: argparse.Namespace, numbers: list[str] | None) -> int:
         missing = sorted(set(numbers or ()) - set(marked))
         for number in missing:
             print(
-                f"notifier poll: {number} is not watched (add it with `notifier watch {number}` "
+                f"notifier poll: {number} is not watched (add it with {hints.command('watch ' + number)} "
                 "or to the configuration's watchlist)",
                 file=sys.stderr,
             )
@@ -393,7 +393,7 @@ async def _status(args: argparse.Namespace) -> int:
             print(json.dumps([_status_row(v) for v in views], ensure_ascii=False, indent=2))
             return EXIT_OK
         if not views:
-            print("no shipments watched yet (add one with `notifier poll NUMBER`)")
+            print(f"no shipments watched yet (add one with {hints.command('poll NUMBER')})")
             return EXIT_OK
         rows = [
             [
