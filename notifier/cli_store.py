@@ -8,8 +8,10 @@ import datetime as dt
 import json
 import os
 import random
+import shlex
 import socket
 import sqlite3
+import stat
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import closing
@@ -116,25 +118,60 @@ async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) 
     return EXIT_OK
 
 
-def backup_sqlite(source: Path, destination: Path) -> int:
+def open_to_others(folder: Path) -> bool:
+    """Whether users other than the owner and group can list or enter the folder: a copy left
+    there with a wider mode later (gzip, cp, a restore test) would be theirs to read."""
+    return bool(folder.stat().st_mode & (stat.S_IROTH | stat.S_IXOTH))
+
+
+def backup_sqlite(source: Path, destination: Path, *, allow_open_folder: bool = False) -> int:
     """Copy a live SQLite database with SQLite's online backup API; returns the bytes written.
 
     The copy is a consistent snapshot even while the daemon writes, and it lands under a
-    temporary name first, so a crash never leaves a half-written file under the real one.
+    temporary name first, so a crash never leaves a half-written file under the real one. It has
+    the database file's own mode (0600 under the systemd unit) from its first byte: it holds
+    customers' names and addresses, and a root shell's umask would make it world-readable.
     """
     if not source.is_file():
         raise DatabaseError(f"no SQLite database at {source}")
-    if not destination.parent.is_dir():
-        raise DatabaseError(f"cannot write the backup: {destination.parent} is not a directory")
+    folder = destination.parent
+    if not folder.is_dir():
+        raise DatabaseError(f"cannot write the backup: {folder} is not a directory")
+    if not allow_open_folder and open_to_others(folder):
+        raise BackupRefused(
+            f"not writing the backup into {folder}: other users can list or enter it "
+            f"(mode {stat.filemode(folder.stat().st_mode)}), and the backup holds customers' names "
+            f"and addresses; use a folder only you can open (install -d -m 0700 FOLDER, or "
+            f"chmod o-rx {shlex.quote(str(folder))}), or pass --allow-open-folder"
+        )
+    mode = stat.S_IMODE(source.stat().st_mode)
     partial = destination.with_name(destination.name + ".partial")
-    with (
-        closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
-        closing(sqlite3.connect(partial)) as dst,
-    ):
-        src.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
-        src.backup(dst)
-    os.replace(partial, destination)
+    partial.unlink(missing_ok=True)  # left by an interrupted backup: ours, by its name
+    # Created with the mode (O_EXCL: never through a file someone else put there), then set exactly,
+    # whatever the umask took away.
+    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(descriptor, mode)
+    finally:
+        os.close(descriptor)
+    try:
+        with (
+            closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
+            closing(sqlite3.connect(partial)) as dst,
+        ):
+            src.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            src.backup(dst)
+        with open(partial, "rb") as written:
+            os.fsync(written.fileno())
+        os.replace(partial, destination)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
     return destination.stat().st_size
+
+
+class BackupRefused(Exception):
+    """A backup destination the operator must confirm: exit 2, nothing written."""
 
 
 def cmd_db(args: argparse.Namespace) -> int:
@@ -148,7 +185,12 @@ def cmd_db(args: argparse.Namespace) -> int:
             )
             return EXIT_USAGE
         try:
-            size = backup_sqlite(Path(url.database), Path(args.destination))
+            size = backup_sqlite(
+                Path(url.database), Path(args.destination), allow_open_folder=args.allow_open_folder
+            )
+        except BackupRefused as exc:
+            print(f"notifier db backup: {exc}", file=sys.stderr)
+            return EXIT_USAGE
         except sqlite3.Error as exc:
             raise DatabaseError(f"backup to {args.destination} failed: {exc}") from exc
         print(f"backed up {url.database} to {args.destination} ({size} bytes)")
@@ -545,6 +587,11 @@ def add_parsers(
         "backup", parents=parents, help="copy a live SQLite database to DEST (online backup API)"
     )
     backup.add_argument("destination", metavar="DEST")
+    backup.add_argument(
+        "--allow-open-folder",
+        action="store_true",
+        help="write it even into a folder other users can list or enter (the copy itself stays private)",
+    )
     _database_options(backup)
     down = db_sub.add_parser(
         "downgrade", parents=parents, help="migrate the schema down to REVISION (back up first)"
