@@ -9,14 +9,17 @@ import json
 import os
 import random
 import shlex
+import shutil
 import socket
 import sqlite3
 import stat
+import subprocess
 import sys
 from collections.abc import Awaitable, Callable
 from contextlib import closing
 from pathlib import Path
 
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -99,6 +102,8 @@ async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) 
         current = (await schema_state(engine)).current
         if current is not None and not known_revision(current):
             raise newer_schema_error(where, current)
+    if args.db_command == "reset":
+        return await _reset(args, engine, where)
     if args.db_command == "upgrade":
         before = await schema_state(engine)
         await upgrade(engine, args.revision)
@@ -118,6 +123,157 @@ async def _db_action(args: argparse.Namespace, engine: AsyncEngine, where: str) 
     return EXIT_OK
 
 
+# What a reset loses, as the refusal names it; the coordination tables (instances, leases, the
+# request budget) are rebuilt by the running daemons and are not the shop's data.
+_CONTENTS = (
+    ("shipments", "shipment(s)"),
+    ("subscribers", "subscriber(s)"),
+    ("outbox", "message(s)"),
+    ("alerts", "alert(s)"),
+    ("suppressions", "unsubscribed address(es), which would be mailed again"),
+)
+
+
+async def _contents(engine: AsyncEngine) -> list[str]:
+    """What the database holds, as "3 shipment(s)"; empty when nothing of the shop's is there."""
+    async with engine.connect() as connection:
+        present = set(await connection.run_sync(lambda sync: inspect(sync).get_table_names()))
+        said = []
+        for table, noun in _CONTENTS:
+            if table in present:
+                count = (await connection.execute(text(f"SELECT count(*) FROM {table}"))).scalar_one()
+                if count:
+                    said.append(f"{count} {noun}")
+    return said
+
+
+async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> int:
+    """Drop notifier's own tables through its migrations and create them afresh at head: only
+    our tables go (a PostgreSQL database may hold others'), and a SQLite file keeps its owner and
+    mode (re-creating it as root would lock the service user out)."""
+    state = await schema_state(engine)
+    if state.current is not None and not state.known:
+        raise newer_schema_error(where, state.current)
+    held = await _contents(engine) if state.current is not None else []
+    holds = f" ({', '.join(held)})" if held else " (no shipments, messages or unsubscribes)"
+    if not args.yes:
+        print(
+            f"notifier db reset: this deletes everything notifier stored in {where}{holds} and "
+            f"creates its tables afresh; to go ahead: {hints.command('db reset --yes')}",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if held and not args.backup and not args.discard_data:
+        print(
+            f"notifier db reset: {where} is not empty{holds}: give --backup PATH to save a copy "
+            "first, or --discard-data if nothing in it is worth keeping; nothing was changed",
+            file=sys.stderr,
+        )
+        return EXIT_USAGE
+    if state.current is not None:
+        settings = _settings(args)
+        now = utcnow()
+        alive = [
+            row
+            for row in (
+                await coordination_state(engine, now=now, stale_after=lease_time(settings.poll_tick))
+            ).instances
+            if row.alive
+        ]
+        if alive:
+            print(
+                f"notifier db reset: a daemon is running on {where} ({alive[0].owner}, last heartbeat "
+                f"{(now - alive[0].heartbeat_at).total_seconds():.0f}s ago): stop it first "
+                "(systemctl stop notifier); nothing was changed",
+                file=sys.stderr,
+            )
+            return EXIT_FAILURE
+    if args.backup and state.current is not None:
+        destination = Path(args.backup)
+        if engine.dialect.name == "sqlite":
+            assert engine.url.database
+            await engine.dispose()  # the backup reads the file on its own connection
+            size = await asyncio.to_thread(
+                backup_sqlite,
+                Path(engine.url.database),
+                destination,
+                allow_open_folder=args.allow_open_folder,
+            )
+        else:
+            size = await asyncio.to_thread(
+                dump_postgresql, _settings(args).database.url, destination, args.allow_open_folder
+            )
+        print(f"backed up {where} to {destination} ({size} bytes)")
+    if state.current is not None:
+        await downgrade(engine, "base")
+    await upgrade(engine)
+    if engine.dialect.name == "sqlite":
+        # The dropped rows stay readable in free pages until the file is rewritten.
+        assert engine.url.database
+        await engine.dispose()
+        await asyncio.to_thread(_vacuum, Path(engine.url.database))
+    print(f"{where}: reset: empty, at revision {(await schema_state(engine)).current}")
+    return EXIT_OK
+
+
+def _vacuum(path: Path) -> None:
+    # Outside any transaction (the engine's connections begin one at once): SQLite requires it.
+    with closing(sqlite3.connect(path, isolation_level=None)) as connection:
+        connection.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        connection.execute("VACUUM")
+
+
+def private_file(path: Path, mode: int) -> None:
+    """Create `path` afresh with exactly `mode` (O_EXCL: never through a file someone else put
+    there), whatever the umask takes away."""
+    path.unlink(missing_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
+    try:
+        os.fchmod(descriptor, mode)
+    finally:
+        os.close(descriptor)
+
+
+def _check_folder(folder: Path, allow_open_folder: bool) -> None:
+    if not folder.is_dir():
+        raise DatabaseError(f"cannot write the backup: {folder} is not a directory")
+    if not allow_open_folder and open_to_others(folder):
+        raise BackupRefused(
+            f"not writing the backup into {folder}: other users can list or enter it "
+            f"(mode {stat.filemode(folder.stat().st_mode)}), and the backup holds customers' names "
+            f"and addresses; use a folder only you can open (install -d -m 0700 FOLDER, or "
+            f"chmod o-rx {shlex.quote(str(folder))}), or pass --allow-open-folder"
+        )
+
+
+def dump_postgresql(url: str, destination: Path, allow_open_folder: bool) -> int:
+    """`pg_dump -Fc` of the database to `destination` (mode 0600), under a temporary name first."""
+    _check_folder(destination.parent, allow_open_folder)
+    program = shutil.which("pg_dump")
+    if program is None:
+        raise DatabaseError("cannot back up: pg_dump is not installed (apt-get install postgresql-client)")
+    parsed = make_url(url)
+    # The password goes in the environment, not on a command line other users can see in ps.
+    environment = dict(os.environ)
+    if parsed.password:
+        environment["PGPASSWORD"] = str(parsed.password)
+    target = parsed.set(drivername="postgresql", password=None).render_as_string(hide_password=False)
+    partial = destination.with_name(destination.name + ".partial")
+    private_file(partial, 0o600)
+    result = subprocess.run(
+        [program, "-Fc", "-f", str(partial), "--dbname", target],
+        env=environment,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        partial.unlink(missing_ok=True)
+        raise DatabaseError(f"pg_dump to {destination} failed: {result.stderr.strip()}")
+    os.replace(partial, destination)
+    return destination.stat().st_size
+
+
 def open_to_others(folder: Path) -> bool:
     """Whether users other than the owner and group can list or enter the folder: a copy left
     there with a wider mode later (gzip, cp, a restore test) would be theirs to read."""
@@ -134,26 +290,10 @@ def backup_sqlite(source: Path, destination: Path, *, allow_open_folder: bool = 
     """
     if not source.is_file():
         raise DatabaseError(f"no SQLite database at {source}")
-    folder = destination.parent
-    if not folder.is_dir():
-        raise DatabaseError(f"cannot write the backup: {folder} is not a directory")
-    if not allow_open_folder and open_to_others(folder):
-        raise BackupRefused(
-            f"not writing the backup into {folder}: other users can list or enter it "
-            f"(mode {stat.filemode(folder.stat().st_mode)}), and the backup holds customers' names "
-            f"and addresses; use a folder only you can open (install -d -m 0700 FOLDER, or "
-            f"chmod o-rx {shlex.quote(str(folder))}), or pass --allow-open-folder"
-        )
+    _check_folder(destination.parent, allow_open_folder)
     mode = stat.S_IMODE(source.stat().st_mode)
     partial = destination.with_name(destination.name + ".partial")
-    partial.unlink(missing_ok=True)  # left by an interrupted backup: ours, by its name
-    # Created with the mode (O_EXCL: never through a file someone else put there), then set exactly,
-    # whatever the umask took away.
-    descriptor = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode)
-    try:
-        os.fchmod(descriptor, mode)
-    finally:
-        os.close(descriptor)
+    private_file(partial, mode)  # left by an interrupted backup: ours, by its name
     try:
         with (
             closing(sqlite3.connect(f"file:{source}?mode=ro", uri=True)) as src,
@@ -195,7 +335,11 @@ def cmd_db(args: argparse.Namespace) -> int:
             raise DatabaseError(f"backup to {args.destination} failed: {exc}") from exc
         print(f"backed up {url.database} to {args.destination} ({size} bytes)")
         return EXIT_OK
-    return _run(_db(args))
+    try:
+        return _run(_db(args))
+    except BackupRefused as exc:
+        print(f"notifier db {args.db_command}: {exc}; nothing was changed", file=sys.stderr)
+        return EXIT_USAGE
 
 
 # --- poll -----------------------------------------------------------------------------
@@ -572,7 +716,7 @@ def add_parsers(
     def command(name: str, help: str) -> argparse.ArgumentParser:
         return sub.add_parser(name, help=help, parents=parents)
 
-    db = command("db", "database schema: upgrade, current, downgrade")
+    db = command("db", "database schema: upgrade, current, downgrade, backup, reset")
     db_sub = db.add_subparsers(dest="db_command", required=True, metavar="ACTION")
     up = db_sub.add_parser(
         "upgrade", parents=parents, help="migrate the schema to the newest revision (or --revision)"
@@ -593,6 +737,25 @@ def add_parsers(
         help="write it even into a folder other users can list or enter (the copy itself stays private)",
     )
     _database_options(backup)
+    reset = db_sub.add_parser(
+        "reset",
+        parents=parents,
+        help="start over: drop notifier's tables and create them afresh (needs --yes; "
+        "a database with data also needs --backup PATH or --discard-data)",
+    )
+    reset.add_argument("--yes", action="store_true", help="really delete everything notifier stored")
+    reset.add_argument(
+        "--backup",
+        metavar="PATH",
+        help="first save a copy here (SQLite: the database file; PostgreSQL: pg_dump -Fc), mode 0600",
+    )
+    reset.add_argument(
+        "--discard-data", action="store_true", help="reset a database that holds data without a backup"
+    )
+    reset.add_argument(
+        "--allow-open-folder", action="store_true", help="let --backup write into a folder others can open"
+    )
+    _database_options(reset)
     down = db_sub.add_parser(
         "downgrade", parents=parents, help="migrate the schema down to REVISION (back up first)"
     )
