@@ -197,13 +197,22 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     from notifier.simulator import Fault, builtin_journeys, serve
 
     journeys = builtin_journeys()
+    if args.now:
+        import datetime as dt
+
+        from notifier.simulator import recent_journeys
+
+        journeys = recent_journeys(journeys, dt.datetime.now(dt.UTC).date())
     if args.step_seconds is None:
         # Without steps nothing would ever move, so show every journey complete.
         for journey in journeys:
             journey.revealed = len(journey.scans)
     print(f"Japan Post simulator on http://{args.host}:{args.port}/ ; numbers:", file=sys.stderr)
     for journey in journeys:
-        print(f"  {journey.number}  {journey.item_type_en}  {len(journey.scans)} scans", file=sys.stderr)
+        span = f", {journey.scans[0].date} to {journey.scans[-1].date}" if journey.scans else ""
+        print(
+            f"  {journey.number}  {journey.item_type_en}  {len(journey.scans)} scans{span}", file=sys.stderr
+        )
     fault = Fault(args.fault) if args.fault else None
     try:
         serve(
@@ -360,6 +369,12 @@ def build_parser() -> argparse.ArgumentParser:
         type=float,
         default=None,
         help="start journeys at their first scan and reveal one more this often (default: show them complete)",
+    )
+    sim.add_argument(
+        "--now",
+        action="store_true",
+        help="date each journey to end two days ago instead of in early 2026, so a daemon trying "
+        "it finds news younger than max_event_age and mails it",
     )
     sim.add_argument(
         "--fault",
