@@ -6,14 +6,18 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import sqlite3
 import stat
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import asyncpg
 from sqlalchemy.engine import make_url
+
+from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
 
 BIN = Path(sys.executable).parent / "notifier"
 NUMBER = "EJ202603021JP"
@@ -94,3 +98,36 @@ def test_reset_refuses_then_backs_up_then_starts_over(db_url: str, tmp_path: Pat
     discarded = notifier("db", "reset", "--yes", "--discard-data", url=url, cwd=tmp_path)
     assert discarded.returncode == 0, discarded.stderr
     assert shipments(url) == 0
+
+
+def test_reset_refuses_while_a_daemon_runs_on_the_database(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'live.db'}"
+    journeys = builtin_journeys()[:1]
+    with SimulatorServer(Simulator(journeys)) as server:
+        (tmp_path / "c.toml").write_text(
+            f'[japanpost]\nbase_url = "{server.base_url}"\nrequest_interval = 0\n'
+            f'[notifications]\noutbox_dir = "outbox"\n[[watch]]\nnumber = "{NUMBER}"\n',
+            encoding="utf-8",
+        )
+        assert notifier("db", "upgrade", url=url, cwd=tmp_path).returncode == 0
+        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+        env["NOTIFIER_DATABASE_URL"] = url
+        log = tmp_path / "run.log"
+        with log.open("w") as sink:
+            daemon = subprocess.Popen(
+                [str(BIN), "run", "--config", "c.toml"], cwd=tmp_path, env=env, stdout=sink, stderr=sink
+            )
+        try:
+            deadline = time.monotonic() + 60
+            while "notifier running" not in log.read_text():
+                assert daemon.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, log.read_text()
+                time.sleep(0.2)
+            refused = notifier("db", "reset", "--yes", "--discard-data", url=url, cwd=tmp_path)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            daemon.wait(timeout=30)
+    assert refused.returncode == 1, refused.stderr
+    assert "a daemon is running on" in refused.stderr
+    assert "stop it first" in refused.stderr
+    assert shipments(url) == 1
