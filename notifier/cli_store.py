@@ -159,7 +159,8 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
     if not args.yes:
         print(
             f"notifier db reset: this deletes everything notifier stored in {where}{holds} and "
-            f"creates its tables afresh; to go ahead: {hints.command('db reset --yes')}",
+            f"creates its tables afresh; to go ahead: {hints.command('db reset --yes')}"
+            + (" with --backup PATH (or --discard-data), as it holds data" if held else ""),
             file=sys.stderr,
         )
         return EXIT_USAGE
@@ -170,7 +171,8 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
             file=sys.stderr,
         )
         return EXIT_USAGE
-    if state.current is not None:
+    # Only a database at head can have a running daemon of this version (it refuses others).
+    if state.at_head:
         settings = _settings(args)
         now = utcnow()
         alive = [
@@ -747,7 +749,7 @@ def add_parsers(
     reset.add_argument(
         "--backup",
         metavar="PATH",
-        help="first save a copy here (SQLite: the database file; PostgreSQL: pg_dump -Fc), mode 0600",
+        help="first save a copy here (SQLite: the file, with its mode; PostgreSQL: pg_dump -Fc, mode 0600)",
     )
     reset.add_argument(
         "--discard-data", action="store_true", help="reset a database that holds data without a backup"
