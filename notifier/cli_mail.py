@@ -538,7 +538,11 @@ def add_parsers(
     which.add_argument("--template", choices=[t.value for t in Template], help="any message by name")
     preview.add_argument("--locale", choices=["en", "ja"], default="en")
     preview.add_argument("--html", metavar="FILE", help="also write the HTML version to FILE")
-    preview.add_argument("--config", metavar="PATH", help="config file (for [notifications] templates)")
+    preview.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file, for [notifications] templates (default: $NOTIFIER_CONFIG)",
+    )
     preview.set_defaults(handler=cmd_preview)
 
     test = sub.add_parser(
@@ -546,7 +550,9 @@ def add_parsers(
     )
     test.add_argument("address", metavar="ADDRESS")
     test.add_argument("--locale", choices=["en", "ja"], default="en")
-    test.add_argument("--config", metavar="PATH", help="config file ([smtp], [notifications])")
+    test.add_argument(
+        "--config", metavar="PATH", help="config file: [smtp], [notifications] (default: $NOTIFIER_CONFIG)"
+    )
     test.set_defaults(handler=cmd_test_email)
 
     for name, handler, text in (
