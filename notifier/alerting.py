@@ -7,6 +7,7 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from notifier import hints
 from notifier.activity import Activity
 from notifier.compose import digest_context, draft
 from notifier.cycle import CircuitBreaker
@@ -54,7 +55,7 @@ def notice_lines(alerts: Sequence[AlertView]) -> tuple[DigestLine, ...]:
         rest = len(lines) - MAX_LINES + 1
         lines = [
             *lines[: MAX_LINES - 1],
-            DigestLine(kind="alert", subject="", message=f"and {rest} more: see `notifier alerts`"),
+            DigestLine(kind="alert", subject="", message=f"and {rest} more: see {hints.command('alerts')}"),
         ]
     return tuple(lines)
 
@@ -118,7 +119,10 @@ class AlertDesk:
         count, _ = await store.alert_summary()
         if count:
             logger.warning(
-                "%d open operator alert(s); see `notifier alerts`", count, extra={"action": "alerts_open"}
+                "%d open operator alert(s); see %s",
+                count,
+                hints.command("alerts"),
+                extra={"action": "alerts_open"},
             )
         if any(a.kind == SITE_DOWN for a in await store.alerts()):
             self.site.down_since = now

@@ -197,13 +197,22 @@ def cmd_simulator(args: argparse.Namespace) -> int:
     from notifier.simulator import Fault, builtin_journeys, serve
 
     journeys = builtin_journeys()
+    if args.now:
+        import datetime as dt
+
+        from notifier.simulator import recent_journeys
+
+        journeys = recent_journeys(journeys, dt.datetime.now(dt.UTC).date())
     if args.step_seconds is None:
         # Without steps nothing would ever move, so show every journey complete.
         for journey in journeys:
             journey.revealed = len(journey.scans)
     print(f"Japan Post simulator on http://{args.host}:{args.port}/ ; numbers:", file=sys.stderr)
     for journey in journeys:
-        print(f"  {journey.number}  {journey.item_type_en}  {len(journey.scans)} scans", file=sys.stderr)
+        span = f", {journey.scans[0].date} to {journey.scans[-1].date}" if journey.scans else ""
+        print(
+            f"  {journey.number}  {journey.item_type_en}  {len(journey.scans)} scans{span}", file=sys.stderr
+        )
     fault = Fault(args.fault) if args.fault else None
     try:
         serve(
@@ -367,6 +376,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="start journeys at their first scan and reveal one more this often (default: show them complete)",
     )
     sim.add_argument(
+        "--now",
+        action="store_true",
+        help="date each journey to end two days ago instead of in early 2026, so a daemon trying "
+        "it finds news younger than max_event_age and mails it",
+    )
+    sim.add_argument(
         "--fault",
         choices=[f.value for f in Fault],
         help="answer every request with this fault, to rehearse it",
@@ -420,29 +435,37 @@ def main(argv: Sequence[str] | None = None) -> int:
     if getattr(args, "verbose", False):
         # Our own detail only: the HTTP libraries' debug output drowns it.
         logging.getLogger("notifier").setLevel(logging.DEBUG)
-    try:
-        code: int = args.handler(args)
-    except SchemaError as exc:
-        print(f"notifier {args.command}: {exc}", file=sys.stderr)
-        return EXIT_SCHEMA
-    except ConfigError as exc:
-        print(f"notifier {args.command}: {exc}", file=sys.stderr)
-        return EXIT_USAGE
-    except NotifierError as exc:
-        logger.debug("command failed", exc_info=True)
-        print(f"notifier {args.command}: {exc}", file=sys.stderr)
-        return EXIT_FAILURE
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:
-        # The reader (e.g. `| head`) went away: not an error worth a traceback.
-        sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
-        return EXIT_FAILURE
-    except Exception as exc:
-        problem = _environment_problem(exc, args)
-        if problem is None:
-            raise
-        logger.debug("command failed", exc_info=True)
-        print(f"notifier {args.command}: {problem}", file=sys.stderr)
-        return EXIT_FAILURE
-    return code
+    from notifier import hints
+    from notifier.config import CONFIG_ENV
+
+    # Every hint this command prints or logs names the same config and database as it used.
+    given = hints.given(
+        getattr(args, "config", None) or os.environ.get(CONFIG_ENV), getattr(args, "database_url", None)
+    )
+    with given:
+        try:
+            code: int = args.handler(args)
+        except SchemaError as exc:
+            print(f"notifier {args.command}: {exc}", file=sys.stderr)
+            return EXIT_SCHEMA
+        except ConfigError as exc:
+            print(f"notifier {args.command}: {exc}", file=sys.stderr)
+            return EXIT_USAGE
+        except NotifierError as exc:
+            logger.debug("command failed", exc_info=True)
+            print(f"notifier {args.command}: {exc}", file=sys.stderr)
+            return EXIT_FAILURE
+        except KeyboardInterrupt:
+            return 130
+        except BrokenPipeError:
+            # The reader (e.g. `| head`) went away: not an error worth a traceback.
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115 (interpreter shutdown flushes stdout)
+            return EXIT_FAILURE
+        except Exception as exc:
+            problem = _environment_problem(exc, args)
+            if problem is None:
+                raise
+            logger.debug("command failed", exc_info=True)
+            print(f"notifier {args.command}: {problem}", file=sys.stderr)
+            return EXIT_FAILURE
+        return code

@@ -22,6 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
+from notifier import hints
 from notifier.compose import MailSettings, draft, unsubscribe_link
 from notifier.config import Settings, load_settings, sending_smtp, web_secret
 from notifier.db import DatabaseError
@@ -250,7 +251,7 @@ async def _outbox(args: argparse.Namespace) -> int:
             print(f"{count} failed message(s) queued again (same bytes, same Message-ID)")
             if unbuilt:
                 print(
-                    f"not queued: {', '.join(map(str, unbuilt))}: never built (see `notifier outbox show ID`); "
+                    f"not queued: {', '.join(map(str, unbuilt))}: never built (see {hints.command('outbox show ID')}); "
                     "fix the template or data, the next change of stage builds a new message",
                     file=sys.stderr,
                 )
@@ -416,7 +417,7 @@ async def _test_email(args: argparse.Namespace) -> int:
     if await _suppressed(settings, recipient):
         print(
             f"notifier test-email: nothing sent: {recipient} is unsubscribed (on the suppression list, "
-            f"so the daemon sends it nothing either); `notifier resubscribe {recipient}` lifts that",
+            f"so the daemon sends it nothing either); {hints.command('resubscribe ' + recipient)} lifts that",
             file=sys.stderr,
         )
         return EXIT_FAILURE
@@ -554,7 +555,11 @@ def add_parsers(
     which.add_argument("--template", choices=[t.value for t in Template], help="any message by name")
     preview.add_argument("--locale", choices=["en", "ja"], default="en")
     preview.add_argument("--html", metavar="FILE", help="also write the HTML version to FILE")
-    preview.add_argument("--config", metavar="PATH", help="config file (for [notifications] templates)")
+    preview.add_argument(
+        "--config",
+        metavar="PATH",
+        help="config file, for [notifications] templates (default: $NOTIFIER_CONFIG)",
+    )
     preview.set_defaults(handler=cmd_preview)
 
     test = sub.add_parser(
@@ -562,7 +567,9 @@ def add_parsers(
     )
     test.add_argument("address", metavar="ADDRESS")
     test.add_argument("--locale", choices=["en", "ja"], default="en")
-    test.add_argument("--config", metavar="PATH", help="config file ([smtp], [notifications])")
+    test.add_argument(
+        "--config", metavar="PATH", help="config file: [smtp], [notifications] (default: $NOTIFIER_CONFIG)"
+    )
     test.set_defaults(handler=cmd_test_email)
 
     for name, handler, text in (

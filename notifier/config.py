@@ -684,18 +684,29 @@ def _find_secret(
         return os.environ[env]
     credentials = os.environ.get("CREDENTIALS_DIRECTORY")
     if credentials and (Path(credentials) / credential).is_file():
-        return _read_secret(Path(credentials) / credential, credential_key, problems)
+        return _read_secret(
+            Path(credentials) / credential,
+            credential_key,
+            problems,
+            f' (the systemd credential "{credential}", from LoadCredential={credential}:/etc/notifier/{credential})',
+        )
     return None
 
 
-def _read_secret(file: Path, dotted: str, problems: _Problems) -> str | None:
+def _read_secret(file: Path, dotted: str, problems: _Problems, origin: str = "") -> str | None:
     try:
-        return file.read_text(encoding="utf-8").strip()
+        secret = file.read_text(encoding="utf-8").strip()
     except OSError as exc:
         problems.add(dotted, f"cannot read {file}: {exc.strerror}")
+        return None
     except UnicodeDecodeError:
         problems.add(dotted, f"{file} is not UTF-8 text")
-    return None
+        return None
+    if not secret:
+        # A password prompt run without a terminal writes an empty file and exits 0.
+        problems.add(dotted, f"{file}{origin} is empty: write the secret into it again (see README, systemd)")
+        return None
+    return secret
 
 
 # SmtpSettings names its own fields; these are the config keys that set them.

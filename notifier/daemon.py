@@ -23,6 +23,7 @@ from apscheduler.triggers.interval import IntervalTrigger
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
+from notifier import hints
 from notifier.activity import Activity, cycle_failing
 from notifier.alerting import AlertDesk
 from notifier.cli_mail import notifier_for, outbox_policy
@@ -485,9 +486,9 @@ class Daemon:
             logger.warning(
                 "not watched: %s is in the watchlist, but Japan Post now shows another parcel under "
                 "it (see the number_reused alert); remove it from the watchlist (if a new parcel "
-                "of yours has this number: remove it, reload, then `notifier watch %s`)",
+                "of yours has this number: remove it, reload, then %s)",
                 number,
-                number,
+                hints.command(f"watch {number}"),
                 extra={"action": "not_watched", "number": number, "reason": "number_reused"},
             )
         for number in result.unwatched:

@@ -16,6 +16,7 @@ from sqlalchemy.engine import Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import StaticPool
 
+from notifier import hints
 from notifier.errors import NotifierError
 
 DEFAULT_DATABASE_URL = "sqlite:///notifier.db"
@@ -249,10 +250,10 @@ async def require_head(engine: AsyncEngine) -> None:
         return
     where = display_url(engine.url.render_as_string(hide_password=False))
     if state.current is None:
-        raise SchemaError(f"database {where} has no notifier schema; run `notifier db upgrade` first")
+        raise SchemaError(f"database {where} has no notifier schema; run {hints.command('db upgrade')} first")
     if not state.known:
         raise newer_schema_error(where, state.current)
     raise SchemaError(
         f"database {where} is at revision {state.current} but this notifier needs {state.head}; "
-        "back it up, then run `notifier db upgrade`"
+        f"back it up, then run {hints.command('db upgrade')}"
     )

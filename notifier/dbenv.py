@@ -12,6 +12,7 @@ from pathlib import Path
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
+from notifier import hints
 from notifier.db import SQLITE_BUSY_TIMEOUT_MS, DatabaseError, display_url
 
 # What the kinds mean to a caller (the daemon pauses on some, the CLI exits on all):
@@ -249,7 +250,7 @@ def _classify_server(error: BaseException, where: str) -> DatabaseEnvironmentErr
     if sqlstate == "3D000":
         return DatabaseEnvironmentError(
             f"database {where} does not exist on that server ({error}): create it (createdb), "
-            "then run `notifier db upgrade`; or fix [database] url",
+            f"then run {hints.command('db upgrade')}; or fix [database] url",
             kind=CANNOT_OPEN,
             path=where,
         )

@@ -10,6 +10,7 @@ import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from notifier import hints
 from notifier.faults import crashpoint
 from notifier.mailer import (
     AuthenticationError,
@@ -306,8 +307,9 @@ async def drain(
             result.held += 1
             if _is_operator(item):
                 logger.error(
-                    "operator email not sent (%s): sending is paused; its alerts are in `notifier alerts`",
+                    "operator email not sent (%s): sending is paused; its alerts are in %s",
                     _fields(item),
+                    hints.command("alerts"),
                     extra=_extra(item, "operator_mail_held"),
                 )
             continue
@@ -500,7 +502,9 @@ async def _fail(
         "message failed for good %s: %s%s",
         _fields(item),
         error,
-        "; it was an operator email, its alerts are in `notifier alerts`" if _is_operator(item) else "",
+        f"; it was an operator email, its alerts are in {hints.command('alerts')}"
+        if _is_operator(item)
+        else "",
         extra=_extra(item, "send_failed", error=error),
     )
 

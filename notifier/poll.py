@@ -23,6 +23,7 @@ import logging
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
+from notifier import hints
 from notifier.client import JapanPostClient
 from notifier.compose import POLL_LOCALE as POLL_LOCALE
 from notifier.compose import MailSettings, digest_context, draft_or_failure, drafts_for
@@ -216,11 +217,15 @@ async def poll_detail(
         stale = old_news(change, facts(shipment, item), notifier.rules, now)
         if stale:
             # Else an operator trying old journeys (the simulator's) sees only queued=0.
+            # Raising max_event_age afterwards announces nothing: the changes are recorded now.
             logger.info(
-                "poll number=%s: %d stage change(s) not announced: older than max_event_age (%s)",
+                "poll number=%s: %d stage change(s) not announced: older than max_event_age (%s); "
+                "they are recorded, so raising it later does not announce them: to start a trial "
+                "over, %s (and `notifier simulator --now` dates its journeys to this week)",
                 shipment.number,
                 stale,
                 notifier.rules.max_event_age,
+                hints.command("db reset --yes --discard-data"),
                 extra={"action": "old_news", "number": shipment.number},
             )
     # One line per poll, key=value, for journald and grep.

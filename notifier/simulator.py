@@ -1269,6 +1269,31 @@ def builtin_journeys() -> list[Journey]:
     return [ems, yupack, returned, never_found]
 
 
+RECENT_DAYS_AGO = 2
+"""`--now`: each journey's last scan is this many days before today. Two, not zero: abroad a scan
+is a wall time without a zone, and a day's margin keeps it in the past wherever it was scanned."""
+
+
+def shifted_scan(scan: Scan, days: int) -> Scan:
+    """The scan `days` later, at the same wall clock (a date-only row stays date-only)."""
+    day = (scan.date + dt.timedelta(days=days)).isoformat()
+    return dataclasses.replace(scan, when=f"{day}T{scan.clock}" if scan.clock else day)
+
+
+def recent_journeys(journeys: list[Journey], today: dt.date) -> list[Journey]:
+    """The journeys moved in whole days so that each ends RECENT_DAYS_AGO days before `today`:
+    their news is fresh for the rules' max_event_age, as a parcel shipped this week would be.
+    The spacing of each journey's scans, their clocks and everything else stay as scripted."""
+    moved = []
+    for journey in journeys:
+        if not journey.scans:
+            moved.append(dataclasses.replace(journey))
+            continue
+        days = (today - dt.timedelta(days=RECENT_DAYS_AGO) - journey.scans[-1].date).days
+        moved.append(dataclasses.replace(journey, scans=[shifted_scan(s, days) for s in journey.scans]))
+    return moved
+
+
 def catalog_journeys() -> list[Journey]:
     """Fully revealed journeys that together show every status wording of STATUSES.md tables A-D.
 

@@ -20,6 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
 from sqlalchemy.orm import aliased
 
+from notifier import hints
 from notifier.db import READ_ONLY, make_engine, make_sqlite_worker_engine, require_head, sqlite_checkpoint
 from notifier.diff import AnomalyKind, Change
 from notifier.errors import NotifierError
@@ -1332,7 +1333,7 @@ class Store:
                     "message_build_failed",
                     f"the {draft.locale} {draft.template} message to {draft.recipient} about "
                     f"{draft.number or '-'} could not be built and was not sent: {draft.error}. It is "
-                    "listed by `notifier outbox --state failed`; later messages are built afresh.",
+                    f"listed by {hints.command('outbox --state failed')}; later messages are built afresh.",
                     now,
                     f"{draft.locale}/{draft.template}"[:40],
                     draft.shipment_id,

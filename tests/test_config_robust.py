@@ -520,13 +520,19 @@ def test_a_missing_password_is_reported_once_and_an_unused_one_is_ignored(
 ) -> None:
     monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
     monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
-    (tmp_path / "empty").write_text("\n")
     relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\n'
-    missing = parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
+    missing = parse_settings(relay + 'username = "u"\n', tmp_path / "c.toml")
     with pytest.raises(ConfigError) as info:
         sending_smtp(missing)
     assert str(info.value).count("\n") == 0, str(info.value)
     assert f"{tmp_path / 'c.toml'}:5: smtp.username: needs a password" in str(info.value)
+    # An empty password file is not "no password": it is what a prompt without a terminal
+    # leaves, and it is named.
+    (tmp_path / "empty").write_text("\n")
+    with pytest.raises(ConfigError) as info:
+        parse_settings(relay + 'username = "u"\npassword_file = "empty"\n', tmp_path / "c.toml")
+    assert str(info.value).count("\n") == 0, str(info.value)
+    assert f"c.toml:6: smtp.password_file: {tmp_path / 'empty'} is empty" in str(info.value)
     monkeypatch.setenv("NOTIFIER_SMTP_PASSWORD", "for another service")
     loaded = parse_settings(relay, tmp_path / "c.toml")
     assert loaded.smtp is not None

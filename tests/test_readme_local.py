@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email
 import email.policy
 import os
@@ -15,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.simulator import Simulator, SimulatorServer, builtin_journeys, recent_journeys
 from tests.test_daemon import wait_for
 from tests.test_web_daemon import free_port
 
@@ -38,8 +39,11 @@ def test_the_local_try_config_mails_links_that_work(tmp_path: Path) -> None:
     assert 'listen = "127.0.0.1:8080"' in config
     (tmp_path / "http-secret").write_text("bG9jYWwgdHJ5IHNlY3JldCBmb3IgdGhlIHRlc3Q=\n", encoding="utf-8")
     (tmp_path / "admin-password").write_text("a long board password\n", encoding="utf-8")
-    # As `notifier simulator` serves them by default: every journey complete.
-    ems = builtin_journeys()[0]
+    # As `notifier simulator --now` serves them: every journey complete, ending two days ago.
+    section = README.read_text(encoding="utf-8").split("### Trying the web face locally", 1)[1]
+    assert "`notifier simulator --now --port 8088`" in section
+    assert "max_event_age" not in config  # the trial needs no setting against old news
+    (ems,) = recent_journeys(builtin_journeys()[:1], dt.datetime.now(dt.UTC).date())
     simulator = Simulator([dataclasses.replace(ems, revealed=len(ems.scans))])
     env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
     with SimulatorServer(simulator) as server:
