@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import functools
 import importlib.resources
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -113,6 +115,9 @@ def _tidy_html(html: str) -> str:
     return "\n".join(line.strip() for line in html.split("\n") if line.strip()) + "\n"
 
 
+# The messages' accent colour when [notifications] brand_color is not set.
+BRAND_COLOR = "#1d4f91"
+
 # Japan Post's own redelivery form (PC page; it redirects phones to /delivery/sp/deli/). Source:
 # ../shared/design/RESEARCH_2026.md §1.2. Only for domestic items: abroad the local post arranges it.
 REDELIVERY_URL = "https://trackings.post.japanpost.jp/delivery/deli/"
@@ -150,6 +155,52 @@ def tel(eval_ctx: EvalContext, value: object) -> str:
     return Markup(
         '<a href="tel:{}" style="color:#1d4f91; text-decoration:underline; white-space:nowrap;">{}</a>'
     ).format(digits, text)
+
+
+def split_address(value: str) -> tuple[str, str]:
+    """(display name, bare address) of an address as the configuration writes it, name or not."""
+    name, address = email.utils.parseaddr(value)
+    # parseaddr answers ("", "") for what it cannot read: show the value as given, link nothing.
+    return (name, address) if address else ("", "")
+
+
+def mailto(value: object) -> str:
+    """The mailto: URI of an address, display name or not: the bare address (RFC 6068 allows no
+    name), percent-encoded where the address has characters a URI cannot carry as they are."""
+    _, address = split_address(str(value))
+    return "mailto:" + urllib.parse.quote(address, safe="@+") if address else ""
+
+
+def address_text(value: object) -> str:
+    """What a message shows for an address: its display name, or the address where there is none."""
+    name, address = split_address(str(value))
+    return name or address or str(value)
+
+
+@jinja2.pass_context
+def mail_link(context: jinja2.runtime.Context, value: object) -> str:
+    """An address as a message shows it: in HTML a mailto: link (bare address) reading the display
+    name; in plain text, where nothing is a link, the bare address a mail program can follow."""
+    name, address = split_address(str(value))
+    if not context.eval_ctx.autoescape:
+        return address or str(value)
+    if not address:
+        return str(escape(value))
+    color = context.get("brand_color") or BRAND_COLOR
+    return Markup('<a href="{}" style="color:{}; text-decoration:underline;">{}</a>').format(
+        mailto(value), color, name or address
+    )
+
+
+@jinja2.pass_eval_context
+def mail_link_class(eval_ctx: EvalContext, value: object) -> str:
+    """`mail_link` for web pages: no style attribute."""
+    name, address = split_address(str(value))
+    if not eval_ctx.autoescape:
+        return address or str(value)
+    if not address:
+        return str(escape(value))
+    return Markup('<a href="{}">{}</a>').format(mailto(value), name or address)
 
 
 @jinja2.pass_eval_context
@@ -257,6 +308,9 @@ class Renderer:
         self.environment.filters["paragraphs"] = paragraphs
         self.environment.filters["nowrap"] = nowrap_class if web else nowrap
         self.environment.filters["tel"] = tel_class if web else tel
+        self.environment.filters["mail_link"] = mail_link_class if web else mail_link
+        self.environment.filters["mailto"] = mailto
+        self.environment.filters["address_text"] = address_text
         self.environment.globals["journey"] = journey
         self.environment.globals["redelivery_url"] = REDELIVERY_URL
         self.environment.globals["domestic_hold_days"] = DOMESTIC_HOLD_DAYS
