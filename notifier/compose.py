@@ -20,6 +20,7 @@ from notifier.mailer import build_message, make_message_id
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
 from notifier.model import ContactOffice, Locale, TrackingEvent
 from notifier.numbers import parse_number
+from notifier.posts import post_for
 from notifier.render import Renderer
 from notifier.rules import Notification, ShipmentFacts
 from notifier.stages import Stage, stage_info
@@ -160,6 +161,8 @@ def context_for(
             wording_locale = locale
         else:
             unavailable = True
+    international = shipment.origin != "JP" or not shipment.number.isdigit()
+    post = post_for(shipment.destination or "", shipment.number) if international else None
     return MessageContext(
         template=notification.template,
         locale=locale,
@@ -178,7 +181,9 @@ def context_for(
         history=tuple(event_line(e, locale) for e in shown),
         contacts=tuple(ContactLine(role=c.role, office=c.office, phone=c.phone) for c in contacts),
         destination=shipment.destination or "",
-        international=shipment.origin != "JP" or not shipment.number.isdigit(),
+        destination_post=post.name(locale) if post else "",
+        destination_post_url=post.tracking_url(shipment.number) if post else "",
+        international=international,
         stalled_days=notification.stalled_days,
         stall_is_normal=notification.stall_is_normal,
         retention_deadline=notification.retention_deadline,

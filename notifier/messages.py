@@ -84,6 +84,10 @@ class MessageContext:
     history: tuple[EventLine, ...] = ()
     contacts: tuple[ContactLine, ...] = ()
     destination: str = ""
+    # The post that delivers the parcel in its destination country and its tracking page for
+    # this number (notifier/destination_posts.toml), in the customer's language; "" when unknown.
+    destination_post: str = ""
+    destination_post_url: str = ""
     international: bool = False
     stalled_days: int | None = None
     stall_is_normal: bool | None = None

@@ -17,6 +17,7 @@ from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
 from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, RenderedMessage, Template
+from notifier.posts import post_for
 from notifier.stages import Stage, stage_info
 
 LOCALES = ("en", "ja")
@@ -496,6 +497,7 @@ _SAMPLE_EVENTS: dict[Template, tuple[str, tuple[str, ...]]] = {
 }
 
 _SAMPLE_NUMBER = "EJ482913056JP"
+_US_POST = post_for("US", _SAMPLE_NUMBER)
 
 
 def _sample_contacts(locale: str, latest: _Scan) -> tuple[ContactLine, ...]:
@@ -579,6 +581,8 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         history=tuple(_JOURNEY[key].line(locale) for key in (*before, latest_key)),
         contacts=_sample_contacts(locale, latest),
         destination="US",
+        destination_post=_US_POST.name(locale) if _US_POST else "",
+        destination_post_url=_US_POST.tracking_url(_SAMPLE_NUMBER) if _US_POST else "",
         international=True,
         stalled_days=12 if stalled else None,
         stall_is_normal=False if stalled else None,

@@ -91,7 +91,15 @@ Promise.all(frames).then(loaded => {
       if (/\\s/.test(ch)) continue;
       if (tofu.has(pixels(ch, font))) missing.push(ch);
     }
+    // The main button: the first link drawn as a button (a coloured cell with rounded corners).
+    let button = null;
+    for (const a of doc.querySelectorAll("td[bgcolor] > a")) {
+      if ((a.parentElement.getAttribute("style") || "").includes("border-radius")) { button = a.parentElement; break; }
+    }
     results.push({
+      button_bottom: button ? button.getBoundingClientRect().bottom : null,
+      button_text: button ? button.innerText.trim() : null,
+      height: root.scrollHeight,
       name: page.name, width: page.width, inner: win.innerWidth, scroll: root.scrollWidth,
       wide: wide.slice(0, 5), imagery, missing, title: cell.innerText,
       text: doc.body.innerText.length,
@@ -192,6 +200,31 @@ def test_message_fits_the_screen_needs_no_images_and_has_every_glyph(
     assert not result["imagery"], f"{name} needs images: {result['imagery']}"
     assert not result["missing"], f"{name} has characters no installed font can draw: {result['missing']}"
     assert result["title"], "no visible title"
+
+
+# Above this, a phone of 375 px shows the button without scrolling (iPhone SE/mini viewports are
+# 375 x 548-667 CSS px once the mail app's bars are drawn).
+FOLD = 600
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(f"{source}{locale}-{t.value}", id=f"{source}{locale}-{t.value}")
+        for source in ("", "pipeline-")
+        for t in Template
+        if t is not Template.OPERATOR_DIGEST
+        for locale in LOCALES
+    ],
+)
+def test_the_main_button_is_above_the_fold_at_375px(
+    measured: dict[tuple[str, int], dict[str, Any]], name: str
+) -> None:
+    result = measured[name, 375]
+    assert result["button_bottom"] is not None, f"{name} has no button"
+    assert result["button_bottom"] <= FOLD, (
+        f"{name}: the main button ({result['button_text']!r}) ends {result['button_bottom']:.0f}px down"
+    )
 
 
 # How shops write their reply address ([notifications] reply_to in config.example.toml): a

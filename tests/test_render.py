@@ -523,7 +523,7 @@ def test_unknown_digest_kinds_are_shown_as_given(renderer: Renderer) -> None:
     message = renderer.render(context)
     assert "1 item needs your attention" in message.text
     assert "- quota: SMTP: daily limit reached\n" in message.text
-    assert "(1 item)" in message.subject
+    assert message.subject == "Tracking digest: 1 item (Sakura Stationery)"
 
 
 @pytest.mark.parametrize(("template", "locale"), ALL)
@@ -629,8 +629,24 @@ def test_nothing_contradicts_the_faqs(renderer: Renderer, locale: str) -> None:
 
 
 @pytest.mark.parametrize(("template", "locale"), ALL)
-def test_every_subject_names_the_shop(renderer: Renderer, template: Template, locale: str) -> None:
-    assert "Sakura Stationery" in renderer.render(sample_context(template, locale)).subject
+def test_every_subject_leads_with_the_news_not_the_shop(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    """The inbox already shows the sender: a subject starting with the shop's name hides the news."""
+    subject = renderer.render(sample_context(template, locale)).subject
+    assert not subject.startswith(("Sakura Stationery", "【Sakura Stationery】")), subject
+    if template is Template.OPERATOR_DIGEST:
+        assert "Sakura Stationery" in subject  # an operator may run several shops
+    else:
+        assert "Order 1001" in subject  # which order it is about
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject"),
+    [("en", "Delivered: your parcel (Order 1001)"), ("ja", "お荷物のお届けが完了しました（Order 1001）")],
+)
+def test_the_delivered_subject(renderer: Renderer, locale: str, subject: str) -> None:
+    assert renderer.render(sample_context(Template.DELIVERED, locale)).subject == subject
 
 
 @pytest.mark.parametrize(("template", "locale"), CUSTOMER)
@@ -758,3 +774,67 @@ def test_unavailable_japanese_wording_and_what_happened_on_the_way_are_said(loca
     for body in (fold(plain.text), visible_text(plain.html)):
         assert unavailable not in body
         assert attempted not in body
+
+
+# ------------------------------------------------------------------------- the action first
+
+
+def first_link(html: str) -> tuple[str, str]:
+    """The first link of a message's body (after the shop's name): href and caption."""
+    href, caption = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', html)[0]
+    return htmllib.unescape(href), caption
+
+
+WAITING = [
+    pytest.param(t, loc, id=f"{loc}-{t.value}")
+    for t in (Template.ATTEMPTED_DELIVERY, Template.RETENTION, Template.RETENTION_REMINDER)
+    for loc in LOCALES
+]
+
+
+@pytest.mark.parametrize(("template", "locale"), WAITING)
+def test_abroad_the_first_button_tracks_with_the_destination_post(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(sample_context(template, locale))  # EMS EJ482913056JP to the US
+    href, caption = first_link(message.html)
+    assert href == "https://tools.usps.com/go/TrackConfirmAction?tLabels=EJ482913056JP"
+    assert caption == (
+        "USPS（米国郵便）のサイトで配送状況を確認する" if locale == "ja" else "Track with USPS"
+    )
+    assert href in message.text
+    # Japan Post's page stays, as a plain link below.
+    assert "trackings.post.japanpost.jp/services/srv/search/direct" in message.html
+
+
+@pytest.mark.parametrize(("template", "locale"), WAITING)
+def test_at_home_the_first_button_is_japan_posts_redelivery_page_never_prefilled(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(template, locale), international=False, destination_post="", destination_post_url=""
+    )
+    href, _ = first_link(renderer.render(context).html)
+    assert href == REDELIVERY_URL
+    assert "?" not in href
+
+
+@pytest.mark.parametrize(("template", "locale"), WAITING)
+def test_abroad_without_a_known_post_the_first_button_is_the_tracking_page(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(template, locale), destination="BR", destination_post="", destination_post_url=""
+    )
+    href, _ = first_link(renderer.render(context).html)
+    assert href.startswith("https://trackings.post.japanpost.jp/services/srv/search/direct")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_delivered_message_keeps_cant_find_it_calm(renderer: Renderer, locale: str) -> None:
+    html = renderer.render(sample_context(Template.DELIVERED, locale)).html
+    assert "#fff6e0" not in html  # no amber alert box
+    assert "#b7791f" not in html
+    # The good news and the button come before the advice.
+    advice = html.index("Can't find it?" if locale == "en" else "お荷物が見当たらない場合")
+    assert html.index("<h1") < html.index("border-radius:4px") < advice
