@@ -94,6 +94,12 @@ def paragraphs(value: str) -> list[Paragraph]:
     return result
 
 
+def lead(value: str) -> tuple[str, str]:
+    """Wording split after its first paragraph: (the news, the rest), each trimmed; "" if none."""
+    parts = _BLANK_LINE.split(str(value).replace("\r\n", "\n").strip(), maxsplit=1)
+    return parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+
+
 # C0/C1 controls and line/paragraph separators end a header line in some mail software; bidi
 # controls can make a subject read differently from what it says.
 _SUBJECT_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -307,6 +313,7 @@ class Renderer:
             auto_reload=False,
         )
         self.environment.filters["paragraphs"] = paragraphs
+        self.environment.filters["lead"] = lead
         self.environment.filters["nowrap"] = nowrap_class if web else nowrap
         self.environment.filters["tel"] = tel_class if web else tel
         self.environment.filters["mail_link"] = mail_link_class if web else mail_link

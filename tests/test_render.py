@@ -838,3 +838,26 @@ def test_the_delivered_message_keeps_cant_find_it_calm(renderer: Renderer, local
     # The good news and the button come before the advice.
     advice = html.index("Can't find it?" if locale == "en" else "お荷物が見当たらない場合")
     assert html.index("<h1") < html.index("border-radius:4px") < advice
+
+
+@pytest.mark.parametrize(("template", "locale"), CUSTOMER)
+def test_wording_that_points_at_the_button_points_up(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    """The button follows the first paragraph in both versions, so it is always above the advice."""
+    for variant in (
+        sample_context(template, locale),
+        dataclasses.replace(
+            sample_context(template, locale),
+            international=False,
+            destination_post="",
+            destination_post_url="",
+        ),
+    ):
+        message = renderer.render(variant)
+        for text in (message.text, visible_text(message.html)):
+            for below in ("button below", "link below", "下のボタン", "下記のリンク"):
+                assert below not in text
+        first_url = re.search(r"^https://\S+$", message.text, re.M)
+        if first_url and "above" in message.text.split("----")[0]:
+            assert message.text.index(first_url.group(0)) < message.text.index("above")
