@@ -62,6 +62,9 @@ def mail_settings(settings: Settings) -> MailSettings:
         reply_to=n.reply_to,
         unsubscribe=n.unsubscribe,
         tracking_base_url=settings.japanpost.base_url,
+        logo_url=n.logo_url,
+        brand_color=n.brand_color,
+        shop_url=n.shop_url,
     )
 
 

@@ -48,6 +48,10 @@ class MailSettings:
     # The web face's signed links ([http]): when set, the tracking button opens our tracking
     # page and every customer message carries a one-click unsubscribe link.
     web: Links | None = None
+    # Branding ([notifications] logo_url, brand_color, shop_url); None: the defaults, no logo or link.
+    logo_url: str | None = None
+    brand_color: str | None = None
+    shop_url: str | None = None
 
     @property
     def domain(self) -> str:
@@ -189,6 +193,9 @@ def context_for(
         retention_deadline=notification.retention_deadline,
         unsubscribe_url=unsubscribe_link(mail, notification.recipient.email, shipment.number),
         reply_to=mail.reply_to or "",
+        logo_url=mail.logo_url or "",
+        brand_color=mail.brand_color or "",
+        shop_url=mail.shop_url or "",
         name=name,
         passed_through=passed_through(notification, waiting),
         wording_locale=wording_locale,

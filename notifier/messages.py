@@ -94,6 +94,11 @@ class MessageContext:
     retention_deadline: dt.date | None = None
     unsubscribe_url: str = ""
     reply_to: str = ""
+    # Branding: the logo's https URL, the accent colour (#rrggbb, checked for contrast) and the
+    # shop's https URL for the footer; "" for the defaults (no logo, #1d4f91, no link).
+    logo_url: str = ""
+    brand_color: str = ""
+    shop_url: str = ""
     digest: tuple[DigestLine, ...] = ()
     # The customer's name from the watch (`name`), for the greeting; "" greets without a name.
     name: str = ""

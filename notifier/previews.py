@@ -204,7 +204,13 @@ def preview_context(
     if template in (Template.TEST, Template.OPERATOR_DIGEST):
         context = sample_context(template, locale)
         return dataclasses.replace(
-            context, shop_name=mail.shop_name, shop_phone=mail.shop_phone, reply_to=mail.reply_to or ""
+            context,
+            shop_name=mail.shop_name,
+            shop_phone=mail.shop_phone,
+            reply_to=mail.reply_to or "",
+            logo_url=mail.logo_url or "",
+            brand_color=mail.brand_color or "",
+            shop_url=mail.shop_url or "",
         )
     contexts = asyncio.run(pipeline_contexts(locale, mail, renderer))
     if template not in contexts:

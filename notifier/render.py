@@ -149,19 +149,19 @@ def nowrap(eval_ctx: EvalContext, value: object) -> str:
 _PHONE_CHARS = re.compile(r"[^0-9+]")
 
 
-@jinja2.pass_eval_context
-def tel(eval_ctx: EvalContext, value: object) -> str:
+@jinja2.pass_context
+def tel(context: jinja2.runtime.Context, value: object) -> str:
     """A phone number as a tappable tel: link in HTML (digits and a leading + only); text as is."""
     text = str(value)
-    if not eval_ctx.autoescape:
+    if not context.eval_ctx.autoescape:
         return text
     digits = _PHONE_CHARS.sub("", text)
     digits = digits[:1] + digits[1:].replace("+", "")
     if len(digits.lstrip("+")) < 3:
         return Markup('<span style="white-space:nowrap;">{}</span>').format(text)
     return Markup(
-        '<a href="tel:{}" style="color:#1d4f91; text-decoration:underline; white-space:nowrap;">{}</a>'
-    ).format(digits, text)
+        '<a href="tel:{}" style="color:{}; text-decoration:underline; white-space:nowrap;">{}</a>'
+    ).format(digits, context.get("brand_color") or BRAND_COLOR, text)
 
 
 def split_address(value: str) -> tuple[str, str]:

@@ -861,3 +861,22 @@ def test_wording_that_points_at_the_button_points_up(
         first_url = re.search(r"^https://\S+$", message.text, re.M)
         if first_url and "above" in message.text.split("----")[0]:
             assert message.text.index(first_url.group(0)) < message.text.index("above")
+
+
+@pytest.mark.parametrize(("template", "locale"), CUSTOMER)
+def test_branding_logo_colour_and_shop_link(renderer: Renderer, template: Template, locale: str) -> None:
+    plain = renderer.render(sample_context(template, locale))
+    assert "<img" not in plain.html  # never required
+    assert "#1d4f91" in plain.html
+    branded = dataclasses.replace(
+        sample_context(template, locale),
+        logo_url="https://sakura.example/logo.png",
+        brand_color="#8a1538",
+        shop_url="https://sakura.example/",
+    )
+    message = renderer.render(branded)
+    assert '<img src="https://sakura.example/logo.png" alt="Sakura Stationery"' in message.html
+    assert "#1d4f91" not in message.html  # every accent follows the brand colour
+    assert "#8a1538" in message.html
+    assert '<a href="https://sakura.example/"' in message.html
+    assert "https://sakura.example/" in message.text
