@@ -132,8 +132,13 @@ async def pipeline_contexts(
     found: dict[Template, MessageContext] = {}
     folder = Path(tempfile.mkdtemp(prefix="notifier-previews-"))
     try:
-        for batch, timed in ((told, False), (silent, True)):
-            url = f"sqlite+aiosqlite:///{folder / ('timed' if timed else 'told')}.db"
+        # Each silent journey waits on its own: in one store, the days counted after the latest
+        # journey's last scan would make an earlier one's stall months long (a preview clock no
+        # real parcel has).
+        batches = [(told, "told"), *(([j], f"timed{n}") for n, j in enumerate(silent))]
+        for batch, name in batches:
+            timed = name != "told"
+            url = f"sqlite+aiosqlite:///{folder / name}.db"
             engine = make_engine(url)
             try:
                 await upgrade(engine)

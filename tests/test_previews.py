@@ -98,3 +98,14 @@ def test_preview_of_the_test_message_is_the_configured_shops() -> None:
 
     context = preview_context(Template.TEST, "en", SAMPLE_MAIL, Renderer())
     assert context.shop_name == SAMPLE_MAIL.shop_name
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_stall_preview_counts_from_its_own_parcels_last_scan(
+    contexts: dict[str, dict[Template, MessageContext]], locale: str
+) -> None:
+    """A real stall message goes out once its parcel has been silent long enough: days, not the
+    months between the sample journeys' dates."""
+    stalled = contexts[locale][Template.STALLED]
+    assert stalled.stalled_days is not None
+    assert 1 <= stalled.stalled_days <= 30, stalled.stalled_days
