@@ -65,6 +65,11 @@ def mail_settings(settings: Settings) -> MailSettings:
         logo_url=n.logo_url,
         brand_color=n.brand_color,
         shop_url=n.shop_url,
+        board_url=(
+            f"{settings.http.public_url}/admin/"
+            if settings.http is not None and settings.http.admin_password is not None
+            else None
+        ),
     )
 
 

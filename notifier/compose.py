@@ -17,7 +17,7 @@ from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
 from notifier.errors import NotifierError
 from notifier.localize import PageWording
 from notifier.mailer import build_message, make_message_id
-from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
+from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, StallLine
 from notifier.model import ContactOffice, Locale, TrackingEvent
 from notifier.numbers import parse_number
 from notifier.posts import post_for
@@ -52,6 +52,9 @@ class MailSettings:
     logo_url: str | None = None
     brand_color: str | None = None
     shop_url: str | None = None
+    # The operator board (public_url + "/admin/") when [http] and its password are set: the
+    # operator digest links to it.
+    board_url: str | None = None
 
     @property
     def domain(self) -> str:
@@ -426,5 +429,13 @@ def drafts_for(
     return drafts
 
 
-def digest_context(lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en") -> MessageContext:
-    return MessageContext.digest_for(tuple(lines), shop_name=mail.shop_name, locale=locale)
+def digest_context(
+    lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en", stalls: Sequence[StallLine] = ()
+) -> MessageContext:
+    return MessageContext.digest_for(
+        tuple(lines),
+        shop_name=mail.shop_name,
+        locale=locale,
+        stalls=tuple(stalls),
+        board_url=mail.board_url or "",
+    )

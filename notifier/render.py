@@ -16,7 +16,15 @@ import jinja2
 from jinja2.nodes import EvalContext
 from markupsafe import Markup, escape
 
-from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, RenderedMessage, Template
+from notifier.messages import (
+    ContactLine,
+    DigestLine,
+    EventLine,
+    MessageContext,
+    RenderedMessage,
+    StallLine,
+    Template,
+)
 from notifier.posts import post_for
 from notifier.stages import Stage, stage_info
 
@@ -557,7 +565,10 @@ def sample_context(template: Template, locale: str) -> MessageContext:
     ja = locale == "ja"
     shop = "Sakura Stationery"
     if template is Template.OPERATOR_DIGEST:
-        return MessageContext.digest_for(_sample_digest(locale), shop_name=shop, locale=locale)
+        stall = StallLine(number="EJ 314 159 265 JP", label="Order 1003", stage="customs_presented", days=9)
+        return MessageContext.digest_for(
+            _sample_digest(locale), shop_name=shop, locale=locale, stalls=(stall,)
+        )
     latest_key, passed_keys = _SAMPLE_EVENTS[template]
     names = list(_JOURNEY)
     latest = _JOURNEY[latest_key]

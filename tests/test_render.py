@@ -880,3 +880,47 @@ def test_branding_logo_colour_and_shop_link(renderer: Renderer, template: Templa
     assert "#8a1538" in message.html
     assert '<a href="https://sakura.example/"' in message.html
     assert "https://sakura.example/" in message.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "line"),
+    [
+        ("en", "- Pages not recognised: Japan Post's pages changed\n"),
+        ("ja", "- 【ページ形式が不明】Japan Post's pages changed\n"),
+    ],
+)
+def test_a_digest_line_without_a_subject_has_no_empty_field(
+    renderer: Renderer, locale: str, line: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.OPERATOR_DIGEST, locale),
+        digest=(DigestLine(kind="site_unrecognized", subject="", message="Japan Post's pages changed"),),
+    )
+    message = renderer.render(context)
+    assert line in message.text
+    assert ": :" not in message.text
+    assert "】：" not in message.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_digest_lists_stalls_and_links_the_board(renderer: Renderer, locale: str) -> None:
+    from notifier.messages import StallLine
+
+    context = dataclasses.replace(
+        sample_context(Template.OPERATOR_DIGEST, locale),
+        stalls=(
+            StallLine(number="EJ 482 913 056 JP", label="Order 1001", stage="customs_presented", days=9),
+        ),
+        board_url="https://track.sakura.example/admin/",
+    )
+    message = renderer.render(context)
+    stall = (
+        "EJ 482 913 056 JP（Order 1001）：customs_presented、9日"
+        if locale == "ja"
+        else ("- EJ 482 913 056 JP (Order 1001): customs_presented, 9 days")
+    )
+    assert stall in message.text
+    assert "https://track.sakura.example/admin/" in message.text
+    assert 'href="https://track.sakura.example/admin/"' in message.html
+    plain = renderer.render(sample_context(Template.OPERATOR_DIGEST, locale))
+    assert "/admin/" not in plain.text  # no board, no link
