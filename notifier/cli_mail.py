@@ -364,13 +364,15 @@ def _template_of(args: argparse.Namespace) -> Template:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from notifier.previews import preview_context
+    from notifier.previews import preview_context, without_signed_links
 
     settings = load_settings(args.config)
     renderer = Renderer(settings.notifications.templates)
+    mail = mail_settings(settings)
     # The message as the daemon would make it for this shop, from the simulator's pages; the
-    # links point where the configured Japan Post base URL does.
-    context = preview_context(_template_of(args), args.locale, mail_settings(settings), renderer)
+    # links point where the configured Japan Post base URL does. With [http], the customer's
+    # signed links are shown as text: the sample parcel is not in the database.
+    context = without_signed_links(preview_context(_template_of(args), args.locale, mail, renderer), mail)
     rendered = renderer.render(context)
     if args.html:
         Path(args.html).write_text(rendered.html, encoding="utf-8")

@@ -223,6 +223,27 @@ def preview_context(
     return contexts[template]
 
 
+def without_signed_links(context: MessageContext, mail: MailSettings) -> MessageContext:
+    """A preview's links to the web face shown as text, not links: they are signed for a sample
+    customer and parcel that the database does not have, so they would answer 404 (or act on
+    an address nobody owns)."""
+    if mail.web is None:
+        return context
+    base = mail.web.public_url
+
+    def placeholder(url: str, path: str) -> str:
+        if not url.startswith(f"{base}/{path}/"):
+            return url
+        # No scheme at the start: the templates show it as text, never as a link or button.
+        return f"[preview: each customer gets their own link, {base}/{path}/...]"
+
+    return dataclasses.replace(
+        context,
+        tracking_url=placeholder(context.tracking_url, "t"),
+        unsubscribe_url=placeholder(context.unsubscribe_url, "u"),
+    )
+
+
 def all_preview_contexts(
     mail: MailSettings = SAMPLE_MAIL, renderer: Renderer | None = None
 ) -> dict[tuple[Template, str], MessageContext]:
