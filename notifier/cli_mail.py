@@ -64,6 +64,14 @@ def mail_settings(settings: Settings) -> MailSettings:
         reply_to=n.reply_to,
         unsubscribe=n.unsubscribe,
         tracking_base_url=settings.japanpost.base_url,
+        logo_url=n.logo_url,
+        brand_color=n.brand_color,
+        shop_url=n.shop_url,
+        board_url=(
+            f"{settings.http.public_url}/admin/"
+            if settings.http is not None and settings.http.admin_password is not None
+            else None
+        ),
     )
 
 
@@ -367,13 +375,15 @@ def _template_of(args: argparse.Namespace) -> Template:
 
 
 def cmd_preview(args: argparse.Namespace) -> int:
-    from notifier.previews import preview_context
+    from notifier.previews import preview_context, without_signed_links
 
     settings = load_settings(args.config)
     renderer = Renderer(settings.notifications.templates)
+    mail = mail_settings(settings)
     # The message as the daemon would make it for this shop, from the simulator's pages; the
-    # links point where the configured Japan Post base URL does.
-    context = preview_context(_template_of(args), args.locale, mail_settings(settings), renderer)
+    # links point where the configured Japan Post base URL does. With [http], the customer's
+    # signed links are shown as text: the sample parcel is not in the database.
+    context = without_signed_links(preview_context(_template_of(args), args.locale, mail, renderer), mail)
     rendered = renderer.render(context)
     if args.html:
         Path(args.html).write_text(rendered.html, encoding="utf-8")

@@ -18,9 +18,10 @@ from notifier.contacts import shown_contacts
 from notifier.errors import NotifierError
 from notifier.localize import PageWording
 from notifier.mailer import build_message, make_message_id
-from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext
+from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, StallLine
 from notifier.model import ContactOffice, Locale, TrackingEvent
 from notifier.numbers import parse_number
+from notifier.posts import post_for
 from notifier.render import Renderer
 from notifier.rules import Notification, ShipmentFacts, recipient_zone
 from notifier.stages import Stage, stage_info
@@ -49,6 +50,13 @@ class MailSettings:
     # The web face's signed links ([http]): when set, the tracking button opens our tracking
     # page and every customer message carries a one-click unsubscribe link.
     web: Links | None = None
+    # Branding ([notifications] logo_url, brand_color, shop_url); None: the defaults, no logo or link.
+    logo_url: str | None = None
+    brand_color: str | None = None
+    shop_url: str | None = None
+    # The operator board (public_url + "/admin/") when [http] and its password are set: the
+    # operator digest links to it.
+    board_url: str | None = None
 
     @property
     def domain(self) -> str:
@@ -163,6 +171,7 @@ def context_for(
         else:
             unavailable = True
     international = shipment.origin != "JP" or not shipment.number.isdigit()
+    post = post_for(shipment.destination or "", shipment.number) if international else None
     return MessageContext(
         template=notification.template,
         locale=locale,
@@ -185,12 +194,17 @@ def context_for(
             stages=[*(str(e.stage) for e in history), str(notification.stage)],
         ),
         destination=shipment.destination or "",
+        destination_post=post.name(locale) if post else "",
+        destination_post_url=post.tracking_url(shipment.number) if post else "",
         international=international,
         stalled_days=notification.stalled_days,
         stall_is_normal=notification.stall_is_normal,
         retention_deadline=notification.retention_deadline,
         unsubscribe_url=unsubscribe_link(mail, notification.recipient.email, shipment.number),
         reply_to=mail.reply_to or "",
+        logo_url=mail.logo_url or "",
+        brand_color=mail.brand_color or "",
+        shop_url=mail.shop_url or "",
         name=name,
         passed_through=passed_through(notification, waiting),
         wording_locale=wording_locale,
@@ -423,5 +437,13 @@ def drafts_for(
     return drafts
 
 
-def digest_context(lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en") -> MessageContext:
-    return MessageContext.digest_for(tuple(lines), shop_name=mail.shop_name, locale=locale)
+def digest_context(
+    lines: Sequence[DigestLine], mail: MailSettings, locale: str = "en", stalls: Sequence[StallLine] = ()
+) -> MessageContext:
+    return MessageContext.digest_for(
+        tuple(lines),
+        shop_name=mail.shop_name,
+        locale=locale,
+        stalls=tuple(stalls),
+        board_url=mail.board_url or "",
+    )

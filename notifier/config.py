@@ -22,6 +22,7 @@ import httpx
 from sqlalchemy.orm import InstrumentedAttribute
 
 from notifier.client import DEFAULT_BASE_URL
+from notifier.colors import HEX_COLOR, MIN_CONTRAST, contrast_ratio
 from notifier.db import DEFAULT_DATABASE_URL, DatabaseError, async_url
 from notifier.errors import ConfigError
 from notifier.identity import EXAMPLE_SHOP_NAME, EXAMPLE_SHOP_PHONE, address_domain, reserved_domain
@@ -136,6 +137,11 @@ class NotificationSettings:
     operator_webhook: str | None = None
     # Pinged after good poll cycles, URL/fail after failing ones (healthchecks.io style).
     heartbeat_url: str | None = None
+    # Branding of customer messages: a logo (https), the accent colour of the header, buttons
+    # and links (#rrggbb, at least 4.5:1 against white) and a link to the shop in the footer.
+    logo_url: str | None = None
+    brand_color: str | None = None
+    shop_url: str | None = None
     rules: RulesConfig = field(default_factory=RulesConfig)
 
 
@@ -240,6 +246,9 @@ _KNOWN: dict[str, set[str]] = {
         "alert_batch",
         "operator_webhook",
         "heartbeat_url",
+        "logo_url",
+        "brand_color",
+        "shop_url",
         "baseline",
         "multi_stage",
         "max_event_age",
@@ -1170,8 +1179,49 @@ def _notifications(
         alert_batch=alert_batch,
         operator_webhook=_outbound_url(table, "operator_webhook", "notifications.operator_webhook", problems),
         heartbeat_url=_outbound_url(table, "heartbeat_url", "notifications.heartbeat_url", problems),
+        logo_url=_https_url(table, "logo_url", "notifications.logo_url", problems),
+        brand_color=_brand_color(table, problems),
+        shop_url=_https_url(table, "shop_url", "notifications.shop_url", problems),
         rules=_rules(table, problems),
     )
+
+
+def _https_url(table: dict[str, Any], key: str, dotted: str, problems: _Problems) -> str | None:
+    """An https URL that customer messages link to or load (a logo): shown as written."""
+    value = _string(table, key, dotted, problems)
+    if value is None:
+        return None
+    parts = urllib.parse.urlsplit(value.strip())
+    if parts.scheme != "https" or not parts.hostname:
+        problems.add(dotted, "must be an https:// URL with a host, like https://shop.example/")
+        return None
+    if _CONTROL.search(value) or " " in value.strip() or not value.isascii():
+        problems.add(dotted, "must be printable ASCII without spaces (percent-encode the rest)")
+        return None
+    if len(value) > 2000:
+        problems.add(dotted, "is too long (at most 2000 characters)")
+        return None
+    return value.strip()
+
+
+def _brand_color(table: dict[str, Any], problems: _Problems) -> str | None:
+    """The messages' accent colour: white text sits on it and it colours links on white."""
+    dotted = "notifications.brand_color"
+    value = _string(table, "brand_color", dotted, problems)
+    if value is None:
+        return None
+    if not HEX_COLOR.fullmatch(value):
+        problems.add(dotted, f"must be a colour written #rrggbb, like #1d4f91 (not {value[:20]!r})")
+        return None
+    ratio = contrast_ratio(value)
+    if ratio < MIN_CONTRAST:
+        problems.add(
+            dotted,
+            f"{value} has a contrast of {ratio:.2f}:1 against white; white button text and links on "
+            f"white need at least {MIN_CONTRAST}:1 (WCAG AA): choose a darker colour",
+        )
+        return None
+    return value.lower()
 
 
 def _watch(raw: dict[str, Any], index: int, count: int, problems: _Problems) -> Watch | None:

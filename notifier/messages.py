@@ -61,6 +61,16 @@ class DigestLine:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class StallLine:
+    """A stalled parcel in the operator digest: silent in `stage` (its meaning) for `days`."""
+
+    number: str
+    label: str
+    stage: str
+    days: int
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class MessageContext:
     """Everything a template may use. Templates fail on any other name (StrictUndefined).
 
@@ -84,13 +94,25 @@ class MessageContext:
     history: tuple[EventLine, ...] = ()
     contacts: tuple[ContactLine, ...] = ()
     destination: str = ""
+    # The post that delivers the parcel in its destination country and its tracking page for
+    # this number (notifier/destination_posts.toml), in the customer's language; "" when unknown.
+    destination_post: str = ""
+    destination_post_url: str = ""
     international: bool = False
     stalled_days: int | None = None
     stall_is_normal: bool | None = None
     retention_deadline: dt.date | None = None
     unsubscribe_url: str = ""
     reply_to: str = ""
+    # Branding: the logo's https URL, the accent colour (#rrggbb, checked for contrast) and the
+    # shop's https URL for the footer; "" for the defaults (no logo, #1d4f91, no link).
+    logo_url: str = ""
+    brand_color: str = ""
+    shop_url: str = ""
     digest: tuple[DigestLine, ...] = ()
+    # Operator digest: the stalled parcels, and the operator board's address ("" without one).
+    stalls: tuple[StallLine, ...] = ()
+    board_url: str = ""
     # The customer's name from the watch (`name`), for the greeting; "" greets without a name.
     name: str = ""
     # The shop's phone for the footer ("" leaves it out); the reply address is `reply_to`.
@@ -108,10 +130,18 @@ class MessageContext:
 
     @classmethod
     def digest_for(
-        cls, lines: tuple[DigestLine, ...], *, shop_name: str, locale: str = "en"
+        cls,
+        lines: tuple[DigestLine, ...],
+        *,
+        shop_name: str,
+        locale: str = "en",
+        stalls: tuple[StallLine, ...] = (),
+        board_url: str = "",
     ) -> MessageContext:
         """The operator digest: about the shop's shipments in general, so no shipment fields."""
         return cls(
+            stalls=stalls,
+            board_url=board_url,
             template=Template.OPERATOR_DIGEST,
             locale=locale,
             shop_name=shop_name,

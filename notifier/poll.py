@@ -26,12 +26,18 @@ from dataclasses import dataclass
 from notifier import hints
 from notifier.client import JapanPostClient
 from notifier.compose import POLL_LOCALE as POLL_LOCALE
-from notifier.compose import MailSettings, digest_context, draft_or_failure, drafts_for
+from notifier.compose import (
+    MailSettings,
+    digest_context,
+    display_number,
+    draft_or_failure,
+    drafts_for,
+)
 from notifier.diff import Change, diff_detail
 from notifier.errors import FetchError, TransientFetchError
 from notifier.faults import crashpoint
 from notifier.localize import PageWording, pair_events, wording_json
-from notifier.messages import DigestLine
+from notifier.messages import DigestLine, StallLine
 from notifier.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.render import Renderer
 from notifier.rules import (
@@ -48,6 +54,7 @@ from notifier.rules import (
     poll_again_by,
     send_after,
     stall_alert,
+    stall_days,
 )
 from notifier.stages import Stage
 from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
@@ -375,7 +382,7 @@ async def queue_timed(
 
 async def queue_operator_digest(store: Store, notifier: Notifier, operator: str, *, now: dt.datetime) -> int:
     """Once a day, one message to the operator listing open alerts, messages that failed for
-    good and numbers still unknown to Japan Post long after they were added."""
+    good, numbers still unknown to Japan Post long after they were added, and stalled parcels."""
     pending_after = notifier.rules.pending_alert_after
     for view in await store.shipments():
         if (
@@ -395,9 +402,15 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
         DigestLine(kind=alert.kind, subject=alert.subject, message=alert.message, count=alert.count)
         for alert in await store.alerts()
     )
-    if not lines:
+    stalls: list[StallLine] = []
+    for view in await store.shipments():
+        silent = stall_days(facts(view), notifier.rules, now)
+        if silent is not None:
+            number = display_number(view.number)
+            stalls.append(StallLine(number=number, label=view.label, stage=view.stage.value, days=silent))
+    if not lines and not stalls:
         return 0
-    context = digest_context(lines, notifier.mail)
+    context = digest_context(lines, notifier.mail, stalls=sorted(stalls, key=lambda s: -s.days))
     message = draft_or_failure(
         context,
         renderer=notifier.renderer,

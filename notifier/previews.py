@@ -132,8 +132,13 @@ async def pipeline_contexts(
     found: dict[Template, MessageContext] = {}
     folder = Path(tempfile.mkdtemp(prefix="notifier-previews-"))
     try:
-        for batch, timed in ((told, False), (silent, True)):
-            url = f"sqlite+aiosqlite:///{folder / ('timed' if timed else 'told')}.db"
+        # Each silent journey waits on its own: in one store, the days counted after the latest
+        # journey's last scan would make an earlier one's stall months long (a preview clock no
+        # real parcel has).
+        batches = [(told, "told"), *(([j], f"timed{n}") for n, j in enumerate(silent))]
+        for batch, name in batches:
+            timed = name != "told"
+            url = f"sqlite+aiosqlite:///{folder / name}.db"
             engine = make_engine(url)
             try:
                 await upgrade(engine)
@@ -204,12 +209,39 @@ def preview_context(
     if template in (Template.TEST, Template.OPERATOR_DIGEST):
         context = sample_context(template, locale)
         return dataclasses.replace(
-            context, shop_name=mail.shop_name, shop_phone=mail.shop_phone, reply_to=mail.reply_to or ""
+            context,
+            shop_name=mail.shop_name,
+            shop_phone=mail.shop_phone,
+            reply_to=mail.reply_to or "",
+            logo_url=mail.logo_url or "",
+            brand_color=mail.brand_color or "",
+            shop_url=mail.shop_url or "",
         )
     contexts = asyncio.run(pipeline_contexts(locale, mail, renderer))
     if template not in contexts:
         raise LookupError(f"no preview journey reaches the {template.value} message")
     return contexts[template]
+
+
+def without_signed_links(context: MessageContext, mail: MailSettings) -> MessageContext:
+    """A preview's links to the web face shown as text, not links: they are signed for a sample
+    customer and parcel that the database does not have, so they would answer 404 (or act on
+    an address nobody owns)."""
+    if mail.web is None:
+        return context
+    base = mail.web.public_url
+
+    def placeholder(url: str, path: str) -> str:
+        if not url.startswith(f"{base}/{path}/"):
+            return url
+        # No scheme at the start: the templates show it as text, never as a link or button.
+        return f"[preview: each customer gets their own link, {base}/{path}/...]"
+
+    return dataclasses.replace(
+        context,
+        tracking_url=placeholder(context.tracking_url, "t"),
+        unsubscribe_url=placeholder(context.unsubscribe_url, "u"),
+    )
 
 
 def all_preview_contexts(

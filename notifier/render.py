@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import dataclasses
+import email.utils
 import functools
 import importlib.resources
 import re
+import urllib.parse
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,16 @@ from markupsafe import Markup, escape
 
 from notifier.contacts import shown_contacts
 from notifier.journey import Step, steps_for
-from notifier.messages import ContactLine, DigestLine, EventLine, MessageContext, RenderedMessage, Template
+from notifier.messages import (
+    ContactLine,
+    DigestLine,
+    EventLine,
+    MessageContext,
+    RenderedMessage,
+    StallLine,
+    Template,
+)
+from notifier.posts import post_for
 from notifier.stages import Stage, stage_info
 
 LOCALES = ("en", "ja")
@@ -93,6 +104,12 @@ def paragraphs(value: str) -> list[Paragraph]:
     return result
 
 
+def lead(value: str) -> tuple[str, str]:
+    """Wording split after its first paragraph: (the news, the rest), each trimmed; "" if none."""
+    parts = _BLANK_LINE.split(str(value).replace("\r\n", "\n").strip(), maxsplit=1)
+    return parts[0].strip(), parts[1].strip() if len(parts) > 1 else ""
+
+
 # C0/C1 controls and line/paragraph separators end a header line in some mail software; bidi
 # controls can make a subject read differently from what it says.
 _SUBJECT_BREAKS = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
@@ -114,6 +131,9 @@ def _tidy_html(html: str) -> str:
     # Layout indentation and blank lines left by template tags only add bytes to every email.
     return "\n".join(line.strip() for line in html.split("\n") if line.strip()) + "\n"
 
+
+# The messages' accent colour when [notifications] brand_color is not set.
+BRAND_COLOR = "#1d4f91"
 
 # Japan Post's own redelivery form (PC page; it redirects phones to /delivery/sp/deli/). Source:
 # ../shared/design/RESEARCH_2026.md §1.2. Only for domestic items: abroad the local post arranges it.
@@ -139,19 +159,65 @@ def nowrap(eval_ctx: EvalContext, value: object) -> str:
 _PHONE_CHARS = re.compile(r"[^0-9+]")
 
 
-@jinja2.pass_eval_context
-def tel(eval_ctx: EvalContext, value: object) -> str:
+@jinja2.pass_context
+def tel(context: jinja2.runtime.Context, value: object) -> str:
     """A phone number as a tappable tel: link in HTML (digits and a leading + only); text as is."""
     text = str(value)
-    if not eval_ctx.autoescape:
+    if not context.eval_ctx.autoescape:
         return text
     digits = _PHONE_CHARS.sub("", text)
     digits = digits[:1] + digits[1:].replace("+", "")
     if len(digits.lstrip("+")) < 3:
         return Markup('<span style="white-space:nowrap;">{}</span>').format(text)
     return Markup(
-        '<a href="tel:{}" style="color:#1d4f91; text-decoration:underline; white-space:nowrap;">{}</a>'
-    ).format(digits, text)
+        '<a href="tel:{}" style="color:{}; text-decoration:underline; white-space:nowrap;">{}</a>'
+    ).format(digits, context.get("brand_color") or BRAND_COLOR, text)
+
+
+def split_address(value: str) -> tuple[str, str]:
+    """(display name, bare address) of an address as the configuration writes it, name or not."""
+    name, address = email.utils.parseaddr(value)
+    # parseaddr answers ("", "") for what it cannot read: show the value as given, link nothing.
+    return (name, address) if address else ("", "")
+
+
+def mailto(value: object) -> str:
+    """The mailto: URI of an address, display name or not: the bare address (RFC 6068 allows no
+    name), percent-encoded where the address has characters a URI cannot carry as they are."""
+    _, address = split_address(str(value))
+    return "mailto:" + urllib.parse.quote(address, safe="@+") if address else ""
+
+
+def address_text(value: object) -> str:
+    """What a message shows for an address: its display name, or the address where there is none."""
+    name, address = split_address(str(value))
+    return name or address or str(value)
+
+
+@jinja2.pass_context
+def mail_link(context: jinja2.runtime.Context, value: object) -> str:
+    """An address as a message shows it: in HTML a mailto: link (bare address) reading the display
+    name; in plain text, where nothing is a link, the bare address a mail program can follow."""
+    name, address = split_address(str(value))
+    if not context.eval_ctx.autoescape:
+        return address or str(value)
+    if not address:
+        return str(escape(value))
+    color = context.get("brand_color") or BRAND_COLOR
+    return Markup('<a href="{}" style="color:{}; text-decoration:underline;">{}</a>').format(
+        mailto(value), color, name or address
+    )
+
+
+@jinja2.pass_eval_context
+def mail_link_class(eval_ctx: EvalContext, value: object) -> str:
+    """`mail_link` for web pages: no style attribute."""
+    name, address = split_address(str(value))
+    if not eval_ctx.autoescape:
+        return address or str(value)
+    if not address:
+        return str(escape(value))
+    return Markup('<a href="{}">{}</a>').format(mailto(value), name or address)
 
 
 @jinja2.pass_eval_context
@@ -202,8 +268,12 @@ class Renderer:
             auto_reload=False,
         )
         self.environment.filters["paragraphs"] = paragraphs
+        self.environment.filters["lead"] = lead
         self.environment.filters["nowrap"] = nowrap_class if web else nowrap
         self.environment.filters["tel"] = tel_class if web else tel
+        self.environment.filters["mail_link"] = mail_link_class if web else mail_link
+        self.environment.filters["mailto"] = mailto
+        self.environment.filters["address_text"] = address_text
         self.environment.globals["journey"] = journey
         self.environment.globals["redelivery_url"] = REDELIVERY_URL
         self.environment.globals["domestic_hold_days"] = DOMESTIC_HOLD_DAYS
@@ -389,6 +459,7 @@ _SAMPLE_EVENTS: dict[Template, tuple[str, tuple[str, ...]]] = {
 }
 
 _SAMPLE_NUMBER = "EJ482913056JP"
+_US_POST = post_for("US", _SAMPLE_NUMBER)
 
 
 def _sample_contacts(locale: str, latest: _Scan, stages: Sequence[str]) -> tuple[ContactLine, ...]:
@@ -446,7 +517,10 @@ def sample_context(template: Template, locale: str) -> MessageContext:
     ja = locale == "ja"
     shop = "Sakura Stationery"
     if template is Template.OPERATOR_DIGEST:
-        return MessageContext.digest_for(_sample_digest(locale), shop_name=shop, locale=locale)
+        stall = StallLine(number="EJ 314 159 265 JP", label="Order 1003", stage="customs_presented", days=9)
+        return MessageContext.digest_for(
+            _sample_digest(locale), shop_name=shop, locale=locale, stalls=(stall,)
+        )
     latest_key, passed_keys = _SAMPLE_EVENTS[template]
     names = list(_JOURNEY)
     latest = _JOURNEY[latest_key]
@@ -479,6 +553,8 @@ def sample_context(template: Template, locale: str) -> MessageContext:
             locale, latest, [_JOURNEY[key].stage.value for key in (*before, latest_key)]
         ),
         destination="US",
+        destination_post=_US_POST.name(locale) if _US_POST else "",
+        destination_post_url=_US_POST.tracking_url(_SAMPLE_NUMBER) if _US_POST else "",
         international=True,
         stalled_days=12 if stalled else None,
         stall_is_normal=False if stalled else None,

@@ -476,3 +476,13 @@ def quiet_until(
         return None
     end_day = local.date() if clock < end else local.date() + dt.timedelta(days=1)
     return dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
+
+
+def stall_days(shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime) -> int | None:
+    """Whole days a shipment has been silent when its stage's stall rule says it is stalled
+    (the same test notifications_for_time applies), else None: for the operator's digest."""
+    stall = config.stalls.get(shipment.stage)
+    quiet_since = shipment.last_changed_at or shipment.stage_entered_at
+    if stall is None or quiet_since is None or now - quiet_since < stall.after:
+        return None
+    return int((now - quiet_since) / dt.timedelta(days=1))

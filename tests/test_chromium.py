@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import html as htmllib
 import json
 import os
@@ -14,7 +15,7 @@ from typing import Any
 import pytest
 
 from notifier.messages import Template
-from notifier.render import LOCALES, render_preview
+from notifier.render import LOCALES, Renderer, render_preview, sample_context
 
 WIDTHS = (375, 600)
 DOCS_MESSAGES = Path(__file__).resolve().parent.parent / "docs" / "messages"
@@ -90,7 +91,15 @@ Promise.all(frames).then(loaded => {
       if (/\\s/.test(ch)) continue;
       if (tofu.has(pixels(ch, font))) missing.push(ch);
     }
+    // The main button: the first link drawn as a button (a coloured cell with rounded corners).
+    let button = null;
+    for (const a of doc.querySelectorAll("td[bgcolor] > a")) {
+      if ((a.parentElement.getAttribute("style") || "").includes("border-radius")) { button = a.parentElement; break; }
+    }
     results.push({
+      button_bottom: button ? button.getBoundingClientRect().bottom : null,
+      button_text: button ? button.innerText.trim() : null,
+      height: root.scrollHeight,
       name: page.name, width: page.width, inner: win.innerWidth, scroll: root.scrollWidth,
       wide: wide.slice(0, 5), imagery, missing, title: cell.innerText,
       text: doc.body.innerText.length,
@@ -144,13 +153,12 @@ def pages() -> list[dict[str, object]]:
     return out
 
 
-@pytest.fixture(scope="module")
-def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], dict[str, Any]]:
+def measure(work: Path, pages: list[dict[str, object]]) -> dict[tuple[str, int], dict[str, Any]]:
+    """Lay every page out in one Chromium run and return the harness's results by (name, width)."""
     binary = need_chromium()
-    work = tmp_path_factory.mktemp("chromium")
     harness = work / "harness.html"
     # "</" inside a script would end it early; JSON lets it be written as "<\/".
-    data = json.dumps(pages(), ensure_ascii=False).replace("</", "<\\/")
+    data = json.dumps(pages, ensure_ascii=False).replace("</", "<\\/")
     harness.write_text(HARNESS.replace("__PAGES__", data), encoding="utf-8")
     dom = run_chromium(
         binary,
@@ -165,6 +173,11 @@ def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], 
     text = htmllib.unescape(probe.group(1))
     assert text != "pending", "the harness did not finish measuring"
     return {(r["name"], r["width"]): r for r in json.loads(text)}
+
+
+@pytest.fixture(scope="module")
+def measured(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], dict[str, Any]]:
+    return measure(tmp_path_factory.mktemp("chromium"), pages())
 
 
 CASES = [
@@ -187,6 +200,85 @@ def test_message_fits_the_screen_needs_no_images_and_has_every_glyph(
     assert not result["imagery"], f"{name} needs images: {result['imagery']}"
     assert not result["missing"], f"{name} has characters no installed font can draw: {result['missing']}"
     assert result["title"], "no visible title"
+
+
+# Above this, a phone of 375 px shows the button without scrolling (iPhone SE/mini viewports are
+# 375 x 548-667 CSS px once the mail app's bars are drawn).
+FOLD = 600
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(f"{source}{locale}-{t.value}", id=f"{source}{locale}-{t.value}")
+        for source in ("", "pipeline-")
+        for t in Template
+        if t is not Template.OPERATOR_DIGEST
+        for locale in LOCALES
+    ],
+)
+def test_the_main_button_is_above_the_fold_at_375px(
+    measured: dict[tuple[str, int], dict[str, Any]], name: str
+) -> None:
+    result = measured[name, 375]
+    assert result["button_bottom"] is not None, f"{name} has no button"
+    assert result["button_bottom"] <= FOLD, (
+        f"{name}: the main button ({result['button_text']!r}) ends {result['button_bottom']:.0f}px down"
+    )
+
+
+# How shops write their reply address ([notifications] reply_to in config.example.toml): a
+# display name and the address. Emails show the name and link the bare address.
+DISPLAY_NAME_REPLY_TO = "Sakura Stationery Support <support@sakura.example>"
+NARROW = (320, 375)
+
+
+def display_name_messages() -> dict[str, str]:
+    renderer = Renderer()
+    return {
+        f"{locale}-{t.value}": renderer.render(
+            dataclasses.replace(sample_context(t, locale), reply_to=DISPLAY_NAME_REPLY_TO)
+        ).html
+        for t in Template
+        for locale in LOCALES
+    }
+
+
+@pytest.fixture(scope="module")
+def measured_display_name(tmp_path_factory: pytest.TempPathFactory) -> dict[tuple[str, int], dict[str, Any]]:
+    work = tmp_path_factory.mktemp("chromium-reply-to")
+    return measure(
+        work,
+        [{"name": n, "width": w, "html": h} for n, h in display_name_messages().items() for w in NARROW],
+    )
+
+
+@pytest.mark.parametrize(
+    ("name", "width"),
+    [
+        pytest.param(f"{locale}-{t.value}", width, id=f"{locale}-{t.value}-{width}")
+        for t in Template
+        for locale in LOCALES
+        for width in NARROW
+    ],
+)
+def test_a_reply_address_with_a_display_name_fits_narrow_phones(
+    measured_display_name: dict[tuple[str, int], dict[str, Any]], name: str, width: int
+) -> None:
+    result = measured_display_name[name, width]
+    assert result["inner"] == width, "the frame is not the width under test"
+    assert result["scroll"] <= width, f"{name} overflows {width}px: {result['wide']}"
+    assert not result["wide"], f"{name} has elements wider than {width}px: {result['wide']}"
+
+
+def test_mailto_links_carry_the_bare_address_and_text_shows_the_name() -> None:
+    for name, html in display_name_messages().items():
+        hrefs = re.findall(r'href="(mailto:[^"]*)"', html)
+        assert all(h == "mailto:support@sakura.example" for h in hrefs), f"{name}: {hrefs}"
+        assert "&lt;support@sakura.example&gt;" not in html, name
+        if name.endswith(("-returning", "-returned")):
+            assert len(hrefs) >= 2, f"{name}: the Email us button and the footer link: {hrefs}"
+            assert "Sakura Stationery Support</a>" in html, name
 
 
 def test_a_missing_glyph_and_an_overflow_are_caught(tmp_path: Path) -> None:

@@ -78,3 +78,30 @@ async def test_failed_drafts_are_stored_failed_with_one_alert(store: Store, tmp_
     (alert,) = await store.alerts()
     assert (alert.kind, alert.subject, alert.count) == ("message_build_failed", "ja/delivered", 2)
     assert "c2@example.com" in alert.message
+
+
+@pytest.mark.parametrize(("locale", "name"), [("en", "USPS"), ("ja", "USPS（米国郵便）")])
+def test_a_parcel_waiting_abroad_gets_its_destination_posts_tracking_page(locale: str, name: str) -> None:
+    from notifier.compose import context_for
+    from notifier.poll import facts
+    from notifier.rules import Notification, Recipient
+    from notifier.stages import Stage
+    from tests.test_web_pages import CONTACTS, history, shipment
+
+    events = history(Stage.RETENTION)
+    notification = Notification(
+        dedup_key="k",
+        template=Template.RETENTION,
+        rule="retention",
+        stage=Stage.RETENTION,
+        recipient=Recipient(subscription_id=1, email="c@example.com", locale=locale),
+        event=events[-1],
+    )
+    abroad = context_for(notification, facts(shipment(Stage.RETENTION)), events, CONTACTS, MAIL)
+    assert abroad.destination_post == name
+    assert abroad.destination_post_url == "https://tools.usps.com/go/TrackConfirmAction?tLabels=EJ123456785JP"
+    # A domestic number is Japan Post's alone: no destination post.
+    home = context_for(
+        notification, facts(shipment(Stage.RETENTION, number="123456789012")), events, CONTACTS, MAIL
+    )
+    assert home.destination_post_url == ""

@@ -280,3 +280,49 @@ def test_shop_phone(tmp_path: Path) -> None:
     assert parse_settings("", tmp_path / "d.toml").notifications.shop_phone == ""
     with pytest.raises(ConfigError, match=r"e.toml:2: notifications.shop_phone: must be a phone number"):
         parse_settings('[notifications]\nshop_phone = "call us!"\n', tmp_path / "e.toml")
+
+
+def test_branding_settings(tmp_path: Path) -> None:
+    text = (
+        "[notifications]\n"
+        'logo_url = "https://sakura.example/logo.png"\n'
+        'brand_color = "#8A1538"\n'
+        'shop_url = "https://sakura.example/"\n'
+    )
+    n = parse_settings(text, tmp_path / "c.toml").notifications
+    assert (n.logo_url, n.brand_color, n.shop_url) == (
+        "https://sakura.example/logo.png",
+        "#8a1538",
+        "https://sakura.example/",
+    )
+    default = parse_settings("", tmp_path / "d.toml").notifications
+    assert (default.logo_url, default.brand_color, default.shop_url) == (None, None, None)
+
+
+@pytest.mark.parametrize(
+    ("line", "message"),
+    [
+        (
+            'brand_color = "#ffcc00"',
+            r"e.toml:3: notifications.brand_color: #ffcc00 has a contrast of 1.\d\d:1 against white",
+        ),
+        ('brand_color = "#777777"', r"e.toml:3: notifications.brand_color: #777777 has a contrast of 4.48:1"),
+        ('brand_color = "navy"', r"e.toml:3: notifications.brand_color: must be a colour written #rrggbb"),
+        (
+            'logo_url = "http://sakura.example/logo.png"',
+            r"e.toml:3: notifications.logo_url: must be an https:// URL",
+        ),
+        ('shop_url = "sakura.example"', r"e.toml:3: notifications.shop_url: must be an https:// URL"),
+    ],
+)
+def test_bad_branding_is_refused_naming_file_line_and_key(tmp_path: Path, line: str, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        parse_settings(f'[notifications]\nshop_name = "Sakura"\n{line}\n', tmp_path / "e.toml")
+
+
+def test_branding_reaches_the_messages_mail_settings(tmp_path: Path) -> None:
+    from notifier.cli_mail import mail_settings
+
+    text = '[notifications]\nbrand_color = "#8a1538"\nshop_url = "https://sakura.example/"\n'
+    mail = mail_settings(parse_settings(text, tmp_path / "c.toml"))
+    assert (mail.brand_color, mail.shop_url, mail.logo_url) == ("#8a1538", "https://sakura.example/", None)

@@ -667,3 +667,31 @@ async def test_a_failing_listener_does_not_undo_the_commit(
         assert await store.enqueue([message(1)], now=T0) == 1
     assert [i.state for i in await store.outbox()] == [OutboxState.PENDING]
     assert "queued-mail listener failed" in caplog.text
+
+
+async def test_operator_digest_lists_stalled_parcels_and_links_the_board(store: Store) -> None:
+    from notifier.numbers import parse_number
+    from notifier.poll import Notifier, queue_operator_digest
+    from notifier.rules import RulesConfig
+    from tests.test_store import NUMBER, page_with, poll
+
+    mail = dataclasses.replace(MAIL, board_url="https://track.sakura.example/admin/")
+    notifier = Notifier(rules=RulesConfig(), mail=mail, renderer=RENDERER)
+    shipment = await store.watch(parse_number(NUMBER), now=T0, label="Order 7")
+    await poll(store, shipment.id, page_with(2), T0)
+    (view,) = await store.shipments()
+    # No alert at all: the stalled parcel alone is worth the day's digest.
+    assert await store.alerts() == []
+    assert (
+        await queue_operator_digest(store, notifier, "ops@sakura.example", now=T0 + dt.timedelta(days=30))
+        == 1
+    )
+    (digest,) = await store.outbox()
+    parsed = email.message_from_bytes(digest.raw, policy=email.policy.default)
+    text = parsed.get_body(preferencelist=("plain",)).get_content().replace("\r\n", "\n")  # type: ignore[union-attr]
+    html = parsed.get_body(preferencelist=("html",)).get_content()  # type: ignore[union-attr]
+    assert "Stalled parcels" in text
+    # Number, stage (as [notifications.stall] names it) and days.
+    assert f"- EL 015 307 999 JP (Order 7): {view.stage.value}, 30 days\n" in text
+    assert "Open the operator board:\nhttps://track.sakura.example/admin/" in text
+    assert 'href="https://track.sakura.example/admin/"' in html

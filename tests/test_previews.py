@@ -98,3 +98,49 @@ def test_preview_of_the_test_message_is_the_configured_shops() -> None:
 
     context = preview_context(Template.TEST, "en", SAMPLE_MAIL, Renderer())
     assert context.shop_name == SAMPLE_MAIL.shop_name
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_stall_preview_counts_from_its_own_parcels_last_scan(
+    contexts: dict[str, dict[Template, MessageContext]], locale: str
+) -> None:
+    """A real stall message goes out once its parcel has been silent long enough: days, not the
+    months between the sample journeys' dates."""
+    stalled = contexts[locale][Template.STALLED]
+    assert stalled.stalled_days is not None
+    assert 1 <= stalled.stalled_days <= 30, stalled.stalled_days
+
+
+def test_preview_with_the_web_face_shows_its_signed_links_as_text_not_links(tmp_path: Path) -> None:
+    """A /t/ link signed for the sample parcel would answer 404: the preview says what goes there."""
+    (tmp_path / "http-secret").write_text("0123456789abcdef-a-good-secret\n", encoding="utf-8")
+    config = tmp_path / "notifier.toml"
+    config.write_text(
+        '[notifications]\nshop_name = "Kobo Ceramics"\n\n[http]\nlisten = "127.0.0.1:8080"\n'
+        'public_url = "https://track.kobo.example"\nsecret_file = "http-secret"\n',
+        encoding="utf-8",
+    )
+    html = tmp_path / "preview.html"
+    command = [
+        sys.executable,
+        "-m",
+        "notifier",
+        "preview",
+        "--config",
+        str(config),
+        "--template",
+        "delivered",
+    ]
+    done = subprocess.run(
+        [*command, "--locale", "en", "--html", str(html)],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "[preview: each customer gets their own link, https://track.kobo.example/t/...]" in done.stdout
+    assert "[preview: each customer gets their own link, https://track.kobo.example/u/...]" in done.stdout
+    page = html.read_text(encoding="utf-8")
+    assert 'href="https://track.kobo.example/t/' not in page
+    assert 'href="https://track.kobo.example/u/' not in page

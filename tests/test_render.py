@@ -523,7 +523,7 @@ def test_unknown_digest_kinds_are_shown_as_given(renderer: Renderer) -> None:
     message = renderer.render(context)
     assert "1 item needs your attention" in message.text
     assert "- quota: SMTP: daily limit reached\n" in message.text
-    assert "(1 item)" in message.subject
+    assert message.subject == "Tracking digest: 1 item (Sakura Stationery)"
 
 
 @pytest.mark.parametrize(("template", "locale"), ALL)
@@ -629,8 +629,24 @@ def test_nothing_contradicts_the_faqs(renderer: Renderer, locale: str) -> None:
 
 
 @pytest.mark.parametrize(("template", "locale"), ALL)
-def test_every_subject_names_the_shop(renderer: Renderer, template: Template, locale: str) -> None:
-    assert "Sakura Stationery" in renderer.render(sample_context(template, locale)).subject
+def test_every_subject_leads_with_the_news_not_the_shop(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    """The inbox already shows the sender: a subject starting with the shop's name hides the news."""
+    subject = renderer.render(sample_context(template, locale)).subject
+    assert not subject.startswith(("Sakura Stationery", "【Sakura Stationery】")), subject
+    if template is Template.OPERATOR_DIGEST:
+        assert "Sakura Stationery" in subject  # an operator may run several shops
+    else:
+        assert "Order 1001" in subject  # which order it is about
+
+
+@pytest.mark.parametrize(
+    ("locale", "subject"),
+    [("en", "Delivered: your parcel (Order 1001)"), ("ja", "お荷物のお届けが完了しました（Order 1001）")],
+)
+def test_the_delivered_subject(renderer: Renderer, locale: str, subject: str) -> None:
+    assert renderer.render(sample_context(Template.DELIVERED, locale)).subject == subject
 
 
 @pytest.mark.parametrize(("template", "locale"), CUSTOMER)
@@ -758,3 +774,153 @@ def test_unavailable_japanese_wording_and_what_happened_on_the_way_are_said(loca
     for body in (fold(plain.text), visible_text(plain.html)):
         assert unavailable not in body
         assert attempted not in body
+
+
+# ------------------------------------------------------------------------- the action first
+
+
+def first_link(html: str) -> tuple[str, str]:
+    """The first link of a message's body (after the shop's name): href and caption."""
+    href, caption = re.findall(r'<a href="([^"]+)"[^>]*>([^<]+)</a>', html)[0]
+    return htmllib.unescape(href), caption
+
+
+WAITING = [
+    pytest.param(t, loc, id=f"{loc}-{t.value}")
+    for t in (Template.ATTEMPTED_DELIVERY, Template.RETENTION, Template.RETENTION_REMINDER)
+    for loc in LOCALES
+]
+
+
+@pytest.mark.parametrize(("template", "locale"), WAITING)
+def test_abroad_the_first_button_tracks_with_the_destination_post(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    message = renderer.render(sample_context(template, locale))  # EMS EJ482913056JP to the US
+    href, caption = first_link(message.html)
+    assert href == "https://tools.usps.com/go/TrackConfirmAction?tLabels=EJ482913056JP"
+    assert caption == (
+        "USPS（米国郵便）のサイトで配送状況を確認する" if locale == "ja" else "Track with USPS"
+    )
+    assert href in message.text
+    # Japan Post's page stays, as a plain link below.
+    assert "trackings.post.japanpost.jp/services/srv/search/direct" in message.html
+
+
+@pytest.mark.parametrize(("template", "locale"), WAITING)
+def test_at_home_the_first_button_is_japan_posts_redelivery_page_never_prefilled(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(template, locale), international=False, destination_post="", destination_post_url=""
+    )
+    href, _ = first_link(renderer.render(context).html)
+    assert href == REDELIVERY_URL
+    assert "?" not in href
+
+
+@pytest.mark.parametrize(("template", "locale"), WAITING)
+def test_abroad_without_a_known_post_the_first_button_is_the_tracking_page(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(template, locale), destination="BR", destination_post="", destination_post_url=""
+    )
+    href, _ = first_link(renderer.render(context).html)
+    assert href.startswith("https://trackings.post.japanpost.jp/services/srv/search/direct")
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_delivered_message_keeps_cant_find_it_calm(renderer: Renderer, locale: str) -> None:
+    html = renderer.render(sample_context(Template.DELIVERED, locale)).html
+    assert "#fff6e0" not in html  # no amber alert box
+    assert "#b7791f" not in html
+    # The good news and the button come before the advice.
+    advice = html.index("Can't find it?" if locale == "en" else "お荷物が見当たらない場合")
+    assert html.index("<h1") < html.index("border-radius:4px") < advice
+
+
+@pytest.mark.parametrize(("template", "locale"), CUSTOMER)
+def test_wording_that_points_at_the_button_points_up(
+    renderer: Renderer, template: Template, locale: str
+) -> None:
+    """The button follows the first paragraph in both versions, so it is always above the advice."""
+    for variant in (
+        sample_context(template, locale),
+        dataclasses.replace(
+            sample_context(template, locale),
+            international=False,
+            destination_post="",
+            destination_post_url="",
+        ),
+    ):
+        message = renderer.render(variant)
+        for text in (message.text, visible_text(message.html)):
+            for below in ("button below", "link below", "下のボタン", "下記のリンク"):
+                assert below not in text
+        first_url = re.search(r"^https://\S+$", message.text, re.M)
+        if first_url and "above" in message.text.split("----")[0]:
+            assert message.text.index(first_url.group(0)) < message.text.index("above")
+
+
+@pytest.mark.parametrize(("template", "locale"), CUSTOMER)
+def test_branding_logo_colour_and_shop_link(renderer: Renderer, template: Template, locale: str) -> None:
+    plain = renderer.render(sample_context(template, locale))
+    assert "<img" not in plain.html  # never required
+    assert "#1d4f91" in plain.html
+    branded = dataclasses.replace(
+        sample_context(template, locale),
+        logo_url="https://sakura.example/logo.png",
+        brand_color="#8a1538",
+        shop_url="https://sakura.example/",
+    )
+    message = renderer.render(branded)
+    assert '<img src="https://sakura.example/logo.png" alt="Sakura Stationery"' in message.html
+    assert "#1d4f91" not in message.html  # every accent follows the brand colour
+    assert "#8a1538" in message.html
+    assert '<a href="https://sakura.example/"' in message.html
+    assert "https://sakura.example/" in message.text
+
+
+@pytest.mark.parametrize(
+    ("locale", "line"),
+    [
+        ("en", "- Pages not recognised: Japan Post's pages changed\n"),
+        ("ja", "- 【ページ形式が不明】Japan Post's pages changed\n"),
+    ],
+)
+def test_a_digest_line_without_a_subject_has_no_empty_field(
+    renderer: Renderer, locale: str, line: str
+) -> None:
+    context = dataclasses.replace(
+        sample_context(Template.OPERATOR_DIGEST, locale),
+        digest=(DigestLine(kind="site_unrecognized", subject="", message="Japan Post's pages changed"),),
+    )
+    message = renderer.render(context)
+    assert line in message.text
+    assert ": :" not in message.text
+    assert "】：" not in message.text
+
+
+@pytest.mark.parametrize("locale", LOCALES)
+def test_the_digest_lists_stalls_and_links_the_board(renderer: Renderer, locale: str) -> None:
+    from notifier.messages import StallLine
+
+    context = dataclasses.replace(
+        sample_context(Template.OPERATOR_DIGEST, locale),
+        stalls=(
+            StallLine(number="EJ 482 913 056 JP", label="Order 1001", stage="customs_presented", days=9),
+        ),
+        board_url="https://track.sakura.example/admin/",
+    )
+    message = renderer.render(context)
+    stall = (
+        "EJ 482 913 056 JP（Order 1001）：customs_presented、9日"
+        if locale == "ja"
+        else ("- EJ 482 913 056 JP (Order 1001): customs_presented, 9 days")
+    )
+    assert stall in message.text
+    assert "https://track.sakura.example/admin/" in message.text
+    assert 'href="https://track.sakura.example/admin/"' in message.html
+    plain = renderer.render(sample_context(Template.OPERATOR_DIGEST, locale))
+    assert "/admin/" not in plain.text  # no board, no link

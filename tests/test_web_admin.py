@@ -824,3 +824,16 @@ async def test_logout_ends_the_session(served: Board, operator: httpx.AsyncClien
     async with httpx.AsyncClient(base_url=served.url) as copy:
         copy.cookies.set(SESSION_COOKIE, cookie, path="/admin")
         assert (await copy.get("/admin/")).status_code == 303
+
+
+@pytest.mark.usefixtures("no_admin_env")
+def test_the_operator_digest_links_the_board_only_when_there_is_one(tmp_path: Path) -> None:
+    from notifier.cli_mail import mail_settings
+
+    config = tmp_path / "notifier.toml"
+    assert mail_settings(parse_settings(http_config(tmp_path), config)).board_url is None
+    password_file = tmp_path / "admin-password"
+    password_file.write_text(PASSWORD + "\n", encoding="utf-8")
+    board = parse_settings(http_config(tmp_path, f'admin_password_file = "{password_file}"\n'), config)
+    assert board.http is not None
+    assert mail_settings(board).board_url == f"{board.http.public_url}/admin/"

@@ -154,3 +154,14 @@ def test_a_malformed_language_post_changes_nothing(site: Site) -> None:
     tampered = url[:-2] + ("A" if url[-2] != "A" else "B") + url[-1]
     assert httpx.post(tampered, data={"action": "language", "lang": "ja"}, timeout=10).status_code == 404
     assert _languages(site) == ("en", "ja")
+
+
+def test_the_404_page_is_no_dead_end(site: Site) -> None:
+    """An old or cut-off link from an email: the page says what to do and how to reach the shop."""
+    page = httpx.get(f"{site.base_url}/t/cut-off", timeout=10)
+    assert page.status_code == 404
+    assert "open the link in the latest email about your order" in page.text
+    assert "ご注文についての最新のメールのリンク" in page.text
+    assert '<a href="mailto:shop@sakura.example">shop@sakura.example</a>' in page.text
+    assert "style=" not in page.text
+    assert "<script" not in page.text

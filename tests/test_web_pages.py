@@ -342,3 +342,16 @@ def test_emails_abroad_give_no_tokyo_number_either(locale: str) -> None:
     message = Renderer().render(context)
     assert "03-0000-0150" not in message.text + message.html
     assert "+1 718-555-0143" in message.text
+
+
+@pytest.mark.parametrize("locale", ["en", "ja"])
+def test_the_pages_email_link_is_the_bare_address_and_reads_the_display_name(locale: str) -> None:
+    mail = dataclasses.replace(MAIL, reply_to="Sakura Ceramics Support <support@sakura.example>")
+    stage = Stage.DELIVERED
+    page = tracking_page(shipment(stage), history(stage), CONTACTS, mail, recipient=ADDRESS, locale=locale)
+    html = RENDERER.render_page("tracking.html.j2", {**page.values(), "static_url": "x.css"})
+    hrefs = re.findall(r'href="(mailto:[^"]*)"', html)
+    assert hrefs
+    assert set(hrefs) == {"mailto:support@sakura.example"}, hrefs
+    assert '<a href="mailto:support@sakura.example">Sakura Ceramics Support</a>' in html
+    assert "&lt;support@" not in html

@@ -14,7 +14,7 @@ from notifier.compose import POLL_LOCALE, display_number
 from notifier.localize import wording_from_json
 from notifier.poll import Notifier
 from notifier.render import Renderer
-from notifier.web.app import error_page
+from notifier.web.app import error_page, shop_contact
 from notifier.web.pages import LOCALES, UnsubscribePage, page_locale, tracking_page
 from notifier.web.state import DaemonView
 from notifier.web.tokens import ALL, Purpose, Signer
@@ -78,7 +78,7 @@ class _Pages:
         shipment = await store.get(claim[1]) if claim and claim[1] != ALL else None
         if claim is None or shipment is None:
             # The same answer as for any unknown page: nothing tells a number that exists.
-            return error_page(404, request.url.path)
+            return error_page(404, request.url.path, shop_contact(self.view.settings))
         recipient, number = claim
         saved = False
         if request.method == "POST":
@@ -120,7 +120,7 @@ class _Pages:
     async def unsubscribe(self, request: Request) -> Response:
         claim = self.claim(request, Purpose.UNSUBSCRIBE)
         if claim is None:
-            return error_page(404, request.url.path)
+            return error_page(404, request.url.path, shop_contact(self.view.settings))
         recipient, scope = claim
         number = "" if scope == ALL else scope
         store = self.view.store
