@@ -47,11 +47,13 @@ request_interval = 0
 operator = "ops@sakura.example"
 shop_name = "Sakura Stationery"
 max_event_age = "3650d"
+settle = "0s"  # each poll's news goes at once
 [smtp]
 host = "127.0.0.1"
 port = {smtp.port}
 security = "none"
 from = "Sakura <shop@sakura.example>"
+allow_example_identity = true  # a trial against the test relay
 [http]
 listen = "127.0.0.1:8080"
 public_url = "https://track.sakura.example"
