@@ -322,7 +322,7 @@ def cmd_db(args: argparse.Namespace) -> int:
         url = make_url(settings.database.url)
         if url.get_backend_name() != "sqlite" or not url.database:
             print(
-                "notifier db backup: only for SQLite; back up PostgreSQL with pg_dump (see README, Backups)",
+                "notifier db backup: only for SQLite; back up PostgreSQL with pg_dump (see docs/how-to/upgrades-and-backups.md)",
                 file=sys.stderr,
             )
             return EXIT_USAGE

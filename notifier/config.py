@@ -713,7 +713,9 @@ def _read_secret(file: Path, dotted: str, problems: _Problems, origin: str = "")
         return None
     if not secret:
         # A password prompt run without a terminal writes an empty file and exits 0.
-        problems.add(dotted, f"{file}{origin} is empty: write the secret into it again (see README, systemd)")
+        problems.add(
+            dotted, f"{file}{origin} is empty: write the secret into it again (see docs/how-to/systemd.md)"
+        )
         return None
     return secret
 

@@ -1,4 +1,4 @@
-"""The README's systemd install, step by step where it can run here: the service user's view of
+"""The systemd install how-to (docs/how-to/systemd.md), step by step where it can run here: the service user's view of
 the installed files, the credential hand-over, the unit's exit-code contract."""
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
 
 ROOT = Path(__file__).parent.parent
 UNIT = ROOT / "systemd" / "notifier.service"
-README = ROOT / "README.md"
+SYSTEMD_HOWTO = ROOT / "docs" / "how-to" / "systemd.md"
 EXAMPLE = ROOT / "config.example.toml"
 # What a DynamicUser= service runs as is an unprivileged, otherwise unused uid; nobody is the
 # closest stand-in a test can switch to.
@@ -31,8 +31,7 @@ SERVICE_GID = 65534
 
 
 def readme_systemd_block() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text[text.index("### systemd") :]
+    section = SYSTEMD_HOWTO.read_text(encoding="utf-8")
     match = re.search(r"```sh\n(.*?)```", section, re.S)
     assert match, "the systemd section has a shell block"
     return match.group(1)
@@ -59,7 +58,7 @@ def test_unit_exit_codes_stop_the_unit_instead_of_looping() -> None:
 def test_readme_install_gives_every_command_what_the_service_has() -> None:
     block = readme_systemd_block()
     run = re.search(r"systemd-run (.*?)db upgrade", block, re.S)
-    assert run, "the README upgrades the database through systemd-run"
+    assert run, "the how-to upgrades the database through systemd-run"
     options = run.group(1)
     # The same identity, folders and credential as the unit, and the output on the terminal.
     for needed in (
@@ -71,8 +70,16 @@ def test_readme_install_gives_every_command_what_the_service_has() -> None:
     ):
         assert needed in options, needed
     assert "smtp-password:/etc/notifier/smtp-password" in "".join(unit_settings()["LoadCredential"])
-    assert "/usr/share/doc/notifier/README.md" in block  # what Documentation= points at
-    assert "/usr/share/doc/notifier/README.md" in "".join(unit_settings()["Documentation"])
+    # What Documentation= points at: the README and the install how-to, both installed by the block.
+    documentation = unit_settings()["Documentation"]
+    assert documentation == [
+        "file:///usr/share/doc/notifier/README.md",
+        "file:///usr/share/doc/notifier/docs/how-to/systemd.md",
+    ]
+    assert "install -D -m 0644 README.md /usr/share/doc/notifier/README.md" in block
+    assert "cp -r docs /usr/share/doc/notifier/" in block
+    for url in documentation:
+        assert (ROOT / url.removeprefix("file:///usr/share/doc/notifier/")).is_file(), url
     assert "config.example.toml /etc/notifier/config.toml" in block
 
 
@@ -102,7 +109,7 @@ def _service_user_unavailable() -> str | None:
 
 @pytest.fixture
 def installed(tmp_path: Path) -> Iterator[dict[str, Path]]:
-    """The README's layout under a scratch root: /etc/notifier as root installs it, the state and
+    """The how-to's layout under a scratch root: /etc/notifier as root installs it, the state and
     credential folders as systemd prepares them for the service user."""
     reason = _service_user_unavailable()
     if reason:
@@ -138,7 +145,7 @@ def installed(tmp_path: Path) -> Iterator[dict[str, Path]]:
 
 
 def installed_config(paths: dict[str, Path], smtp: SmtpServer, base_url: str) -> Path:
-    """config.example.toml as the README installs it, edited the way the README says to."""
+    """config.example.toml as the how-to installs it, edited the way it says to."""
     text = EXAMPLE.read_text(encoding="utf-8")
     state = paths["state"]
     edits = {

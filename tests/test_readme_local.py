@@ -1,4 +1,4 @@
-"""The README's "Trying the web face locally", as written: its config runs and mails links that work."""
+"""The tutorial "Trying the web face locally" (docs/tutorial/web-face-locally.md), as written: its config runs and mails links that work."""
 
 from __future__ import annotations
 
@@ -20,12 +20,11 @@ from notifier.simulator import Simulator, SimulatorServer, builtin_journeys, rec
 from tests.test_daemon import wait_for
 from tests.test_web_daemon import free_port
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+TUTORIAL = Path(__file__).resolve().parent.parent / "docs" / "tutorial" / "web-face-locally.md"
 
 
 def local_try_config() -> str:
-    text = README.read_text(encoding="utf-8")
-    section = text.split("### Trying the web face locally", 1)[1].split("\n### ", 1)[0]
+    section = TUTORIAL.read_text(encoding="utf-8")
     blocks: list[str] = re.findall(r"```toml\n(.*?)```", section, re.S)
     assert len(blocks) == 1, "the section shows one config"
     return blocks[0]
@@ -40,7 +39,7 @@ def test_the_local_try_config_mails_links_that_work(tmp_path: Path) -> None:
     (tmp_path / "http-secret").write_text("bG9jYWwgdHJ5IHNlY3JldCBmb3IgdGhlIHRlc3Q=\n", encoding="utf-8")
     (tmp_path / "admin-password").write_text("a long board password\n", encoding="utf-8")
     # As `notifier simulator --now` serves them: every journey complete, ending two days ago.
-    section = README.read_text(encoding="utf-8").split("### Trying the web face locally", 1)[1]
+    section = TUTORIAL.read_text(encoding="utf-8")
     assert "`notifier simulator --now --port 8088`" in section
     assert "max_event_age" not in config  # the trial needs no setting against old news
     (ems,) = recent_journeys(builtin_journeys()[:1], dt.datetime.now(dt.UTC).date())

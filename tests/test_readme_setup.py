@@ -1,5 +1,6 @@
-"""The README's setup steps as a new operator meets them: the Debian package to install before
-the quick start, and the SMTP password line, run without a terminal as a provisioning script runs it."""
+"""The setup steps as a new operator meets them: the Debian package to install before the
+README's quick start, and the systemd how-to's SMTP password line, run without a terminal as a
+provisioning script runs it."""
 
 from __future__ import annotations
 
@@ -10,7 +11,9 @@ from pathlib import Path
 
 import pytest
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
+SYSTEMD_HOWTO = ROOT / "docs" / "how-to" / "systemd.md"
 QUICK_START = (
     "python3 -m venv .venv && .venv/bin/pip install -q -e . && .venv/bin/notifier demo",
     "python3 -m venv .venv && .venv/bin/pip install -q -e '.[dev]' && .venv/bin/python -m pytest",
@@ -26,9 +29,9 @@ def test_debian_packages_come_before_the_quick_start() -> None:
 
 
 def password_lines(target: Path) -> str:
-    """The systemd section's lines that write the SMTP password file, aimed at `target`."""
-    text = README.read_text(encoding="utf-8")
-    block = re.findall(r"```sh\n(.*?)```", text[text.index("### systemd") :], re.S)[0]
+    """The systemd how-to's lines that write the SMTP password file, aimed at `target`."""
+    text = SYSTEMD_HOWTO.read_text(encoding="utf-8")
+    block = re.findall(r"```sh\n(.*?)```", text, re.S)[0]
     lines = [
         line
         for line in block.splitlines()
