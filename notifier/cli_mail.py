@@ -241,6 +241,9 @@ async def _outbox(args: argparse.Namespace) -> int:
                 f"queued {timed} timed message(s); sent {result.sent} via {where}, retrying {result.retried}, "
                 f"failed {result.failed}, deferred {result.deferred} (quiet hours), suppressed {result.suppressed}"
             )
+            later = await _waiting_note(store, settings)
+            if later:
+                print(later)
             if result.pause is not None:
                 print(
                     f"sending paused, nothing more tried ({result.held} message(s) held, no attempts "
@@ -327,6 +330,25 @@ async def _outbox(args: argparse.Namespace) -> int:
         return EXIT_OK
     finally:
         await store.close()
+
+
+async def _waiting_note(store: Store, settings: Settings) -> str:
+    """What `outbox send` left waiting on purpose (the settle window, quiet hours, a retry's
+    back-off), so that "sent 0" after a poll does not read as "nothing to send"."""
+    now = utcnow()
+    policy = outbox_policy(settings)
+    waiting: dict[str, list[dt.datetime]] = {}
+    for item in await store.outbox(states=[OutboxState.PENDING], limit=1_000_000):
+        at, waits_for = expected_send(item, policy, now)
+        if at is not None and at > now:
+            waiting.setdefault(waits_for or "its time", []).append(at)
+    if not waiting:
+        return ""
+    parts = [
+        f"{len(times)} for the {why} (first at {min(times):%Y-%m-%d %H:%M}Z)"
+        for why, times in sorted(waiting.items())
+    ]
+    return f"waiting: {'; '.join(parts)}; the daemon sends them then ({hints.command('outbox')} lists them)"
 
 
 def _iso(at: dt.datetime | None) -> str | None:

@@ -7,6 +7,7 @@ import email
 import email.policy
 import json
 import os
+import re
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -384,3 +385,28 @@ def test_the_configured_shop_phone_is_in_the_footer_and_none_without_it(
     assert main(["preview", "--stage", "delivered", "--html", str(html), *opts]) == 0
     assert "+81 3-1234-5678" in capsys.readouterr().out
     assert 'href="tel:+81312345678"' in html.read_text(encoding="utf-8")
+
+
+def test_send_says_what_it_leaves_waiting_for_the_settle_window(
+    db_url: str, tmp_path: Path, smtp: SmtpServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`poll` then `outbox send` by hand: news held for the settle window is named, with when it
+    goes, instead of a bare "sent 0" that reads as "nothing to send"."""
+    ems = builtin_journeys()[0]
+    simulator = Simulator([ems])
+    simulator.reveal(ems.number, 3)  # departed Japan: news that waits for the next scan
+    with SimulatorServer(simulator) as jp:
+        opts = write_config(tmp_path, db_url, jp.base_url, smtp)
+        config = Path(opts[1])
+        config.write_text(config.read_text(encoding="utf-8").replace('settle = "0s"', ""), encoding="utf-8")
+        assert main(["db", "upgrade", *opts]) == 0
+        assert main(["watch", ems.number, "--subscriber", "alice@example.com", *opts]) == 0
+        assert main(["poll", ems.number, *opts]) == 0
+        capsys.readouterr()
+        assert main(["outbox", "send", *opts]) == 0
+        out = capsys.readouterr().out
+    assert "sent 0 via SMTP" in out
+    waiting = re.search(r"^waiting: 1 for the settle window \(first at (\S+ \S+)Z\)", out, re.M)
+    assert waiting, out
+    assert f"`notifier outbox --config {config}` lists them" in out
+    assert smtp.messages == []
