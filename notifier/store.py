@@ -1290,8 +1290,13 @@ class Store:
         state = OutboxState.HELD if held else OutboxState.PENDING
         batch = [draft.dedup_key for draft in drafts]
         for draft in drafts:
+            due = max(now, draft.not_before or now)
             if draft.supersedes and draft.error is None and draft.subscription_id is not None:
-                await self._supersede(session, draft, batch)
+                replaced = await self._supersede(session, draft, batch)
+                # News merged into this message goes no later than the first of it would have:
+                # a parcel scanned every few hours must not push its news back window by window.
+                if replaced is not None:
+                    due = max(now, min(due, replaced))
             statement = (
                 self._insert(OutboxMessage)
                 .values(
@@ -1315,7 +1320,7 @@ class Store:
                     state=str(state if draft.error is None else OutboxState.FAILED),
                     last_error=None if draft.error is None else draft.error[:2000],
                     attempts=0,
-                    next_attempt_at=max(now, draft.not_before or now),
+                    next_attempt_at=due,
                     created_at=now,
                 )
                 # The dedup key can exist only once, ever: a replayed poll creates nothing.
@@ -1340,28 +1345,39 @@ class Store:
                 )
         return created
 
-    async def _supersede(self, session: AsyncSession, draft: OutboxDraft, batch: Sequence[str]) -> int:
-        """Retire what still waits for this subscription about this shipment. Only pending and
-        held rows: a message being sent (leased) or sent stays as it is, so no customer gets
-        both nor neither. Messages of the same batch (`multi_stage = "all"` asks for each stage)
-        are kept, and a replayed poll (its dedup key already queued) supersedes nothing."""
+    async def _supersede(
+        self, session: AsyncSession, draft: OutboxDraft, batch: Sequence[str]
+    ) -> dt.datetime | None:
+        """Retire what still waits for this subscription about this shipment, and return when
+        the earliest pending one of them was due (None when none was). Only pending and held
+        rows: a message being sent (leased) or sent stays as it is, so no customer gets both nor
+        neither. Messages of the same batch (`multi_stage = "all"` asks for each stage) are
+        kept, and a replayed poll (its dedup key already queued) supersedes nothing."""
         exists = select(OutboxMessage.id).where(OutboxMessage.dedup_key == draft.dedup_key)
         if (await session.execute(exists)).first() is not None:
-            return 0
-        result = await session.execute(
-            update(OutboxMessage)
-            .where(
-                OutboxMessage.shipment_id == draft.shipment_id,
-                OutboxMessage.subscription_id == draft.subscription_id,
-                OutboxMessage.state.in_([str(OutboxState.PENDING), str(OutboxState.HELD)]),
-                OutboxMessage.dedup_key.not_in(list(batch)),
+            return None
+        waiting = (
+            OutboxMessage.shipment_id == draft.shipment_id,
+            OutboxMessage.subscription_id == draft.subscription_id,
+            OutboxMessage.state.in_([str(OutboxState.PENDING), str(OutboxState.HELD)]),
+            OutboxMessage.dedup_key.not_in(list(batch)),
+        )
+        earliest = (
+            await session.execute(
+                select(func.min(OutboxMessage.next_attempt_at)).where(
+                    *waiting, OutboxMessage.state == str(OutboxState.PENDING)
+                )
             )
+        ).scalar_one_or_none()
+        await session.execute(
+            update(OutboxMessage)
+            .where(*waiting)
             .values(
                 state=str(OutboxState.SUPERSEDED),
                 last_error=f"superseded by the {draft.template} message ({draft.dedup_key})"[:2000],
             )
         )
-        return int(result.rowcount)  # type: ignore[attr-defined]
+        return earliest  # func.min keeps the column's type: an aware UTC datetime
 
     async def waiting_stages(self, shipment_id: int) -> dict[int, tuple[str, ...]]:
         """Per subscription id, the stages of its messages about this shipment still waiting

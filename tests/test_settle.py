@@ -46,7 +46,7 @@ from notifier.rules import (
 )
 from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
 from notifier.stages import Stage
-from notifier.store import ConfiguredWatch, OutboxState, Store
+from notifier.store import ConfiguredWatch, OutboxDraft, OutboxState, Store
 from tests import test_outbox
 from tests.smtp_server import SmtpServer
 from tests.test_fresh import Recording
@@ -302,3 +302,31 @@ async def test_a_waiting_message_is_due_after_the_window_and_says_so(store: Stor
     assert expected_send(item, OutboxPolicy(), NOW) == (NOW + 6 * HOUR, "settle window")
     assert await store.claim_outbox(owner="me", now=NOW + 5 * HOUR, limit=10, lease=HOUR) == []
     assert len(await store.claim_outbox(owner="me", now=NOW + 6 * HOUR, limit=10, lease=HOUR)) == 1
+
+
+async def test_merged_news_goes_no_later_than_the_first_of_it_would_have(store: Store) -> None:
+    """A parcel scanned every few hours: each scan's message replaces the waiting one, but the
+    merged message keeps the first one's time, so news never waits window after window."""
+    view = await store.watch(parse_number(EMS.number), now=NOW)
+    await store.subscribe(view.id, CUSTOMER, locale="en", now=NOW)
+    ((subscription_id, *_),) = await store.recipients(view.id)
+
+    def news(key: str, template: Template, at: dt.datetime) -> OutboxDraft:
+        queued = draft(
+            sample_context(template, "en"), renderer=Renderer(), mail=MAIL, recipient=CUSTOMER,
+            dedup_key=key, rule=str(template), now=at, shipment_id=view.id, subscription_id=subscription_id,
+            supersedes=True,
+        )  # fmt: skip
+        return dataclasses.replace(queued, not_before=at + 6 * HOUR)
+
+    assert await store.enqueue([news("left", Template.DEPARTED_ORIGIN, NOW)], now=NOW) == 1
+    later = NOW + 4 * HOUR
+    assert await store.enqueue([news("arrived", Template.INWARD_EXCHANGE, later)], now=later) == 1
+    (item,) = await store.outbox(states=[OutboxState.PENDING])
+    assert item.rule == str(Template.INWARD_EXCHANGE)
+    assert item.next_attempt_at == NOW + 6 * HOUR  # not later + 6 h
+    # Urgent news merged in goes at once, as before.
+    urgent = dataclasses.replace(news("out", Template.OUT_FOR_DELIVERY, later), not_before=later)
+    assert await store.enqueue([urgent], now=later) == 1
+    (item,) = await store.outbox(states=[OutboxState.PENDING])
+    assert item.next_attempt_at == later
