@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from notifier.alerting import (
+from notifier.cli.mail import notifier_for
+from notifier.config import Settings, parse_settings
+from notifier.pipeline.alerting import (
     SITE_DOWN,
     SITE_RECOVERED,
     AlertDesk,
@@ -20,9 +22,7 @@ from notifier.alerting import (
     notice_due,
     notice_lines,
 )
-from notifier.cli_mail import notifier_for
-from notifier.config import Settings, parse_settings
-from notifier.cycle import CircuitBreaker
+from notifier.pipeline.cycle import CircuitBreaker
 from notifier.store import AlertView, OutboxState, Store
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)

@@ -21,8 +21,9 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from notifier.core.messages import RenderedMessage
 from notifier.errors import ConfigError
-from notifier.mailer import (
+from notifier.net.mailer import (
     _POLICY,
     AddressError,
     AuthenticationError,
@@ -42,7 +43,6 @@ from notifier.mailer import (
     transport_for,
     validate_address,
 )
-from notifier.messages import RenderedMessage
 from tests.smtp_server import (
     AUTH_PASSWORD,
     AUTH_USER,

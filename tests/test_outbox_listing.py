@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from notifier.outbox import recorded_pause
+from notifier.pipeline.outbox import recorded_pause
 from notifier.store import AlertView, Store
 from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
 from tests.test_outbox import message
@@ -131,8 +131,8 @@ def test_only_an_open_pause_alert_newer_than_the_last_send_is_a_pause() -> None:
 
 
 def test_the_operator_board_says_the_same_of_paused_and_quiet_messages() -> None:
-    from notifier.outbox import OutboxPolicy
-    from notifier.rules import DEFAULT_STALLS
+    from notifier.core.rules import DEFAULT_STALLS
+    from notifier.pipeline.outbox import OutboxPolicy
     from notifier.store import OutboxItem, OutboxState
     from notifier.web.admin import BoardSnapshot, Filters, build_board
 

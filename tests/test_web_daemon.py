@@ -19,8 +19,8 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from notifier.db import make_engine
-from notifier.simulator import Journey, Simulator, SimulatorServer
+from notifier.store.database import make_engine
+from notifier.testing.simulator import Journey, Simulator, SimulatorServer
 from notifier.web.tokens import Purpose, Signer
 from tests import test_daemon
 from tests.smtp_server import SmtpServer

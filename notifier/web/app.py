@@ -19,7 +19,7 @@ from starlette.staticfiles import StaticFiles
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from notifier.config import Settings
-from notifier.render import mailto, split_address
+from notifier.core.render import mailto, split_address
 from notifier.web.state import DaemonView
 
 logger = logging.getLogger(__name__)

@@ -16,9 +16,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notifier.activity import CYCLE_OUTCOMES, EMAIL_OUTCOMES, POLL_OUTCOMES, REQUEST_KINDS
-from notifier.outbox import SendingPause, sending_paused
-from notifier.stages import Stage
+from notifier.core.stages import Stage
+from notifier.pipeline.activity import CYCLE_OUTCOMES, EMAIL_OUTCOMES, POLL_OUTCOMES, REQUEST_KINDS
+from notifier.pipeline.outbox import SendingPause, sending_paused
 from notifier.store import OpsCounts, OutboxState
 from notifier.web.state import DaemonView
 

@@ -7,13 +7,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.compose import MailSettings, context_for, tracking_url
-from notifier.contacts import arrived_abroad
-from notifier.localize import PageWording
-from notifier.messages import EventLine, MessageContext, Template
-from notifier.model import ContactOffice, TrackingEvent
-from notifier.poll import facts
-from notifier.rules import Notification, Recipient
+from notifier.core.compose import MailSettings, context_for, tracking_url
+from notifier.core.contacts import arrived_abroad
+from notifier.core.localize import PageWording
+from notifier.core.messages import EventLine, MessageContext, Template
+from notifier.core.model import ContactOffice, TrackingEvent
+from notifier.core.rules import Notification, Recipient
+from notifier.pipeline.poll import facts
 from notifier.store import ShipmentView
 
 LOCALES = ("en", "ja")
