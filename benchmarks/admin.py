@@ -27,11 +27,12 @@ import httpx
 
 from notifier.config import HttpSettings, Settings
 from notifier.config.password import PasswordHash
+from notifier.core.mime import make_message_id
 from notifier.core.numbers import parse_number, s10_check_digit
 from notifier.core.rules import DEFAULT_STALLS
-from notifier.net.mailer import make_message_id
-from notifier.pipeline.outbox import OutboxPolicy
-from notifier.store import OutboxDraft, Store
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import OutboxDraft
+from notifier.store import Store
 from notifier.store.database import make_engine, upgrade
 from notifier.web.admin import AdminBoard, Filters, build_board, load_snapshot
 from notifier.web.app import build_app

@@ -73,17 +73,18 @@ import sqlalchemy
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 
-from notifier.cli.mail import notifier_for
 from notifier.config import Settings
 from notifier.core.diff import Change, diff_detail
-from notifier.core.model import ItemResult, Layout
+from notifier.core.model import DETAIL_PATH, ItemResult, Layout
 from notifier.core.numbers import TrackingNumber, parse_number, s10_check_digit
 from notifier.core.parser import parse_page
 from notifier.core.policy import PollingPolicy
-from notifier.net.japanpost import DETAIL_PATH, MAX_BATCH, ClientSettings, JapanPostClient
+from notifier.core.views import PageCapture
+from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.pipeline.poll import POLL_LOCALE, Notifier, queue_timed
-from notifier.store import PageCapture, Store
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
 from notifier.store.database import make_engine, upgrade
 from notifier.store.orm import Base
 from notifier.testing.simulator import Journey, Simulator, SimulatorServer, builtin_journeys

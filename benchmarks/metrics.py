@@ -38,12 +38,12 @@ from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
-from notifier.cli.mail import notifier_for
 from notifier.config import Settings, parse_settings
 from notifier.core.stages import Stage
 from notifier.pipeline.activity import Activity
 from notifier.pipeline.cycle import CircuitBreaker
 from notifier.pipeline.poll import Notifier
+from notifier.pipeline.wiring import notifier_for
 from notifier.store import Store
 from notifier.store.database import make_engine, upgrade
 from notifier.store.orm import OutboxMessage, Shipment

@@ -47,9 +47,11 @@ from notifier.core.compose import MailSettings, draft, tracking_url, unsubscribe
 from notifier.core.messages import MessageContext, Template
 from notifier.core.numbers import s10_check_digit
 from notifier.core.render import Renderer, sample_context
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import OutboxDraft, OutboxItem
 from notifier.net.mailer import SmtpTransport
-from notifier.pipeline.outbox import OutboxPolicy, drain
-from notifier.store import OutboxDraft, OutboxItem, Store
+from notifier.pipeline.outbox import drain
+from notifier.store import Store
 from notifier.store.database import make_engine, upgrade
 
 if TYPE_CHECKING:

@@ -38,12 +38,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from notifier.core.diff import Change, diff_detail
-from notifier.core.model import ItemResult, Layout, Page
+from notifier.core.model import DEFAULT_BASE_URL, DETAIL_PATH, ItemResult, Layout, Page
 from notifier.core.numbers import TrackingNumber, parse_number, s10_check_digit
 from notifier.core.parser import parse_page
-from notifier.net.japanpost import DEFAULT_BASE_URL, DETAIL_PATH
+from notifier.core.views import PageCapture
 from notifier.pipeline.poll import POLL_LOCALE
-from notifier.store import PageCapture, Store
+from notifier.store import Store
 from notifier.store.database import make_engine, upgrade
 from notifier.testing.simulator import Journey, Simulator, builtin_journeys, catalog_journeys
 

@@ -10,8 +10,8 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from notifier.cli.mail import notifier_for
 from notifier.config import Settings, parse_settings
+from notifier.core.views import AlertView, OutboxState
 from notifier.pipeline.alerting import (
     SITE_DOWN,
     SITE_RECOVERED,
@@ -23,7 +23,8 @@ from notifier.pipeline.alerting import (
     notice_lines,
 )
 from notifier.pipeline.cycle import CircuitBreaker
-from notifier.store import AlertView, OutboxState, Store
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)

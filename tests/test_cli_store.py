@@ -237,8 +237,9 @@ def test_poll_of_many_numbers_reads_one_list_page_per_ten_and_details_only_for_n
 ) -> None:
     import dataclasses
 
+    from notifier.core.model import DETAIL_PATH
     from notifier.core.numbers import s10_check_digit
-    from notifier.net.japanpost import DETAIL_PATH, LIST_PATH
+    from notifier.net.japanpost import LIST_PATH
 
     ems = builtin_journeys()[0]
     copies = [

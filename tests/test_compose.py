@@ -13,7 +13,8 @@ import pytest
 from notifier.core.compose import MailSettings, draft_or_failure
 from notifier.core.messages import Template
 from notifier.core.render import Renderer, sample_context
-from notifier.store import OutboxDraft, OutboxState, Store
+from notifier.core.views import OutboxDraft, OutboxState
+from notifier.store import Store
 
 T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)
 MAIL = MailSettings(sender="Sakura Stationery <shop@sakura.example>", shop_name="Sakura Stationery")

@@ -321,7 +321,7 @@ def test_bad_branding_is_refused_naming_file_line_and_key(tmp_path: Path, line: 
 
 
 def test_branding_reaches_the_messages_mail_settings(tmp_path: Path) -> None:
-    from notifier.cli.mail import mail_settings
+    from notifier.pipeline.wiring import mail_settings
 
     text = '[notifications]\nbrand_color = "#8a1538"\nshop_url = "https://sakura.example/"\n'
     mail = mail_settings(parse_settings(text, tmp_path / "c.toml"))

@@ -18,10 +18,11 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from notifier.config import _PLAIN_ADDRESS, _subscriber_address, load_settings, parse_settings, sending_smtp
+from notifier.core.mime import AddressError, make_message_id, validate_address
 from notifier.core.numbers import s10_check_digit
+from notifier.core.views import OutboxDraft
 from notifier.errors import ConfigError
-from notifier.net.mailer import AddressError, make_message_id, validate_address
-from notifier.store import OutboxDraft, Store
+from notifier.store import Store
 from notifier.store.orm import OutboxMessage, Shipment, Subscriber, Subscription
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"

@@ -24,10 +24,11 @@ from notifier.core.policy import PollingPolicy
 from notifier.core.render import Renderer
 from notifier.core.rules import DEFAULT_RULES, Baseline, MultiStage, RulesConfig
 from notifier.core.stages import Stage
+from notifier.core.views import OutboxState
 from notifier.net.japanpost import ClientSettings, JapanPostClient
 from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.pipeline.poll import Notifier
-from notifier.store import OutboxState, Store
+from notifier.store import Store
 from notifier.testing.simulator import (
     ContactRow,
     Fault,

@@ -24,19 +24,22 @@ from notifier.core.compose import MailSettings, context_for, draft
 from notifier.core.diff import Change
 from notifier.core.localize import pair_wording
 from notifier.core.messages import MessageContext, RenderedMessage, Template
+from notifier.core.mime import with_date
 from notifier.core.model import Locale
 from notifier.core.numbers import parse_number
 from notifier.core.parser import parse_page
 from notifier.core.policy import PollingPolicy
 from notifier.core.render import Renderer, sample_context
 from notifier.core.rules import Notification, Recipient, RulesConfig, ShipmentFacts
+from notifier.core.sending import OutboxPolicy, expected_send
 from notifier.core.stages import Stage
+from notifier.core.views import ConfiguredWatch, OutboxDraft, OutboxItem, OutboxState
 from notifier.net.japanpost import ClientSettings, JapanPostClient
-from notifier.net.mailer import SmtpTransport, with_date
+from notifier.net.mailer import SmtpTransport
 from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
-from notifier.pipeline.outbox import OutboxPolicy, drain, expected_send, reevaluate_quiet_hours
+from notifier.pipeline.outbox import drain, reevaluate_quiet_hours
 from notifier.pipeline.poll import Notifier
-from notifier.store import ConfiguredWatch, OutboxDraft, OutboxItem, OutboxState, Store
+from notifier.store import Store
 from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer
@@ -409,7 +412,7 @@ async def test_date_is_the_first_attempt_and_the_same_on_retry(store: Store, smt
 
 
 def test_with_date_refuses_a_message_without_one_date() -> None:
-    from notifier.net.mailer import MessageBuildError
+    from notifier.core.mime import MessageBuildError
 
     with pytest.raises(MessageBuildError):
         with_date(b"Subject: x\r\n\r\nbody", T0)
@@ -562,7 +565,7 @@ def test_csv_name_too_long_is_named_by_line() -> None:
 
 
 async def test_synced_name_greets_in_the_context(store: Store) -> None:
-    from notifier.store import ConfiguredWatch
+    from notifier.core.views import ConfiguredWatch
 
     number = parse_number(YUPACK.number)
     subscribers = (("a@example.com", "ja", None),)

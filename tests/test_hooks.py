@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.cli.mail import notifier_for
 from notifier.config import parse_settings
+from notifier.core.views import AlertView, OutboxState
 from notifier.errors import ConfigError
 from notifier.pipeline.alerting import AlertDesk
 from notifier.pipeline.cycle import CircuitBreaker
@@ -26,7 +26,8 @@ from notifier.pipeline.hooks import (
     webhook_body,
 )
 from notifier.pipeline.outbox import sending_paused
-from notifier.store import AlertView, OutboxState, Store
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
 from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer
 from tests.smtp_server import SmtpServer
 from tests.test_config_robust import config_check

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 
+from notifier.config.smtp import SmtpSettings
 from notifier.core.compose import MailSettings, draft
 from notifier.core.messages import Template
 from notifier.core.render import Renderer, sample_context
-from notifier.net.mailer import SmtpSettings, SmtpTransport
-from notifier.pipeline.outbox import OutboxPolicy, drain, sending_paused
-from notifier.store import OutboxDraft, OutboxState, Store
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import OutboxDraft, OutboxState
+from notifier.net.mailer import SmtpTransport
+from notifier.pipeline.outbox import drain, sending_paused
+from notifier.store import Store
 from tests.smtp_server import (
     AUTH_PASSWORD,
     AUTH_USER,

@@ -14,10 +14,12 @@ from zoneinfo import ZoneInfo
 from notifier.core.compose import drafts_for
 from notifier.core.messages import Template
 from notifier.core.rules import Notification, Recipient, ShipmentFacts, recipient_zone
+from notifier.core.sending import OutboxPolicy
 from notifier.core.stages import Stage
+from notifier.core.views import OutboxState
 from notifier.core.zones import country_zones
-from notifier.pipeline.outbox import OutboxPolicy, reevaluate_quiet_hours
-from notifier.store import OutboxState, Store
+from notifier.pipeline.outbox import reevaluate_quiet_hours
+from notifier.store import Store
 from tests.smtp_server import SmtpServer
 from tests.test_outbox import MAIL, RENDERER, Clock, message, run_drain, smtp, store
 

@@ -38,13 +38,15 @@ from notifier.core.rules import (
     poll_again_by,
     send_after,
 )
+from notifier.core.sending import OutboxPolicy, expected_send
 from notifier.core.stages import Stage
+from notifier.core.views import ConfiguredWatch, OutboxState
 from notifier.net.japanpost import ClientSettings, JapanPostClient
 from notifier.net.mailer import SmtpTransport
 from notifier.pipeline.cycle import CircuitBreaker, run_cycle
-from notifier.pipeline.outbox import OutboxPolicy, drain, expected_send
+from notifier.pipeline.outbox import drain
 from notifier.pipeline.poll import Notifier
-from notifier.store import ConfiguredWatch, OutboxState, Store
+from notifier.store import Store
 from notifier.testing.previews import _scan_time
 from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox

@@ -19,9 +19,10 @@ from notifier.core.compose import MailSettings
 from notifier.core.numbers import parse_number
 from notifier.core.render import Renderer
 from notifier.core.rules import RulesConfig
+from notifier.core.views import ConfiguredWatch
 from notifier.net.japanpost import ClientSettings, JapanPostClient
 from notifier.pipeline.poll import Notifier, poll_detail, queue_operator_digest, queue_timed
-from notifier.store import ConfiguredWatch, Store
+from notifier.store import Store
 from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer

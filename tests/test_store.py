@@ -14,7 +14,9 @@ from notifier.core.model import Layout, Locale, Page
 from notifier.core.numbers import parse_number
 from notifier.core.parser import parse_page
 from notifier.core.stages import Stage
-from notifier.store import LeaseLostError, PageCapture, Store
+from notifier.core.views import PageCapture
+from notifier.errors import LeaseLostError
+from notifier.store import Store
 
 PAGES = Path(__file__).parent / "data" / "pages"
 CAPTURE = (PAGES / "en_ems_detail_intransit_2014.html").read_bytes()

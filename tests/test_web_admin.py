@@ -18,16 +18,17 @@ import pytest
 from notifier.config import HttpSettings, Settings, parse_settings
 from notifier.config.password import PasswordHash
 from notifier.core.diff import diff_detail
+from notifier.core.mime import make_message_id
 from notifier.core.numbers import parse_number, s10_check_digit
 from notifier.core.parser import parse_page
 from notifier.core.rules import DEFAULT_STALLS
+from notifier.core.sending import OutboxPolicy
 from notifier.core.stages import Stage
+from notifier.core.views import AlertView, OutboxDraft, OutboxItem, OutboxState, PageCapture, ShipmentView
 from notifier.errors import ConfigError
-from notifier.net.mailer import make_message_id
 from notifier.pipeline.activity import Activity
 from notifier.pipeline.cycle import CircuitBreaker
-from notifier.pipeline.outbox import OutboxPolicy
-from notifier.store import AlertView, OutboxDraft, OutboxItem, OutboxState, PageCapture, ShipmentView, Store
+from notifier.store import Store
 from notifier.web.admin import (
     FLASH_COOKIE,
     SESSION_COOKIE,
@@ -828,7 +829,7 @@ async def test_logout_ends_the_session(served: Board, operator: httpx.AsyncClien
 
 @pytest.mark.usefixtures("no_admin_env")
 def test_the_operator_digest_links_the_board_only_when_there_is_one(tmp_path: Path) -> None:
-    from notifier.cli.mail import mail_settings
+    from notifier.pipeline.wiring import mail_settings
 
     config = tmp_path / "notifier.toml"
     assert mail_settings(parse_settings(http_config(tmp_path), config)).board_url is None

@@ -13,14 +13,15 @@ import httpx
 import pytest
 
 from notifier.core.diff import diff_detail
+from notifier.core.mime import make_message_id
 from notifier.core.model import EventTime, TrackingEvent
 from notifier.core.numbers import parse_number
 from notifier.core.parser import parse_page
 from notifier.core.rules import DEFAULT_STALLS
+from notifier.core.sending import OutboxPolicy, SendingPause
 from notifier.core.stages import Stage
-from notifier.net.mailer import make_message_id
-from notifier.pipeline.outbox import OutboxPolicy, SendingPause
-from notifier.store import OutboxDraft, OutboxState, Store
+from notifier.core.views import OutboxDraft, OutboxState
+from notifier.store import Store
 from notifier.testing.simulator import Simulator, builtin_journeys
 from notifier.web.admin import (
     NEED_ACTION,

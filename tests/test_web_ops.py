@@ -18,9 +18,9 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from notifier.config import load_settings
+from notifier.core.sending import SendingPause
 from notifier.daemon.service import Daemon
 from notifier.pipeline.cycle import CircuitBreaker, CycleStats
-from notifier.pipeline.outbox import SendingPause
 from notifier.store import Store
 from notifier.store.orm import OutboxMessage, Shipment
 from notifier.testing.simulator import Fault, Simulator, SimulatorServer

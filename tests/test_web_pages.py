@@ -12,16 +12,16 @@ from markupsafe import escape
 
 from notifier.core.compose import MailSettings, context_for
 from notifier.core.contacts import international_phone
+from notifier.core.links import Links, Purpose, Signer
 from notifier.core.messages import RenderedMessage, Template
+from notifier.core.mime import build_message
 from notifier.core.model import ContactOffice, EventTime, TrackingEvent
 from notifier.core.render import Renderer, journey
 from notifier.core.rules import Notification, Recipient
 from notifier.core.stages import Stage, stage_info
-from notifier.net.mailer import build_message
+from notifier.core.views import ShipmentView
 from notifier.pipeline.poll import facts
-from notifier.store import ShipmentView
 from notifier.web.pages import UnsubscribePage, tracking_page
-from notifier.web.tokens import Links, Purpose, Signer
 
 SIGNER = Signer("a secret for the page tests, long enough")
 MAIL = MailSettings(

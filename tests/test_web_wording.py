@@ -9,16 +9,17 @@ from pathlib import Path
 
 import httpx
 
-from notifier.cli.mail import mail_settings, notifier_for, web_links
 from notifier.core.localize import PageWording, pair_wording, wording_from_json, wording_json
 from notifier.core.model import ContactOffice, TrackingEvent
 from notifier.core.numbers import parse_number
 from notifier.core.parser import parse_page
 from notifier.core.render import Renderer
 from notifier.core.rules import RulesConfig
+from notifier.core.views import ConfiguredWatch
 from notifier.net.japanpost import ClientSettings, JapanPostClient
 from notifier.pipeline.poll import Notifier, poll_detail
-from notifier.store import ConfiguredWatch, Store
+from notifier.pipeline.wiring import mail_settings, notifier_for, web_links
+from notifier.store import Store
 from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from notifier.web.app import build_app
 from tests.web_server import serving

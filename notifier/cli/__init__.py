@@ -13,12 +13,12 @@ from contextlib import ExitStack
 from pathlib import Path
 
 from notifier import __version__
-from notifier.core.model import ItemResult, Layout, Locale, Outcome, Page
+from notifier.core.model import DEFAULT_BASE_URL, ItemResult, Layout, Locale, Outcome, Page
 from notifier.core.numbers import parse_number
 from notifier.core.parser import page_to_json, parse_page
 from notifier.core.stages import stage_info
 from notifier.errors import ConfigError, FetchError, InvalidNumberError, NotifierError
-from notifier.net.japanpost import DEFAULT_BASE_URL, MAX_BATCH, ClientSettings, JapanPostClient
+from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.store.database import SchemaError
 
 EXIT_OK = 0

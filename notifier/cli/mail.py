@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import dataclasses
 import datetime as dt
 import email
 import email.policy
 import json
-import os
 import re
-import socket
 import sys
 from collections.abc import Coroutine
 from pathlib import Path
@@ -23,19 +20,22 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import hints
-from notifier.config import Settings, load_settings, sending_smtp, web_secret
-from notifier.core.compose import MailSettings, draft, unsubscribe_link
+from notifier.config import Settings, load_settings, sending_smtp
+from notifier.core.compose import draft, unsubscribe_link
 from notifier.core.messages import MessageContext, Template
+from notifier.core.mime import AddressError, SendError, validate_address
 from notifier.core.numbers import parse_number
 from notifier.core.render import Renderer, sample_context
+from notifier.core.sending import expected_send, goes_note, recorded_pause
 from notifier.core.stages import Stage
+from notifier.core.views import WATCHED_BY_CONFIG, OutboxState
 from notifier.errors import InvalidNumberError
-from notifier.net.mailer import AddressError, SendError, transport_for, validate_address
-from notifier.pipeline.outbox import QUIET_HOURS, OutboxPolicy, drain, expected_send, recorded_pause
-from notifier.pipeline.poll import Notifier, queue_operator_digest, queue_timed
-from notifier.store import WATCHED_BY_CONFIG, OutboxState, Store
+from notifier.net.mailer import transport_for
+from notifier.pipeline.outbox import drain
+from notifier.pipeline.poll import queue_operator_digest, queue_timed
+from notifier.pipeline.wiring import mail_settings, notifier_for, outbox_policy, owner_name
+from notifier.store import Store
 from notifier.store.database import DatabaseError
-from notifier.web.tokens import Links, Signer
 
 EXIT_OK = 0
 EXIT_FAILURE = 1
@@ -44,59 +44,6 @@ EXIT_USAGE = 2
 
 def utcnow() -> dt.datetime:
     return dt.datetime.now(dt.UTC)
-
-
-def web_links(settings: Settings) -> Links | None:
-    """The web face's signed links, when [http] is set and its secret can be had here."""
-    http = settings.http
-    if http is None or not http.secret:
-        return None
-    return Links(public_url=http.public_url, signer=Signer(http.secret))
-
-
-def mail_settings(settings: Settings) -> MailSettings:
-    n = settings.notifications
-    return MailSettings(
-        web=web_links(settings),
-        sender=n.sender,
-        shop_name=n.shop_name,
-        shop_phone=n.shop_phone,
-        reply_to=n.reply_to,
-        unsubscribe=n.unsubscribe,
-        tracking_base_url=settings.japanpost.base_url,
-        logo_url=n.logo_url,
-        brand_color=n.brand_color,
-        shop_url=n.shop_url,
-        board_url=(
-            f"{settings.http.public_url}/admin/"
-            if settings.http is not None and settings.http.admin_password is not None
-            else None
-        ),
-    )
-
-
-def notifier_for(settings: Settings) -> Notifier:
-    """What queues customer mail: with [http], its links need the secret (a ConfigError if it
-    cannot be had, rather than messages queued without their unsubscribe link)."""
-    web_secret(settings)
-    return Notifier(
-        rules=settings.notifications.rules,
-        mail=mail_settings(settings),
-        renderer=Renderer(settings.notifications.templates),
-    )
-
-
-def outbox_policy(settings: Settings) -> OutboxPolicy:
-    return OutboxPolicy(
-        max_attempts=settings.notifications.max_attempts,
-        quiet_hours=settings.notifications.quiet_hours,
-        default_time_zone=settings.notifications.default_time_zone,
-        lease=settings.notifications.outbox_lease,
-    )
-
-
-def owner_name() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def _settings(args: argparse.Namespace) -> Settings:
@@ -331,20 +278,6 @@ async def _outbox(args: argparse.Namespace) -> int:
 
 def _iso(at: dt.datetime | None) -> str | None:
     return at.isoformat() if at is not None else None
-
-
-def goes_note(at: dt.datetime | None, waits_for: str, now: dt.datetime, *, zone: str | None = None) -> str:
-    """The listing's "goes" note for a waiting message: when, and what it waits for; the end of
-    quiet hours also in the recipient's `zone`, the clock they are kept by."""
-    if at is None:
-        return f"  goes when {waits_for}" if waits_for else ""
-    when = "now" if at <= now else f"{at:%Y-%m-%d %H:%M}Z"
-    if at > now and waits_for == QUIET_HOURS and zone:
-        with contextlib.suppress(ValueError, ZoneInfoNotFoundError):
-            local = at.astimezone(ZoneInfo(zone))
-            if local.utcoffset():  # in UTC, or a zone on UTC now, the UTC time says it all
-                when = f"{local:%Y-%m-%d %H:%M} {zone} ({when})"
-    return f"  goes {when}" + (f" ({waits_for})" if waits_for else "")
 
 
 def cmd_outbox(args: argparse.Namespace) -> int:

@@ -25,17 +25,18 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import hints
 from notifier.cli import columns
-from notifier.cli.mail import notifier_for
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings, load_settings
 from notifier.core.diff import Change
 from notifier.core.model import Layout
 from notifier.core.numbers import parse_number
 from notifier.core.stages import Stage, stage_info
-from notifier.errors import FetchError, InvalidNumberError
+from notifier.core.views import ShipmentView
+from notifier.errors import FetchError, InvalidNumberError, LeaseLostError
 from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.pipeline.cycle import CycleStats, record_list_page, schedule
 from notifier.pipeline.poll import poll_detail
-from notifier.store import LeaseLostError, ShipmentView, Store
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
 from notifier.store.database import (
     SQLITE_BUSY_TIMEOUT_MS,
     DatabaseError,

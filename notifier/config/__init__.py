@@ -22,9 +22,12 @@ import httpx
 from sqlalchemy.orm import InstrumentedAttribute
 
 from notifier.config.password import PasswordHash
+from notifier.config.smtp import SmtpSettings, is_loopback
 from notifier.core.colors import HEX_COLOR, MIN_CONTRAST, contrast_ratio
 from notifier.core.identity import EXAMPLE_SHOP_NAME, EXAMPLE_SHOP_PHONE, address_domain, reserved_domain
 from notifier.core.messages import Template
+from notifier.core.mime import AddressError, header_token, make_message_id, validate_address
+from notifier.core.model import DEFAULT_BASE_URL
 from notifier.core.numbers import parse_number
 from notifier.core.policy import PollingPolicy
 from notifier.core.rules import (
@@ -39,15 +42,6 @@ from notifier.core.rules import (
 )
 from notifier.core.stages import Stage
 from notifier.errors import ConfigError
-from notifier.net.japanpost import DEFAULT_BASE_URL
-from notifier.net.mailer import (
-    AddressError,
-    SmtpSettings,
-    header_token,
-    is_loopback,
-    make_message_id,
-    validate_address,
-)
 from notifier.store.database import DEFAULT_DATABASE_URL, DatabaseError, async_url
 from notifier.store.orm import OutboxMessage, Shipment, Subscriber, Subscription, column_size
 

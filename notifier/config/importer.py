@@ -17,9 +17,9 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from notifier.config import CONFIG_ENV, Settings, name_problem
+from notifier.core.mime import AddressError, validate_address
 from notifier.core.numbers import parse_number
 from notifier.errors import ConfigError
-from notifier.net.mailer import AddressError, validate_address
 
 # Header names shops use, folded to ours. "tracking", "email" and friends come from common
 # shop exports, the Japanese ones from Japanese carts and Japan Post's own shipping tools;

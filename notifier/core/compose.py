@@ -14,20 +14,19 @@ from dataclasses import dataclass
 import jinja2
 
 from notifier.core.contacts import shown_contacts
+from notifier.core.links import Links
 from notifier.core.localize import PageWording
 from notifier.core.messages import ContactLine, DigestLine, EventLine, MessageContext, StallLine
-from notifier.core.model import ContactOffice, Locale, TrackingEvent
+from notifier.core.mime import build_message, make_message_id
+from notifier.core.model import DEFAULT_BASE_URL, DETAIL_PATH, ContactOffice, Locale, TrackingEvent
 from notifier.core.numbers import parse_number
 from notifier.core.posts import post_for
 from notifier.core.render import Renderer
 from notifier.core.rules import Notification, ShipmentFacts, recipient_zone
 from notifier.core.stages import Stage, stage_info
+from notifier.core.views import OutboxDraft
 from notifier.core.zones import country_zones
 from notifier.errors import NotifierError
-from notifier.net.japanpost import DEFAULT_BASE_URL, DETAIL_PATH
-from notifier.net.mailer import build_message, make_message_id
-from notifier.store import OutboxDraft
-from notifier.web.tokens import Links
 
 logger = logging.getLogger(__name__)
 

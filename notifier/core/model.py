@@ -10,6 +10,9 @@ from dataclasses import dataclass
 from notifier.core.stages import Stage
 
 TOKYO = "Asia/Tokyo"
+# Where Japan Post's tracking pages live; the client fetches them, mail links customers to them.
+DEFAULT_BASE_URL = "https://trackings.post.japanpost.jp"
+DETAIL_PATH = "/services/srv/search/direct"
 
 
 class Layout(enum.StrEnum):

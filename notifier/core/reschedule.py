@@ -7,7 +7,7 @@ import random
 from collections.abc import Sequence
 
 from notifier.core.policy import PollingPolicy, next_poll
-from notifier.store import ScheduledRow
+from notifier.core.views import ScheduledRow
 
 # Due times are written a little after the policy computed them (the poll's commit); moving a
 # shipment by less than this would only churn the database.

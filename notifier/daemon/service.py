@@ -24,7 +24,6 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from notifier import hints
-from notifier.cli.mail import notifier_for, outbox_policy
 from notifier.config import (
     EXAMPLE_IDENTITY_WARNING,
     Settings,
@@ -36,6 +35,8 @@ from notifier.config import (
 )
 from notifier.core.numbers import parse_number
 from notifier.core.reschedule import moves
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import ConfiguredWatch
 from notifier.daemon.diskguard import DiskGuard
 from notifier.errors import ConfigError, NotifierError
 from notifier.net.japanpost import ClientSettings, JapanPostClient
@@ -46,9 +47,10 @@ from notifier.pipeline.activity import Activity, cycle_failing
 from notifier.pipeline.alerting import AlertDesk
 from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.pipeline.hooks import Heartbeat
-from notifier.pipeline.outbox import OutboxPolicy, drain, reevaluate_quiet_hours
+from notifier.pipeline.outbox import drain, reevaluate_quiet_hours
 from notifier.pipeline.poll import Notifier, queue_operator_digest, queue_timed
-from notifier.store import ConfiguredWatch, Store
+from notifier.pipeline.wiring import notifier_for, outbox_policy
+from notifier.store import Store
 from notifier.store.instances import Coordination, heartbeat_period, share_circuit
 from notifier.web.server import ListenError, WebServer, bind
 

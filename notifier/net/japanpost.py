@@ -16,14 +16,12 @@ from urllib.parse import urljoin, urlsplit
 import httpx
 
 from notifier import __version__
-from notifier.core.model import Locale, Page
+from notifier.core.model import DEFAULT_BASE_URL, DETAIL_PATH, Locale, Page
 from notifier.core.parser import parse_page
 from notifier.errors import FetchError, PermanentFetchError, TransientFetchError
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BASE_URL = "https://trackings.post.japanpost.jp"
-DETAIL_PATH = "/services/srv/search/direct"
 LIST_PATH = "/services/srv/search/"
 MAX_BATCH = 10
 DEFAULT_USER_AGENT = (

@@ -10,12 +10,13 @@ from dataclasses import dataclass, field
 from notifier import hints
 from notifier.core.compose import digest_context, draft
 from notifier.core.messages import DigestLine
+from notifier.core.views import AlertView, OutboxDraft, OutboxState
 from notifier.pipeline.activity import Activity
 from notifier.pipeline.cycle import CircuitBreaker
 from notifier.pipeline.hooks import OperatorWebhook
 from notifier.pipeline.outbox import sending_paused
 from notifier.pipeline.poll import Notifier
-from notifier.store import AlertView, OutboxDraft, OutboxState, Store
+from notifier.store import Store
 
 logger = logging.getLogger(__name__)
 

@@ -17,10 +17,11 @@ from notifier.core.diff import AnomalyKind, Change, diff_latest
 from notifier.core.model import Layout
 from notifier.core.policy import NextPoll, PollingPolicy, next_poll
 from notifier.core.stages import Stage
-from notifier.errors import FetchError, TransientFetchError
+from notifier.core.views import PageCapture, ShipmentView
+from notifier.errors import FetchError, LeaseLostError, TransientFetchError
 from notifier.net.japanpost import MAX_BATCH, Fetched, JapanPostClient
 from notifier.pipeline.poll import Notifier, poll_detail
-from notifier.store import LeaseLostError, PageCapture, ShipmentView, Store
+from notifier.store import Store
 from notifier.store.dbenv import is_disk_full
 
 logger = logging.getLogger(__name__)

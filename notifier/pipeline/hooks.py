@@ -13,8 +13,8 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx
 
 from notifier import __version__
+from notifier.core.views import AlertView
 from notifier.pipeline.activity import Activity
-from notifier.store import AlertView
 
 logger = logging.getLogger(__name__)
 

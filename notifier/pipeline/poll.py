@@ -54,10 +54,11 @@ from notifier.core.rules import (
     stall_days,
 )
 from notifier.core.stages import Stage
+from notifier.core.views import OutboxDraft, PageCapture, ShipmentView
 from notifier.errors import FetchError, TransientFetchError
 from notifier.net.japanpost import JapanPostClient
 from notifier.pipeline.faults import crashpoint
-from notifier.store import OutboxDraft, PageCapture, ShipmentView, Store
+from notifier.store import Store
 
 # Pinned to the pre-package name: operators filter journald on `notifier.poll` (see the README).
 logger = logging.getLogger("notifier.poll")

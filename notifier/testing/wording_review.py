@@ -205,7 +205,7 @@ def collect() -> list[tuple[str, list[str]]]:
     ):
         html = web.render_page("unsubscribe.html.j2", _unsubscribe_values(all_stopped, parcel_stopped, done))
         add("配信停止ページ", _html_sentences(html))
-    from notifier.web.app import _ERRORS
+    from notifier.web.errors import _ERRORS
 
     add("エラーページ", (s for _, ja in _ERRORS.values() for s in sentences(ja)))
     return result

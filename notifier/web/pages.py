@@ -13,8 +13,8 @@ from notifier.core.localize import PageWording
 from notifier.core.messages import EventLine, MessageContext, Template
 from notifier.core.model import ContactOffice, TrackingEvent
 from notifier.core.rules import Notification, Recipient
+from notifier.core.views import ShipmentView
 from notifier.pipeline.poll import facts
-from notifier.store import ShipmentView
 
 LOCALES = ("en", "ja")
 # The stages whose message wording explains them; others show the stage's meaning alone.
