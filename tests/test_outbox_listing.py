@@ -58,7 +58,7 @@ def test_a_message_held_by_a_refused_login_is_not_listed_as_going_now(db_url: st
         config.write_text(
             f'[database]\nurl = "{db_url}"\n'
             f'[smtp]\nhost = "127.0.0.1"\nport = {server.port}\nsecurity = "none"\n'
-            f'from = "shop@sakura.example"\nusername = "{AUTH_USER}"\npassword_file = "{password}"\n',
+            f'from = "shop@sakura.example"\nallow_example_identity = true\nusername = "{AUTH_USER}"\npassword_file = "{password}"\n',
             encoding="utf-8",
         )
         sent = cli(config, "send")
