@@ -26,15 +26,16 @@ from typing import Any, cast
 import httpx
 
 from notifier.config import HttpSettings, Settings
-from notifier.db import make_engine, upgrade
-from notifier.mailer import make_message_id
-from notifier.numbers import parse_number, s10_check_digit
-from notifier.outbox import OutboxPolicy
-from notifier.rules import DEFAULT_STALLS
-from notifier.store import OutboxDraft, Store
+from notifier.config.password import PasswordHash
+from notifier.core.mime import make_message_id
+from notifier.core.numbers import parse_number, s10_check_digit
+from notifier.core.rules import DEFAULT_STALLS
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import OutboxDraft
+from notifier.store import Store
+from notifier.store.database import make_engine, upgrade
 from notifier.web.admin import AdminBoard, Filters, build_board, load_snapshot
 from notifier.web.app import build_app
-from notifier.web.password import PasswordHash
 from notifier.web.state import DaemonView
 from tests.web_server import serving
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from notifier import config
 from notifier.config import load_settings
-from notifier.numbers import s10_check_digit
+from notifier.core.numbers import s10_check_digit
 
 SIZES = (1_000, 5_000, 10_000, 20_000)
 PER_FILE = 100

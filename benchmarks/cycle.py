@@ -73,20 +73,21 @@ import sqlalchemy
 from sqlalchemy import insert, select, text
 from sqlalchemy.engine import make_url
 
-from notifier.cli_mail import notifier_for
-from notifier.client import DETAIL_PATH, MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.config import Settings
-from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
-from notifier.db import make_engine, upgrade
-from notifier.diff import Change, diff_detail
-from notifier.model import ItemResult, Layout
-from notifier.numbers import TrackingNumber, parse_number, s10_check_digit
-from notifier.orm import Base
-from notifier.parser import parse_page
-from notifier.policy import PollingPolicy
-from notifier.poll import POLL_LOCALE, Notifier, queue_timed
-from notifier.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
-from notifier.store import PageCapture, Store
+from notifier.core.diff import Change, diff_detail
+from notifier.core.model import DETAIL_PATH, ItemResult, Layout
+from notifier.core.numbers import TrackingNumber, parse_number, s10_check_digit
+from notifier.core.parser import parse_page
+from notifier.core.policy import PollingPolicy
+from notifier.core.views import PageCapture
+from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
+from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
+from notifier.pipeline.poll import POLL_LOCALE, Notifier, queue_timed
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
+from notifier.store.database import make_engine, upgrade
+from notifier.store.orm import Base
+from notifier.testing.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
 
 LIMIT = 500  # the daemon's run_cycle default: shipments claimed per call
 INTERVAL = dt.timedelta(hours=1)  # fixed polling interval; each phase's clock is 2 h after the last

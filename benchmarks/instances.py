@@ -32,10 +32,10 @@ from sqlalchemy import text
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from notifier.coordination import SharedPacer
-from notifier.db import make_engine
-from notifier.numbers import s10_check_digit
-from notifier.simulator import Simulator, SimulatorServer
+from notifier.core.numbers import s10_check_digit
+from notifier.store.database import make_engine
+from notifier.store.instances import SharedPacer
+from notifier.testing.simulator import Simulator, SimulatorServer
 from tests.databases import _admin, _migrate, postgres_unavailable, postgres_url
 
 

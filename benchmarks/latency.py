@@ -33,8 +33,8 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from notifier.numbers import s10_check_digit
-from notifier.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
+from notifier.core.numbers import s10_check_digit
+from notifier.testing.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
 
 READY_LINE = "notifier running"
 TARGET_MEDIAN = 1.0

@@ -38,15 +38,15 @@ from sqlalchemy import event, insert
 from sqlalchemy.engine import make_url
 from starlette.applications import Starlette
 
-from notifier.activity import Activity
-from notifier.cli_mail import notifier_for
 from notifier.config import Settings, parse_settings
-from notifier.cycle import CircuitBreaker
-from notifier.db import make_engine, upgrade
-from notifier.orm import OutboxMessage, Shipment
-from notifier.poll import Notifier
-from notifier.stages import Stage
+from notifier.core.stages import Stage
+from notifier.pipeline.activity import Activity
+from notifier.pipeline.cycle import CircuitBreaker
+from notifier.pipeline.poll import Notifier
+from notifier.pipeline.wiring import notifier_for
 from notifier.store import Store
+from notifier.store.database import make_engine, upgrade
+from notifier.store.orm import OutboxMessage, Shipment
 from notifier.web.ops import metrics_snapshot, ops_routes, render_metrics
 
 POSTGRES_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")

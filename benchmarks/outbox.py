@@ -43,14 +43,16 @@ import asyncpg
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from notifier.compose import MailSettings, draft, tracking_url, unsubscribe_uri
-from notifier.db import make_engine, upgrade
-from notifier.mailer import SmtpTransport
-from notifier.messages import MessageContext, Template
-from notifier.numbers import s10_check_digit
-from notifier.outbox import OutboxPolicy, drain
-from notifier.render import Renderer, sample_context
-from notifier.store import OutboxDraft, OutboxItem, Store
+from notifier.core.compose import MailSettings, draft, tracking_url, unsubscribe_uri
+from notifier.core.messages import MessageContext, Template
+from notifier.core.numbers import s10_check_digit
+from notifier.core.render import Renderer, sample_context
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import OutboxDraft, OutboxItem
+from notifier.net.mailer import SmtpTransport
+from notifier.pipeline.outbox import drain
+from notifier.store import Store
+from notifier.store.database import make_engine, upgrade
 
 if TYPE_CHECKING:
     from tests.smtp_server import SmtpServer

@@ -7,8 +7,8 @@ import sys
 import time
 from pathlib import Path
 
-from notifier.model import Layout
-from notifier.parser import parse_page
+from notifier.core.model import Layout
+from notifier.core.parser import parse_page
 
 PAGES = Path(__file__).resolve().parent.parent / "tests" / "data" / "pages"
 
@@ -29,7 +29,7 @@ def measure(label: str, body: bytes, rounds: int = 7, per_round: int = 400) -> N
 
 
 def simulator_pages() -> list[tuple[str, bytes]]:
-    from notifier.simulator import Simulator, builtin_journeys
+    from notifier.testing.simulator import Simulator, builtin_journeys
 
     journeys = builtin_journeys()
     for journey in journeys:

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 from benchmarks.cycle import fleet
-from notifier.simulator import Simulator, SimulatorServer
+from notifier.testing.simulator import Simulator, SimulatorServer
 
 ROUNDS = 3
 

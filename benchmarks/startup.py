@@ -37,8 +37,8 @@ import time
 from pathlib import Path
 
 from notifier.config import load_settings
-from notifier.numbers import s10_check_digit
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.core.numbers import s10_check_digit
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 
 READY_TIMEOUT = 600.0
 

@@ -37,15 +37,15 @@ import sqlalchemy
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
-from notifier.client import DEFAULT_BASE_URL, DETAIL_PATH
-from notifier.db import make_engine, upgrade
-from notifier.diff import Change, diff_detail
-from notifier.model import ItemResult, Layout, Page
-from notifier.numbers import TrackingNumber, parse_number, s10_check_digit
-from notifier.parser import parse_page
-from notifier.poll import POLL_LOCALE
-from notifier.simulator import Journey, Simulator, builtin_journeys, catalog_journeys
-from notifier.store import PageCapture, Store
+from notifier.core.diff import Change, diff_detail
+from notifier.core.model import DEFAULT_BASE_URL, DETAIL_PATH, ItemResult, Layout, Page
+from notifier.core.numbers import TrackingNumber, parse_number, s10_check_digit
+from notifier.core.parser import parse_page
+from notifier.core.views import PageCapture
+from notifier.pipeline.poll import POLL_LOCALE
+from notifier.store import Store
+from notifier.store.database import make_engine, upgrade
+from notifier.testing.simulator import Journey, Simulator, builtin_journeys, catalog_journeys
 
 POSTGRES_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)

@@ -17,8 +17,8 @@ import sqlite3
 import tempfile
 from pathlib import Path
 
-from notifier.db import upgrade
 from notifier.store import Store
+from notifier.store.database import upgrade
 
 T0 = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 

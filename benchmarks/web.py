@@ -30,10 +30,10 @@ def per_second(seconds: float, count: int) -> str:
 
 
 def pure(rounds: int) -> None:
-    from notifier.cli_mail import mail_settings
-    from notifier.render import Renderer
+    from notifier.core.links import Purpose, Signer
+    from notifier.core.render import Renderer
+    from notifier.pipeline.wiring import mail_settings
     from notifier.web.pages import tracking_page
-    from notifier.web.tokens import Purpose, Signer
     from tests.web_site import T0, settings_for
 
     signer = Signer("a benchmark secret, long enough")
@@ -46,8 +46,8 @@ def pure(rounds: int) -> None:
     print(f"token make: {per_second(made, rounds)}")
     print(f"token check: {per_second(checked, rounds)}")
 
-    from notifier.parser import parse_page
-    from notifier.store import ShipmentView
+    from notifier.core.parser import parse_page
+    from notifier.core.views import ShipmentView
     from tests.test_store import CAPTURE, NUMBER
 
     item = parse_page(CAPTURE).items[0]
@@ -79,7 +79,7 @@ async def served(requests: int, concurrency: int) -> None:
 
     import httpx
 
-    from notifier.cli_mail import notifier_for, web_links
+    from notifier.pipeline.wiring import notifier_for, web_links
     from notifier.store import Store
     from notifier.web.app import build_app
     from notifier.web.server import WebServer, bind

@@ -21,17 +21,17 @@ import random
 import tempfile
 from pathlib import Path
 
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.compose import MailSettings
-from notifier.cycle import CircuitBreaker, run_cycle
-from notifier.db import make_engine, upgrade
-from notifier.numbers import parse_number, s10_check_digit
-from notifier.policy import PollingPolicy
-from notifier.poll import Notifier
-from notifier.render import Renderer
-from notifier.rules import RulesConfig
-from notifier.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
+from notifier.core.compose import MailSettings
+from notifier.core.numbers import parse_number, s10_check_digit
+from notifier.core.policy import PollingPolicy
+from notifier.core.render import Renderer
+from notifier.core.rules import RulesConfig
+from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.pipeline.cycle import CircuitBreaker, run_cycle
+from notifier.pipeline.poll import Notifier
 from notifier.store import Store
+from notifier.store.database import make_engine, upgrade
+from notifier.testing.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
 
 T0 = dt.datetime(2026, 3, 1, 0, 0, tzinfo=dt.UTC)
 MIXES = {"en only": ("en",), "ja only": ("ja",), "en + ja": ("en", "ja")}

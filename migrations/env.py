@@ -1,11 +1,11 @@
-"""Alembic environment: runs migrations on the engine notifier.db hands over, SQLite in batch mode."""
+"""Alembic environment: runs migrations on the engine notifier.store.database hands over, SQLite in batch mode."""
 
 from __future__ import annotations
 
 from alembic import context
 from sqlalchemy.engine import Connection
 
-from notifier.orm import Base
+from notifier.store.orm import Base
 
 target_metadata = Base.metadata
 

@@ -53,3 +53,7 @@ class TransientFetchError(FetchError):
 
 class PermanentFetchError(FetchError):
     """Retrying the same request will not help."""
+
+
+class LeaseLostError(NotifierError):
+    """Another instance owns this shipment now; the poll's results were not recorded."""

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests.databases import db_url, empty_db_url, postgres_template, sqlite_template
 from tests.web_server import asgi_server, recorder
 

@@ -13,7 +13,7 @@ import asyncpg
 import pytest
 from sqlalchemy.engine import make_url
 
-from notifier.db import make_engine, upgrade
+from notifier.store.database import make_engine, upgrade
 
 POSTGRES_URL = os.environ.get("NOTIFIER_TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 REQUIRE_POSTGRES = os.environ.get("NOTIFIER_REQUIRE_POSTGRES") == "1"

@@ -18,7 +18,7 @@ import trustme
 from aiosmtpd.controller import Controller
 from aiosmtpd.smtp import SMTP, AuthResult, Envelope, LoginPassword, Session
 
-from notifier.mailer import Security, SmtpSettings
+from notifier.config.smtp import Security, SmtpSettings
 
 __all__ = [
     "AUTH_PASSWORD",

@@ -10,7 +10,9 @@ from collections.abc import AsyncIterator
 
 import pytest
 
-from notifier.alerting import (
+from notifier.config import Settings, parse_settings
+from notifier.core.views import AlertView, OutboxState
+from notifier.pipeline.alerting import (
     SITE_DOWN,
     SITE_RECOVERED,
     AlertDesk,
@@ -20,10 +22,9 @@ from notifier.alerting import (
     notice_due,
     notice_lines,
 )
-from notifier.cli_mail import notifier_for
-from notifier.config import Settings, parse_settings
-from notifier.cycle import CircuitBreaker
-from notifier.store import AlertView, OutboxState, Store
+from notifier.pipeline.cycle import CircuitBreaker
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 MIN = dt.timedelta(minutes=1)

@@ -15,7 +15,7 @@ import httpx
 import pytest
 
 from notifier.cli import main
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 
 PAGES = Path(__file__).parent / "data" / "pages"
 
@@ -148,7 +148,7 @@ def test_simulator_command_serves_until_sigterm() -> None:
 
 
 def test_check_json_keeps_one_entry_per_number_even_when_pages_fail(tmp_path: Path) -> None:
-    from notifier.simulator import Fault
+    from notifier.testing.simulator import Fault
 
     journeys = builtin_journeys()
     simulator = Simulator(journeys)
@@ -193,8 +193,8 @@ def test_simulator_refuses_a_busy_port_cleanly() -> None:
 def test_check_latest_reads_one_list_page_per_ten_numbers() -> None:
     import dataclasses
 
-    from notifier.client import LIST_PATH
-    from notifier.numbers import s10_check_digit
+    from notifier.core.numbers import s10_check_digit
+    from notifier.net.japanpost import LIST_PATH
 
     ems = builtin_journeys()[0]
     copies = [

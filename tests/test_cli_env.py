@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import main
-from notifier.dbenv import DISK_FULL, LOCKED, classify
+from notifier.store.dbenv import DISK_FULL, LOCKED, classify
 
 NUMBER = "314159265350"
 

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import main
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 
 

@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notifier.logformat import FORMAT, FieldsFormatter
-from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
+from notifier.daemon.logformat import FORMAT, FieldsFormatter
+from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 
 
 def _record(msg: str, **extra: object) -> logging.LogRecord:

@@ -17,7 +17,7 @@ from pathlib import Path
 import asyncpg
 from sqlalchemy.engine import make_url
 
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 
 BIN = Path(sys.executable).parent / "notifier"
 NUMBER = "EJ202603021JP"

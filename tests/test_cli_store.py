@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from notifier.cli import main
-from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 
 
 def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -128,7 +128,7 @@ def test_sqlite_backup_is_a_consistent_usable_copy(
 
 def _column_starts(line: str, cells: list[str]) -> list[int]:
     """Display column at which each cell begins in `line` (searched left to right)."""
-    from notifier.columns import width
+    from notifier.cli.columns import width
 
     starts, index = [], 0
     for cell in cells:
@@ -165,7 +165,7 @@ def test_alerts_show_the_whole_message_wrapped_and_aligned(
     import asyncio
     import datetime as dt
 
-    from notifier.columns import width
+    from notifier.cli.columns import width
     from notifier.store import Store
 
     url = f"sqlite:///{tmp_path / 'n.db'}"
@@ -218,7 +218,7 @@ def test_a_lease_of_a_dead_process_on_this_machine_is_stale() -> None:
     import socket
     import subprocess
 
-    from notifier.cli_store import dead_here
+    from notifier.cli.store import dead_here
 
     finished = subprocess.run(["true"], check=True)
     assert finished.returncode == 0
@@ -237,8 +237,9 @@ def test_poll_of_many_numbers_reads_one_list_page_per_ten_and_details_only_for_n
 ) -> None:
     import dataclasses
 
-    from notifier.client import DETAIL_PATH, LIST_PATH
-    from notifier.numbers import s10_check_digit
+    from notifier.core.model import DETAIL_PATH
+    from notifier.core.numbers import s10_check_digit
+    from notifier.net.japanpost import LIST_PATH
 
     ems = builtin_journeys()[0]
     copies = [

@@ -9,10 +9,10 @@ import time
 
 import pytest
 
-from notifier.client import ClientSettings, JapanPostClient, parse_retry_after
+from notifier.core.model import Layout, Locale, Outcome
 from notifier.errors import PermanentFetchError, TransientFetchError
-from notifier.model import Layout, Locale, Outcome
-from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
+from notifier.net.japanpost import ClientSettings, JapanPostClient, parse_retry_after
+from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 
 FAST = {"request_interval": 0.0, "backoff_base": 0.05, "backoff_cap": 0.2, "deadline": 5.0}
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from notifier.columns import table, truncate, width, wrap
+from notifier.cli.columns import table, truncate, width, wrap
 
 
 def test_width_counts_wide_characters_twice() -> None:

@@ -10,10 +10,11 @@ from typing import Any
 
 import pytest
 
-from notifier.compose import MailSettings, draft_or_failure
-from notifier.messages import Template
-from notifier.render import Renderer, sample_context
-from notifier.store import OutboxDraft, OutboxState, Store
+from notifier.core.compose import MailSettings, draft_or_failure
+from notifier.core.messages import Template
+from notifier.core.render import Renderer, sample_context
+from notifier.core.views import OutboxDraft, OutboxState
+from notifier.store import Store
 
 T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)
 MAIL = MailSettings(sender="Sakura Stationery <shop@sakura.example>", shop_name="Sakura Stationery")
@@ -82,10 +83,10 @@ async def test_failed_drafts_are_stored_failed_with_one_alert(store: Store, tmp_
 
 @pytest.mark.parametrize(("locale", "name"), [("en", "USPS"), ("ja", "USPS（米国郵便）")])
 def test_a_parcel_waiting_abroad_gets_its_destination_posts_tracking_page(locale: str, name: str) -> None:
-    from notifier.compose import context_for
-    from notifier.poll import facts
-    from notifier.rules import Notification, Recipient
-    from notifier.stages import Stage
+    from notifier.core.compose import context_for
+    from notifier.core.rules import Notification, Recipient
+    from notifier.core.stages import Stage
+    from notifier.pipeline.poll import facts
     from tests.test_web_pages import CONTACTS, history, shipment
 
     events = history(Stage.RETENTION)

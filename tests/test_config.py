@@ -9,10 +9,10 @@ from pathlib import Path
 import pytest
 
 from notifier.config import load_settings, parse_duration, parse_settings, sending_smtp
+from notifier.core.messages import Template
+from notifier.core.rules import DEFAULT_RULES, Baseline, MultiStage
+from notifier.core.stages import Stage
 from notifier.errors import ConfigError
-from notifier.messages import Template
-from notifier.rules import DEFAULT_RULES, Baseline, MultiStage
-from notifier.stages import Stage
 from tests.example_shop import SHOP_DOMAIN, made_own
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
@@ -321,7 +321,7 @@ def test_bad_branding_is_refused_naming_file_line_and_key(tmp_path: Path, line: 
 
 
 def test_branding_reaches_the_messages_mail_settings(tmp_path: Path) -> None:
-    from notifier.cli_mail import mail_settings
+    from notifier.pipeline.wiring import mail_settings
 
     text = '[notifications]\nbrand_color = "#8a1538"\nshop_url = "https://sakura.example/"\n'
     mail = mail_settings(parse_settings(text, tmp_path / "c.toml"))

@@ -18,11 +18,12 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from notifier.config import _PLAIN_ADDRESS, _subscriber_address, load_settings, parse_settings, sending_smtp
+from notifier.core.mime import AddressError, make_message_id, validate_address
+from notifier.core.numbers import s10_check_digit
+from notifier.core.views import OutboxDraft
 from notifier.errors import ConfigError
-from notifier.mailer import AddressError, make_message_id, validate_address
-from notifier.numbers import s10_check_digit
-from notifier.orm import OutboxMessage, Shipment, Subscriber, Subscription
-from notifier.store import OutboxDraft, Store
+from notifier.store import Store
+from notifier.store.orm import OutboxMessage, Shipment, Subscriber, Subscription
 
 EXAMPLE = Path(__file__).parent.parent / "config.example.toml"
 GAP = "could not be checked"  # load_settings' last-resort wrapper: the fuzz must never reach it
@@ -637,7 +638,7 @@ def test_a_config_at_the_maximum_sizes_passes_the_check(tmp_path: Path) -> None:
 
 async def test_a_config_that_passes_the_check_can_be_stored(tmp_path: Path, db_url: str) -> None:
     """What the daemon stores from a config at the maximum sizes goes in, on SQLite and PostgreSQL."""
-    from notifier.numbers import parse_number
+    from notifier.core.numbers import parse_number
 
     loaded = load_settings(str(max_size_config(tmp_path)))
     watch = loaded.watches[0]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
 from notifier.store import Store
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 
 
 def poll_process(

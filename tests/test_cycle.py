@@ -17,18 +17,27 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import text
 
-from notifier import limits
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.compose import MailSettings
-from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
-from notifier.numbers import parse_number, s10_check_digit
-from notifier.policy import PollingPolicy
-from notifier.poll import Notifier
-from notifier.render import Renderer
-from notifier.rules import DEFAULT_RULES, Baseline, MultiStage, RulesConfig
-from notifier.simulator import ContactRow, Fault, Journey, Scan, Simulator, SimulatorServer, builtin_journeys
-from notifier.stages import Stage
-from notifier.store import OutboxState, Store
+from notifier.core import limits
+from notifier.core.compose import MailSettings
+from notifier.core.numbers import parse_number, s10_check_digit
+from notifier.core.policy import PollingPolicy
+from notifier.core.render import Renderer
+from notifier.core.rules import DEFAULT_RULES, Baseline, MultiStage, RulesConfig
+from notifier.core.stages import Stage
+from notifier.core.views import OutboxState
+from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
+from notifier.pipeline.poll import Notifier
+from notifier.store import Store
+from notifier.testing.simulator import (
+    ContactRow,
+    Fault,
+    Journey,
+    Scan,
+    Simulator,
+    SimulatorServer,
+    builtin_journeys,
+)
 
 T0 = dt.datetime(2026, 6, 1, 3, 0, tzinfo=dt.UTC)
 MAIL = MailSettings(sender="Sakura <shop@sakura.example>", shop_name="Sakura")
@@ -214,7 +223,7 @@ async def test_a_maintenance_page_before_good_detail_pages_holds_their_mail_and_
 
 
 async def test_mail_held_by_a_stopped_instance_goes_out_once_a_page_reads(db_url: str) -> None:
-    from notifier.poll import poll_detail
+    from notifier.pipeline.poll import poll_detail
 
     journey = dataclasses.replace(ems_copies(1)[0], revealed=3)
     async with world(db_url, [journey]) as here:
@@ -240,7 +249,7 @@ async def test_mail_held_by_a_stopped_instance_goes_out_once_a_page_reads(db_url
 
 
 async def test_time_based_mail_waits_while_paused_and_for_shipments_that_failed(db_url: str) -> None:
-    from notifier.poll import queue_timed
+    from notifier.pipeline.poll import queue_timed
 
     journey = dataclasses.replace(ems_copies(1)[0], revealed=3)  # departed Japan: silence is normal
     async with world(db_url, [journey]) as here:

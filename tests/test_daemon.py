@@ -18,8 +18,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.numbers import s10_check_digit
-from notifier.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
+from notifier.core.numbers import s10_check_digit
+from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 
 EMS, YUPACK, RETURNED, NEVER = (j.number for j in builtin_journeys())

@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.numbers import s10_check_digit
-from notifier.simulator import ContactRow, Fault, Scan, Simulator, SimulatorServer, builtin_journeys
+from notifier.core.numbers import s10_check_digit
+from notifier.testing.simulator import ContactRow, Fault, Scan, Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import Run, received, wait_for
 

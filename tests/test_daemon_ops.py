@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import Run, wait_for
 
@@ -145,7 +145,10 @@ def test_a_dead_site_is_emailed_at_once_and_its_recovery_once(
             assert "Japan Post not answering" in alert_texts(smtp)[0]
             assert "HTTP 500" in alert_texts(smtp)[0]
             assert customer_mail(smtp) == []
-            assert "ERROR notifier.alerting: Japan Post unreachable or refusing requests" in run.output()
+            assert (
+                "ERROR notifier.pipeline.alerting: Japan Post unreachable or refusing requests"
+                in run.output()
+            )
             alerts = json.loads(cli(config, "alerts", "--json").stdout)
             assert [(a["kind"], a["count"]) for a in alerts] == [("site_down", 1)]
             simulator.clear_faults()
@@ -245,7 +248,7 @@ def test_an_alert_that_cannot_be_emailed_is_in_the_log_alerts_and_status(
         )
         assert "mail PAUSED" in status
         output = log.read_text(encoding="utf-8")
-        assert f"ERROR notifier.alerting: operator alert email to {OPERATOR} not sent (" in output
+        assert f"ERROR notifier.pipeline.alerting: operator alert email to {OPERATOR} not sent (" in output
         # Once per message and reason, not per tick: held while paused, then what its try met.
         undelivered = [line for line in output.splitlines() if "operator alert email to" in line]
         assert 1 <= len(undelivered) <= 2

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import EMS, NEVER, RETURNED, YUPACK, Run, config_text, wait_for
 

@@ -13,12 +13,12 @@ from pathlib import Path
 import pytest
 
 from notifier.config import load_settings
-from notifier.simulator import builtin_journeys
+from notifier.testing.simulator import builtin_journeys
 
 EMS, YUPACK, RETURNED, NEVER = (j.number for j in builtin_journeys())
 
 # `demo` is not wired into notifier.cli yet, so the test calls the module's own entry point.
-DEMO = "import sys; from notifier.demo import main; sys.exit(main(sys.argv[1:]))"
+DEMO = "import sys; from notifier.cli.demo import main; sys.exit(main(sys.argv[1:]))"
 HEADER = re.compile(r"^✉ #\d+ .* To: (?P<to>\S+)  stage: (?P<stage>\S+)  \[(?P<number>[^\]]+)\]$")
 JAPANESE = re.compile(r"[\u3040-\u30ff\u4e00-\u9fff]")
 
@@ -112,8 +112,8 @@ def test_keep_leaves_a_config_to_copy_and_the_emails(tmp_path: Path) -> None:
 
 
 def test_summary_and_intro_columns_line_up_with_japanese_labels() -> None:
-    from notifier.columns import width
-    from notifier.demo import intro_lines, summary_lines
+    from notifier.cli.columns import width
+    from notifier.cli.demo import intro_lines, summary_lines
 
     intro = intro_lines(
         [

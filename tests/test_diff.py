@@ -10,7 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from notifier.diff import (
+from notifier.core.diff import (
     AnomalyKind,
     Change,
     Transition,
@@ -19,9 +19,9 @@ from notifier.diff import (
     diff_latest,
     went_backwards,
 )
-from notifier.model import EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
-from notifier.parser import parse_page
-from notifier.stages import Stage
+from notifier.core.model import EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
+from notifier.core.parser import parse_page
+from notifier.core.stages import Stage
 
 PAGES = Path(__file__).parent / "data" / "pages"
 NUMBER = "EL015307999JP"

@@ -16,9 +16,9 @@ import asyncpg
 import pytest
 from sqlalchemy import event
 
-from notifier.db import SQLITE_JOURNAL_SIZE_LIMIT
-from notifier.diskguard import DISK_FULL, DiskGuard, database_folder, is_disk_full
+from notifier.daemon.diskguard import DISK_FULL, DiskGuard, database_folder, is_disk_full
 from notifier.store import Store
+from notifier.store.database import SQLITE_JOURNAL_SIZE_LIMIT
 from tests.test_daemon_ops import fill
 
 T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)

@@ -20,24 +20,27 @@ from pathlib import Path
 
 import pytest
 
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.compose import MailSettings, context_for, draft
-from notifier.cycle import CircuitBreaker, CycleStats, run_cycle
-from notifier.diff import Change
-from notifier.localize import pair_wording
-from notifier.mailer import SmtpTransport, with_date
-from notifier.messages import MessageContext, RenderedMessage, Template
-from notifier.model import Locale
-from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, drain, expected_send, reevaluate_quiet_hours
-from notifier.parser import parse_page
-from notifier.policy import PollingPolicy
-from notifier.poll import Notifier
-from notifier.render import Renderer, sample_context
-from notifier.rules import Notification, Recipient, RulesConfig, ShipmentFacts
-from notifier.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
-from notifier.stages import Stage
-from notifier.store import ConfiguredWatch, OutboxDraft, OutboxItem, OutboxState, Store
+from notifier.core.compose import MailSettings, context_for, draft
+from notifier.core.diff import Change
+from notifier.core.localize import pair_wording
+from notifier.core.messages import MessageContext, RenderedMessage, Template
+from notifier.core.mime import with_date
+from notifier.core.model import Locale
+from notifier.core.numbers import parse_number
+from notifier.core.parser import parse_page
+from notifier.core.policy import PollingPolicy
+from notifier.core.render import Renderer, sample_context
+from notifier.core.rules import Notification, Recipient, RulesConfig, ShipmentFacts
+from notifier.core.sending import OutboxPolicy, expected_send
+from notifier.core.stages import Stage
+from notifier.core.views import ConfiguredWatch, OutboxDraft, OutboxItem, OutboxState
+from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.net.mailer import SmtpTransport
+from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
+from notifier.pipeline.outbox import drain, reevaluate_quiet_hours
+from notifier.pipeline.poll import Notifier
+from notifier.store import Store
+from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer
 
@@ -184,7 +187,7 @@ async def test_a_japanese_page_that_cannot_be_had_gives_the_english_wording_and_
 async def test_a_silence_message_to_a_japanese_customer_quotes_the_japanese_page(
     store: Store, shop: Shop, smtp: SmtpServer
 ) -> None:
-    from notifier.poll import queue_timed
+    from notifier.pipeline.poll import queue_timed
 
     await shop.watch(("en@example.com", "en"), ("ja@example.com", "ja"))
     await shop.poll(2)  # En route / 中継: silence here is news after five days
@@ -213,7 +216,7 @@ async def test_a_silence_message_to_a_japanese_customer_quotes_the_japanese_page
 async def test_a_silence_message_without_the_japanese_page_says_it_quotes_the_english_one(
     store: Store, shop: Shop, smtp: SmtpServer
 ) -> None:
-    from notifier.poll import queue_timed
+    from notifier.pipeline.poll import queue_timed
 
     await shop.watch(("ja@example.com", "ja"))
     await shop.poll(2)
@@ -409,7 +412,7 @@ async def test_date_is_the_first_attempt_and_the_same_on_retry(store: Store, smt
 
 
 def test_with_date_refuses_a_message_without_one_date() -> None:
-    from notifier.mailer import MessageBuildError
+    from notifier.core.mime import MessageBuildError
 
     with pytest.raises(MessageBuildError):
         with_date(b"Subject: x\r\n\r\nbody", T0)
@@ -546,7 +549,7 @@ def test_watch_name_is_read_and_checked_against_its_column(tmp_path: Path) -> No
 
 @pytest.mark.parametrize("column", ["name", "氏名", "お名前", "お客様名"])
 def test_csv_name_column_reaches_the_watch_file(column: str) -> None:
-    from notifier.importer import read_orders, to_toml
+    from notifier.config.importer import read_orders, to_toml
 
     orders = read_orders(f"number,{column},email\nEJ123456785JP,山田　花子,a@example.com\n", "orders.csv")
     assert orders.watches[0].name == "山田　花子"
@@ -554,15 +557,15 @@ def test_csv_name_column_reaches_the_watch_file(column: str) -> None:
 
 
 def test_csv_name_too_long_is_named_by_line() -> None:
+    from notifier.config.importer import read_orders
     from notifier.errors import ConfigError
-    from notifier.importer import read_orders
 
     with pytest.raises(ConfigError, match=r"orders.csv:3: name: is 101 characters"):
         read_orders(f"number,name\nEJ123456785JP,A\nEJ123456799JP,{'x' * 101}\n", "orders.csv")
 
 
 async def test_synced_name_greets_in_the_context(store: Store) -> None:
-    from notifier.store import ConfiguredWatch
+    from notifier.core.views import ConfiguredWatch
 
     number = parse_number(YUPACK.number)
     subscribers = (("a@example.com", "ja", None),)
@@ -578,7 +581,7 @@ async def test_synced_name_greets_in_the_context(store: Store) -> None:
 
 
 def test_every_simulator_journey_is_bilingual_and_its_two_pages_pair() -> None:
-    from notifier.simulator import capture_journey, catalog_journeys
+    from notifier.testing.simulator import capture_journey, catalog_journeys
 
     for journey in [capture_journey(), *builtin_journeys(), *catalog_journeys()]:
         if not journey.scans:

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.model import TOKYO, Layout, Locale, Outcome
-from notifier.parser import parse_page
-from notifier.simulator import Journey, Simulator, builtin_journeys, catalog_journeys
-from notifier.stages import Stage, located_in_japan
+from notifier.core.model import TOKYO, Layout, Locale, Outcome
+from notifier.core.parser import parse_page
+from notifier.core.stages import Stage, located_in_japan
+from notifier.testing.simulator import Journey, Simulator, builtin_journeys, catalog_journeys
 
 JOURNEYS = [*catalog_journeys(), *builtin_journeys()]
 

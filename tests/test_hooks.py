@@ -12,12 +12,12 @@ from pathlib import Path
 
 import pytest
 
-from notifier.alerting import AlertDesk
-from notifier.cli_mail import notifier_for
 from notifier.config import parse_settings
-from notifier.cycle import CircuitBreaker
+from notifier.core.views import AlertView, OutboxState
 from notifier.errors import ConfigError
-from notifier.hooks import (
+from notifier.pipeline.alerting import AlertDesk
+from notifier.pipeline.cycle import CircuitBreaker
+from notifier.pipeline.hooks import (
     HEARTBEAT_EVERY,
     WEBHOOK_BACKOFF_BASE,
     fail_url,
@@ -25,9 +25,10 @@ from notifier.hooks import (
     redact_url,
     webhook_body,
 )
-from notifier.outbox import sending_paused
-from notifier.simulator import Fault, Journey, Simulator, SimulatorServer
-from notifier.store import AlertView, OutboxState, Store
+from notifier.pipeline.outbox import sending_paused
+from notifier.pipeline.wiring import notifier_for
+from notifier.store import Store
+from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer
 from tests.smtp_server import SmtpServer
 from tests.test_config_robust import config_check
 from tests.test_daemon import start, wait_for, world

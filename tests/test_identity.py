@@ -8,8 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from notifier.identity import reserved_domain
-from notifier.rules import DEFAULT_RULES
+from notifier.core.identity import reserved_domain
+from notifier.core.rules import DEFAULT_RULES
 from tests.example_shop import EXAMPLE, SHOP_DOMAIN, made_own, marked_lines
 from tests.smtp_server import SmtpServer
 
@@ -140,7 +140,7 @@ def test_a_trial_against_a_local_test_relay_may_opt_out_loudly_and_only_there(tm
     started = notifier(config, "run")
     assert started.returncode == 3, started.stderr
     assert (
-        "WARNING notifier.daemon: [smtp] allow_example_identity = true: mail may go out as a placeholder shop"
+        "WARNING notifier.daemon.service: [smtp] allow_example_identity = true: mail may go out as a placeholder shop"
         in started.stderr
     )
     # A relay elsewhere delivers to customers: the opt-out does not count there.

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests.example_shop import made_own
 from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
 

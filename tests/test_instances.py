@@ -21,11 +21,11 @@ from typing import Any
 
 import pytest
 
-from notifier.coordination import Coordination, coordination_state, lease_time
-from notifier.db import make_engine
-from notifier.numbers import s10_check_digit
-from notifier.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
+from notifier.core.numbers import s10_check_digit
 from notifier.store import Store
+from notifier.store.database import make_engine
+from notifier.store.instances import Coordination, coordination_state, lease_time
+from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from tests.databases import fresh_postgres
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import EXPECTED, Run, received, stages_of, wait_for

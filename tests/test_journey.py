@@ -8,16 +8,16 @@ import re
 
 import pytest
 
-from notifier.compose import MailSettings, context_for
-from notifier.journey import INTERNATIONAL_STEPS, RETURN_STEPS
-from notifier.localize import pair_events
-from notifier.messages import EventLine, Template
-from notifier.model import ItemResult, TrackingEvent
-from notifier.parser import parse_page
-from notifier.render import LOCALES, Renderer, journey, sample_context
-from notifier.rules import Notification, Recipient, ShipmentFacts
-from notifier.simulator import Simulator, builtin_journeys, catalog_journeys
-from notifier.stages import Stage, stage_info
+from notifier.core.compose import MailSettings, context_for
+from notifier.core.journey import INTERNATIONAL_STEPS, RETURN_STEPS
+from notifier.core.localize import pair_events
+from notifier.core.messages import EventLine, Template
+from notifier.core.model import ItemResult, TrackingEvent
+from notifier.core.parser import parse_page
+from notifier.core.render import LOCALES, Renderer, journey, sample_context
+from notifier.core.rules import Notification, Recipient, ShipmentFacts
+from notifier.core.stages import Stage, stage_info
+from notifier.testing.simulator import Simulator, builtin_journeys, catalog_journeys
 
 # What each stage's headline (the title of the message the stage gets, or of the stall message
 # for stages without one) says about where the parcel is, as the station the tracker must mark

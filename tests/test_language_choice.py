@@ -12,9 +12,9 @@ import httpx
 import pytest
 
 from notifier.cli import main
-from notifier.cli_mail import web_links
 from notifier.config import parse_settings
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.pipeline.wiring import web_links
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests.smtp_server import SmtpServer
 from tests.web_site import running
 

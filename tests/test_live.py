@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.model import Layout, Locale, Outcome
+from notifier.core.model import Layout, Locale, Outcome
+from notifier.net.japanpost import ClientSettings, JapanPostClient
 
 pytestmark = pytest.mark.live
 

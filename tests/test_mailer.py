@@ -21,17 +21,15 @@ import pytest
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from notifier.errors import ConfigError
-from notifier.mailer import (
+from notifier.config.smtp import SmtpSettings
+from notifier.core.messages import RenderedMessage
+from notifier.core.mime import (
     _POLICY,
     AddressError,
     AuthenticationError,
-    FileTransport,
     MessageBuildError,
     PermanentSendError,
     SendError,
-    SmtpSettings,
-    SmtpTransport,
     TlsRequiredError,
     TransientSendError,
     _verify_generated,
@@ -39,10 +37,10 @@ from notifier.mailer import (
     clean_subject,
     header_token,
     make_message_id,
-    transport_for,
     validate_address,
 )
-from notifier.messages import RenderedMessage
+from notifier.errors import ConfigError
+from notifier.net.mailer import FileTransport, SmtpTransport, transport_for
 from tests.smtp_server import (
     AUTH_PASSWORD,
     AUTH_USER,

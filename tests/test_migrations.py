@@ -13,7 +13,11 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection, DateTime, bindparam, func, inspect, select, text
 
-from notifier.db import (
+from notifier.core.diff import diff_detail
+from notifier.core.numbers import parse_number
+from notifier.core.parser import parse_page
+from notifier.store import Store
+from notifier.store.database import (
     SchemaError,
     alembic_config,
     downgrade,
@@ -22,11 +26,7 @@ from notifier.db import (
     schema_state,
     upgrade,
 )
-from notifier.diff import diff_detail
-from notifier.numbers import parse_number
-from notifier.orm import Base, Event, Shipment
-from notifier.parser import parse_page
-from notifier.store import Store
+from notifier.store.orm import Base, Event, Shipment
 from tests.test_store import CAPTURE, NUMBER
 
 T0 = dt.datetime(2026, 11, 1, tzinfo=dt.UTC)
@@ -155,7 +155,7 @@ def test_commands_refuse_with_exit_3_until_upgraded(empty_db_url: str) -> None:
 
 
 def test_migration_scripts_ship_with_the_package() -> None:
-    from notifier.db import migrations_dir
+    from notifier.store.database import migrations_dir
 
     assert (migrations_dir() / "env.py").is_file()
     assert revisions_oldest_first()

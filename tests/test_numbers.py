@@ -6,8 +6,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
+from notifier.core.numbers import S10_WEIGHTS, NumberKind, normalise, parse_number, s10_check_digit
 from notifier.errors import InvalidNumberError
-from notifier.numbers import S10_WEIGHTS, NumberKind, normalise, parse_number, s10_check_digit
 
 GENUINE = "EL015307999JP"  # from the 2014 capture, so its check digit is Japan Post's own
 

@@ -19,12 +19,15 @@ from pathlib import Path
 
 import pytest
 
-from notifier.compose import MailSettings, draft
-from notifier.mailer import SmtpSettings, SmtpTransport
-from notifier.messages import Template
-from notifier.outbox import OutboxPolicy, drain, sending_paused
-from notifier.render import Renderer, sample_context
-from notifier.store import OutboxDraft, OutboxState, Store
+from notifier.config.smtp import SmtpSettings
+from notifier.core.compose import MailSettings, draft
+from notifier.core.messages import Template
+from notifier.core.render import Renderer, sample_context
+from notifier.core.sending import OutboxPolicy
+from notifier.core.views import OutboxDraft, OutboxState
+from notifier.net.mailer import SmtpTransport
+from notifier.pipeline.outbox import drain, sending_paused
+from notifier.store import Store
 from tests.smtp_server import (
     AUTH_PASSWORD,
     AUTH_USER,
@@ -281,9 +284,9 @@ async def test_missing_starttls_pauses_and_sends_nothing_in_plaintext(store: Sto
 
 
 async def test_operator_digest_once_a_day_with_alerts_and_stale_numbers(store: Store) -> None:
-    from notifier.numbers import parse_number
-    from notifier.poll import Notifier, queue_operator_digest
-    from notifier.rules import RulesConfig
+    from notifier.core.numbers import parse_number
+    from notifier.core.rules import RulesConfig
+    from notifier.pipeline.poll import Notifier, queue_operator_digest
 
     notifier = Notifier(rules=RulesConfig(), mail=MAIL, renderer=RENDERER)
     assert await queue_operator_digest(store, notifier, "ops@sakura.example", now=T0) == 0  # nothing to say
@@ -521,8 +524,8 @@ async def test_server_that_never_greets_pauses_with_backoff_and_alerts_after_thr
 async def test_operator_mail_that_cannot_go_out_is_an_error_and_an_alert_in_full(
     store: Store, smtp: SmtpServer, caplog: pytest.LogCaptureFixture
 ) -> None:
-    from notifier.poll import Notifier, queue_operator_digest
-    from notifier.rules import RulesConfig
+    from notifier.core.rules import RulesConfig
+    from notifier.pipeline.poll import Notifier, queue_operator_digest
 
     caplog.set_level(logging.WARNING, logger="notifier")
     notifier = Notifier(rules=RulesConfig(), mail=MAIL, renderer=RENDERER)
@@ -607,7 +610,7 @@ async def test_a_later_message_about_the_same_parcel_never_overtakes_an_earlier_
     """Two senders (instances) must not deliver "customs cleared" before "customs presented":
     a message waits while an earlier one to the same subscription about the same parcel is
     pending or being sent; other customers' and other parcels' messages do not wait."""
-    from notifier.numbers import parse_number
+    from notifier.core.numbers import parse_number
 
     shipment = await store.watch(parse_number("EJ123456785JP"), now=T0)
     other = await store.watch(parse_number("EJ123456799JP"), now=T0)
@@ -670,9 +673,9 @@ async def test_a_failing_listener_does_not_undo_the_commit(
 
 
 async def test_operator_digest_lists_stalled_parcels_and_links_the_board(store: Store) -> None:
-    from notifier.numbers import parse_number
-    from notifier.poll import Notifier, queue_operator_digest
-    from notifier.rules import RulesConfig
+    from notifier.core.numbers import parse_number
+    from notifier.core.rules import RulesConfig
+    from notifier.pipeline.poll import Notifier, queue_operator_digest
     from tests.test_store import NUMBER, page_with, poll
 
     mail = dataclasses.replace(MAIL, board_url="https://track.sakura.example/admin/")

@@ -11,8 +11,9 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from notifier.outbox import recorded_pause
-from notifier.store import AlertView, Store
+from notifier.core.sending import recorded_pause
+from notifier.core.views import AlertView
+from notifier.store import Store
 from tests.smtp_server import AUTH_PASSWORD, AUTH_USER, SmtpServer
 from tests.test_outbox import message
 
@@ -131,9 +132,9 @@ def test_only_an_open_pause_alert_newer_than_the_last_send_is_a_pause() -> None:
 
 
 def test_the_operator_board_says_the_same_of_paused_and_quiet_messages() -> None:
-    from notifier.outbox import OutboxPolicy
-    from notifier.rules import DEFAULT_STALLS
-    from notifier.store import OutboxItem, OutboxState
+    from notifier.core.rules import DEFAULT_STALLS
+    from notifier.core.sending import OutboxPolicy
+    from notifier.core.views import OutboxItem, OutboxState
     from notifier.web.admin import BoardSnapshot, Filters, build_board
 
     now = dt.datetime(2026, 12, 7, 4, 0, tzinfo=dt.UTC)  # 13:00 in Tokyo

@@ -10,9 +10,9 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
-from notifier.model import TOKYO, Layout, Locale, Outcome
-from notifier.parser import clean, page_to_json, parse_page, parse_time
-from notifier.stages import Stage
+from notifier.core.model import TOKYO, Layout, Locale, Outcome
+from notifier.core.parser import clean, page_to_json, parse_page, parse_time
+from notifier.core.stages import Stage
 
 PAGES = Path(__file__).parent / "data" / "pages"
 DETAIL = (PAGES / "en_ems_detail_intransit_2014.html").read_bytes()

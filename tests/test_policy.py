@@ -7,8 +7,8 @@ import random
 
 import pytest
 
-from notifier.policy import DAY, HOUR, NextPoll, PollingPolicy, next_poll
-from notifier.stages import Stage
+from notifier.core.policy import DAY, HOUR, NextPoll, PollingPolicy, next_poll
+from notifier.core.stages import Stage
 
 NOW = dt.datetime(2026, 11, 23, 12, 0, tzinfo=dt.UTC)
 

@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from notifier.posts import DATA_FILE, destination_posts, parse_posts, post_for
+from notifier.core.posts import DATA_FILE, destination_posts, parse_posts, post_for
 
 
 def test_the_table_covers_the_main_destinations_with_sourced_https_patterns() -> None:
@@ -64,5 +64,5 @@ def test_a_bad_row_is_refused_naming_the_file_and_key(data: dict[str, Any], mess
 def test_the_packaged_file_is_valid_toml_with_one_table_per_country() -> None:
     from importlib.resources import files
 
-    data = tomllib.loads(files("notifier").joinpath(DATA_FILE).read_text(encoding="utf-8"))
+    data = tomllib.loads(files("notifier.core").joinpath(DATA_FILE).read_text(encoding="utf-8"))
     assert parse_posts(data) == destination_posts()

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from notifier.messages import MessageContext, Template
-from notifier.previews import CUSTOMERS, pipeline_contexts, preview_context
-from notifier.render import LOCALES, Renderer
-from notifier.simulator import builtin_journeys, catalog_journeys
+from notifier.core.messages import MessageContext, Template
+from notifier.core.render import LOCALES, Renderer
+from notifier.testing.previews import CUSTOMERS, pipeline_contexts, preview_context
+from notifier.testing.simulator import builtin_journeys, catalog_journeys
 
 DOCS_MESSAGES = Path(__file__).resolve().parent.parent / "docs" / "messages"
 NOT_ABOUT_A_PARCEL = {Template.TEST, Template.OPERATOR_DIGEST}
@@ -94,7 +94,7 @@ def test_preview_command_renders_the_pipeline_message_for_the_configured_shop(tm
 
 
 def test_preview_of_the_test_message_is_the_configured_shops() -> None:
-    from notifier.previews import SAMPLE_MAIL
+    from notifier.testing.previews import SAMPLE_MAIL
 
     context = preview_context(Template.TEST, "en", SAMPLE_MAIL, Renderer())
     assert context.shop_name == SAMPLE_MAIL.shop_name

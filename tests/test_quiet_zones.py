@@ -11,13 +11,15 @@ import sys
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
-from notifier.compose import drafts_for
-from notifier.messages import Template
-from notifier.outbox import OutboxPolicy, reevaluate_quiet_hours
-from notifier.rules import Notification, Recipient, ShipmentFacts, recipient_zone
-from notifier.stages import Stage
-from notifier.store import OutboxState, Store
-from notifier.zones import country_zones
+from notifier.core.compose import drafts_for
+from notifier.core.messages import Template
+from notifier.core.rules import Notification, Recipient, ShipmentFacts, recipient_zone
+from notifier.core.sending import OutboxPolicy
+from notifier.core.stages import Stage
+from notifier.core.views import OutboxState
+from notifier.core.zones import country_zones
+from notifier.pipeline.outbox import reevaluate_quiet_hours
+from notifier.store import Store
 from tests.smtp_server import SmtpServer
 from tests.test_outbox import MAIL, RENDERER, Clock, message, run_drain, smtp, store
 
@@ -26,7 +28,7 @@ __all__ = ["smtp", "store"]
 QUIET = (dt.time(21), dt.time(8))
 # 13:06 in Tokyo: the delivered message to hanako@example.jp waited until 08:00Z.
 TOKYO_AFTERNOON = dt.datetime(2026, 12, 7, 4, 6, tzinfo=dt.UTC)
-TABLE = Path(__file__).parent.parent / "notifier" / "country_zones.csv"
+TABLE = Path(__file__).parent.parent / "notifier" / "core" / "country_zones.csv"
 
 
 def cli(config: Path, *args: str) -> subprocess.CompletedProcess[str]:

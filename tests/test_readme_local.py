@@ -16,7 +16,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys, recent_journeys
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys, recent_journeys
 from tests.test_daemon import wait_for
 from tests.test_web_daemon import free_port
 

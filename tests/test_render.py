@@ -12,9 +12,8 @@ import jinja2
 import pytest
 from markupsafe import Markup
 
-from notifier.messages import ContactLine, DigestLine, MessageContext, Template
-from notifier.previews import write_previews
-from notifier.render import (
+from notifier.core.messages import ContactLine, DigestLine, MessageContext, Template
+from notifier.core.render import (
     LOCALES,
     REDELIVERY_URL,
     SEED_ADVICE,
@@ -28,6 +27,7 @@ from notifier.render import (
     sample_context,
     templates_root,
 )
+from notifier.testing.previews import write_previews
 
 ALL = [pytest.param(t, loc, id=f"{loc}-{t.value}") for t in Template for loc in LOCALES]
 CUSTOMER = [p for p in ALL if p.values[0] is not Template.OPERATOR_DIGEST]
@@ -904,7 +904,7 @@ def test_a_digest_line_without_a_subject_has_no_empty_field(
 
 @pytest.mark.parametrize("locale", LOCALES)
 def test_the_digest_lists_stalls_and_links_the_board(renderer: Renderer, locale: str) -> None:
-    from notifier.messages import StallLine
+    from notifier.core.messages import StallLine
 
     context = dataclasses.replace(
         sample_context(Template.OPERATOR_DIGEST, locale),

@@ -8,12 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from notifier.diff import diff_detail
-from notifier.messages import Template
-from notifier.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
-from notifier.parser import parse_page
-from notifier.render import Renderer, sample_context
-from notifier.rules import (
+from notifier.core.diff import diff_detail
+from notifier.core.messages import Template
+from notifier.core.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
+from notifier.core.parser import parse_page
+from notifier.core.render import Renderer, sample_context
+from notifier.core.rules import (
     DEFAULT_STALLS,
     SHOP_FOLLOWS_UP,
     Baseline,
@@ -29,7 +29,7 @@ from notifier.rules import (
     quiet_until,
     stall_alert,
 )
-from notifier.stages import Stage
+from notifier.core.stages import Stage
 
 NUMBER = "EJ202603021JP"
 NOW = dt.datetime(2026, 3, 10, 3, 0, tzinfo=dt.UTC)

@@ -19,21 +19,15 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.compose import MailSettings, draft
 from notifier.config import parse_settings
-from notifier.cycle import CircuitBreaker, run_cycle
-from notifier.diff import diff_detail
-from notifier.mailer import SmtpTransport
-from notifier.messages import Template
-from notifier.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
-from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, drain, expected_send
-from notifier.policy import PollingPolicy
-from notifier.poll import Notifier
-from notifier.previews import _scan_time
-from notifier.render import Renderer, sample_context
-from notifier.rules import (
+from notifier.core.compose import MailSettings, draft
+from notifier.core.diff import diff_detail
+from notifier.core.messages import Template
+from notifier.core.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
+from notifier.core.numbers import parse_number
+from notifier.core.policy import PollingPolicy
+from notifier.core.render import Renderer, sample_context
+from notifier.core.rules import (
     URGENT_STAGES,
     MultiStage,
     Notification,
@@ -44,9 +38,17 @@ from notifier.rules import (
     poll_again_by,
     send_after,
 )
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
-from notifier.stages import Stage
-from notifier.store import ConfiguredWatch, OutboxDraft, OutboxState, Store
+from notifier.core.sending import OutboxPolicy, expected_send
+from notifier.core.stages import Stage
+from notifier.core.views import ConfiguredWatch, OutboxDraft, OutboxState
+from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.net.mailer import SmtpTransport
+from notifier.pipeline.cycle import CircuitBreaker, run_cycle
+from notifier.pipeline.outbox import drain
+from notifier.pipeline.poll import Notifier
+from notifier.store import Store
+from notifier.testing.previews import _scan_time
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer
 from tests.test_fresh import Recording

@@ -20,7 +20,7 @@ import pytest
 from selectolax.lexbor import LexborHTMLParser as HTMLParser
 from selectolax.lexbor import LexborNode
 
-from notifier.simulator import (
+from notifier.testing.simulator import (
     DIRECT_PATH,
     MESSAGE_NOT_FOUND,
     MESSAGE_WRONG_DIGITS,
@@ -725,7 +725,7 @@ def test_stop_does_not_wait_for_idle_keepalive_connections(simulator: Simulator)
 
 def test_serve_advances_journeys_and_stops_on_sigterm() -> None:
     code = (
-        "from notifier.simulator import builtin_journeys, serve\n"
+        "from notifier.testing.simulator import builtin_journeys, serve\n"
         "serve('127.0.0.1', 0, step_seconds=0.2, journeys=builtin_journeys())\n"
     )
     proc = subprocess.Popen(

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import httpx
 
-from notifier.simulator import RECENT_DAYS_AGO, builtin_journeys, recent_journeys
+from notifier.testing.simulator import RECENT_DAYS_AGO, builtin_journeys, recent_journeys
 from tests.test_web_daemon import free_port
 
 BIN = Path(sys.executable).parent / "notifier"

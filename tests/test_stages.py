@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from notifier.stages import (
+from notifier.core.stages import (
     ALL_STAGE_INFO,
     KNOWN_STATUSES,
     Stage,

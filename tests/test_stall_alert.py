@@ -15,14 +15,15 @@ from pathlib import Path
 
 import pytest
 
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.compose import MailSettings
-from notifier.numbers import parse_number
-from notifier.poll import Notifier, poll_detail, queue_operator_digest, queue_timed
-from notifier.render import Renderer
-from notifier.rules import RulesConfig
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
-from notifier.store import ConfiguredWatch, Store
+from notifier.core.compose import MailSettings
+from notifier.core.numbers import parse_number
+from notifier.core.render import Renderer
+from notifier.core.rules import RulesConfig
+from notifier.core.views import ConfiguredWatch
+from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.pipeline.poll import Notifier, poll_detail, queue_operator_digest, queue_timed
+from notifier.store import Store
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import Run, wait_for

@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from notifier.diff import AnomalyKind, diff_detail
-from notifier.model import Layout, Locale, Page
-from notifier.numbers import parse_number
-from notifier.parser import parse_page
-from notifier.stages import Stage
-from notifier.store import LeaseLostError, PageCapture, Store
+from notifier.core.diff import AnomalyKind, diff_detail
+from notifier.core.model import Layout, Locale, Page
+from notifier.core.numbers import parse_number
+from notifier.core.parser import parse_page
+from notifier.core.stages import Stage
+from notifier.core.views import PageCapture
+from notifier.errors import LeaseLostError
+from notifier.store import Store
 
 PAGES = Path(__file__).parent / "data" / "pages"
 CAPTURE = (PAGES / "en_ems_detail_intransit_2014.html").read_bytes()
@@ -229,7 +231,7 @@ async def test_subscriptions_are_unique_per_person_and_shipment(store: Store) ->
     await store.subscribe(shipment.id, "a@example.com", locale="ja", now=T0, time_zone="Asia/Tokyo")
     from sqlalchemy import func, select
 
-    from notifier.orm import Subscription
+    from notifier.store.orm import Subscription
 
     async with store.engine.connect() as connection:
         rows = (
@@ -292,7 +294,7 @@ async def test_reused_number_retires_the_old_shipment(store: Store) -> None:
 async def test_snapshots_are_stored_compressed(store: Store) -> None:
     from sqlalchemy import func, select
 
-    from notifier.orm import Snapshot
+    from notifier.store.orm import Snapshot
 
     shipment = await store.watch(parse_number(NUMBER), now=T0)
     await poll(store, shipment.id, page_with(5), T0)

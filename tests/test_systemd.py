@@ -14,8 +14,8 @@ from pathlib import Path
 
 import pytest
 
-from notifier.sdnotify import Notifier, watchdog_interval
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.net.sdnotify import Notifier, watchdog_interval
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 
 UNIT = Path(__file__).parent.parent / "systemd" / "notifier.service"
 needs_analyze = pytest.mark.skipif(

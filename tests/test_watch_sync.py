@@ -10,12 +10,13 @@ from collections.abc import AsyncIterator
 import pytest
 from sqlalchemy import update
 
-from notifier.numbers import parse_number, s10_check_digit
-from notifier.orm import Shipment
-from notifier.policy import PollingPolicy
-from notifier.reschedule import moves, window
-from notifier.stages import Stage
-from notifier.store import WATCHED_BY_CLI, WATCHED_BY_CONFIG, ConfiguredWatch, ScheduledRow, Store
+from notifier.core.numbers import parse_number, s10_check_digit
+from notifier.core.policy import PollingPolicy
+from notifier.core.reschedule import moves, window
+from notifier.core.stages import Stage
+from notifier.core.views import WATCHED_BY_CLI, WATCHED_BY_CONFIG, ConfiguredWatch, ScheduledRow
+from notifier.store import Store
+from notifier.store.orm import Shipment
 
 T0 = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 HOUR = dt.timedelta(hours=1)

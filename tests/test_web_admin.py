@@ -15,18 +15,20 @@ from typing import cast
 import httpx
 import pytest
 
-from notifier.activity import Activity
 from notifier.config import HttpSettings, Settings, parse_settings
-from notifier.cycle import CircuitBreaker
-from notifier.diff import diff_detail
+from notifier.config.password import PasswordHash
+from notifier.core.diff import diff_detail
+from notifier.core.mime import make_message_id
+from notifier.core.numbers import parse_number, s10_check_digit
+from notifier.core.parser import parse_page
+from notifier.core.rules import DEFAULT_STALLS
+from notifier.core.sending import OutboxPolicy
+from notifier.core.stages import Stage
+from notifier.core.views import AlertView, OutboxDraft, OutboxItem, OutboxState, PageCapture, ShipmentView
 from notifier.errors import ConfigError
-from notifier.mailer import make_message_id
-from notifier.numbers import parse_number, s10_check_digit
-from notifier.outbox import OutboxPolicy
-from notifier.parser import parse_page
-from notifier.rules import DEFAULT_STALLS
-from notifier.stages import Stage
-from notifier.store import AlertView, OutboxDraft, OutboxItem, OutboxState, PageCapture, ShipmentView, Store
+from notifier.pipeline.activity import Activity
+from notifier.pipeline.cycle import CircuitBreaker
+from notifier.store import Store
 from notifier.web.admin import (
     FLASH_COOKIE,
     SESSION_COOKIE,
@@ -42,7 +44,6 @@ from notifier.web.admin import (
     stall_of,
 )
 from notifier.web.app import build_app
-from notifier.web.password import PasswordHash
 from notifier.web.state import DaemonView
 from tests.web_server import serving
 
@@ -828,7 +829,7 @@ async def test_logout_ends_the_session(served: Board, operator: httpx.AsyncClien
 
 @pytest.mark.usefixtures("no_admin_env")
 def test_the_operator_digest_links_the_board_only_when_there_is_one(tmp_path: Path) -> None:
-    from notifier.cli_mail import mail_settings
+    from notifier.pipeline.wiring import mail_settings
 
     config = tmp_path / "notifier.toml"
     assert mail_settings(parse_settings(http_config(tmp_path), config)).board_url is None

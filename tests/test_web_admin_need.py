@@ -12,16 +12,17 @@ from typing import cast
 import httpx
 import pytest
 
-from notifier.diff import diff_detail
-from notifier.mailer import make_message_id
-from notifier.model import EventTime, TrackingEvent
-from notifier.numbers import parse_number
-from notifier.outbox import OutboxPolicy, SendingPause
-from notifier.parser import parse_page
-from notifier.rules import DEFAULT_STALLS
-from notifier.simulator import Simulator, builtin_journeys
-from notifier.stages import Stage
-from notifier.store import OutboxDraft, OutboxState, Store
+from notifier.core.diff import diff_detail
+from notifier.core.mime import make_message_id
+from notifier.core.model import EventTime, TrackingEvent
+from notifier.core.numbers import parse_number
+from notifier.core.parser import parse_page
+from notifier.core.rules import DEFAULT_STALLS
+from notifier.core.sending import OutboxPolicy, SendingPause
+from notifier.core.stages import Stage
+from notifier.core.views import OutboxDraft, OutboxState
+from notifier.store import Store
+from notifier.testing.simulator import Simulator, builtin_journeys
 from notifier.web.admin import (
     NEED_ACTION,
     NEED_ALERTS,

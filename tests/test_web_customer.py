@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import httpx
 
+from notifier.core.links import Purpose
 from notifier.store import Store
-from notifier.web.tokens import Purpose
 from tests import web_site
 from tests.web_site import ENGLISH, JAPANESE, Site
 

@@ -19,9 +19,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from notifier.db import make_engine
-from notifier.simulator import Journey, Simulator, SimulatorServer
-from notifier.web.tokens import Purpose, Signer
+from notifier.core.links import Purpose, Signer
+from notifier.store.database import make_engine
+from notifier.testing.simulator import Journey, Simulator, SimulatorServer
 from tests import test_daemon
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import Run, config_text, wait_for

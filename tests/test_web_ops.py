@@ -18,12 +18,12 @@ from starlette.applications import Starlette
 from starlette.types import ASGIApp
 
 from notifier.config import load_settings
-from notifier.cycle import CircuitBreaker, CycleStats
-from notifier.daemon import Daemon
-from notifier.orm import OutboxMessage, Shipment
-from notifier.outbox import SendingPause
-from notifier.simulator import Fault, Simulator, SimulatorServer
+from notifier.core.sending import SendingPause
+from notifier.daemon.service import Daemon
+from notifier.pipeline.cycle import CircuitBreaker, CycleStats
 from notifier.store import Store
+from notifier.store.orm import OutboxMessage, Shipment
+from notifier.testing.simulator import Fault, Simulator, SimulatorServer
 from notifier.web.ops import (
     OVERDUE_AFTER,
     HealthSnapshot,
@@ -319,7 +319,7 @@ async def _database_answers(client: httpx.AsyncClient, base: str) -> bool:
 
 
 def test_failing_cycles_are_those_of_an_open_circuit_an_unreadable_page_or_an_error() -> None:
-    from notifier.activity import cycle_failing
+    from notifier.pipeline.activity import cycle_failing
 
     closed = CircuitBreaker()
     assert not cycle_failing(CycleStats(claimed=3, failed=1), closed)

@@ -10,18 +10,18 @@ import re
 import pytest
 from markupsafe import escape
 
-from notifier.compose import MailSettings, context_for
-from notifier.contacts import international_phone
-from notifier.mailer import build_message
-from notifier.messages import RenderedMessage, Template
-from notifier.model import ContactOffice, EventTime, TrackingEvent
-from notifier.poll import facts
-from notifier.render import Renderer, journey
-from notifier.rules import Notification, Recipient
-from notifier.stages import Stage, stage_info
-from notifier.store import ShipmentView
+from notifier.core.compose import MailSettings, context_for
+from notifier.core.contacts import international_phone
+from notifier.core.links import Links, Purpose, Signer
+from notifier.core.messages import RenderedMessage, Template
+from notifier.core.mime import build_message
+from notifier.core.model import ContactOffice, EventTime, TrackingEvent
+from notifier.core.render import Renderer, journey
+from notifier.core.rules import Notification, Recipient
+from notifier.core.stages import Stage, stage_info
+from notifier.core.views import ShipmentView
+from notifier.pipeline.poll import facts
 from notifier.web.pages import UnsubscribePage, tracking_page
-from notifier.web.tokens import Links, Purpose, Signer
 
 SIGNER = Signer("a secret for the page tests, long enough")
 MAIL = MailSettings(
@@ -162,7 +162,7 @@ def test_with_http_every_email_carries_one_click_and_the_mailto_beside_it() -> N
         stage=Stage.DELIVERED,
         recipient=Recipient(subscription_id=1, email=ADDRESS, locale="en"),
     )
-    from notifier.compose import draft
+    from notifier.core.compose import draft
 
     drafted = draft(
         context_for(notification, facts(shipment(Stage.DELIVERED)), (), (), MAIL),

@@ -7,7 +7,7 @@ import base64
 from hypothesis import given
 from hypothesis import strategies as st
 
-from notifier.web.tokens import ALL, Claim, Links, Purpose, Signer
+from notifier.core.links import ALL, Claim, Links, Purpose, Signer
 
 SECRET = "the shop's secret, long enough to sign"
 signer = Signer(SECRET)

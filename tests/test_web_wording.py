@@ -9,17 +9,18 @@ from pathlib import Path
 
 import httpx
 
-from notifier.cli_mail import mail_settings, notifier_for, web_links
-from notifier.client import ClientSettings, JapanPostClient
-from notifier.localize import PageWording, pair_wording, wording_from_json, wording_json
-from notifier.model import ContactOffice, TrackingEvent
-from notifier.numbers import parse_number
-from notifier.parser import parse_page
-from notifier.poll import Notifier, poll_detail
-from notifier.render import Renderer
-from notifier.rules import RulesConfig
-from notifier.simulator import Simulator, SimulatorServer, builtin_journeys
-from notifier.store import ConfiguredWatch, Store
+from notifier.core.localize import PageWording, pair_wording, wording_from_json, wording_json
+from notifier.core.model import ContactOffice, TrackingEvent
+from notifier.core.numbers import parse_number
+from notifier.core.parser import parse_page
+from notifier.core.render import Renderer
+from notifier.core.rules import RulesConfig
+from notifier.core.views import ConfiguredWatch
+from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.pipeline.poll import Notifier, poll_detail
+from notifier.pipeline.wiring import mail_settings, notifier_for, web_links
+from notifier.store import Store
+from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from notifier.web.app import build_app
 from tests.web_server import serving
 from tests.web_site import View, settings_for

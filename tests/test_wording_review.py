@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from notifier.render import templates_root
-from notifier.stages import ALL_STAGE_INFO
-from notifier.wording_review import FORBIDDEN, REVIEW_FILE, collect, review_document, violations
+from notifier.core.render import templates_root
+from notifier.core.stages import ALL_STAGE_INFO
+from notifier.testing.wording_review import FORBIDDEN, REVIEW_FILE, collect, review_document, violations
 
 ROOT = Path(__file__).resolve().parents[1]
 

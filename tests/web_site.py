@@ -18,18 +18,18 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import Route
 
-from notifier.activity import Activity
-from notifier.cli_mail import notifier_for, web_links
 from notifier.config import Settings, parse_settings
-from notifier.cycle import CircuitBreaker
-from notifier.diff import diff_detail
-from notifier.numbers import parse_number
-from notifier.parser import parse_page
-from notifier.poll import Notifier
+from notifier.core.diff import diff_detail
+from notifier.core.links import Links
+from notifier.core.numbers import parse_number
+from notifier.core.parser import parse_page
+from notifier.pipeline.activity import Activity
+from notifier.pipeline.cycle import CircuitBreaker
+from notifier.pipeline.poll import Notifier
+from notifier.pipeline.wiring import notifier_for, web_links
 from notifier.store import Store
 from notifier.web.app import build_app
 from notifier.web.server import WebServer, bind
-from notifier.web.tokens import Links
 from tests.test_store import CAPTURE, NUMBER
 
 T = TypeVar("T")

@@ -25,16 +25,17 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from notifier.cli_mail import goes_note, outbox_policy
-from notifier.mailer import AddressError, validate_address
-from notifier.model import TrackingEvent
-from notifier.outbox import OutboxPolicy, RecordedPause, expected_send, recorded_pause
-from notifier.render import templates_root
-from notifier.rules import StallRule
-from notifier.stages import Stage, stage_info
-from notifier.store import AlertView, OutboxItem, OutboxState, ShipmentView, Store
+from notifier.config.password import PasswordHash
+from notifier.core.mime import AddressError, validate_address
+from notifier.core.model import TrackingEvent
+from notifier.core.render import templates_root
+from notifier.core.rules import StallRule
+from notifier.core.sending import OutboxPolicy, RecordedPause, expected_send, goes_note, recorded_pause
+from notifier.core.stages import Stage, stage_info
+from notifier.core.views import AlertView, OutboxItem, OutboxState, ShipmentView
+from notifier.pipeline.wiring import outbox_policy
+from notifier.store import Store
 from notifier.web.ops import circuit_open, health, health_snapshot
-from notifier.web.password import PasswordHash
 from notifier.web.state import DaemonView
 
 logger = logging.getLogger(__name__)

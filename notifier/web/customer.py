@@ -9,15 +9,15 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from notifier.cli_mail import mail_settings
-from notifier.compose import POLL_LOCALE, display_number
-from notifier.localize import wording_from_json
-from notifier.poll import Notifier
-from notifier.render import Renderer
-from notifier.web.app import error_page, shop_contact
+from notifier.core.compose import POLL_LOCALE, display_number
+from notifier.core.links import ALL, Purpose, Signer
+from notifier.core.localize import wording_from_json
+from notifier.core.render import Renderer
+from notifier.pipeline.poll import Notifier
+from notifier.pipeline.wiring import mail_settings
+from notifier.web.errors import error_page, shop_contact
 from notifier.web.pages import LOCALES, UnsubscribePage, page_locale, tracking_page
 from notifier.web.state import DaemonView
-from notifier.web.tokens import ALL, Purpose, Signer
 
 logger = logging.getLogger(__name__)
 

@@ -16,10 +16,11 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from notifier.activity import CYCLE_OUTCOMES, EMAIL_OUTCOMES, POLL_OUTCOMES, REQUEST_KINDS
-from notifier.outbox import SendingPause, sending_paused
-from notifier.stages import Stage
-from notifier.store import OpsCounts, OutboxState
+from notifier.core.sending import SendingPause
+from notifier.core.stages import Stage
+from notifier.core.views import OpsCounts, OutboxState
+from notifier.pipeline.activity import CYCLE_OUTCOMES, EMAIL_OUTCOMES, POLL_OUTCOMES, REQUEST_KINDS
+from notifier.pipeline.outbox import sending_paused
 from notifier.web.state import DaemonView
 
 logger = logging.getLogger(__name__)

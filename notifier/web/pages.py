@@ -7,14 +7,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from notifier.compose import MailSettings, context_for, tracking_url
-from notifier.contacts import arrived_abroad
-from notifier.localize import PageWording
-from notifier.messages import EventLine, MessageContext, Template
-from notifier.model import ContactOffice, TrackingEvent
-from notifier.poll import facts
-from notifier.rules import Notification, Recipient
-from notifier.store import ShipmentView
+from notifier.core.compose import MailSettings, context_for, tracking_url
+from notifier.core.contacts import arrived_abroad
+from notifier.core.localize import PageWording
+from notifier.core.messages import EventLine, MessageContext, Template
+from notifier.core.model import ContactOffice, TrackingEvent
+from notifier.core.rules import Notification, Recipient
+from notifier.core.views import ShipmentView
+from notifier.pipeline.poll import facts
 
 LOCALES = ("en", "ja")
 # The stages whose message wording explains them; others show the stage's meaning alone.

@@ -6,10 +6,10 @@ import datetime as dt
 from typing import TYPE_CHECKING, Protocol
 
 if TYPE_CHECKING:
-    from notifier.activity import Activity
     from notifier.config import Settings
-    from notifier.cycle import CircuitBreaker
-    from notifier.poll import Notifier
+    from notifier.pipeline.activity import Activity
+    from notifier.pipeline.cycle import CircuitBreaker
+    from notifier.pipeline.poll import Notifier
     from notifier.store import Store
 
 

@@ -1,0 +1,1 @@
+"""The long-running service: scheduler, reloads, disk guard and log format."""

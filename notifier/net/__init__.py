@@ -1,0 +1,1 @@
+"""The remote parties: Japan Post over HTTP, SMTP, operator webhooks and systemd's notify socket."""

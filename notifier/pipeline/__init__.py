@@ -1,0 +1,1 @@
+"""Where the pure core meets the shells: polling, cycles, the outbox drain, alerts and their wiring."""
