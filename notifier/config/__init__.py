@@ -4,8 +4,14 @@ The package is split by concern: settings (the dataclasses, the declaration), to
 checks (values, addresses, URLs, identity), watches, rules, parse (the sections, pure) and
 sources (the only module that reads files, the environment or systemd credentials)."""
 
-from notifier.config.checks import EXAMPLE_IDENTITY_WARNING, name_problem, parse_duration
-from notifier.config.parse import parse_settings, sending_smtp, start_refusals, web_secret
+from notifier.config.checks import (
+    EXAMPLE_IDENTITY_WARNING,
+    name_problem,
+    parse_duration,
+    sending_smtp,
+    web_secret,
+)
+from notifier.config.parse import parse_settings
 from notifier.config.settings import (
     CONFIG_ENV,
     CREDENTIAL_NAME,
@@ -26,7 +32,7 @@ from notifier.config.settings import (
     Settings,
     Watch,
 )
-from notifier.config.sources import load_settings, matching_watch_files, read_password
+from notifier.config.sources import load_settings, matching_watch_files, read_password, start_refusals
 from notifier.config.watches import _PLAIN_ADDRESS, _subscriber_address
 from notifier.errors import ConfigError
 

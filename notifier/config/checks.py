@@ -22,6 +22,7 @@ from notifier.config.settings import (
     MAX_DURATION,
     HttpSettings,
     NotificationSettings,
+    Settings,
 )
 from notifier.config.smtp import SmtpSettings, is_loopback
 from notifier.config.toml import _Problems
@@ -30,6 +31,7 @@ from notifier.core.identity import EXAMPLE_SHOP_NAME, EXAMPLE_SHOP_PHONE, addres
 from notifier.core.messages import Template
 from notifier.core.mime import AddressError, make_message_id, validate_address
 from notifier.core.stages import Stage
+from notifier.errors import ConfigError
 from notifier.store.database import DatabaseError, async_url
 from notifier.store.orm import OutboxMessage, Subscription, column_size
 
@@ -392,3 +394,21 @@ def _phone(table: dict[str, Any], problems: _Problems) -> str:
         )
         return ""
     return value.strip()
+
+
+def sending_smtp(settings: Settings) -> SmtpSettings | None:
+    """The SMTP settings for a command that sends mail: a ConfigError when the login's password
+    cannot be had here, rather than a send that the server refuses."""
+    if settings.smtp_login_problem is not None:
+        raise ConfigError(settings.smtp_login_problem)
+    return settings.smtp
+
+
+def web_secret(settings: Settings) -> str | None:
+    """The web face's secret for what serves pages or queues customer mail with links: None
+    without [http], a ConfigError naming where it looked when [http] is set and it is missing."""
+    if settings.http is None:
+        return None
+    if settings.http_secret_problem is not None or not settings.http.secret:
+        raise ConfigError(settings.http_secret_problem or "[http]: no secret")
+    return settings.http.secret

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import os
 import re
 from pathlib import Path
 from typing import Any
@@ -46,8 +45,11 @@ from notifier.config.sources import (
     _find_secret,
     _fixed_folder,
     _watch_file,
+    environment_has,
+    is_folder,
     matching_watch_files,
     read_password,
+    working_folder,
 )
 from notifier.config.toml import _by_place, _parse_toml, _Problems
 from notifier.config.watches import _watch_file_patterns, _watches
@@ -243,7 +245,7 @@ def _http(data: dict[str, Any], problems: _Problems, base: Path) -> HttpSettings
     elif len(secret) < HTTP_SECRET_MIN:
         if "secret_file" in table:
             key, source = "http.secret_file", f"in {table['secret_file']}"
-        elif os.environ.get(HTTP_SECRET_ENV):
+        elif environment_has(HTTP_SECRET_ENV):
             key, source = "http", f"in ${HTTP_SECRET_ENV}"
         else:
             key, source = "http", f'of the systemd credential "{HTTP_CREDENTIAL_NAME}"'
@@ -284,7 +286,7 @@ def _admin_password(table: dict[str, Any], problems: _Problems, base: Path) -> P
     if len(password) < HTTP_ADMIN_PASSWORD_MIN:
         if "admin_password_file" in table:
             key, source = "http.admin_password_file", f"in {table['admin_password_file']}"
-        elif os.environ.get(HTTP_ADMIN_PASSWORD_ENV):
+        elif environment_has(HTTP_ADMIN_PASSWORD_ENV):
             key, source = "http", f"in ${HTTP_ADMIN_PASSWORD_ENV}"
         else:
             key, source = "http", f'of the systemd credential "{HTTP_ADMIN_CREDENTIAL_NAME}"'
@@ -351,7 +353,7 @@ def parse_settings(text: str, source: Path | None = None) -> Settings:
 def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     data = _parse_toml(text, where)
     problems = _Problems(text, where)
-    base = source.parent if source else Path.cwd()
+    base = source.parent if source else working_folder()
     database = _section(data, "database", problems)
     japanpost = _section(data, "japanpost", problems)
     url = database.get("url", DEFAULT_DATABASE_URL)
@@ -395,7 +397,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     watch_files = matching_watch_files(patterns, source)
     for pattern in _watch_file_patterns(data.get("polling"), _Problems("", where)):
         folder = _fixed_folder(base, pattern)
-        if not folder.is_dir():
+        if not is_folder(folder):
             # A mistyped folder would match nothing and unwatch every number it should hold; an
             # existing empty folder (nothing imported yet) is fine.
             problems.add("polling.watch_files", f"{pattern!r}: the folder {folder} does not exist")
@@ -436,38 +438,3 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         http_secret_problem=problems.http_secret,
         example_identity_allowed=example_identity_allowed,
     )
-
-
-def sending_smtp(settings: Settings) -> SmtpSettings | None:
-    """The SMTP settings for a command that sends mail: a ConfigError when the login's password
-    cannot be had here, rather than a send that the server refuses."""
-    if settings.smtp_login_problem is not None:
-        raise ConfigError(settings.smtp_login_problem)
-    return settings.smtp
-
-
-def web_secret(settings: Settings) -> str | None:
-    """The web face's secret for what serves pages or queues customer mail with links: None
-    without [http], a ConfigError naming where it looked when [http] is set and it is missing."""
-    if settings.http is None:
-        return None
-    if settings.http_secret_problem is not None or not settings.http.secret:
-        raise ConfigError(settings.http_secret_problem or "[http]: no secret")
-    return settings.http.secret
-
-
-def start_refusals(settings: Settings) -> list[str]:
-    """Why `notifier run` would refuse to start with `settings`, one self-contained line each in
-    the words it logs (and `config check` prints): a login without its password, [http] without
-    its secret, a SQLite database whose folder is missing or not writable. [] when it would start."""
-    from notifier.store.dbenv import database_file_problem
-
-    refusals = []
-    for check in (sending_smtp, web_secret):
-        try:
-            check(settings)
-        except ConfigError as exc:
-            refusals.append(str(exc))
-    if (problem := database_file_problem(settings.database.url)) is not None:
-        refusals.append(str(problem))
-    return refusals

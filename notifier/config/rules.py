@@ -24,7 +24,7 @@ from notifier.config.checks import (
     parse_duration,
 )
 from notifier.config.settings import _RULE_KEYS, MAX_ATTEMPTS, NotificationSettings
-from notifier.config.sources import _file_path
+from notifier.config.sources import _file_path, is_folder
 from notifier.config.toml import _Problems
 from notifier.config.watches import _zone_problem
 from notifier.core.messages import Template
@@ -226,7 +226,7 @@ def _notifications(
                 alert_batch = defaults.alert_batch
     templates = _string(table, "templates", "notifications.templates", problems)
     template_dir = _file_path(base, templates) if templates else None
-    if template_dir is not None and not template_dir.is_dir():
+    if template_dir is not None and not is_folder(template_dir):
         problems.add("notifications.templates", f"{template_dir} is not a directory")
     outbox_dir = _string(table, "outbox_dir", "notifications.outbox_dir", problems)
     unsubscribe = _string(table, "unsubscribe", "notifications.unsubscribe", problems)

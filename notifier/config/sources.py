@@ -10,7 +10,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from notifier.config.checks import _database_url
+from notifier.config.checks import _database_url, sending_smtp, web_secret
 from notifier.config.settings import (
     CONFIG_ENV,
     CREDENTIAL_NAME,
@@ -170,3 +170,34 @@ def load_settings(path: str | None, *, database_url: str | None = None) -> Setti
             raise ConfigError(f"database URL from --database-url or ${DATABASE_URL_ENV}: {reason}")
         settings = dataclasses.replace(settings, database=DatabaseSettings(url=override))
     return settings
+
+
+def is_folder(path: Path) -> bool:
+    return path.is_dir()
+
+
+def environment_has(name: str) -> bool:
+    """Whether $name is set and not empty."""
+    return bool(os.environ.get(name))
+
+
+def working_folder() -> Path:
+    """What relative paths in a config text without a file are relative to."""
+    return Path.cwd()
+
+
+def start_refusals(settings: Settings) -> list[str]:
+    """Why `notifier run` would refuse to start with `settings`, one self-contained line each in
+    the words it logs (and `config check` prints): a login without its password, [http] without
+    its secret, a SQLite database whose folder is missing or not writable. [] when it would start."""
+    from notifier.store.dbenv import database_file_problem
+
+    refusals = []
+    for check in (sending_smtp, web_secret):
+        try:
+            check(settings)
+        except ConfigError as exc:
+            refusals.append(str(exc))
+    if (problem := database_file_problem(settings.database.url)) is not None:
+        refusals.append(str(problem))
+    return refusals
