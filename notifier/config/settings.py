@@ -242,7 +242,11 @@ KEYS: tuple[Key, ...] = (
         "every request failing this long raises site_down",
     ),
     Key(
-        "polling", "tick", "duration", '"5s"', "how often the daemon looks for due shipments (at least 0.1 s)"
+        "polling",
+        "tick",
+        "duration",
+        _D(dt.timedelta(seconds=Settings().poll_tick)),
+        "how often the daemon looks for due shipments (at least 0.1 s)",
     ),
     Key("polling", "intervals", "table of durations", "per stage", "poll interval for each stage"),
     Key(
