@@ -75,8 +75,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
     if args.stdlib_toml:
-        config._toml_loads = tomllib.loads
-    parser_name = getattr(getattr(config, "_toml_loads", tomllib.loads), "__module__", "?").split(".")[0]
+        config.toml._toml_loads = tomllib.loads
+    parser_name = getattr(getattr(config.toml, "_toml_loads", tomllib.loads), "__module__", "?").split(".")[0]
     print(f"python {sys.version.split()[0]}, TOML parser {parser_name}; median (best) of {args.rounds} loads")
     print(f"{'watches':>8}  {'main file':>20}  {f'watch_files ({PER_FILE}/file)':>24}  per watch")
     for count in args.sizes:
