@@ -18,7 +18,8 @@ def made_own(text: str) -> str:
     for line in text.splitlines(keepends=True):
         if MARK in line:
             line = (
-                line.replace("sakura.example", SHOP_DOMAIN)
+                line.replace("smtp.example.com", f"smtp.{SHOP_DOMAIN}")
+                .replace("sakura.example", SHOP_DOMAIN)
                 .replace("Sakura Stationery", SHOP_NAME)
                 .replace("+81 3-1234-5678", SHOP_PHONE)
             )

@@ -33,7 +33,7 @@ def test_example_config_loads_completely(tmp_path: Path, monkeypatch: pytest.Mon
     assert settings.japanpost.budget == "shared"
     assert settings.smtp is not None
     assert (settings.smtp.host, settings.smtp.port, settings.smtp.security) == (
-        "smtp.example.com",
+        f"smtp.{SHOP_DOMAIN}",
         587,
         "starttls",
     )

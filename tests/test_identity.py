@@ -45,7 +45,9 @@ def test_the_example_shop_is_refused_with_smtp_on_exactly_the_marked_lines(tmp_p
     )
     keys = {key for _, key, _ in refused}
     assert keys == {
+        "smtp.host",
         "smtp.from",
+        "notifications.operator",
         "notifications.reply_to",
         "notifications.unsubscribe",
         "notifications.shop_name",
@@ -54,6 +56,10 @@ def test_the_example_shop_is_refused_with_smtp_on_exactly_the_marked_lines(tmp_p
     # Every refused line is one the example's comments tell every shop to change.
     assert {int(line) for line, _, _ in refused} <= marked_lines(EXAMPLE.read_text(encoding="utf-8"))
     assert "smtp.from: Sakura Stationery <shop@sakura.example> is on .example" in check.stderr
+    # Not customer-facing, but mail would be lost: no relay answers there, alerts reach nobody.
+    assert "smtp.host: smtp.example.com is on example.com, a domain reserved for examples" in check.stderr
+    assert "notifications.operator: ops@sakura.example is on .example" in check.stderr
+    assert "operator alerts and the daily digest would reach nobody" in check.stderr
     assert "allow_example_identity" in check.stderr  # the way out for a trial is named
     run = notifier(config, "run")
     assert run.returncode == 2, run.stderr
@@ -97,13 +103,16 @@ def test_an_unsubscribe_that_defaults_to_an_example_operator_is_refused(tmp_path
     assert check.returncode == 2, check.stdout + check.stderr
     assert f"{config}:7: notifications.operator: ops@shop.example.org is on example.org" in check.stderr
     assert "List-Unsubscribe defaults to mailto: the operator" in check.stderr
-    # Its own unsubscribe address makes the operator's domain the operator's business; the
-    # subscriber on example.com is a customer, not the shop, and stays.
-    config = smtp_config(
-        tmp_path,
-        relay,
-        'operator = "ops@shop.example.org"\nunsubscribe = "mailto:unsubscribe@sakura-bungu.jp"',
-    )
+    # With its own unsubscribe address the operator's is no customer's business, but alerts and
+    # the digest sent there would reach nobody: still refused, for that reason.
+    own = 'unsubscribe = "mailto:unsubscribe@sakura-bungu.jp"'
+    config = smtp_config(tmp_path, relay, f'operator = "ops@shop.example.org"\n{own}')
+    check = notifier(config, "config", "check")
+    assert check.returncode == 2, check.stdout + check.stderr
+    assert "ops@shop.example.org is on example.org" in check.stderr
+    assert "operator alerts and the daily digest would reach nobody" in check.stderr
+    assert "List-Unsubscribe defaults" not in check.stderr
+    config = smtp_config(tmp_path, relay, f'operator = "ops@sakura-bungu.jp"\n{own}')
     check = notifier(config, "config", "check")
     assert check.returncode == 0, check.stdout + check.stderr
 

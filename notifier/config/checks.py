@@ -367,6 +367,20 @@ def _identity(
         problems.add(
             key, f"{what}: with [smtp] customers would {meets}; put your shop's own here{_TRIAL_HINT}"
         )
+    # Not seen by customers, but a placeholder here loses mail all the same: no relay answers on
+    # a reserved name, and alerts to a reserved operator address reach nobody.
+    if (why := reserved_domain(smtp.host)) not in (None, "localhost", "a loopback address"):
+        problems.add(
+            "smtp.host",
+            f"{smtp.host} is on {why}, a domain reserved for examples (RFC 2606/6761): no mail server "
+            "answers there; put your provider's relay here",
+        )
+    if n.operator and "unsubscribe" in raw and (why := _reserved(address_domain(n.operator))) is not None:
+        problems.add(
+            "notifications.operator",
+            f"{n.operator} {why}: operator alerts and the daily digest would reach nobody; put your "
+            f"own address here{_TRIAL_HINT}",
+        )
     return False
 
 
