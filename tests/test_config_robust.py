@@ -540,6 +540,25 @@ def test_a_missing_password_is_reported_once_and_an_unused_one_is_ignored(
     assert (loaded.smtp.username, loaded.smtp.password) == (None, None)
 
 
+def test_a_relay_without_login_ignores_the_units_credential(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under systemd the unit loads the smtp-password credential whatever the config says; a
+    relay without AUTH (no username) keeps an empty file there, which is not an error."""
+    credentials = tmp_path / "credentials"
+    credentials.mkdir()
+    (credentials / "smtp-password").write_text("", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(credentials))
+    monkeypatch.delenv("NOTIFIER_SMTP_PASSWORD", raising=False)
+    relay = '[smtp]\nhost = "127.0.0.1"\nsecurity = "none"\nfrom = "a@sakura-bungu.jp"\n'
+    loaded = parse_settings(relay, tmp_path / "c.toml")
+    assert loaded.smtp is not None
+    assert (loaded.smtp.username, loaded.smtp.password) == (None, None)
+    # With a login the same empty credential is named.
+    with pytest.raises(ConfigError, match=r"smtp\.username: .*smtp-password.*is empty"):
+        parse_settings(relay + 'username = "u"\n', tmp_path / "c.toml")
+
+
 # --- sizes: what passes the check fits the database, on PostgreSQL too -------------------------
 
 

@@ -32,9 +32,9 @@ SERVICE_GID = 65534
 
 def readme_systemd_block() -> str:
     section = SYSTEMD_HOWTO.read_text(encoding="utf-8")
-    match = re.search(r"```sh\n(.*?)```", section, re.S)
-    assert match, "the systemd section has a shell block"
-    return match.group(1)
+    blocks = re.findall(r"```sh\n(.*?)```", section, re.S)
+    assert blocks, "the systemd how-to has shell blocks"
+    return "".join(blocks)
 
 
 def unit_settings() -> dict[str, list[str]]:
@@ -69,6 +69,10 @@ def test_readme_install_gives_every_command_what_the_service_has() -> None:
         "LoadCredential=smtp-password:/etc/notifier/smtp-password",
     ):
         assert needed in options, needed
+    # The files it creates get the unit's modes, and the transient unit does not linger.
+    for key in ("StateDirectoryMode", "UMask", "ConfigurationDirectory"):
+        assert f"{key}={unit_settings()[key][0]}" in options, key
+    assert "--collect" in options
     assert "smtp-password:/etc/notifier/smtp-password" in "".join(unit_settings()["LoadCredential"])
     # What Documentation= points at: the README and the install how-to, both installed by the block.
     documentation = unit_settings()["Documentation"]

@@ -123,7 +123,7 @@ def _smtp(data: dict[str, Any], problems: _Problems, base: Path) -> tuple[SmtpSe
                 problems.add("smtp.timeout", "must be more than 0 seconds")
                 timeout = 60.0
     username = _string(smtp, "username", "smtp.username", problems)
-    password = read_password(smtp, problems, base)
+    password = read_password(smtp, problems, base, login=bool(username))
     login_problem = None
     if username and not password:
         # Only sending needs it: `status`, `db backup` and the like run as root beside a service

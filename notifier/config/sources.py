@@ -30,14 +30,18 @@ def _file_path(base: Path, text: str) -> Path:
     return base / os.path.expanduser(text)
 
 
-def read_password(smtp: dict[str, Any], problems: _Problems, base: Path) -> str | None:
+def read_password(smtp: dict[str, Any], problems: _Problems, base: Path, *, login: bool) -> str | None:
     """The SMTP password: password_file, else $NOTIFIER_SMTP_PASSWORD, else the systemd
-    credential `smtp-password`. Never from the TOML itself."""
+    credential `smtp-password`. Never from the TOML itself. Without a login (`login`: a username
+    is set) only a password_file the config names is read: the environment and the credential
+    may be there for other reasons (the unit's empty fallback for a relay without AUTH)."""
     if "password" in smtp:
         problems.add(
             "smtp.password",
             "passwords do not go in the config file; use password_file or $NOTIFIER_SMTP_PASSWORD",
         )
+    if not login and "password_file" not in smtp:
+        return None
     return _find_secret(
         smtp,
         "password_file",
