@@ -46,13 +46,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from notifier.core.compose import MailSettings, draft, tracking_url, unsubscribe_uri
 from notifier.core.messages import MessageContext, Template
 from notifier.core.numbers import s10_check_digit
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.sending import OutboxPolicy
 from notifier.core.views import OutboxDraft, OutboxItem
 from notifier.net.mailer import SmtpTransport
 from notifier.pipeline.outbox import drain
 from notifier.store import Store
 from notifier.store.database import make_engine, upgrade
+from notifier.testing.samples import sample_context
 
 if TYPE_CHECKING:
     from tests.smtp_server import SmtpServer

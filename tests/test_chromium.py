@@ -15,7 +15,8 @@ from typing import Any
 import pytest
 
 from notifier.core.messages import Template
-from notifier.core.render import LOCALES, Renderer, render_preview, sample_context
+from notifier.core.render import LOCALES, Renderer
+from notifier.testing.samples import render_preview, sample_context
 
 WIDTHS = (375, 600)
 DOCS_MESSAGES = Path(__file__).resolve().parent.parent / "docs" / "messages"

@@ -12,9 +12,10 @@ import pytest
 
 from notifier.core.compose import MailSettings, draft_or_failure
 from notifier.core.messages import Template
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.views import OutboxDraft, OutboxState
 from notifier.store import Store
+from notifier.testing.samples import sample_context
 
 T0 = dt.datetime(2026, 11, 2, 3, 0, tzinfo=dt.UTC)
 MAIL = MailSettings(sender="Sakura Stationery <shop@sakura.example>", shop_name="Sakura Stationery")

@@ -29,7 +29,7 @@ from notifier.core.model import Locale
 from notifier.core.numbers import parse_number
 from notifier.core.parser import parse_page
 from notifier.core.policy import PollingPolicy
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.rules import Notification, Recipient, RulesConfig, ShipmentFacts
 from notifier.core.sending import OutboxPolicy, expected_send
 from notifier.core.stages import Stage
@@ -40,6 +40,7 @@ from notifier.pipeline.cycle import CircuitBreaker, CycleStats, run_cycle
 from notifier.pipeline.outbox import drain, reevaluate_quiet_hours
 from notifier.pipeline.poll import Notifier
 from notifier.store import Store
+from notifier.testing.samples import sample_context
 from notifier.testing.simulator import Fault, Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer

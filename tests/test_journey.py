@@ -14,9 +14,10 @@ from notifier.core.localize import pair_events
 from notifier.core.messages import EventLine, Template
 from notifier.core.model import ItemResult, TrackingEvent
 from notifier.core.parser import parse_page
-from notifier.core.render import LOCALES, Renderer, journey, sample_context
+from notifier.core.render import LOCALES, Renderer, journey
 from notifier.core.rules import Notification, Recipient, ShipmentFacts
 from notifier.core.stages import Stage, stage_info
+from notifier.testing.samples import sample_context
 from notifier.testing.simulator import Simulator, builtin_journeys, catalog_journeys
 
 # What each stage's headline (the title of the message the stage gets, or of the stall message

@@ -22,12 +22,13 @@ import pytest
 from notifier.config.smtp import SmtpSettings
 from notifier.core.compose import MailSettings, draft
 from notifier.core.messages import Template
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.sending import OutboxPolicy
 from notifier.core.views import OutboxDraft, OutboxState
 from notifier.net.mailer import SmtpTransport
 from notifier.pipeline.outbox import drain, sending_paused
 from notifier.store import Store
+from notifier.testing.samples import sample_context
 from tests.smtp_server import (
     AUTH_PASSWORD,
     AUTH_USER,

@@ -16,18 +16,15 @@ from notifier.core.messages import ContactLine, DigestLine, MessageContext, Temp
 from notifier.core.render import (
     LOCALES,
     REDELIVERY_URL,
-    SEED_ADVICE,
     SUBJECT_MAX,
-    Advice,
     Renderer,
     autoescape,
     one_line,
     paragraphs,
-    render_preview,
-    sample_context,
     templates_root,
 )
 from notifier.testing.previews import write_previews
+from notifier.testing.samples import SEED_ADVICE, Advice, render_preview, sample_context
 
 ALL = [pytest.param(t, loc, id=f"{loc}-{t.value}") for t in Template for loc in LOCALES]
 CUSTOMER = [p for p in ALL if p.values[0] is not Template.OPERATOR_DIGEST]
@@ -278,7 +275,7 @@ def test_an_override_replaces_only_that_template(tmp_path: Path, renderer: Rende
     assert mine.subject == "It's here! Order 1001 from Sakura Stationery"
     assert (mine.text, mine.html) == (default.text, default.html)
     for template, locale in ((Template.RETENTION, "en"), (Template.DELIVERED, "ja")):
-        assert custom.render_preview(template, locale) == renderer.render_preview(template, locale)
+        assert render_preview(template, locale, custom) == render_preview(template, locale, renderer)
 
 
 def test_an_override_can_reuse_the_packaged_wording(tmp_path: Path) -> None:

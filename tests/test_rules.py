@@ -12,7 +12,7 @@ from notifier.core.diff import diff_detail
 from notifier.core.messages import Template
 from notifier.core.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
 from notifier.core.parser import parse_page
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.rules import (
     DEFAULT_STALLS,
     SHOP_FOLLOWS_UP,
@@ -30,6 +30,7 @@ from notifier.core.rules import (
     stall_alert,
 )
 from notifier.core.stages import Stage
+from notifier.testing.samples import sample_context
 
 NUMBER = "EJ202603021JP"
 NOW = dt.datetime(2026, 3, 10, 3, 0, tzinfo=dt.UTC)

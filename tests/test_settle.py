@@ -26,7 +26,7 @@ from notifier.core.messages import Template
 from notifier.core.model import TOKYO, EventTime, ItemResult, Layout, Locale, Outcome, Page, TrackingEvent
 from notifier.core.numbers import parse_number
 from notifier.core.policy import PollingPolicy
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.rules import (
     URGENT_STAGES,
     MultiStage,
@@ -48,6 +48,7 @@ from notifier.pipeline.outbox import drain
 from notifier.pipeline.poll import Notifier
 from notifier.store import Store
 from notifier.testing.previews import _scan_time
+from notifier.testing.samples import sample_context
 from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
 from tests import test_outbox
 from tests.smtp_server import SmtpServer

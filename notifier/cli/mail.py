@@ -25,7 +25,7 @@ from notifier.core.compose import draft, unsubscribe_link
 from notifier.core.messages import MessageContext, Template
 from notifier.core.mime import AddressError, SendError, validate_address
 from notifier.core.numbers import parse_number
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.sending import expected_send, goes_note, recorded_pause
 from notifier.core.stages import Stage
 from notifier.core.views import WATCHED_BY_CONFIG, OutboxState
@@ -36,6 +36,7 @@ from notifier.pipeline.poll import queue_operator_digest, queue_timed
 from notifier.pipeline.wiring import mail_settings, notifier_for, outbox_policy, owner_name
 from notifier.store import Store
 from notifier.store.database import DatabaseError
+from notifier.testing.samples import sample_context
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

@@ -13,12 +13,13 @@ from pathlib import Path
 from notifier.core.compose import MailSettings
 from notifier.core.messages import MessageContext, RenderedMessage, Template
 from notifier.core.numbers import parse_number, s10_check_digit
-from notifier.core.render import LOCALES, Renderer, previews_index, sample_context
+from notifier.core.render import LOCALES, Renderer
 from notifier.core.rules import DEFAULT_RULES, Baseline, MultiStage, RulesConfig
 from notifier.core.views import ConfiguredWatch
 from notifier.net.japanpost import ClientSettings, JapanPostClient
 from notifier.pipeline.poll import Notifier, poll_detail, queue_timed
 from notifier.store import Store
+from notifier.testing.samples import previews_index, sample_context
 from notifier.testing.simulator import Journey, Simulator, SimulatorServer, builtin_journeys, catalog_journeys
 
 # Every rule on (the defaults leave "accepted" and "at the delivery office" off), one message per

@@ -11,8 +11,9 @@ from typing import Any
 
 from notifier.core.contacts import arrived_abroad
 from notifier.core.messages import EventLine, MessageContext, Template
-from notifier.core.render import Renderer, sample_context
+from notifier.core.render import Renderer
 from notifier.core.stages import ALL_STAGE_INFO, Stage
+from notifier.testing.samples import sample_context
 
 REVIEW_FILE = Path("docs") / "messages" / "ja-sentences.md"
 
