@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import signal
 import sqlite3
 import stat
@@ -71,9 +72,29 @@ def test_reset_refuses_then_backs_up_then_starts_over(db_url: str, tmp_path: Pat
 
     no_backup = notifier("db", "reset", "--yes", url=url, cwd=tmp_path)
     assert no_backup.returncode == 2
-    assert "is not empty (1 shipment(s)): give --backup PATH" in no_backup.stderr
+    assert (
+        "is not empty (1 shipment(s)); to go ahead, either save a copy first: `notifier db reset --yes --backup "
+        in no_backup.stderr
+    )
+    assert (
+        "or if nothing in it is worth keeping: `notifier db reset --yes --discard-data`" in no_backup.stderr
+    )
     assert "nothing was changed" in no_backup.stderr
     assert shipments(url) == 1
+    # Each hint is a whole command: the first refusal's backup line, pasted as printed, works.
+    hinted = re.findall(r"`(notifier db reset [^`]*)`", unconfirmed.stderr)
+    assert len(hinted) == 2, unconfirmed.stderr
+    assert "--backup" in hinted[0]
+    env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
+    env["NOTIFIER_DATABASE_URL"] = url
+    env["PATH"] = f"{BIN.parent}{os.pathsep}{env.get('PATH', '')}"
+    pasted = subprocess.run(
+        hinted[0], shell=True, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False
+    )
+    assert pasted.returncode == 0, pasted.stderr
+    assert "backed up" in pasted.stdout
+    assert shipments(url) == 0
+    assert notifier("watch", NUMBER, url=url, cwd=tmp_path).returncode == 0
 
     backups = tmp_path / "backups"
     backups.mkdir(mode=0o700)
@@ -124,9 +145,15 @@ def test_reset_refuses_while_a_daemon_runs_on_the_database(tmp_path: Path) -> No
                 assert time.monotonic() < deadline, log.read_text()
                 time.sleep(0.2)
             refused = notifier("db", "reset", "--yes", "--discard-data", url=url, cwd=tmp_path)
+            # Said before anything else: a dry run does not first hint at a command that would
+            # then meet it.
+            dry = notifier("db", "reset", url=url, cwd=tmp_path)
         finally:
             daemon.send_signal(signal.SIGTERM)
             daemon.wait(timeout=30)
+    assert dry.returncode == 1, dry.stderr
+    assert "a daemon is running on" in dry.stderr
+    assert "to go ahead" not in dry.stderr
     assert refused.returncode == 1, refused.stderr
     assert "a daemon is running on" in refused.stderr
     assert "stop it first" in refused.stderr

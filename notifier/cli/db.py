@@ -130,40 +130,28 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
         raise newer_schema_error(where, state.current)
     held = await _contents(engine) if state.current is not None else []
     holds = f" ({', '.join(held)})" if held else " (no shipments, messages or unsubscribes)"
-    if not args.yes:
-        print(
-            f"notifier db reset: this deletes everything notifier stored in {where}{holds} and "
-            f"creates its tables afresh; to go ahead: {hints.command('db reset --yes')}"
-            + (" with --backup PATH (or --discard-data), as it holds data" if held else ""),
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    if held and not args.backup and not args.discard_data:
-        print(
-            f"notifier db reset: {where} is not empty{holds}: give --backup PATH to save a copy "
-            "first, or --discard-data if nothing in it is worth keeping; nothing was changed",
-            file=sys.stderr,
-        )
-        return EXIT_USAGE
-    # Only a database at head can have a running daemon of this version (it refuses others).
-    if state.at_head:
-        settings = _settings(args)
-        now = utcnow()
-        alive = [
-            row
-            for row in (
-                await coordination_state(engine, now=now, stale_after=lease_time(settings.poll_tick))
-            ).instances
-            if row.alive
-        ]
-        if alive:
-            print(
-                f"notifier db reset: a daemon is running on {where} ({alive[0].owner}, last heartbeat "
-                f"{(now - alive[0].heartbeat_at).total_seconds():.0f}s ago): stop it first "
-                "(systemctl stop notifier); nothing was changed",
-                file=sys.stderr,
+    # Said first, before any hint: a command pasted from a hint must not meet this afterwards.
+    running = await _running_daemon(args, engine, where) if state.at_head else None
+    if running:
+        print(f"notifier db reset: {running}; nothing was changed", file=sys.stderr)
+        return EXIT_FAILURE
+    if not args.yes or (held and not args.backup and not args.discard_data):
+        if args.yes:
+            intro = f"{where} is not empty{holds}"
+        else:
+            intro = (
+                f"this deletes everything notifier stored in {where}{holds} and creates its tables afresh"
             )
-            return EXIT_FAILURE
+        if held:
+            ahead = (
+                f"to go ahead, either save a copy first: "
+                f"{hints.command('db reset --yes --backup ' + shlex.quote(str(_backup_suggestion(engine))))}"
+                f", or if nothing in it is worth keeping: {hints.command('db reset --yes --discard-data')}"
+            )
+        else:
+            ahead = f"to go ahead: {hints.command('db reset --yes')}"
+        print(f"notifier db reset: {intro}; {ahead}; nothing was changed", file=sys.stderr)
+        return EXIT_USAGE
     if args.backup and state.current is not None:
         destination = Path(args.backup)
         if engine.dialect.name == "sqlite":
@@ -190,6 +178,35 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
         await asyncio.to_thread(_vacuum, Path(engine.url.database))
     print(f"{where}: reset: empty, at revision {(await schema_state(engine)).current}")
     return EXIT_OK
+
+
+async def _running_daemon(args: argparse.Namespace, engine: AsyncEngine, where: str) -> str | None:
+    """Why a reset must wait: a daemon heartbeating on this database (only a database at head can
+    have one of this version; it refuses others), or None."""
+    settings = _settings(args)
+    now = utcnow()
+    alive = [
+        row
+        for row in (
+            await coordination_state(engine, now=now, stale_after=lease_time(settings.poll_tick))
+        ).instances
+        if row.alive
+    ]
+    if not alive:
+        return None
+    return (
+        f"a daemon is running on {where} ({alive[0].owner}, last heartbeat "
+        f"{(now - alive[0].heartbeat_at).total_seconds():.0f}s ago): stop it first (systemctl stop notifier)"
+    )
+
+
+def _backup_suggestion(engine: AsyncEngine) -> Path:
+    """Where a hint suggests the backup: beside a SQLite file (its folder already holds the same
+    data), else in the current folder; dated, so a second reset does not overwrite the first."""
+    name = f"notifier-before-reset-{utcnow():%Y%m%d-%H%M}"
+    if engine.dialect.name == "sqlite" and engine.url.database:
+        return Path(engine.url.database).resolve().parent / f"{name}.db"
+    return Path.cwd() / f"{name}.dump"
 
 
 def _vacuum(path: Path) -> None:
