@@ -143,6 +143,25 @@ def test_header_only_csv_is_refused_and_the_old_watch_file_kept(
     assert [p.name for p in out.parent.iterdir()] == ["orders.toml"]
 
 
+def test_row_problems_and_duplicates_against_the_config_come_in_one_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A bad row must not hide that another row's number is already watched: the operator fixes
+    everything in one pass."""
+    config = _config(tmp_path, '\n[[watch]]\nnumber = "EJ123456785JP"\n')
+    orders = tmp_path / "orders.csv"
+    orders.write_text(
+        "number,email\nEJ123456785JP,a@example.com\nEJ12345678,b@example.com\n", encoding="utf-8"
+    )
+    out = tmp_path / "watch.d" / "orders.toml"
+    assert main(["import", str(orders), "--output", str(out), "--config", str(config)]) == 2
+    err = capsys.readouterr().err
+    assert "nothing written" in err
+    assert f"{orders}:3: number:" in err
+    assert f"{orders}:2: number: EJ123456785JP is already watched at {config}:4" in err
+    assert not out.exists()
+
+
 def test_duplicates_against_the_config_and_other_watch_files_are_refused_before_writing(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

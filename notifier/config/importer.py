@@ -121,6 +121,15 @@ class Orders:
     notes: list[str]
 
 
+class RowProblems(ConfigError):
+    """Rows that could not be read, with the watches the other rows make: the duplicates among
+    those are named in the same report, so every problem comes at once."""
+
+    def __init__(self, message: str, watches: list[ImportedWatch]) -> None:
+        super().__init__(message)
+        self.watches = watches
+
+
 def _fold(name: str) -> str:
     return re.sub(r"[\s_\-]", "", unicodedata.normalize("NFKC", name).strip().casefold())
 
@@ -321,7 +330,7 @@ def _checked(records: list[_Record], notes: list[str], source: str) -> Orders:
             )
         )
     if problems:
-        raise ConfigError("\n".join(notes + problems))
+        raise RowProblems("\n".join(notes + problems), watches)
     if not watches:
         # An empty watch file is not harmless: with a watchlist, the config decides what is
         # polled, so every number this file used to hold would stop being polled.
@@ -446,9 +455,29 @@ def _check_read_by(output: Path, config: str | None) -> None:
         )
 
 
+def _duplicates(
+    watches: list[ImportedWatch], config: str | None, file: Path, output: Path | None
+) -> list[str]:
+    """The numbers of `watches` the configuration already watches elsewhere; [] without one."""
+    from notifier.config import load_settings
+
+    if not (config or os.environ.get(CONFIG_ENV)):
+        return []
+    if output is not None:
+        # The folder the file goes to is the one watch_files reads, which must exist for the
+        # configuration to load; it would be made for the file anyway.
+        with contextlib.suppress(OSError):
+            output.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        settings = load_settings(config)
+    except ConfigError as exc:
+        raise ConfigError(f"cannot check for duplicates, the configuration has errors:\n{exc}") from exc
+    return duplicates_in_config(watches, settings, str(file), output)
+
+
 def run_import(file: Path, output: Path | None, config: str | None, preset: str = "auto") -> int:
     """`notifier import`: exit 0 when written, 2 when nothing was (every reason printed)."""
-    from notifier.config import load_settings, parse_settings
+    from notifier.config import parse_settings
 
     try:
         data = file.read_bytes()
@@ -457,24 +486,19 @@ def run_import(file: Path, output: Path | None, config: str | None, preset: str 
         return 2
     try:
         text, encoding = decode_csv(data, str(file))
-        orders = read_orders(text, str(file), preset)
+        try:
+            orders = read_orders(text, str(file), preset)
+        except RowProblems as exc:
+            # The rows that were read are checked against the configuration too, so the
+            # operator fixes everything in one pass.
+            duplicates = _duplicates(exc.watches, config, file, output) if exc.watches else []
+            raise ConfigError("\n".join([str(exc), *duplicates])) from exc
         for note in orders.notes:
             print(f"notifier import: note: {note}", file=sys.stderr)
         rendered = to_toml(orders.watches, file.name)
         parse_settings(rendered)  # the daemon will read it: prove it can, before writing
         if config or os.environ.get(CONFIG_ENV):
-            if output is not None:
-                # The folder the file goes to is the one watch_files reads, which must exist
-                # for the configuration to load; it would be made for the file anyway.
-                with contextlib.suppress(OSError):
-                    output.parent.mkdir(parents=True, exist_ok=True)
-            try:
-                settings = load_settings(config)
-            except ConfigError as exc:
-                raise ConfigError(
-                    f"cannot check for duplicates, the configuration has errors:\n{exc}"
-                ) from exc
-            duplicates = duplicates_in_config(orders.watches, settings, str(file), output)
+            duplicates = _duplicates(orders.watches, config, file, output)
             if duplicates:
                 raise ConfigError("\n".join(duplicates))
         elif output is not None:
