@@ -20,6 +20,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import hints
+from notifier.cli.db import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _settings, utcnow
 from notifier.config import Settings, load_settings, sending_smtp
 from notifier.core.compose import draft, unsubscribe_link
 from notifier.core.messages import MessageContext, Template
@@ -37,18 +38,6 @@ from notifier.pipeline.wiring import mail_settings, notifier_for, outbox_policy,
 from notifier.store import Store
 from notifier.store.database import DatabaseError
 from notifier.testing.samples import sample_context
-
-EXIT_OK = 0
-EXIT_FAILURE = 1
-EXIT_USAGE = 2
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC)
-
-
-def _settings(args: argparse.Namespace) -> Settings:
-    return load_settings(args.config, database_url=args.database_url)
 
 
 async def _open(settings: Settings) -> Store:
