@@ -2,22 +2,76 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import importlib.resources
+import logging
+from collections.abc import AsyncIterator, Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeAlias, TypeVar
 
 from alembic import command
 from alembic.config import Config
 from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
-from sqlalchemy import create_engine, event
+from sqlalchemy import Select, create_engine, event, text, update
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.engine import Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 from sqlalchemy.pool import StaticPool
 
 from notifier import hints
 from notifier.errors import NotifierError
+from notifier.store.orm import (
+    Alert,
+    ContactOfficeRow,
+    Event,
+    Instance,
+    OutboxMessage,
+    PageWordingRow,
+    Shipment,
+    ShipmentSuppression,
+    Subscriber,
+    Subscription,
+    Suppression,
+    WorkLease,
+)
+
+# The listener-failure record keeps the logger name it had in the one-module store.
+_store_logger = logging.getLogger("notifier.store")
+
+# Every table an upsert (on_conflict_*) goes to.
+InsertTable: TypeAlias = (
+    type[Event]
+    | type[Alert]
+    | type[ContactOfficeRow]
+    | type[OutboxMessage]
+    | type[Suppression]
+    | type[ShipmentSuppression]
+    | type[Shipment]
+    | type[Subscriber]
+    | type[Subscription]
+    | type[PageWordingRow]
+    | type[Instance]
+    | type[WorkLease]
+)
+
+
+def dialect_insert(dialect: str, table: InsertTable) -> sqlite.Insert:
+    """An INSERT with on_conflict_* for this dialect (the store's and the coordination's)."""
+    # Both dialects share on_conflict_* with the same signatures; the type is nominal.
+    if dialect == "postgresql":
+        return postgresql.insert(table)  # type: ignore[return-value]
+    return sqlite.insert(table)
+
 
 DEFAULT_DATABASE_URL = "sqlite:///notifier.db"
 # Execution option marking a read-only unit of work: on SQLite it begins deferred, not IMMEDIATE.
@@ -257,3 +311,135 @@ async def require_head(engine: AsyncEngine) -> None:
         f"database {where} is at revision {state.current} but this notifier needs {state.head}; "
         f"back it up, then run {hints.command('db upgrade')}"
     )
+
+
+_Leased = TypeVar("_Leased", Shipment, OutboxMessage)
+_T = TypeVar("_T")
+# Ids or numbers per IN (...) list: well under SQLite's and PostgreSQL's limits on parameters.
+IN_CHUNK = 500
+# session.info key: this unit of work made a message pending (see Store.on_queued).
+QUEUED = "notifier_queued"
+
+
+class Database:
+    """One database: engines, sessions, the SQLite write lock and worker thread, dialect inserts."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions = async_sessionmaker(engine, expire_on_commit=False)
+        # Reads run in deferred transactions: on SQLite they then never take the write lock
+        # (see db.READ_ONLY), so a status query does not stall a poll being recorded.
+        self.read_engine = engine.execution_options(**{READ_ONLY: True})
+        self.reads = async_sessionmaker(self.read_engine, expire_on_commit=False)
+        # SQLite has one writer at a time. Several connections of this process queueing on its
+        # lock can starve one past the busy timeout ("database is locked"); queueing them here
+        # first hands the lock over in order. PostgreSQL needs no such thing.
+        self.write_lock = asyncio.Lock() if engine.dialect.name == "sqlite" else None
+        self._queued_listeners: list[Callable[[], None]] = []
+        # SQLite: the hot path of a cycle (claims, history reads, unchanged polls) runs on a
+        # synchronous connection in one worker thread, a batch per hand-off; aiosqlite hands
+        # each statement over several times (cursor, execute, fetch, close). Writes there take
+        # the same write lock and BEGIN IMMEDIATE, so the transactions are the same.
+        self.worker: Engine | None = None
+        self._worker_thread: ThreadPoolExecutor | None = None
+        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+            self.worker = make_sqlite_worker_engine(engine)
+            self._worker_reads = self.worker.execution_options(**{READ_ONLY: True})
+            self._worker_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-sqlite")
+
+    def on_queued(self, listener: Callable[[], None]) -> None:
+        """Call `listener` after each commit that made a message pending (a poll's, an enqueue,
+        held mail released, failed mail retried): a sender can start at once instead of at its
+        next tick. It is called on the event loop, must not block, and its errors are logged."""
+        self._queued_listeners.append(listener)
+
+    def _notify_queued(self) -> None:
+        for listener in self._queued_listeners:
+            try:
+                listener()
+            except Exception:
+                # The commit stands; only the early wake-up is lost (the sender's tick remains).
+                _store_logger.exception(
+                    "a queued-mail listener failed", extra={"action": "queued_listener_failed"}
+                )
+
+    @contextlib.asynccontextmanager
+    async def write(self) -> AsyncIterator[AsyncSession]:
+        """One write transaction: committed on success, rolled back on any error. A unit of
+        work that made a message pending sets session.info[QUEUED]; listeners hear of it once
+        the commit is done."""
+        if self.write_lock is None:
+            async with self._sessions.begin() as session:
+                yield session
+        else:
+            async with self.write_lock, self._sessions.begin() as session:
+                yield session
+        if session.info.get(QUEUED):
+            self._notify_queued()
+
+    @contextlib.asynccontextmanager
+    async def write_connection(self) -> AsyncIterator[AsyncConnection]:
+        """One write transaction on a bare connection (no ORM session): for the hot path."""
+        if self.write_lock is None:
+            async with self.engine.begin() as connection:
+                yield connection
+            return
+        async with self.write_lock, self.engine.begin() as connection:
+            yield connection
+
+    async def close(self) -> None:
+        if self.worker is not None and self._worker_thread is not None:
+            await asyncio.get_running_loop().run_in_executor(self._worker_thread, self.worker.dispose)
+            self._worker_thread.shutdown(wait=True)
+        await self.engine.dispose()
+
+    async def on_worker(self, work: Callable[[Connection], _T], *, write: bool) -> _T:
+        """Run `work` in one transaction on the SQLite worker thread (committed if `write`,
+        under the write lock; else a deferred read, rolled back)."""
+        assert self._worker_thread is not None
+        loop = asyncio.get_running_loop()
+        if not write:
+            return await loop.run_in_executor(self._worker_thread, self._worker_read, work)
+        assert self.write_lock is not None
+        async with self.write_lock:
+            return await loop.run_in_executor(self._worker_thread, self._worker_write, work)
+
+    def _worker_read(self, work: Callable[[Connection], _T]) -> _T:
+        with self._worker_reads.connect() as connection:
+            return work(connection)
+
+    def _worker_write(self, work: Callable[[Connection], _T]) -> _T:
+        assert self.worker is not None
+        with self.worker.begin() as connection:
+            return work(connection)
+
+    @property
+    def dialect(self) -> str:
+        return self.engine.dialect.name
+
+    def insert(self, table: InsertTable) -> sqlite.Insert:
+        return dialect_insert(self.dialect, table)
+
+    async def ping(self) -> None:
+        """One round trip to the database (the health check's); raises when it does not answer."""
+        async with self.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    async def checkpoint(self) -> tuple[int, int, int] | None:
+        """SQLite: copy the WAL into the database and truncate it to nothing, so the file never
+        keeps the size of its biggest burst. (busy, WAL pages, pages copied); None elsewhere."""
+        if self.write_lock is None:
+            return None
+        # Under the write lock, so our own writers do not make it give up half-way.
+        async with self.write_lock, self.engine.connect() as connection:
+            return await connection.run_sync(sqlite_checkpoint)
+
+    async def lease(self, model: type[_Leased], due: Select[int], **values: object) -> list[_Leased]:
+        """Update the rows `due` selects (locked, SKIP LOCKED on PostgreSQL) and return them, in
+        one statement, so two instances can never both take a row."""
+        async with self.write() as session:
+            result = await session.execute(
+                update(model).where(model.id.in_(due.scalar_subquery())).values(**values).returning(model),
+                execution_options={"synchronize_session": False},
+            )
+            return list(result.scalars())

@@ -11,10 +11,10 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sqlalchemy import TextClause, delete, select, text
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import __version__
+from notifier.store.database import dialect_insert
 from notifier.store.orm import Instance, RequestBudget, WorkLease
 
 logger = logging.getLogger(__name__)
@@ -197,19 +197,14 @@ class Coordination:
             return None
         return SharedPacer(self.engine, budget_host(base_url), interval, self.owner)
 
-    def _insert(self, table: type[Instance] | type[WorkLease]) -> sqlite.Insert:
-        if self.dialect == "postgresql":
-            return postgresql.insert(table)  # type: ignore[return-value]
-        return sqlite.insert(table)
-
     async def beat(self, now: dt.datetime) -> bool:
         """Record this instance alive and keep or take the daily work. True when it was just taken."""
         self.started_at = self.started_at or now
         until = now + lease_time(self.tick)
-        heartbeat = self._insert(Instance).values(
+        heartbeat = dialect_insert(self.dialect, Instance).values(
             owner=self.owner, started_at=self.started_at, heartbeat_at=now, version=__version__
         )
-        lease = self._insert(WorkLease).values(
+        lease = dialect_insert(self.dialect, WorkLease).values(
             name=DAILY_WORK, owner=self.owner, lease_until=until, acquired_at=now
         )
         async with self.engine.begin() as connection:
