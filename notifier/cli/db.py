@@ -139,9 +139,7 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
         if args.yes:
             intro = f"{where} is not empty{holds}"
         else:
-            intro = (
-                f"this deletes everything notifier stored in {where}{holds} and creates its tables afresh"
-            )
+            intro = f"this deletes everything notifier stored in {where}{holds} and creates its tables afresh"
         if held:
             ahead = (
                 f"to go ahead, either save a copy first: "
