@@ -8,6 +8,7 @@ import sqlite3
 import stat
 import subprocess
 import sys
+from contextlib import closing
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ def test_copy_has_the_database_mode(database: Path, tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr
     assert mode(backups / "copy.db") == database_mode
     assert sorted(p.name for p in backups.iterdir()) == ["copy.db"]
-    with sqlite3.connect(backups / "copy.db") as copy:
+    with closing(sqlite3.connect(backups / "copy.db")) as copy:
         assert copy.execute("select count(*) from alembic_version").fetchone() == (1,)
 
 

@@ -13,6 +13,7 @@ import stat
 import subprocess
 import sys
 import time
+from contextlib import closing
 from pathlib import Path
 
 import asyncpg
@@ -36,7 +37,7 @@ def sql(url: str, statement: str) -> list[tuple[object, ...]]:
     """Run one statement on the database directly, as another application sharing it would."""
     parsed = make_url(url)
     if parsed.get_backend_name() == "sqlite":
-        with sqlite3.connect(str(parsed.database)) as connection:
+        with closing(sqlite3.connect(str(parsed.database))) as connection, connection:
             return list(connection.execute(statement).fetchall())
 
     async def run() -> list[tuple[object, ...]]:
@@ -105,7 +106,7 @@ def test_reset_refuses_then_backs_up_then_starts_over(db_url: str, tmp_path: Pat
     assert "reset: empty, at revision" in reset.stdout
     assert stat.S_IMODE(backup.stat().st_mode) == 0o600
     if url.startswith("sqlite"):
-        with sqlite3.connect(backup) as copy:
+        with closing(sqlite3.connect(backup)) as copy:
             assert copy.execute("SELECT number FROM shipments").fetchall() == [(NUMBER,)]
     else:
         listing = subprocess.run(["pg_restore", "--list", str(backup)], capture_output=True, text=True)

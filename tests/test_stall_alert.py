@@ -10,6 +10,7 @@ import dataclasses
 import datetime as dt
 import json
 import shutil
+import time
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
@@ -152,6 +153,10 @@ def test_the_daemon_emails_and_posts_the_stall_alert_to_the_operator(
         # A first poll records the accepted scan; the daemon started after it finds it quiet.
         polled = cli(config, "poll", EMS.number)
         assert polled.returncode == 0, polled.stderr
+        # Quiet for longer than the 1 s threshold before the daemon's first timed run, which
+        # comes at its start and then every 5 minutes: on a fast machine the daemon is up within
+        # the second, finds the stage not yet quiet, and the test would wait out the 5 minutes.
+        time.sleep(1.5)
         run = Run(config)
         try:
             wait_for(
