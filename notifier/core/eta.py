@@ -101,6 +101,25 @@ class LaneStats:
     journeys: Mapping[Lane, tuple[Journey, ...]]
 
 
+def lane_of(*, number: str, item_type: str | None, origin: str, destination: str | None) -> Lane:
+    """The lane of a shipment from what the page and the watch say (refined by the model)."""
+    kind = (item_type or "").strip().casefold()
+    prefix = number[:1].upper()
+    if origin.upper() == "JP" and (destination or "JP").upper() == "JP" and not number[-2:].isalpha():
+        service = "domestic"
+    elif kind == "ems" or prefix == "E":
+        service = "ems"
+    elif prefix == "L":
+        service = "epacket"
+    elif prefix == "C":
+        service = "parcel"
+    elif prefix == "R":
+        service = "registered"
+    else:
+        service = "unknown"
+    return Lane(service=service, destination=(destination or "").upper() or "??")
+
+
 def lane_stats(journeys: Iterable[Journey], *, as_of: dt.datetime) -> LaneStats:
     """The statistics of every lane from what was known at `as_of` (later scans are ignored)."""
     by_lane: dict[Lane, list[Journey]] = {}

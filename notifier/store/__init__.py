@@ -8,6 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.diff import Change
+from notifier.core.eta import Journey
 from notifier.core.model import ContactOffice, ItemResult, TrackingEvent
 from notifier.core.numbers import TrackingNumber
 from notifier.core.rules import OperatorAlert
@@ -106,6 +107,9 @@ class Store:
 
     async def histories(self, shipment_ids: Sequence[int]) -> dict[int, tuple[TrackingEvent, ...]]:
         return await self.shipment_store.histories(shipment_ids)
+
+    async def journeys(self, *, since: dt.datetime | None = None) -> list[Journey]:
+        return await self.shipment_store.journeys(since=since)
 
     async def subscribed_shipment_ids(self) -> set[int]:
         return await self.shipment_store.subscribed_shipment_ids()

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
 from sqlalchemy import bindparam, func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from notifier.core.model import ContactOffice, TrackingEvent
+from notifier.core.eta import Journey, Scan, lane_of
+from notifier.core.model import ContactOffice, EventTime, TrackingEvent
 from notifier.core.numbers import TrackingNumber
+from notifier.core.stages import Stage
 from notifier.core.views import (
     WATCHED_BY_CLI,
     ShipmentView,
@@ -26,6 +29,7 @@ from notifier.store.rows import (
     EVENT_COLUMNS,
     EVENTS,
     SHIPMENTS,
+    STAGES,
     VIEW_COLUMNS,
     event_of,
     view_of_columns,
@@ -42,6 +46,21 @@ _HISTORIES = (
     select(EVENTS.c.shipment_id, *EVENT_COLUMNS)
     .where(EVENTS.c.shipment_id.in_(bindparam("shipment_ids", expanding=True)))
     .order_by(EVENTS.c.shipment_id, EVENTS.c.seq, EVENTS.c.id)
+)
+
+_JOURNEYS = (
+    select(
+        SHIPMENTS.c.id,
+        SHIPMENTS.c.number,
+        SHIPMENTS.c.item_type,
+        SHIPMENTS.c.origin,
+        SHIPMENTS.c.destination,
+        EVENTS.c.local_time,
+        EVENTS.c.stage,
+    )
+    .join(EVENTS, EVENTS.c.shipment_id == SHIPMENTS.c.id)
+    .where(SHIPMENTS.c.created_at >= bindparam("since"))
+    .order_by(SHIPMENTS.c.id, EVENTS.c.seq, EVENTS.c.id)
 )
 
 
@@ -192,6 +211,32 @@ class Shipments:
         for shipment_id, *event in rows:
             found[shipment_id].append(event_of(*event))
         return {sid: tuple(events) for sid, events in found.items()}
+
+    async def journeys(self, *, since: dt.datetime | None = None) -> list[Journey]:
+        """Every shipment watched since `since` as the time model sees it: lane and scans."""
+        params = {"since": since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}
+        async with self._db.read_engine.connect() as connection:
+            rows = (await connection.execute(_JOURNEYS, params)).all()
+        journeys: list[Journey] = []
+        current: int | None = None
+        scans: list[Scan] = []
+        for shipment_id, number, item_type, origin, destination, local_time, stage in rows:
+            if shipment_id != current:
+                if current is not None:
+                    journeys[-1] = dataclasses.replace(journeys[-1], scans=tuple(scans))
+                current, scans = shipment_id, []
+                lane = lane_of(number=number, item_type=item_type, origin=origin, destination=destination)
+                journeys.append(Journey(number=number, lane=lane, scans=()))
+            when = EventTime.from_iso(local_time)
+            scans.append(
+                Scan(
+                    at=dt.datetime.combine(when.date, when.time or dt.time(0)),
+                    stage=STAGES.get(stage, Stage.UNKNOWN),
+                )
+            )
+        if current is not None:
+            journeys[-1] = dataclasses.replace(journeys[-1], scans=tuple(scans))
+        return journeys
 
     async def subscribed_shipment_ids(self) -> set[int]:
         async with self._db.reads() as session:

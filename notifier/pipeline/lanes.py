@@ -1,0 +1,47 @@
+"""The lanes' statistics for the running daemon: built from the store, rebuilt when stale."""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Protocol
+
+from notifier.core.eta import Journey, LaneStats, lane_stats
+
+
+class JourneySource(Protocol):
+    async def journeys(self, *, since: dt.datetime | None = None) -> list[Journey]: ...
+
+
+class LaneCache:
+    """One LaneStats shared by the poll scheduler, the rules and the renderer.
+
+    Lane statistics move slowly (a lane needs days of deliveries to change its percentiles), so
+    they are rebuilt at most every `max_age` rather than on every poll: the hot path stays a
+    dictionary lookup.
+    """
+
+    def __init__(
+        self,
+        source: JourneySource,
+        *,
+        max_age: dt.timedelta = dt.timedelta(hours=1),
+        history: dt.timedelta = dt.timedelta(days=365),
+    ) -> None:
+        self._source = source
+        self._max_age = max_age
+        self._history = history
+        self._stats: LaneStats | None = None
+        self._built_at: dt.datetime | None = None
+
+    def invalidate(self) -> None:
+        """Forget the statistics (after a history import)."""
+        self._stats = None
+        self._built_at = None
+
+    async def stats(self, now: dt.datetime) -> LaneStats:
+        """The statistics, rebuilt from the store when older than `max_age`. `now` is aware UTC."""
+        if self._stats is None or self._built_at is None or now - self._built_at >= self._max_age:
+            journeys = await self._source.journeys(since=now - self._history)
+            self._stats = lane_stats(journeys, as_of=now.replace(tzinfo=None) + dt.timedelta(days=1))
+            self._built_at = now
+        return self._stats
