@@ -1,0 +1,54 @@
+"""The delivery estimate of one shipment now: the lanes' statistics (LaneCache) and the model."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+
+from notifier.core.eta import Estimate, estimate
+from notifier.core.model import TrackingEvent
+from notifier.core.views import ShipmentView
+from notifier.core.windows import WindowSettings, journey_of, model_now
+from notifier.pipeline.lanes import JourneySource, LaneCache
+
+
+class Estimator:
+    """One LaneCache over the store and the [estimates] settings, shared by everything that
+    shows a window (messages, tracking page, board, status)."""
+
+    def __init__(
+        self, source: JourneySource, settings: WindowSettings, *, lanes: LaneCache | None = None
+    ) -> None:
+        self.settings = settings
+        self.lanes = lanes if lanes is not None else LaneCache(source)
+
+    async def estimate(
+        self,
+        *,
+        number: str,
+        item_type: str | None,
+        origin: str,
+        destination: str | None,
+        history: Sequence[TrackingEvent],
+        now: dt.datetime,
+    ) -> Estimate:
+        """The estimate at `now` (aware) from the shipment's history and its lane's statistics."""
+        stats = await self.lanes.stats(now)
+        journey = journey_of(
+            number=number, item_type=item_type, origin=origin, destination=destination, events=history
+        )
+        return estimate(
+            journey, stats, now=model_now(now, destination), calibration=self.settings.calibration
+        )
+
+    async def for_view(
+        self, view: ShipmentView, history: Sequence[TrackingEvent], *, now: dt.datetime
+    ) -> Estimate:
+        return await self.estimate(
+            number=view.number,
+            item_type=view.item_type,
+            origin=view.origin,
+            destination=view.destination,
+            history=history,
+            now=now,
+        )
