@@ -3,13 +3,24 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
-from notifier.core.eta import Estimate, estimate
+from notifier.core.eta import Estimate, Window, estimate
 from notifier.core.model import TrackingEvent
 from notifier.core.views import ShipmentView
-from notifier.core.windows import WindowSettings, journey_of, model_now
+from notifier.core.windows import (
+    WindowSettings,
+    for_page,
+    journey_of,
+    local_today,
+    model_now,
+    withheld_reason,
+)
+from notifier.core.zones import country_zones
 from notifier.pipeline.lanes import JourneySource, LaneCache
+
+# A window shown now (any basis), or None and why it is withheld (Estimate.withheld's words).
+Shown = tuple[Window | None, str | None]
 
 
 class Estimator:
@@ -52,3 +63,23 @@ class Estimator:
             history=history,
             now=now,
         )
+
+
+async def shown_windows(
+    estimator: Estimator,
+    views: Sequence[ShipmentView],
+    histories: Mapping[int, Sequence[TrackingEvent]],
+    *,
+    now: dt.datetime,
+) -> dict[int, Shown]:
+    """For each shipment: the window a page, the board or `status` shows now (any basis; the
+    reader's "today" is the destination's), or None and why it is withheld."""
+    found: dict[int, Shown] = {}
+    for view in views:
+        estimated = await estimator.for_view(view, histories.get(view.id, ()), now=now)
+        today = local_today(now, country_zones().get((view.destination or "").upper()))
+        found[view.id] = (
+            for_page(estimated, view.stage, today),
+            withheld_reason(estimated, view.stage, today),
+        )
+    return found
