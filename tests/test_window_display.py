@@ -26,6 +26,7 @@ from notifier.core.windows import (
     withheld_reason,
 )
 from notifier.errors import ConfigError
+from notifier.web.pages import tracking_page
 from tests.test_web_pages import CONTACTS, history
 
 LANE = Lane(service="ems", destination="US")
@@ -257,3 +258,39 @@ def test_settings_parse_and_name_the_line_of_a_bad_value(tmp_path: Path) -> None
         f'{path}:3: estimates.mail: must be "history", "always" or "never"',
         f"{path}:4: estimates.show: unknown key",
     ]
+
+
+@pytest.mark.parametrize(
+    ("locale", "line", "note"),
+    [
+        ("en", "Expected between Wed 14 and Sat 17 October", "published delivery times"),
+        ("ja", "10月14日(水)〜10月17日(土)のお届け見込みです。", "公表しているお届け日数"),
+    ],
+)
+def test_the_tracking_page_shows_the_window_and_marks_a_prior_one(locale: str, line: str, note: str) -> None:
+    from tests.test_web_pages import ADDRESS, RENDERER, shipment
+    from tests.test_web_pages import MAIL as PAGE_MAIL
+
+    def page(window: Window | None, stage: Stage = Stage.DEPARTED_ORIGIN) -> str:
+        built = tracking_page(
+            shipment(stage),
+            history(stage),
+            CONTACTS,
+            PAGE_MAIL,
+            recipient=ADDRESS,
+            locale=locale,
+            window=window,
+            today=TODAY,
+        )
+        return RENDERER.render_page("tracking.html.j2", {**built.values(), "static_url": "s.css"})
+
+    lane = page(window(dt.date(2026, 10, 14), dt.date(2026, 10, 17)))
+    assert f"<strong>{line}</strong>" in lane
+    assert note not in lane
+    prior = page(window(dt.date(2026, 10, 14), dt.date(2026, 10, 17), basis="prior"))
+    assert f"<strong>{line}</strong>" in prior
+    assert note in prior
+    assert line not in page(None)
+    marker = "Expected" if locale == "en" else "お届け見込み"
+    assert marker not in page(window(dt.date(2026, 10, 1), dt.date(2026, 10, 9)))  # passed
+    assert marker not in page(window(dt.date(2026, 10, 14), dt.date(2026, 10, 17)), Stage.DELIVERED)
