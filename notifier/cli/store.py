@@ -21,10 +21,10 @@ from notifier.core.model import Layout
 from notifier.core.numbers import parse_number
 from notifier.core.stages import Stage, stage_info
 from notifier.core.views import ShipmentView
+from notifier.core.windows import Shown
 from notifier.errors import FetchError, InvalidNumberError, LeaseLostError
 from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.pipeline.cycle import CycleStats, record_list_page, schedule
-from notifier.pipeline.estimates import Shown
 from notifier.pipeline.poll import poll_detail
 from notifier.pipeline.wiring import notifier_for
 from notifier.store import Store

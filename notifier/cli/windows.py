@@ -8,8 +8,8 @@ from notifier.config import Settings
 from notifier.core.eta import Window
 from notifier.core.model import ContactOffice, TrackingEvent
 from notifier.core.views import ShipmentView
-from notifier.core.windows import window_dates, window_json
-from notifier.pipeline.estimates import Estimator, Shown, shown_windows
+from notifier.core.windows import Shown, window_dates, window_json
+from notifier.pipeline.estimates import Estimator, shown_windows
 from notifier.store import Store
 
 

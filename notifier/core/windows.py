@@ -65,6 +65,18 @@ NO_WINDOW_STAGES = frozenset(
     }
 )
 
+# A window shown now (any basis), or None and why it is withheld (Estimate.withheld's words).
+Shown = tuple[Window | None, str | None]
+
+_WITHHELD_EN = {
+    "delivered": "none: delivered",
+    "not_in_transit": "none: not on its way to the customer",
+    "no_prior": "withheld: no published transit time for this route and no history of it yet",
+    "thin_data": "withheld: too little history of this route to say",
+    "passed": "passed: its last day is behind, the parcel is running late",
+    "disabled": "off",
+}
+
 _EN_DAYS = ("Mon", "Tue", "Wed", "Thu", "Fri", "Sat", "Sun")
 _EN_MONTHS = (
     "January",
@@ -214,3 +226,12 @@ def window_json(window: Window | None) -> dict[str, str] | None:
         "latest": window.latest.isoformat(),
         "basis": window.basis,
     }
+
+
+def window_text(shown: Shown, today: dt.date) -> str:
+    """The window for the operator (board, status): its dates and basis, or why there is none."""
+    window, withheld = shown
+    if window is None:
+        return _WITHHELD_EN.get(withheld or "", f"withheld: {withheld}")
+    basis = "from this route's deliveries" if window.basis == "lane" else "from Japan Post's published times"
+    return f"{window_dates(window, locale='en', today=today)} ({basis})"

@@ -5,10 +5,11 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Mapping, Sequence
 
-from notifier.core.eta import Estimate, Window, estimate
+from notifier.core.eta import Estimate, estimate
 from notifier.core.model import TrackingEvent
 from notifier.core.views import ShipmentView
 from notifier.core.windows import (
+    Shown,
     WindowSettings,
     for_page,
     journey_of,
@@ -18,9 +19,6 @@ from notifier.core.windows import (
 )
 from notifier.core.zones import country_zones
 from notifier.pipeline.lanes import JourneySource, LaneCache
-
-# A window shown now (any basis), or None and why it is withheld (Estimate.withheld's words).
-Shown = tuple[Window | None, str | None]
 
 
 class Estimator:
