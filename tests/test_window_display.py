@@ -105,6 +105,12 @@ def test_a_passed_window_is_never_shown() -> None:
     late = Estimate(window=yesterday, withheld=None)
     assert for_page(late, Stage.DEPARTED_ORIGIN, TODAY) is None
     assert withheld_reason(late, Stage.DEPARTED_ORIGIN, TODAY) == "passed"
+    # A window that began before today is shown from today.
+    started = window(TODAY - dt.timedelta(days=2), TODAY + dt.timedelta(days=3))
+    assert window_line(started, locale="en", today=TODAY) == "Expected between Sat 10 and Tue 13 October"
+    assert for_page(Estimate(window=started, withheld=None), Stage.DEPARTED_ORIGIN, TODAY) == window(
+        TODAY, TODAY + dt.timedelta(days=3)
+    )
     # The last day of the window is still inside it.
     assert window_line(window(TODAY - dt.timedelta(days=2), TODAY), locale="en", today=TODAY).startswith(
         "Expected"

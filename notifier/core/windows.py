@@ -96,8 +96,12 @@ _JA_DAYS = "月火水木金土日"
 
 
 def shown(window: Window | None, today: dt.date) -> Window | None:
-    """The window, unless its latest date has passed (the parcel is then running late)."""
-    return window if window is not None and window.latest >= today else None
+    """The window as shown on `today`: None once its latest date has passed (the parcel is then
+    running late), and never starting before today (a parcel not yet delivered cannot arrive
+    yesterday: a reader would take a past first day for a mistake)."""
+    if window is None or window.latest < today:
+        return None
+    return dataclasses.replace(window, earliest=today) if window.earliest < today else window
 
 
 def for_page(estimate: Estimate | None, stage: Stage, today: dt.date) -> Window | None:
