@@ -14,8 +14,10 @@ from sqlalchemy import select
 from starlette.applications import Starlette
 
 from notifier.core.eta import lane_of
+from notifier.core.links import Purpose, Signer
 from notifier.store.orm import OutboxMessage, Shipment
 from notifier.testing.simulator import Simulator, SimulatorServer, builtin_journeys
+from notifier.web.customer import routes as customer_routes
 from notifier.web.ops import ops_routes
 from tests.test_web_ops import Serve, by_label, parse, started_daemon
 from tests.web_server import closed_port
@@ -39,8 +41,12 @@ def dated_now() -> Simulator:
     return Simulator([journey])
 
 
-def config(tmp_path: Path, db_url: str, jp: str, number: str) -> Path:
+SECRET = "a secret for the window tests, long enough"
+
+
+def config(tmp_path: Path, db_url: str, jp: str, number: str, mail: str = "always") -> Path:
     path = tmp_path / "notifier.toml"
+    (tmp_path / "secret").write_text(SECRET, encoding="utf-8")
     path.write_text(
         f"""
 [database]
@@ -63,7 +69,11 @@ max_event_age = "3650d"
 multi_stage = "each"
 settle = "0s"
 [estimates]
-mail = "always"
+mail = "{mail}"
+[http]
+listen = "127.0.0.1:8080"
+public_url = "http://127.0.0.1:8080"
+secret_file = "secret"
 [[watch]]
 number = "{number}"
 label = "Order 1001"
@@ -121,3 +131,50 @@ async def test_a_window_shown_in_mail_counts_in_the_metrics_once_delivered(
     assert by_label(samples, "notifier_window_deliveries_inside") == {lane: inside}
     assert by_label(samples, "notifier_window_accuracy_ratio") == {lane: float(inside)}
     assert inside == 1  # the window's earliest day is never before the day it is shown
+
+
+async def test_by_default_a_prior_window_stays_out_of_mail_but_the_page_shows_and_records_it(
+    db_url: str, tmp_path: Path, asgi_server: Serve
+) -> None:
+    simulator = dated_now()
+    (number,) = simulator.numbers
+    with SimulatorServer(simulator) as server:
+        path = config(tmp_path, db_url, server.base_url, number, mail="history")
+        async with started_daemon(path) as daemon:
+            await daemon._poll()
+            engine = daemon.store.engine
+            async with engine.connect() as connection:
+                raws = list((await connection.execute(select(OutboxMessage.raw))).scalars())
+                before = (await connection.execute(select(Shipment.window_basis))).scalar_one()
+            assert raws  # the customer was told about the departure...
+            for raw in raws:
+                text = message_from_bytes(raw, policy=policy.default).get_body(("plain",)).get_content()  # type: ignore[union-attr]
+                assert "Expected" not in text  # ...without the prior's window
+            assert before is None
+            token = Signer(SECRET).make(Purpose.TRACK, "customer@example.com", number)
+            customer = Starlette(routes=customer_routes(daemon))
+            async with asgi_server(customer) as base, httpx.AsyncClient() as client:
+                page = (await client.get(f"{base}/t/{token}")).text
+                japanese = (await client.get(f"{base}/t/{token}?lang=ja")).text
+            assert "<strong>Expected " in page
+            assert "published delivery times" in page
+            assert "のお届け見込みです。</strong>" in japanese
+            async with engine.connect() as connection:
+                earliest, latest, basis = (
+                    await connection.execute(
+                        select(Shipment.window_earliest, Shipment.window_latest, Shipment.window_basis)
+                    )
+                ).one()
+            assert basis == "prior"
+            simulator.reveal(number, 4)
+            await daemon.store.mark_due(None, now=dt.datetime.now(dt.UTC))
+            await daemon._poll()
+            async with (
+                asgi_server(Starlette(routes=ops_routes(daemon))) as base,
+                httpx.AsyncClient() as client,
+            ):
+                samples = parse((await client.get(f"{base}/metrics")).text)
+    lane = str(lane_of(number=number, item_type="EMS", origin="JP", destination="US"))
+    assert by_label(samples, "notifier_window_deliveries") == {lane: 1}
+    assert by_label(samples, "notifier_window_deliveries_inside") == {lane: 1}
+    assert earliest <= dt.datetime.now(NEW_YORK).date() <= latest
