@@ -103,7 +103,8 @@ def build(observations: Iterable[Observation], *, as_of: float, half_life: float
                 count += 1
             index += 1
         if count and at_risk > 0.0:
-            value *= max(0.0, 1.0 - died / at_risk)
+            # The last ones at risk all delivered: exactly 0, not the residue of the running sum.
+            value = 0.0 if died >= at_risk * (1.0 - 1e-9) else value * (1.0 - died / at_risk)
             events += count
             times.append(duration)
             surv.append(value)
