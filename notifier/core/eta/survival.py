@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 
 from notifier.core.stages import Stage
@@ -74,31 +75,35 @@ def build(observations: Iterable[Observation], *, as_of: float, half_life: float
     observation weighs 2 ** (-(as_of - start) / half_life), so a lane's recent parcels count more
     when its timings drift (a seasonal peak, a new exchange office) without old ones being dropped.
     """
-    items: list[tuple[float, bool, float]] = []
+    # (duration, 0 for a delivery or 1 for a censoring, weight): sorting the tuples puts events
+    # before censorings at the same duration, as Kaplan–Meier wants (a censored parcel was still
+    # at risk then).
+    items: list[tuple[float, int, float]] = []
+    decay = math.log(2.0) / half_life
+    exp = math.exp
     for start, end, stop in observations:
         if start > as_of:
             continue
-        weight = 0.5 ** ((as_of - start) / half_life)
+        weight = exp(-(as_of - start) * decay)
         if end is not None and end <= as_of:
-            items.append((max(end - start, 0.0), True, weight))
+            items.append((end - start if end > start else 0.0, 0, weight))
         else:
             until = stop if stop is not None and stop <= as_of else as_of
-            items.append((max(until - start, 0.0), False, weight))
-    # Events before censorings at the same duration: a censored parcel was still at risk then.
-    items.sort(key=lambda item: (item[0], not item[1]))
+            items.append((until - start if until > start else 0.0, 1, weight))
+    items.sort()
     at_risk = sum(item[2] for item in items)
     times: list[float] = []
     surv: list[float] = []
     upto: list[int] = []
-    value, events, index = 1.0, 0, 0
-    while index < len(items):
+    value, events, index, size = 1.0, 0, 0, len(items)
+    while index < size:
         duration = items[index][0]
         died = left = 0.0
         count = 0
-        while index < len(items) and items[index][0] == duration:
-            _, event, weight = items[index]
+        while index < size and items[index][0] == duration:
+            _, censored, weight = items[index]
             left += weight
-            if event:
+            if not censored:
                 died += weight
                 count += 1
             index += 1
