@@ -5,7 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import NamedTuple, Protocol
 
 from notifier.core.eta import survival
@@ -225,11 +225,14 @@ def window_days(
         entered = point.t
     delivered = source.delivered(lane)
     if delivered >= threshold:
-        choices = (
-            (source.remaining(lane, last.stage), last.t - entered),
-            (source.total(lane), last.t - points[0].t),
+        # The stage's table first, then the lane's totals (asked for only when needed: the
+        # backtest builds each table it is asked for).
+        choices: tuple[tuple[Callable[[], Survival | None], float], ...] = (
+            (lambda: source.remaining(lane, last.stage), last.t - entered),
+            (lambda: source.total(lane), last.t - points[0].t),
         )
-        for table, elapsed in choices:
+        for ask, elapsed in choices:
+            table = ask()
             if table is None or table.events < threshold or table.events_after(elapsed) < MIN_TAIL:
                 continue
             low, high = table.quantile_given(elapsed, low_q), table.quantile_given(elapsed, high_q)

@@ -66,14 +66,29 @@ class Survival:
 EMPTY = Survival(times=(), surv=(), events_upto=(), events=0, observations=0)
 
 
+# At most this many observations per table, the most recent: enough for a 5th and a 95th
+# percentile (50 observations beyond each), and it bounds the cost of a busy lane's tables.
+LATEST = 1000
+
+
+def recent(known: list[Observation], latest: int = LATEST) -> list[Observation]:
+    """The `latest` most recently started of `known`, and every one tied with the oldest kept
+    (a tie is broken by nothing that was not known when they started)."""
+    if len(known) <= latest:
+        return known
+    cutoff = sorted(start for start, _, _ in known)[-latest]
+    return [item for item in known if item[0] >= cutoff]
+
+
 def build(observations: Iterable[Observation], *, as_of: float, half_life: float) -> Survival:
     """The weighted Kaplan–Meier estimate from what was known at `as_of`.
 
-    An observation started after `as_of` is unknown and left out. One whose end is unknown at
-    `as_of` is right-censored there (or where it stopped being watched, if that was known by
-    then): it is known to have lasted at least that long. Each
-    observation weighs 2 ** (-(as_of - start) / half_life), so a lane's recent parcels count more
-    when its timings drift (a seasonal peak, a new exchange office) without old ones being dropped.
+    An observation started after `as_of` is unknown and left out, and of the others only the
+    LATEST most recent count. One whose end is unknown at `as_of` is right-censored there (or
+    where it stopped being watched, if that was known by then): it is known to have lasted at
+    least that long. Each observation weighs 2 ** (-(as_of - start) / half_life), so a lane's
+    recent parcels count more when its timings drift (a seasonal peak, a new exchange office)
+    without old ones being dropped at once.
     """
     # (duration, 0 for a delivery or 1 for a censoring, weight): sorting the tuples puts events
     # before censorings at the same duration, as Kaplan–Meier wants (a censored parcel was still
@@ -81,9 +96,7 @@ def build(observations: Iterable[Observation], *, as_of: float, half_life: float
     items: list[tuple[float, int, float]] = []
     decay = math.log(2.0) / half_life
     exp = math.exp
-    for start, end, stop in observations:
-        if start > as_of:
-            continue
+    for start, end, stop in recent([item for item in observations if item[0] <= as_of]):
         weight = exp(-(as_of - start) * decay)
         if end is not None and end <= as_of:
             items.append((end - start if end > start else 0.0, 0, weight))
