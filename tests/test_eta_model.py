@@ -6,7 +6,16 @@ import datetime as dt
 
 import pytest
 
-from notifier.core.eta import Journey, Lane, Scan, change_probability, estimate, lane_stats, lateness
+from notifier.core.eta import (
+    Calibration,
+    Journey,
+    Lane,
+    Scan,
+    change_probability,
+    estimate,
+    lane_stats,
+    lateness,
+)
 from notifier.core.eta.survival import build
 from notifier.core.stages import Stage
 
@@ -200,3 +209,14 @@ def test_lane_stats_sees_only_what_was_known_at_as_of() -> None:
     assert stats.tables[LANE].delivered == sum(
         1 for j in fleet if j.delivered_at is not None and j.delivered_at <= at
     )
+
+
+def test_on_lane_history_the_calibrations_nest_too() -> None:
+    parcel = route("EA999999999JP", LANE, T0 + 40 * DAY, [(Stage.DEPARTED_ORIGIN, 1.0)])
+    now = T0 + 41 * DAY
+    stats = lane_stats([*delivered_fleet(60), parcel], as_of=now)
+    windows = [estimate(parcel, stats, now=now, calibration=c).window for c in Calibration]
+    assert all(window is not None and window.basis == "lane" for window in windows)
+    conservative, balanced, aggressive = (w for w in windows if w is not None)
+    assert conservative.earliest <= balanced.earliest <= aggressive.earliest
+    assert conservative.latest >= balanced.latest >= aggressive.latest
