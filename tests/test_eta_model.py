@@ -220,3 +220,29 @@ def test_on_lane_history_the_calibrations_nest_too() -> None:
     conservative, balanced, aggressive = (w for w in windows if w is not None)
     assert conservative.earliest <= balanced.earliest <= aggressive.earliest
     assert conservative.latest >= balanced.latest >= aggressive.latest
+
+
+def test_censoring_early_credits_no_parcel_with_a_wait_not_yet_seen() -> None:
+    # Thirty parcels departed two hours ago; as_of runs a day ahead (as the daemon's cache does,
+    # to take in scans printed in zones ahead of UTC).
+    now = T0 + 60 * DAY
+    fleet = delivered_fleet(30)
+    waiting = [
+        route(f"EA8{i:08d}JP", LANE, now - 3 * DAY, [(Stage.DEPARTED_ORIGIN, 3.0 - 1 / 12)])
+        for i in range(30)
+    ]
+    ahead = lane_stats([*fleet, *waiting], as_of=now + DAY)
+    honest = lane_stats([*fleet, *waiting], as_of=now + DAY, censor_at=now)
+    # Censored a day ahead, the thirty look like flights of at least 26 hours that have not come
+    # in; censored now, they have waited 2 hours, which says almost nothing.
+    flights = ahead.tables[LANE].gaps[Stage.DEPARTED_ORIGIN]
+    assert flights.survival(1.05) > honest.tables[LANE].gaps[Stage.DEPARTED_ORIGIN].survival(1.05)
+    parcel = waiting[0]
+    biased = change_probability(parcel, ahead, now=now, within=DAY)
+    fair = change_probability(parcel, honest, now=now, within=DAY)
+    assert biased is not None
+    assert fair is not None
+    assert fair >= biased
+    # A censoring time after as_of changes nothing.
+    later = lane_stats([*fleet, *waiting], as_of=now, censor_at=now + DAY)
+    assert later.tables == lane_stats([*fleet, *waiting], as_of=now).tables
