@@ -34,6 +34,9 @@ def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.
         assert rows[ems.number]["label"] == "Order 7"
         assert rows[never.number]["stage"] == "pending"
         assert rows[yupack.number]["last_event"] == yupack.scans[0].when
+        # Every row says whether a delivery window is shown, and if not why (never left out).
+        assert all(set(row) >= {"window", "window_withheld"} for row in rows.values())
+        assert all(row["window"] is not None or row["window_withheld"] for row in rows.values())
 
         assert main(["status", *opts]) == 0
         table = capsys.readouterr().out
@@ -47,6 +50,7 @@ def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.
             "POLLED",
             "NEXT",
             "POLL",
+            "EXPECTED",
             "ALERTS",
         ]
         assert ems.number in table
@@ -55,6 +59,12 @@ def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.
         history = capsys.readouterr().out
         assert [scan.status_en in history for scan in ems.scans[:4]] == [True] * 4
         assert ems.scans[4].status_en not in history
+        assert main(["history", ems.number, "--json", *opts]) == 0
+        found = json.loads(capsys.readouterr().out)
+        assert found["number"] == ems.number
+        assert found["stage"] == "inward_exchange"
+        assert [e["status"] for e in found["events"]] == [scan.status_en for scan in ems.scans[:4]]
+        assert set(found) >= {"window", "window_withheld"}
 
         simulator.set_fault(Fault.MAINTENANCE)
         assert main(["poll", ems.number, *opts]) == 1

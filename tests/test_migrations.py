@@ -276,3 +276,43 @@ async def test_0009_keeps_subscriptions_and_a_chosen_language_wins_until_downgra
         assert "chosen_locale" not in columns
     finally:
         await engine.dispose()
+
+
+async def test_0010_adds_the_shown_window_and_going_down_keeps_the_shipment(empty_db_url: str) -> None:
+    """Shipments from before 0010 were shown no window; one recorded afterwards counts towards
+    /metrics once delivered; going down drops only the window."""
+    from notifier.core.eta import Lane, Window
+
+    engine = make_engine(empty_db_url)
+    try:
+        await upgrade(engine, "0009")
+        await upgrade(engine)
+        await seed(empty_db_url)
+        store = await Store.open(empty_db_url)
+        try:
+            view = await store.get(NUMBER)
+            assert view is not None
+            assert await store.window_accuracy() == []
+            shown = Window(
+                earliest=dt.date(2026, 1, 1), latest=dt.date(2030, 1, 1), basis="lane", lane=Lane("ems", "US")
+            )
+            await store.record_window(view.id, shown, now=T0)
+            await store.record_window(view.id, shown, now=T0 + dt.timedelta(hours=1))  # same: no write
+            async with engine.connect() as connection:
+                row = (
+                    await connection.execute(
+                        text("SELECT window_earliest, window_latest, window_basis FROM shipments")
+                    )
+                ).one()
+            assert [str(v) for v in row] == ["2026-01-01", "2030-01-01", "lane"]
+        finally:
+            await store.close()
+        await downgrade(engine, "0009")
+        async with engine.connect() as connection:
+            columns = await connection.run_sync(
+                lambda c: {col["name"] for col in inspect(c).get_columns("shipments")}
+            )
+        assert not {c for c in columns if c.startswith("window_")}
+        assert await counts(empty_db_url) == (1, 5)
+    finally:
+        await engine.dispose()

@@ -14,12 +14,14 @@ from collections.abc import Awaitable, Callable
 from notifier import hints
 from notifier.cli import columns
 from notifier.cli.db import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _run, _settings, cmd_db, utcnow
+from notifier.cli.windows import PRIOR_NOTE, history_json, window_cell, window_fields, windows_now
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings
 from notifier.core.diff import Change
 from notifier.core.model import Layout
 from notifier.core.numbers import parse_number
 from notifier.core.stages import Stage, stage_info
 from notifier.core.views import ShipmentView
+from notifier.core.windows import Shown
 from notifier.errors import FetchError, InvalidNumberError, LeaseLostError
 from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
 from notifier.pipeline.cycle import CycleStats, record_list_page, schedule
@@ -241,7 +243,7 @@ def cmd_poll(args: argparse.Namespace) -> int:
 # --- status / history / alerts --------------------------------------------------------
 
 
-def _status_row(view: ShipmentView) -> dict[str, object]:
+def _status_row(view: ShipmentView, shown: Shown = (None, None)) -> dict[str, object]:
     return {
         "number": view.number,
         "incarnation": view.incarnation,
@@ -256,6 +258,7 @@ def _status_row(view: ShipmentView) -> dict[str, object]:
         "last_error": view.last_error,
         "open_alerts": view.open_alerts,
         "active": view.active,
+        **window_fields(shown),
     }
 
 
@@ -276,8 +279,10 @@ async def _status(args: argparse.Namespace) -> int:
             await _instances(store, settings, args.json)
             return EXIT_OK
         views = await store.shipments(include_inactive=args.all)
+        windows = await windows_now(store, settings, views)
         if args.json:
-            print(json.dumps([_status_row(v) for v in views], ensure_ascii=False, indent=2))
+            rows_json = [_status_row(v, windows[v.id]) for v in views]
+            print(json.dumps(rows_json, ensure_ascii=False, indent=2))
             return EXIT_OK
         if not views:
             print(f"no shipments watched yet (add one with {hints.command('poll NUMBER')})")
@@ -290,12 +295,15 @@ async def _status(args: argparse.Namespace) -> int:
                 v.last_event_time or "-",
                 _when(v.last_polled_at) + (f" !{v.consecutive_failures}" if v.consecutive_failures else ""),
                 _when(v.next_poll_at) if v.active else "never (off)",
+                window_cell(windows[v.id][0]),
                 str(v.open_alerts or ""),
             ]
             for v in views
         ]
-        headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "ALERTS"]
+        headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "EXPECTED", "ALERTS"]
         print(columns.table(rows, headers))
+        if any(w is not None and w.basis != "lane" for w, _ in windows.values()):
+            print(PRIOR_NOTE)
         if store.dialect == "postgresql":
             print()
             await _instances(store, settings, False)
@@ -306,6 +314,7 @@ async def _status(args: argparse.Namespace) -> int:
 
 async def _history(args: argparse.Namespace) -> int:
     number = parse_number(args.number).value
+    settings = _settings(args)
 
     async def action(store: Store) -> int:
         view = await store.get(number)
@@ -313,10 +322,23 @@ async def _history(args: argparse.Namespace) -> int:
             print(f"notifier history: {number} is not in the database", file=sys.stderr)
             return EXIT_FAILURE
         events = await store.history(view.id)
+        shown = (await windows_now(store, settings, [view]))[view.id]
+        if args.json:
+            found = history_json(view, events, await store.contacts(view.id), shown)
+            print(json.dumps(found, ensure_ascii=False, indent=2))
+            return EXIT_OK
         info = stage_info(view.stage)
         meaning = info.meaning_ja if args.locale == "ja" else info.meaning_en
         print(f"{view.number}  {view.label}  {view.item_type or ''}".rstrip())
         print(f"stage {view.stage}: {meaning}")
+        window, withheld = shown
+        if window is not None:
+            dates = window_cell(window, locale=args.locale).removesuffix(" *")
+            print(
+                f"expected: {dates} ({'this lane' if window.basis == 'lane' else 'Japan Post published times'})"
+            )
+        elif withheld not in ("delivered", "not_in_transit", "disabled"):
+            print(f"expected: no window ({withheld})")
         if not events:
             print("no events yet")
         else:
@@ -335,7 +357,7 @@ async def _history(args: argparse.Namespace) -> int:
             print(f"  contact: {office.role}: {office.office} {office.phone}".rstrip())
         return EXIT_OK
 
-    return await _with_store(_settings(args), action)
+    return await _with_store(settings, action)
 
 
 async def _alerts(args: argparse.Namespace) -> int:
@@ -494,6 +516,7 @@ def add_parsers(
     history = command("history", "full stored history of one number")
     history.add_argument("number", metavar="NUMBER")
     history.add_argument("--locale", choices=["en", "ja"], default="en")
+    history.add_argument("--json", action="store_true")
     _database_options(history)
     history.set_defaults(handler=cmd_history)
 

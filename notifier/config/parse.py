@@ -53,9 +53,11 @@ from notifier.config.sources import (
 )
 from notifier.config.toml import _by_place, _parse_toml, _Problems
 from notifier.config.watches import _watch_file_patterns, _watches
+from notifier.core.eta import Calibration
 from notifier.core.model import DEFAULT_BASE_URL
 from notifier.core.policy import PollingPolicy
 from notifier.core.stages import Stage
+from notifier.core.windows import MailWindows, WindowSettings
 from notifier.errors import ConfigError
 from notifier.store.database import DEFAULT_DATABASE_URL
 
@@ -337,6 +339,23 @@ def _polling(data: dict[str, Any], problems: _Problems) -> tuple[PollingPolicy, 
     return PollingPolicy(intervals=intervals, **values), tick
 
 
+def _estimates(data: dict[str, Any], problems: _Problems) -> WindowSettings:
+    table = _section(data, "estimates", problems)
+    defaults = WindowSettings()
+    calibration, mail = defaults.calibration, defaults.mail
+    if "calibration" in table:
+        try:
+            calibration = Calibration(table["calibration"])
+        except ValueError:
+            problems.add("estimates.calibration", 'must be "conservative", "balanced" or "aggressive"')
+    if "mail" in table:
+        try:
+            mail = MailWindows(table["mail"])
+        except ValueError:
+            problems.add("estimates.mail", 'must be "history", "always" or "never"')
+    return WindowSettings(calibration=calibration, mail=mail)
+
+
 def parse_settings(text: str, source: Path | None = None) -> Settings:
     """Validate a whole config file; raise one ConfigError listing every problem."""
     where = str(source) if source else "<config>"
@@ -390,6 +409,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     notifications = _notifications(data, problems, base, sender)
     example_identity_allowed = _identity(data, problems, smtp, notifications, http)
     polling, tick = _polling(data, problems)
+    estimates = _estimates(data, problems)
     watches = _watches(data, problems)
     patterns = tuple(
         _anchored(base, pattern) for pattern in _watch_file_patterns(data.get("polling"), problems)
@@ -437,4 +457,5 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         http=http,
         http_secret_problem=problems.http_secret,
         example_identity_allowed=example_identity_allowed,
+        estimates=estimates,
     )

@@ -14,6 +14,7 @@ from notifier.core.policy import PollingPolicy
 from notifier.core.rules import (
     RulesConfig,
 )
+from notifier.core.windows import WindowSettings
 from notifier.store.database import DEFAULT_DATABASE_URL
 
 CONFIG_ENV = "NOTIFIER_CONFIG"
@@ -157,6 +158,8 @@ class Settings:
     # [smtp] allow_example_identity = true, honoured only for a relay on this machine: a trial
     # may send as the example shop. Logged at every start and shown by `config check`.
     example_identity_allowed: bool = False
+    # [estimates]: delivery windows' width and where customers read them.
+    estimates: WindowSettings = field(default_factory=WindowSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -193,6 +196,7 @@ _JP = JapanPostSettings()
 _NOTE = NotificationSettings()
 _POLL = PollingPolicy()
 _RULES = RulesConfig()
+_EST = WindowSettings()
 _D = _shown_default
 # Every key the config accepts, in the order the reference page lists them. The sets of known
 # keys below are derived from it: a key accepted is a key documented.
@@ -442,6 +446,20 @@ KEYS: tuple[Key, ...] = (
     ),
     Key("notifications.rule", "destinations", "list of country codes", "(any)", "the watch's destination"),
     Key("notifications.rule", "tags", "list", "(any)", "any of the watch's tags"),
+    Key(
+        "estimates",
+        "calibration",
+        "conservative | balanced | aggressive",
+        _D(_EST.calibration.value),
+        "how wide delivery windows are (balanced aims at 9 in 10 inside)",
+    ),
+    Key(
+        "estimates",
+        "mail",
+        "history | always | never",
+        _D(_EST.mail.value),
+        "windows in customer mail: from the lane's own deliveries, also the prior's, or none",
+    ),
     Key("http", "listen", "host:port", "(required)", "where the web face listens"),
     Key("http", "public_url", "http(s) URL", "(required)", "how customers reach it; links in mail use it"),
     Key(
@@ -478,7 +496,7 @@ def _keys_of(section: str) -> set[str]:
 # "secret" and "admin_password" are refused with their own message, not as unknown keys.
 _KNOWN: dict[str, set[str]] = {
     section: _keys_of(section)
-    for section in ("database", "japanpost", "smtp", "notifications", "http", "polling")
+    for section in ("database", "japanpost", "smtp", "notifications", "http", "polling", "estimates")
 }
 _RULE_KEYS = _keys_of("notifications.rule")
 _WATCH_KEYS = _keys_of("watch")

@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import jinja2
 
 from notifier.core.contacts import shown_contacts
+from notifier.core.eta import Estimate, Window
 from notifier.core.links import Links
 from notifier.core.localize import PageWording
 from notifier.core.messages import ContactLine, DigestLine, EventLine, MessageContext, StallLine
@@ -25,6 +26,7 @@ from notifier.core.render import Renderer
 from notifier.core.rules import Notification, ShipmentFacts, recipient_zone
 from notifier.core.stages import Stage, stage_info
 from notifier.core.views import OutboxDraft
+from notifier.core.windows import WindowSettings, for_mail, local_today, window_line
 from notifier.core.zones import country_zones
 from notifier.errors import NotifierError
 
@@ -146,6 +148,7 @@ def context_for(
     wording: PageWording | None = None,
     waiting: Sequence[str] = (),
     name: str = "",
+    window: str = "",
 ) -> MessageContext:
     """The message's facts. Japan Post's wording (status, office, region, class of goods, contact
     offices) is the customer's language's page when `wording` is that page and covers every
@@ -208,6 +211,7 @@ def context_for(
         passed_through=passed_through(notification, waiting),
         wording_locale=wording_locale,
         wording_unavailable=unavailable,
+        window_line=window,
     )
 
 
@@ -377,6 +381,8 @@ def drafts_for(
     waiting: Mapping[int, Sequence[str]] | None = None,
     names: Mapping[int, str] | None = None,
     supersede: bool = False,
+    estimate: Estimate | None = None,
+    windows: WindowSettings | None = None,
 ) -> list[OutboxDraft]:
     """One draft per notification. One that cannot be built (any error in its context, template
     or MIME) is a failed draft, so it cannot take its poll and the other messages down with it.
@@ -384,6 +390,7 @@ def drafts_for(
     `wordings` are the other locales' pages by locale, `waiting` the stages of each subscription's
     messages still waiting, `names` each subscription's greeting name; `supersede` makes each
     draft retire what still waits for its subscription (a stage change: news of where it is now).
+    `estimate` is the parcel's delivery estimate now; `windows` decides which messages carry it.
     """
     drafts: list[OutboxDraft] = []
     for n in notifications:
@@ -400,6 +407,7 @@ def drafts_for(
                 wording=(wordings or {}).get(n.recipient.locale),
                 waiting=(waiting or {}).get(sid, ()) if supersede else (),
                 name=(names or {}).get(sid, ""),
+                window=message_window_line(n, estimate, windows, now=now, zone=zone),
             )
             drafts.append(
                 draft(
@@ -434,6 +442,51 @@ def drafts_for(
                 )
             )
     return drafts
+
+
+def message_window(
+    notification: Notification,
+    estimate: Estimate | None,
+    windows: WindowSettings | None,
+    *,
+    now: dt.datetime,
+    zone: str | None,
+) -> Window | None:
+    """The window this message carries: per [estimates] mail, never for a parcel that is not in
+    transit, never once its latest date has passed where the customer reads it."""
+    if windows is None:
+        return None
+    return for_mail(estimate, notification.stage, notification.template, windows, local_today(now, zone))
+
+
+def message_window_line(
+    notification: Notification,
+    estimate: Estimate | None,
+    windows: WindowSettings | None,
+    *,
+    now: dt.datetime,
+    zone: str | None,
+) -> str:
+    today = local_today(now, zone)
+    window = message_window(notification, estimate, windows, now=now, zone=zone)
+    return window_line(window, locale=notification.recipient.locale, today=today)
+
+
+def shown_window(
+    notifications: Sequence[Notification],
+    shipment: ShipmentFacts,
+    estimate: Estimate | None,
+    windows: WindowSettings | None,
+    *,
+    now: dt.datetime,
+) -> Window | None:
+    """The window that `drafts_for` puts in at least one of these messages (to be recorded)."""
+    for n in notifications:
+        zone = recipient_zone(n.recipient.time_zone, shipment.destination, country_zones())
+        window = message_window(n, estimate, windows, now=now, zone=zone)
+        if window is not None:
+            return window
+    return None
 
 
 def digest_context(

@@ -127,6 +127,9 @@ class MessageContext:
     # True when the customer reads another language than English but Japan Post's page in it
     # could not be had or paired, so the Japan Post wording shown is the English page's.
     wording_unavailable: bool = False
+    # The expected delivery window as one line in the customer's language
+    # (notifier.core.windows.window_line); "" when none is shown.
+    window_line: str = ""
 
     @classmethod
     def digest_for(

@@ -31,8 +31,10 @@ from notifier.core.compose import (
     display_number,
     draft_or_failure,
     drafts_for,
+    shown_window,
 )
 from notifier.core.diff import Change, diff_detail
+from notifier.core.eta import Estimate
 from notifier.core.localize import PageWording, pair_events, wording_json
 from notifier.core.messages import DigestLine, StallLine
 from notifier.core.model import ItemResult, Layout, Locale, TrackingEvent
@@ -55,8 +57,10 @@ from notifier.core.rules import (
 )
 from notifier.core.stages import Stage
 from notifier.core.views import OutboxDraft, PageCapture, ShipmentView
+from notifier.core.windows import WindowSettings
 from notifier.errors import FetchError, TransientFetchError
 from notifier.net.japanpost import JapanPostClient
+from notifier.pipeline.estimates import Estimator
 from notifier.pipeline.faults import crashpoint
 from notifier.store import Store
 
@@ -96,6 +100,32 @@ class Notifier:
     # Pages are unreadable site-wide (the daemon's kill switch): customer mail decided now is
     # held, not sent, until pages read again; time-based mail waits. Nothing is dropped.
     paused: bool = False
+    # [estimates]: None sends no delivery windows (tests, previews without a model).
+    windows: WindowSettings | None = None
+    # Built at the first message, over the store it polls into (see `estimate_for`).
+    estimator: Estimator | None = None
+
+
+async def estimate_for(
+    store: Store,
+    notifier: Notifier,
+    shipment: ShipmentFacts,
+    history: Sequence[TrackingEvent],
+    now: dt.datetime,
+) -> Estimate | None:
+    """The parcel's delivery estimate for the messages composed now; None without [estimates]."""
+    if notifier.windows is None:
+        return None
+    if notifier.estimator is None:
+        notifier.estimator = Estimator(store, notifier.windows)
+    return await notifier.estimator.estimate(
+        number=shipment.number,
+        item_type=shipment.item_type,
+        origin=shipment.origin,
+        destination=shipment.destination,
+        history=history,
+        now=now,
+    )
 
 
 def facts(view: ShipmentView, item: ItemResult | None = None) -> ShipmentFacts:
@@ -159,6 +189,8 @@ async def poll_detail(
     held = notifier.paused
     wording_requests = 0
     wordings: dict[str, PageWording] = {}
+    estimated: Estimate | None = None
+    window = None
     if change.transitions:
         recipients = await recipients_of(store, shipment.id)
         shipment_facts = facts(shipment, item)
@@ -181,6 +213,8 @@ async def poll_detail(
                 notifications = with_superseded(
                     notifications, waiting, change.history, shipment_facts, notifier.rules
                 )
+            estimated = await estimate_for(store, notifier, shipment_facts, change.history, now)
+            window = shown_window(notifications, shipment_facts, estimated, notifier.windows, now=now)
         outbox = drafts_for(
             notifications,
             shipment_facts,
@@ -195,6 +229,8 @@ async def poll_detail(
             # "latest": the customer hears where the parcel is now, so what still waits for them
             # is replaced; "each" promises a message per stage, so nothing is.
             supersede=notifier.rules.multi_stage is MultiStage.LATEST,
+            estimate=estimated,
+            windows=notifier.windows,
         )
         # Non-urgent news waits for the next scan, which supersedes it (see rules.send_after).
         due = {n.dedup_key: send_after(n, notifier.rules, now) for n in notifications}
@@ -219,6 +255,9 @@ async def poll_detail(
         closes=(STALL_ALERT,),
     )
     crashpoint("poll:after-commit")
+    if window is not None and outbox:
+        # After the commit: a crash here loses only this sample of our accuracy, never a message.
+        await store.record_window(shipment.id, window, now=now)
     # For the tracking page: the same words the messages just quoted (a crash before this
     # write only leaves the page on the English wording, which it then says).
     await store.save_wordings(shipment.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
@@ -364,6 +403,7 @@ async def queue_timed(
                 found = await other_wording(client, view.number, history, locale)
                 if found is not None:
                     wordings[locale] = found
+        estimated = await estimate_for(store, notifier, shipment_facts, history, now)
         drafts = drafts_for(
             fresh,
             shipment_facts,
@@ -374,10 +414,16 @@ async def queue_timed(
             now=now,
             names=await store.subscription_names(view.id),
             wordings=wordings,
+            estimate=estimated,
+            windows=notifier.windows,
         )
-        queued += await store.enqueue(
+        new = await store.enqueue(
             drafts, now=now, alert=stall_alert(shipment_facts, fresh), shipment_id=view.id
         )
+        queued += new
+        window = shown_window(fresh, shipment_facts, estimated, notifier.windows, now=now)
+        if new and window is not None:
+            await store.record_window(view.id, window, now=now)
         await store.save_wordings(view.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
     return queued
 

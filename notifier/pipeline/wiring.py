@@ -50,6 +50,7 @@ def notifier_for(settings: Settings) -> Notifier:
         rules=settings.notifications.rules,
         mail=mail_settings(settings),
         renderer=Renderer(settings.notifications.templates),
+        windows=settings.estimates,
     )
 
 

@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping, Sequence
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.diff import Change
-from notifier.core.eta import Journey
+from notifier.core.eta import Journey, Window
 from notifier.core.model import ContactOffice, ItemResult, TrackingEvent
 from notifier.core.numbers import TrackingNumber
 from notifier.core.rules import OperatorAlert
@@ -32,6 +32,7 @@ from notifier.store.outbox import Outbox
 from notifier.store.polls import Polls
 from notifier.store.shipments import Shipments
 from notifier.store.watchlist import Watchlist
+from notifier.store.windows import LaneAccuracy, ShownWindows
 
 
 class Store:
@@ -48,6 +49,7 @@ class Store:
         self.audience = Audience(self.database)
         self.watchlist = Watchlist(self.database)
         self.board = Board(self.database)
+        self.shown_windows = ShownWindows(self.database)
 
     @classmethod
     async def open(cls, url: str, *, check_schema: bool = True) -> Store:
@@ -113,6 +115,12 @@ class Store:
 
     async def subscribed_shipment_ids(self) -> set[int]:
         return await self.shipment_store.subscribed_shipment_ids()
+
+    async def record_window(self, shipment_id: int, window: Window, *, now: dt.datetime) -> None:
+        return await self.shown_windows.record(shipment_id, window, now=now)
+
+    async def window_accuracy(self) -> list[LaneAccuracy]:
+        return await self.shown_windows.accuracy()
 
     async def save_wordings(self, shipment_id: int, bodies: Mapping[str, str], *, now: dt.datetime) -> None:
         return await self.shipment_store.save_wordings(shipment_id, bodies, now=now)

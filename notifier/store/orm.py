@@ -93,6 +93,12 @@ class Shipment(Base):
     # "config": the configuration's watchlist decides (a reload that drops the number unwatches
     # it); "cli": added with `notifier watch` or `poll`, never unwatched by the configuration.
     watched_by: Mapped[str] = mapped_column(String(10), default="cli", server_default=text("'cli'"))
+    # The delivery window a customer was last shown (mail or tracking page): /metrics counts the
+    # deliveries that fell inside it, by lane. Dates in the calendar Japan Post prints.
+    window_earliest: Mapped[dt.date | None]
+    window_latest: Mapped[dt.date | None]
+    window_basis: Mapped[str | None] = mapped_column(String(8))
+    window_shown_at: Mapped[dt.datetime | None]
 
 
 class Event(Base):

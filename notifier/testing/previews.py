@@ -16,6 +16,7 @@ from notifier.core.numbers import parse_number, s10_check_digit
 from notifier.core.render import LOCALES, Renderer
 from notifier.core.rules import DEFAULT_RULES, Baseline, MultiStage, RulesConfig
 from notifier.core.views import ConfiguredWatch
+from notifier.core.windows import MailWindows, WindowSettings
 from notifier.net.japanpost import ClientSettings, JapanPostClient
 from notifier.pipeline.poll import Notifier, poll_detail, queue_timed
 from notifier.store import Store
@@ -129,7 +130,9 @@ async def pipeline_contexts(
         raise ValueError(f"no preview customer for locale {locale!r}; known: {', '.join(CUSTOMERS)}")
     customer = CUSTOMERS[locale]
     recorder = _Recorder(renderer or Renderer())
-    notifier = Notifier(rules=PREVIEW_RULES, mail=mail, renderer=recorder)
+    # Windows from Japan Post's published times too: the preview shop has no history of its own.
+    windows = WindowSettings(mail=MailWindows.ALWAYS)
+    notifier = Notifier(rules=PREVIEW_RULES, mail=mail, renderer=recorder, windows=windows)
     told, silent = _journeys(locale)
     found: dict[Template, MessageContext] = {}
     folder = Path(tempfile.mkdtemp(prefix="notifier-previews-"))

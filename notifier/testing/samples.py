@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 from collections.abc import Sequence
 from typing import Any
 
 from notifier.core.contacts import shown_contacts
+from notifier.core.eta import Lane, Window
 from notifier.core.messages import (
     ContactLine,
     DigestLine,
@@ -20,6 +22,7 @@ from notifier.core.messages import (
 from notifier.core.posts import post_for
 from notifier.core.render import LOCALES, Renderer
 from notifier.core.stages import Stage, stage_info
+from notifier.core.windows import IN_TRANSIT_TEMPLATES, window_line
 
 
 def render_preview(template: Template, locale: str, renderer: Renderer | None = None) -> RenderedMessage:
@@ -286,7 +289,25 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         reply_to="help@sakura-stationery.example",
         name="" if template is Template.TEST else ("山田 花子" if ja else "Emma Brown"),
         shop_phone="+81 3-0000-0188",
+        window_line=_sample_window(template, latest.time, locale),
     )
+
+
+def _sample_window(template: Template, latest: str, locale: str) -> str:
+    """The window line of an in-transit sample (not a stall: twelve days quiet, it has passed):
+    two to six days after the latest scan (the message's day), today or tomorrow once the
+    parcel is at its delivery office."""
+    if template not in IN_TRANSIT_TEMPLATES or template is Template.STALLED:
+        return ""
+    today = dt.date.fromisoformat(latest[:10])
+    near = template in (Template.AT_DELIVERY_OFFICE, Template.OUT_FOR_DELIVERY)
+    window = Window(
+        earliest=today + dt.timedelta(days=0 if near else 2),
+        latest=today + dt.timedelta(days=1 if near else 6),
+        basis="lane",
+        lane=Lane(service="ems", destination="US"),
+    )
+    return window_line(window, locale=locale, today=today)
 
 
 # ------------------------------------------------------------------------------------- seed advice

@@ -125,6 +125,8 @@ def _page_values(context: MessageContext, advice: str) -> dict[str, Any]:
         other_url="?lang=en",
         mail_locale="en",
         language_saved=False,
+        # The review reads the note a window from Japan Post's published times carries.
+        window_prior=bool(context.window_line),
     )
     return names
 

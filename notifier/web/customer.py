@@ -13,6 +13,9 @@ from notifier.core.compose import POLL_LOCALE, display_number
 from notifier.core.links import ALL, Purpose, Signer
 from notifier.core.localize import wording_from_json
 from notifier.core.render import Renderer
+from notifier.core.windows import MailWindows, local_today
+from notifier.core.zones import country_zones
+from notifier.pipeline.estimates import Estimator, shown_windows
 from notifier.pipeline.poll import Notifier
 from notifier.pipeline.wiring import mail_settings
 from notifier.web.errors import error_page, shop_contact
@@ -50,6 +53,18 @@ class _Pages:
     def __init__(self, view: DaemonView) -> None:
         self.view = view
         self._renderer: tuple[Notifier | None, Renderer] | None = None
+        self._estimator: Estimator | None = None
+
+    def estimator(self) -> Estimator:
+        """The daemon's own (one LaneCache for mail and pages), else one of the pages'; a reload
+        that changes [estimates] makes a new one."""
+        notifier = getattr(self.view, "notifier", None)
+        shared = getattr(notifier, "estimator", None)
+        if isinstance(shared, Estimator) and shared.settings == self.view.settings.estimates:
+            return shared
+        if self._estimator is None or self._estimator.settings != self.view.settings.estimates:
+            self._estimator = Estimator(self.view.store, self.view.settings.estimates)
+        return self._estimator
 
     def renderer(self) -> Renderer:
         # A reload makes a new Notifier (and reads the operator's template folder again): the
@@ -103,6 +118,16 @@ class _Pages:
         # After a choice the page speaks the chosen language, whatever the link said.
         locale = mail_locale if saved else asked_locale(request) or mail_locale
         stored = await store.wording(shipment.id, locale) if locale != str(POLL_LOCALE) else None
+        now = utcnow()
+        window, _ = (await shown_windows(self.estimator(), [shipment], {shipment.id: history}, now=now))[
+            shipment.id
+        ]
+        if self.view.settings.estimates.mail is MailWindows.NEVER:
+            # A shop that keeps windows out of mail does not want customers to read them here.
+            window = None
+        if window is not None:
+            # What this customer was told last: /metrics counts deliveries inside it.
+            await store.record_window(shipment.id, window, now=now)
         built = tracking_page(
             shipment,
             history,
@@ -111,6 +136,8 @@ class _Pages:
             recipient=recipient,
             locale=locale,
             wording=wording_from_json(stored, history) if stored else None,
+            window=window,
+            today=local_today(now, country_zones().get((shipment.destination or "").upper())),
         )
         return self.page(
             "tracking.html.j2",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import datetime as dt
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -21,6 +21,7 @@ from notifier.core.stages import Stage
 from notifier.core.views import OpsCounts, OutboxState
 from notifier.pipeline.activity import CYCLE_OUTCOMES, EMAIL_OUTCOMES, POLL_OUTCOMES, REQUEST_KINDS
 from notifier.pipeline.outbox import sending_paused
+from notifier.store.windows import LaneAccuracy
 from notifier.web.state import DaemonView
 
 logger = logging.getLogger(__name__)
@@ -167,6 +168,8 @@ class MetricsSnapshot:
     last_tick: dt.datetime | None
     last_good_cycle: dt.datetime | None
     started_at: dt.datetime | None
+    # Per lane, the delivered parcels that were shown a window and how many arrived inside it.
+    accuracy: Sequence[LaneAccuracy] = ()
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -321,7 +324,33 @@ def metric_families(snapshot: MetricsSnapshot) -> list[Metric]:
                 _gauge("notifier_alerts_open", "Operator alerts not acknowledged", counts.open_alerts),
             ]
         )
+        families.extend(_accuracy_families(s.accuracy))
     return families
+
+
+def _accuracy_families(accuracy: Sequence[LaneAccuracy]) -> list[Metric]:
+    """Our own published accuracy: of the deliveries whose customer was shown a window, the
+    share that fell inside the window last shown, by lane (service:destination)."""
+    delivered = GaugeMetricFamily(
+        "notifier_window_deliveries",
+        "Delivered parcels whose customer was shown a delivery window, by lane (service:country)",
+        labels=["lane"],
+    )
+    inside = GaugeMetricFamily(
+        "notifier_window_deliveries_inside",
+        "Of those, delivered on a date inside the window last shown, by lane",
+        labels=["lane"],
+    )
+    share = GaugeMetricFamily(
+        "notifier_window_accuracy_ratio",
+        "Share of those deliveries inside the window last shown, by lane (0-1)",
+        labels=["lane"],
+    )
+    for lane in accuracy:
+        delivered.add_metric([str(lane.lane)], lane.delivered)
+        inside.add_metric([str(lane.lane)], lane.inside)
+        share.add_metric([str(lane.lane)], lane.inside / lane.delivered if lane.delivered else 0.0)
+    return [delivered, inside, share]
 
 
 class _Families(Collector):
@@ -345,9 +374,11 @@ def render_metrics(snapshot: MetricsSnapshot) -> bytes:
 
 async def metrics_snapshot(view: DaemonView, now: dt.datetime) -> MetricsSnapshot:
     counts: OpsCounts | None = None
+    accuracy: list[LaneAccuracy] = []
     try:
         async with asyncio.timeout(DATABASE_TIMEOUT):
             counts = await view.store.ops_counts(now=now, overdue_before=now - OVERDUE_AFTER)
+            accuracy = await view.store.window_accuracy()
     except Exception as exc:
         logger.warning(
             "/metrics: the database did not answer: %s", _describe(exc), extra={"action": "metrics"}
@@ -371,6 +402,7 @@ async def metrics_snapshot(view: DaemonView, now: dt.datetime) -> MetricsSnapsho
         last_tick=view.last_tick,
         last_good_cycle=view.last_good_cycle,
         started_at=activity.started_at,
+        accuracy=accuracy,
     )
 
 

@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from notifier.core.compose import MailSettings, context_for, tracking_url
 from notifier.core.contacts import arrived_abroad
+from notifier.core.eta import Window
 from notifier.core.localize import PageWording
 from notifier.core.messages import EventLine, MessageContext, Template
 from notifier.core.model import ContactOffice, TrackingEvent
 from notifier.core.rules import Notification, Recipient
 from notifier.core.views import ShipmentView
+from notifier.core.windows import NO_WINDOW_STAGES, window_line
 from notifier.pipeline.poll import facts
 
 LOCALES = ("en", "ja")
@@ -39,6 +42,8 @@ class TrackingPage:
     unsubscribe_url: str
     # Arrived in the destination country: its local post office answers from now on, not Japan's.
     local_post_office: bool = False
+    # The window shown (message.window_line) is from Japan Post's published times, not the lane's.
+    window_prior: bool = False
 
     def values(self) -> dict[str, Any]:
         """The names the page template sees: every message field, and the page's own."""
@@ -49,6 +54,7 @@ class TrackingPage:
             japan_post_url=self.japan_post_url,
             page_unsubscribe_url=self.unsubscribe_url,
             local_post_office=self.local_post_office,
+            window_prior=self.window_prior,
         )
         return names
 
@@ -62,10 +68,13 @@ def tracking_page(
     recipient: str,
     locale: str,
     wording: PageWording | None = None,
+    window: Window | None = None,
+    today: dt.date | None = None,
 ) -> TrackingPage:
     """The page for `recipient` about `shipment`, as an email about its current stage would say it:
     in Japan Post's words of `wording` (the page last read in the customer's language) where it
-    covers the events shown, else the English page's, saying so."""
+    covers the events shown, else the English page's, saying so. `window` is the delivery window
+    shown (any basis, see windows.for_page), read on the reader's `today`."""
     locale = page_locale(locale)
     stage = shipment.stage
     advice = stage.value if stage.value in _ADVICE else ""
@@ -82,7 +91,10 @@ def tracking_page(
         notification, facts(shipment), history, contacts, dataclasses.replace(mail, web=None), wording=wording
     )
     unsubscribe = mail.web.unsubscribe(recipient, shipment.number) if mail.web else context.unsubscribe_url
-    context = dataclasses.replace(context, unsubscribe_url=unsubscribe, passed=())
+    if stage in NO_WINDOW_STAGES or today is None:
+        window = None
+    line = window_line(window, locale=locale, today=today) if today is not None else ""
+    context = dataclasses.replace(context, unsubscribe_url=unsubscribe, passed=(), window_line=line)
     return TrackingPage(
         message=context,
         advice=advice,
@@ -92,6 +104,7 @@ def tracking_page(
         local_post_office=arrived_abroad(
             [*(str(e.stage) for e in history), str(stage)], context.international
         ),
+        window_prior=bool(line) and window is not None and window.basis != "lane",
     )
 
 

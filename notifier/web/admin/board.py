@@ -7,13 +7,15 @@ import email
 import email.policy
 import urllib.parse
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from notifier.core.model import TrackingEvent
 from notifier.core.rules import StallRule
 from notifier.core.sending import OutboxPolicy, RecordedPause, expected_send, goes_note, recorded_pause
 from notifier.core.stages import Stage, stage_info
 from notifier.core.views import AlertView, OutboxItem, OutboxState, ShipmentView
+from notifier.core.windows import Shown, window_text
+from notifier.pipeline.estimates import Estimator, shown_windows
 from notifier.store import Store
 from notifier.web.ops import circuit_open, health, health_snapshot
 from notifier.web.state import DaemonView
@@ -89,6 +91,8 @@ class BoardSnapshot:
     suppressions: Sequence[tuple[str, str, dt.datetime]]
     # With the alerts, whether sending is paused (see outbox.recorded_pause).
     last_sent_at: dt.datetime | None = None
+    # Each shipment's delivery window now, by id (pipeline.estimates.shown_windows).
+    windows: Mapping[int, Shown] = field(default_factory=dict)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -116,6 +120,8 @@ class ShipmentRow:
     need: int
     # Delivered, returned or no longer watched: nothing left to poll for.
     finished: bool
+    # The delivery window shown now, or why there is none (windows.window_text).
+    window: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -255,6 +261,7 @@ def shipment_row(
     suppressed: frozenset[str],
     stalls: Mapping[Stage, StallRule],
     now: dt.datetime,
+    window: Shown = (None, "disabled"),
 ) -> ShipmentRow:
     stalled = stall_of(view, stalls, now)
     return ShipmentRow(
@@ -272,6 +279,7 @@ def shipment_row(
         stalled=stalled,
         need=need(view, bool(stalled)),
         finished=finished(view),
+        window=window_text(window, now.date()),
     )
 
 
@@ -340,7 +348,14 @@ def build_board(
 
     def rows(views: Sequence[ShipmentView]) -> tuple[ShipmentRow, ...]:
         return tuple(
-            shipment_row(view, snapshot.subscribers.get(view.id, ()), snapshot.suppressed, stalls, now)
+            shipment_row(
+                view,
+                snapshot.subscribers.get(view.id, ()),
+                snapshot.suppressed,
+                stalls,
+                now,
+                snapshot.windows.get(view.id, (None, "disabled")),
+            )
             for view in views[:SHOWN]
         )
 
@@ -466,10 +481,11 @@ def build_shipment_page(
     alerts: Sequence[AlertView],
     stalls: Mapping[Stage, StallRule],
     now: dt.datetime,
+    window: Shown = (None, "disabled"),
 ) -> ShipmentPage:
     """One parcel's page: its row, its events newest first, every message about it, its open alerts."""
     return ShipmentPage(
-        row=shipment_row(view, subscribers, suppressed, stalls, now),
+        row=shipment_row(view, subscribers, suppressed, stalls, now, window),
         active=view.active,
         destination=view.destination or "",
         last_polled=when(view.last_polled_at, now),
@@ -479,8 +495,13 @@ def build_shipment_page(
     )
 
 
-async def load_snapshot(store: Store) -> BoardSnapshot:
+async def load_snapshot(store: Store, estimator: Estimator | None = None) -> BoardSnapshot:
     shipments = await store.shipments()
+    windows: dict[int, Shown] = {}
+    if estimator is not None:
+        shown = [v for v in shipments if v.active]
+        histories = await store.histories([v.id for v in shown])
+        windows = await shown_windows(estimator, shown, histories, now=dt.datetime.now(dt.UTC))
     subscribers = await store.active_subscribers()
     addresses = sorted({email for emails in subscribers.values() for email in emails})
     return BoardSnapshot(
@@ -492,6 +513,7 @@ async def load_snapshot(store: Store) -> BoardSnapshot:
         depth=await store.outbox_depth(),
         suppressions=await store.suppressions(),
         last_sent_at=await store.last_sent_at(),
+        windows=windows,
     )
 
 

@@ -21,6 +21,7 @@ from notifier.core.mime import AddressError, validate_address
 from notifier.core.render import templates_root
 from notifier.core.stages import Stage
 from notifier.core.views import OutboxState
+from notifier.pipeline.estimates import Estimator, shown_windows
 from notifier.pipeline.wiring import outbox_policy
 from notifier.web.admin.board import (
     MAX_TEXT,
@@ -80,6 +81,7 @@ class AdminBoard:
         self.throttle = LoginThrottle()
         self.revoked = _Revoked()
         self.templates = _environment()
+        self._own_estimator: Estimator | None = None
 
     # -- helpers
 
@@ -148,13 +150,22 @@ class AdminBoard:
 
     # -- pages
 
+    def _estimator(self) -> Estimator:
+        """The daemon's estimator when it has one (one LaneCache for mail and pages), else the board's."""
+        shared = getattr(getattr(self.view, "notifier", None), "estimator", None)
+        if isinstance(shared, Estimator) and shared.settings == self.view.settings.estimates:
+            return shared
+        if self._own_estimator is None or self._own_estimator.settings != self.view.settings.estimates:
+            self._own_estimator = Estimator(self.view.store, self.view.settings.estimates)
+        return self._own_estimator
+
     async def board(self, request: Request) -> Response:
         keys = self._keys()
         session = self._session(request, keys)
         if session is None:
             return RedirectResponse("/admin/login", status_code=303)
         filters = Filters.from_query(request.query_params)
-        snapshot = await load_snapshot(self.view.store)
+        snapshot = await load_snapshot(self.view.store, self._estimator())
         settings = self.view.settings
         now = dt.datetime.now(dt.UTC)
         board = build_board(
@@ -191,9 +202,12 @@ class AdminBoard:
             raise HTTPException(404)
         subscribers = [email for _, email, _, _ in await store.recipients(view.id)]
         now = dt.datetime.now(dt.UTC)
+        history = await store.history(view.id)
+        windows = await shown_windows(self._estimator(), [view], {view.id: history}, now=now)
         page = build_shipment_page(
             view,
-            history=await store.history(view.id),
+            window=windows[view.id],
+            history=history,
             subscribers=subscribers,
             suppressed=frozenset(await store.suppressed_among(subscribers)),
             messages=await store.outbox_for(view.number),
