@@ -33,11 +33,13 @@ from notifier.core.compose import (
     drafts_for,
 )
 from notifier.core.diff import Change, diff_detail
+from notifier.core.eta import Journey, LaneStats, Lateness, Scan, lane_of, lateness
 from notifier.core.localize import PageWording, pair_events, wording_json
 from notifier.core.messages import DigestLine, StallLine
 from notifier.core.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.core.render import Renderer
 from notifier.core.rules import (
+    RUNNING_LATE_ALERT,
     STALL_ALERT,
     MultiStage,
     Notification,
@@ -49,15 +51,18 @@ from notifier.core.rules import (
     notifications_for_time,
     old_news,
     poll_again_by,
+    running_late_alert,
     send_after,
     stall_alert,
     stall_days,
 )
 from notifier.core.stages import Stage
 from notifier.core.views import OutboxDraft, PageCapture, ShipmentView
+from notifier.core.zones import country_zones
 from notifier.errors import FetchError, TransientFetchError
 from notifier.net.japanpost import JapanPostClient
 from notifier.pipeline.faults import crashpoint
+from notifier.pipeline.lanes import LaneCache
 from notifier.store import Store
 
 # Pinned to the pre-package name: operators filter journald on `notifier.poll` (see the README).
@@ -96,6 +101,8 @@ class Notifier:
     # Pages are unreadable site-wide (the daemon's kill switch): customer mail decided now is
     # held, not sent, until pages read again; time-based mail waits. Nothing is dropped.
     paused: bool = False
+    # The lanes' history, for stalls judged against the route (None: the fixed day counts only).
+    lanes: LaneCache | None = None
 
 
 def facts(view: ShipmentView, item: ItemResult | None = None) -> ShipmentFacts:
@@ -216,7 +223,7 @@ async def poll_detail(
         outbox=outbox,
         held=held,
         # The parcel moved: the shop's promised inquiry into its silence is no longer needed.
-        closes=(STALL_ALERT,),
+        closes=(STALL_ALERT, RUNNING_LATE_ALERT),
     )
     crashpoint("poll:after-commit")
     # For the tracking page: the same words the messages just quoted (a crash before this
@@ -342,6 +349,7 @@ async def queue_timed(
         return 0
     queued = 0
     subscribed = await store.subscribed_shipment_ids()
+    stats = await notifier.lanes.stats(now) if notifier.lanes is not None else None
     for view in await store.shipments():
         # Only a stall or a hold can make time-based news, and only for someone listening.
         timed = view.stage in notifier.rules.stalls or view.stage is Stage.RETENTION
@@ -353,7 +361,10 @@ async def queue_timed(
         history = await store.history(view.id)
         latest = _entering_event(history, view)
         recipients = await recipients_of(store, view.id)
-        notifications = notifications_for_time(shipment_facts, latest, recipients, notifier.rules, now)
+        late = lateness_of(view, history, stats, now) if stats is not None else None
+        notifications = notifications_for_time(
+            shipment_facts, latest, recipients, notifier.rules, now, lateness=late
+        )
         known = await store.known_dedup_keys([n.dedup_key for n in notifications])
         fresh = [n for n in notifications if n.dedup_key not in known]
         if not fresh:
@@ -375,8 +386,9 @@ async def queue_timed(
             names=await store.subscription_names(view.id),
             wordings=wordings,
         )
+        alerts = [stall_alert(shipment_facts, fresh), running_late_alert(shipment_facts, fresh)]
         queued += await store.enqueue(
-            drafts, now=now, alert=stall_alert(shipment_facts, fresh), shipment_id=view.id
+            drafts, now=now, alerts=[a for a in alerts if a is not None], shipment_id=view.id
         )
         await store.save_wordings(view.id, {k: wording_json(w) for k, w in wordings.items()}, now=now)
     return queued
@@ -423,6 +435,30 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
         now=now,
     )
     return await store.enqueue([message], now=now)
+
+
+def lateness_of(
+    view: ShipmentView, history: Sequence[TrackingEvent], stats: LaneStats, now: dt.datetime
+) -> Lateness | None:
+    """The time model's judgement of a shipment's silence against its lane (None: not late, or
+    the lane cannot say). Scans are wall times where they happened; `now` is read on the same
+    clock: the last scan's zone when the page gives one (Japan), else the destination's."""
+    scans = tuple(
+        Scan(at=dt.datetime.combine(e.when.date, e.when.time or dt.time(0)), stage=e.stage) for e in history
+    )
+    if not scans:
+        return None
+    lane = lane_of(
+        number=view.number, item_type=view.item_type, origin=view.origin, destination=view.destination
+    )
+    zone = history[-1].when.zone or country_zones().get((view.destination or "").upper())
+    local = now
+    if zone is not None:
+        from zoneinfo import ZoneInfo
+
+        local = now.astimezone(ZoneInfo(zone))
+    journey = Journey(number=view.number, lane=lane, scans=scans)
+    return lateness(journey, stats, now=local.replace(tzinfo=None))
 
 
 def _entering_event(history: tuple[TrackingEvent, ...], view: ShipmentView) -> TrackingEvent | None:
