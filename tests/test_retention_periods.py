@@ -84,6 +84,8 @@ def test_a_bad_row_is_refused_naming_the_line() -> None:
     ("number", "item_type", "destination", "expected"),
     [
         ("CP314159268JP", "Parcel", "GM", ("GM", "parcel", 2, "months")),
+        ("CP314159268JP", "Air Parcel", "GM", ("GM", "parcel", 2, "months")),
+        ("CP314159268JP", "SAL Parcel", "GM", ("GM", "parcel", 2, "months")),
         ("RR123456785JP", None, "GM", ("GM", "registered", 90, "days")),
         ("EJ202603021JP", "EMS", "US", ("US", "ems", 5, "days")),
         ("CP314159268JP", "Parcel", "US", ("US", "all", 30, "days")),

@@ -59,6 +59,20 @@ def late(quiet_days: float, p90_days: float | None = 2.6, stage: Stage = Stage.C
     )
 
 
+def test_where_the_lane_can_judge_it_decides_even_past_the_fixed_day_count() -> None:
+    # A slow route: 9 in 10 of its parcels took up to 12 days in customs; the fixed rule says 7.
+    slow = late(8, p90_days=12)
+    assert not slow.late
+    assert (
+        notifications_for_time(facts(), CUSTOMS, [ALICE], RulesConfig(), ENTERED + 8 * DAY, lateness=slow)
+        == []
+    )
+    (message,) = notifications_for_time(
+        facts(), CUSTOMS, [ALICE], RulesConfig(), ENTERED + 13 * DAY, lateness=late(13, p90_days=12)
+    )
+    assert message.stalled_days == 13
+
+
 def test_quieter_than_the_lane_p90_is_a_stall_before_the_fixed_day_count() -> None:
     now = ENTERED + 3 * DAY  # the fixed rule for customs waits 7 days
     assert notifications_for_time(facts(), CUSTOMS, [ALICE], RulesConfig(), now) == []

@@ -124,9 +124,12 @@ def holding_table() -> Mapping[tuple[str, str], HoldingPeriod]:
 
 
 def item_class(*, number: str, item_type: str | None, origin: str, destination: str | None) -> str | None:
-    """The table's class of a shipment (from the time model's service), or None: domestic, or a
-    service the table has no class for (ePacket, unknown), which only a country's `all` row covers."""
+    """The table's class of a shipment (from the time model's service: a parcel by air, SAL or
+    surface is a parcel), "domestic", or None for a service the table has no class for (ePacket,
+    unknown), which only a country's `all` row covers."""
     service = lane_of(number=number, item_type=item_type, origin=origin, destination=destination).service
+    if service in {"air", "sal", "surface"}:
+        return "parcel"
     return service if service in {"registered", "parcel", "ems", "domestic"} else None
 
 

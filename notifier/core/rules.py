@@ -406,22 +406,29 @@ def notifications_for_time(
 
     `latest` is the event that entered the current stage; its key makes each message once per
     entry into the stage, however often this runs. `lateness` is the time model's judgement
-    (notifier.core.eta.lateness, computed by the pipeline): a parcel quieter than its lane's p90
-    for this stage is stalled even before the stage's fixed day count, which stays the rule for
-    lanes without history. Both judgements share the rule name and so the dedup key: a parcel
-    late by both gets one message, the first that was due.
+    (notifier.core.eta.lateness, computed by the pipeline): where the lane has history for this
+    stage it decides (a stall is quieter than the lane's p90), earlier or later than the stage's
+    fixed day count; the fixed count stays the rule where it has none (None, or no p90). An
+    operator's `off` for a stage silences both. Both judgements share the rule name and so the
+    dedup key: a parcel that was told by one is never told again by the other.
     """
     if latest is None or not recipients:
         return []
     out: list[Notification] = []
     stall = config.stalls.get(shipment.stage)
     quiet_since = shipment.last_changed_at or shipment.stage_entered_at
-    late = lateness if lateness is not None and lateness.lane_p90 is not None else None
-    if late is not None and late.stage is not shipment.stage:
-        late = None  # judged on an older view of the shipment
-    due = stall is not None and quiet_since is not None and now - quiet_since >= stall.after
-    if stall is not None and quiet_since is not None and (due or late is not None):
-        days = int((now - quiet_since) / dt.timedelta(days=1))
+    judged = lateness if lateness is not None and lateness.lane_p90 is not None else None
+    if judged is not None and judged.stage is not shipment.stage:
+        judged = None  # judged on an older view of the shipment
+    late = judged if judged is not None and judged.late else None
+    if judged is not None:
+        due = late is not None
+    else:
+        due = stall is not None and quiet_since is not None and now - quiet_since >= stall.after
+    if stall is not None and quiet_since is not None and due:
+        # Judged by the lane, the quiet counts from the scan itself, as the operator's alert says.
+        quiet = late.quiet if late is not None else now - quiet_since
+        days = int(quiet / dt.timedelta(days=1))
         for recipient in recipients:
             out.append(
                 Notification(
