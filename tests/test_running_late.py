@@ -20,6 +20,7 @@ from notifier.core.rules import (
     notifications_for_time,
     running_late_alert,
     stall_alert,
+    stall_days,
     within_days,
 )
 from notifier.core.stages import Stage
@@ -207,3 +208,11 @@ def test_every_stall_kind_carries_the_sentence_only_when_judged_by_the_lane(loca
         # "Quiet tracking is normal at this stage" would contradict the figure.
         assert "normal at this stage" not in judged.text
         assert "よくあることです" not in judged.text
+
+
+def test_the_digest_lists_stalls_by_the_same_verdict() -> None:
+    now = ENTERED + 3 * DAY
+    assert stall_days(facts(), RulesConfig(), now) is None  # the fixed rule: 7 days
+    assert stall_days(facts(), RulesConfig(), now, late(3.4)) == 3
+    assert stall_days(facts(), RulesConfig(), ENTERED + 8 * DAY, late(8, p90_days=12)) is None
+    assert stall_days(facts(), RulesConfig(), ENTERED + 8 * DAY, late(8, p90_days=None)) == 8

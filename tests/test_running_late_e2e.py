@@ -134,6 +134,14 @@ def customer_mail(smtp: SmtpServer) -> list[EmailMessage]:
     return [m for m in parsed if isinstance(m, EmailMessage) and m["To"] == "emma@example.com"]
 
 
+def text_of(raw: bytes) -> str:
+    message = email.message_from_bytes(raw, policy=email.policy.default)
+    assert isinstance(message, EmailMessage)
+    body = message.get_body(preferencelist=("plain",))
+    assert body is not None
+    return str(body.get_content())
+
+
 async def send(store: Store, smtp: SmtpServer, now: dt.datetime) -> None:
     async with SmtpTransport(smtp.settings()) as transport:
         await drain(store, transport, owner="test", policy=OutboxPolicy(), clock=lambda: now)
@@ -174,11 +182,13 @@ async def test_a_parcel_quieter_than_its_lane_gets_one_email_and_one_alert(
 
     # The operator's digest lists it.
     assert (
-        await queue_operator_digest(store, notifier, "ops@sakura.example", now=new_york(PRESENTED + 8 * DAY))
+        await queue_operator_digest(store, notifier, "ops@sakura.example", now=new_york(PRESENTED + 5 * DAY))
         == 1
     )
     (digest,) = [m for m in await store.outbox() if m.rule == "operator_digest"]
     assert b"running_late" in digest.raw
+    # Its list of stalled parcels follows the same verdict: five days, short of the fixed seven.
+    assert "- EJ 202 603 021 JP (Order 1001): customs_presented, 5 days" in text_of(digest.raw)
 
     with SmtpServer() as smtp:
         # One message per parcel and subscriber per drain, in order: the customs news, then the stall.

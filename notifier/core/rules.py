@@ -416,19 +416,9 @@ def notifications_for_time(
         return []
     out: list[Notification] = []
     stall = config.stalls.get(shipment.stage)
-    quiet_since = shipment.last_changed_at or shipment.stage_entered_at
-    judged = lateness if lateness is not None and lateness.lane_p90 is not None else None
-    if judged is not None and judged.stage is not shipment.stage:
-        judged = None  # judged on an older view of the shipment
-    late = judged if judged is not None and judged.late else None
-    if judged is not None:
-        due = late is not None
-    else:
-        due = stall is not None and quiet_since is not None and now - quiet_since >= stall.after
-    if stall is not None and quiet_since is not None and due:
-        # Judged by the lane, the quiet counts from the scan itself, as the operator's alert says.
-        quiet = late.quiet if late is not None else now - quiet_since
-        days = int(quiet / dt.timedelta(days=1))
+    stalled = _stalled(shipment, config, now, lateness)
+    if stall is not None and stalled is not None:
+        days, late = stalled
         for recipient in recipients:
             out.append(
                 Notification(
@@ -571,11 +561,33 @@ def quiet_until(
     return dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
 
 
-def stall_days(shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime) -> int | None:
-    """Whole days a shipment has been silent when its stage's stall rule says it is stalled
-    (the same test notifications_for_time applies), else None: for the operator's digest."""
+def _stalled(
+    shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime, lateness: Lateness | None
+) -> tuple[int, Lateness | None] | None:
+    """Whole days of silence and the lane's verdict when it decided, if the shipment is stalled.
+
+    Where the lane can judge the stage (a Lateness with a p90, about the current stage) it
+    decides; else the stage's fixed day count. A stage switched off is never stalled."""
     stall = config.stalls.get(shipment.stage)
     quiet_since = shipment.last_changed_at or shipment.stage_entered_at
-    if stall is None or quiet_since is None or now - quiet_since < stall.after:
+    if stall is None or quiet_since is None:
         return None
-    return int((now - quiet_since) / dt.timedelta(days=1))
+    judged = lateness if lateness is not None and lateness.lane_p90 is not None else None
+    if judged is not None and judged.stage is not shipment.stage:
+        judged = None  # judged on an older view of the shipment
+    if judged is not None:
+        # Judged by the lane, the quiet counts from the scan itself, as the operator's alert says.
+        return (int(judged.quiet / dt.timedelta(days=1)), judged) if judged.late else None
+    if now - quiet_since < stall.after:
+        return None
+    return int((now - quiet_since) / dt.timedelta(days=1)), None
+
+
+def stall_days(
+    shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime, lateness: Lateness | None = None
+) -> int | None:
+    """Whole days a shipment has been silent when it is stalled (the same test
+    notifications_for_time applies, with the lane's verdict when given), else None: for the
+    operator's digest."""
+    stalled = _stalled(shipment, config, now, lateness)
+    return None if stalled is None else stalled[0]

@@ -417,8 +417,12 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
         for alert in await store.alerts()
     )
     stalls: list[StallLine] = []
+    stats = await notifier.lanes.stats(now) if notifier.lanes is not None else None
     for view in await store.shipments():
-        silent = stall_days(facts(view), notifier.rules, now)
+        late = None
+        if stats is not None and view.stage in notifier.rules.stalls and view.last_event_time is not None:
+            late = lateness_of(view, await store.history(view.id), stats, now)
+        silent = stall_days(facts(view), notifier.rules, now, late)
         if silent is not None:
             number = display_number(view.number)
             stalls.append(StallLine(number=number, label=view.label, stage=view.stage.value, days=silent))
