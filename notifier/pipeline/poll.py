@@ -444,8 +444,8 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
 def lateness_of(
     view: ShipmentView, history: Sequence[TrackingEvent], stats: LaneStats, now: dt.datetime
 ) -> Lateness | None:
-    """The time model's judgement of a shipment's silence against its lane (None: not late, or
-    the lane cannot say). Scans are wall times where they happened; `now` is read on the same
+    """The time model's judgement of a shipment's silence against its lane (None: the lane cannot
+    judge its stage; else `Lateness.late` says whether it is running late). Scans are wall times where they happened; `now` is read on the same
     clock: the last scan's zone when the page gives one (Japan), else the destination's."""
     scans = tuple(
         Scan(at=dt.datetime.combine(e.when.date, e.when.time or dt.time(0)), stage=e.stage) for e in history
