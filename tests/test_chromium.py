@@ -151,6 +151,18 @@ def pages() -> list[dict[str, object]]:
             for width in WIDTHS:
                 out.append({"name": f"{locale}-{template.value}", "width": width, "html": sample})
                 out.append({"name": f"pipeline-{locale}-{template.value}", "width": width, "html": piped})
+    # A stall judged by the route's history carries the lane's figure, in each stall wording.
+    for locale in LOCALES:
+        for stage in ("departed_origin", "customs_presented", "accepted"):
+            late = dataclasses.replace(
+                sample_context(Template.STALLED, locale),
+                stage=stage,
+                stall_is_normal=False,
+                late_within_days=3,
+            )
+            html = Renderer().render(late).html
+            for width in WIDTHS:
+                out.append({"name": f"late-{locale}-stalled-{stage}", "width": width, "html": html})
     return out
 
 
@@ -186,6 +198,11 @@ CASES = [
     for source in ("", "pipeline-")
     for t in Template
     for locale in LOCALES
+    for width in WIDTHS
+] + [
+    pytest.param(f"late-{locale}-stalled-{stage}", width, id=f"late-{locale}-stalled-{stage}-{width}")
+    for locale in LOCALES
+    for stage in ("departed_origin", "customs_presented", "accepted")
     for width in WIDTHS
 ]
 

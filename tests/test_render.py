@@ -356,7 +356,9 @@ FACTS: dict[tuple[Template, str], tuple[str, ...]] = {
         "as soon as you can",
         "sent back to us",
         "Your delivering post office: BROOKLYN NY, phone +1 718-555-0143",
-        "check the notice card",
+        # The sample is an EMS to the United States: the country table's period and date.
+        "Post offices in the United States usually keep EMS items for 5 days",
+        "until about Thursday 12 March 2026",
         "EJ 482 913 056 JP",
     ),
     (Template.RETENTION, "ja"): (
@@ -364,7 +366,8 @@ FACTS: dict[tuple[Template, str], tuple[str, ...]] = {
         "できるだけ早く",
         "当店へ返送",
         "配達を担当する郵便局：BROOKLYN NY（電話：+1 718-555-0143）",
-        "不在連絡票でご確認ください",
+        "アメリカ合衆国の郵便局でのEMSの保管期間は、通常5日間です。",
+        "2026年3月12日（木）頃まで",
         "EJ 482 913 056 JP",
     ),
     (Template.RETENTION_REMINDER, "en"): ("still being held", "limited time", "+1 718-555-0143"),
@@ -491,10 +494,10 @@ def test_retention_without_deadline_or_contacts_still_says_what_to_do(
 def test_domestic_holds_give_japan_posts_period_and_abroad_the_notice_card(
     renderer: Renderer, template: Template, locale: str
 ) -> None:
-    abroad = renderer.render(sample_context(template, locale)).text
-    domestic = renderer.render(
-        dataclasses.replace(sample_context(template, locale), international=False)
-    ).text
+    # Abroad without a sourced period (a country the table lacks): the notice card.
+    unknown = dataclasses.replace(sample_context(template, locale), hold_amount=None, retention_deadline=None)
+    abroad = renderer.render(unknown).text
+    domestic = renderer.render(dataclasses.replace(unknown, international=False)).text
     period = "for 7 days after leaving the notice" if locale == "en" else "投函されてから7日間です"
     card = "check the notice card" if locale == "en" else "不在連絡票でご確認ください"
     assert period in domestic
@@ -527,12 +530,14 @@ def test_unknown_digest_kinds_are_shown_as_given(renderer: Renderer) -> None:
 def test_no_message_states_a_computed_holding_deadline(
     renderer: Renderer, template: Template, locale: str
 ) -> None:
-    """The pipeline's deadline is a scan date plus a constant: no Japan Post page gives it."""
+    """Without a sourced holding period (hold_amount) a deadline is a scan date plus the shop's
+    own figure: no source gives it, so no message states it."""
     for international in (True, False):
         context = dataclasses.replace(
             sample_context(template, locale),
             retention_deadline=dt.date(2031, 11, 23),
             international=international,
+            hold_amount=None,
         )
         message = renderer.render(context)
         for part in (message.subject, message.text, message.html):

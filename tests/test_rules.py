@@ -306,7 +306,19 @@ def test_retention_message_carries_the_deadline() -> None:
         diff_detail(history[:6], page(*history), NUMBER), SHIP, [ALICE], RulesConfig(), NOW
     )
     assert held.template is Template.RETENTION
-    assert held.retention_deadline == dt.date(2026, 3, 16)
+    # An EMS to the United States: USPS keeps inbound EMS 5 days (the country table).
+    assert held.retention_deadline == dt.date(2026, 3, 14)
+    assert held.holding is not None
+    assert (held.holding.country, held.holding.item_class, held.holding.amount) == ("US", "ems", 5)
+    # A country the table lacks: no period, no deadline.
+    (elsewhere,) = notifications_for_change(
+        diff_detail(history[:6], page(*history), NUMBER),
+        dataclasses.replace(SHIP, destination="DE"),
+        [ALICE],
+        RulesConfig(),
+        NOW,
+    )
+    assert (elsewhere.holding, elsewhere.retention_deadline) == (None, None)
 
 
 @pytest.mark.parametrize(

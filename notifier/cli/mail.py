@@ -32,6 +32,7 @@ from notifier.core.stages import Stage
 from notifier.core.views import WATCHED_BY_CONFIG, OutboxState
 from notifier.errors import InvalidNumberError
 from notifier.net.mailer import transport_for
+from notifier.pipeline.lanes import LaneCache
 from notifier.pipeline.outbox import drain
 from notifier.pipeline.poll import queue_operator_digest, queue_timed
 from notifier.pipeline.wiring import mail_settings, notifier_for, outbox_policy, owner_name
@@ -157,6 +158,7 @@ async def _outbox(args: argparse.Namespace) -> int:
         action = args.outbox_command or "list"
         if action == "send":
             notifier = notifier_for(settings)
+            notifier.lanes = LaneCache(store)
             from notifier.net.japanpost import ClientSettings, JapanPostClient
 
             client_settings = ClientSettings(

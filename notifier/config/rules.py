@@ -131,19 +131,27 @@ def _rules(notifications: dict[str, Any], problems: _Problems) -> RulesConfig:
         stalls[stage] = StallRule(
             after=after, normal=DEFAULT_STALLS.get(stage, StallRule(after=after, normal=False)).normal
         )
-    durations = {"hold": defaults.retention_hold, "remind_before": defaults.retention_remind_before}
+    # `hold` has no default: the holding period comes from Japan Post's rule at home and the
+    # sourced country table abroad (notifier.core.retention); set, it is the shop's own figure
+    # for the countries the table lacks, and only times the reminder (no message states it).
+    hold: dt.timedelta | None = defaults.retention_hold
+    remind_before = defaults.retention_remind_before
     retention = notifications.get("retention", {})
     if not isinstance(retention, dict):
         problems.add("notifications.retention", "must be a table")
         retention = {}
-    for key in sorted(set(retention) - set(durations)):
+    for key in sorted(set(retention) - {"hold", "remind_before"}):
         problems.add(f"notifications.retention.{key}", "unknown key")
-    for key in durations:
-        if key in retention:
-            try:
-                durations[key] = parse_duration(retention[key])
-            except ValueError as exc:
-                problems.add(f"notifications.retention.{key}", str(exc))
+    if "hold" in retention:
+        try:
+            hold = parse_duration(retention["hold"])
+        except ValueError as exc:
+            problems.add("notifications.retention.hold", str(exc))
+    if "remind_before" in retention:
+        try:
+            remind_before = parse_duration(retention["remind_before"])
+        except ValueError as exc:
+            problems.add("notifications.retention.remind_before", str(exc))
     overrides = []
     rule_list = notifications.get("rule", [])
     if not isinstance(rule_list, list):
@@ -166,8 +174,8 @@ def _rules(notifications: dict[str, Any], problems: _Problems) -> RulesConfig:
         max_event_age=max_age,
         settle=settle,
         stalls=stalls,
-        retention_hold=durations["hold"],
-        retention_remind_before=durations["remind_before"],
+        retention_hold=hold,
+        retention_remind_before=remind_before,
     )
 
 

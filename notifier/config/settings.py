@@ -415,8 +415,8 @@ KEYS: tuple[Key, ...] = (
         "notifications",
         "retention",
         "table",
-        f"hold {_D(_RULES.retention_hold)}, remind_before {_D(_RULES.retention_remind_before)}",
-        "post office hold and reminder",
+        f"hold (none), remind_before {_D(_RULES.retention_remind_before)}",
+        "reminder before a known hold ends; hold: the shop's own period where none is known",
     ),
     Key(
         "notifications",

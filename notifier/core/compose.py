@@ -23,7 +23,7 @@ from notifier.core.model import DEFAULT_BASE_URL, DETAIL_PATH, ContactOffice, Lo
 from notifier.core.numbers import parse_number
 from notifier.core.posts import post_for
 from notifier.core.render import Renderer
-from notifier.core.rules import Notification, ShipmentFacts, recipient_zone
+from notifier.core.rules import Notification, ShipmentFacts, recipient_zone, within_days
 from notifier.core.stages import Stage, stage_info
 from notifier.core.views import OutboxDraft
 from notifier.core.windows import WindowSettings, for_mail, local_today, window_line
@@ -202,6 +202,15 @@ def context_for(
         stalled_days=notification.stalled_days,
         stall_is_normal=notification.stall_is_normal,
         retention_deadline=notification.retention_deadline,
+        late_within_days=(
+            within_days(notification.lateness.lane_p90)
+            if notification.lateness is not None and notification.lateness.lane_p90 is not None
+            else None
+        ),
+        hold_amount=notification.holding.amount if notification.holding else None,
+        hold_unit=notification.holding.unit if notification.holding else "",
+        hold_class=notification.holding.item_class if notification.holding else "",
+        hold_country=notification.holding.country_name(locale) if notification.holding else "",
         unsubscribe_url=unsubscribe_link(mail, notification.recipient.email, shipment.number),
         reply_to=mail.reply_to or "",
         logo_url=mail.logo_url or "",

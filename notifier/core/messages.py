@@ -102,6 +102,16 @@ class MessageContext:
     stalled_days: int | None = None
     stall_is_normal: bool | None = None
     retention_deadline: dt.date | None = None
+    # A stall judged by the lane's history: 9 in 10 of the route's parcels moved on from this
+    # stage within this many whole days (rounded up); None for the fixed day-count stall.
+    late_within_days: int | None = None
+    # The destination's holding period when a source gives it (notifier/core/retention_periods.csv):
+    # amount and unit ("days", "months"), the class ("registered", "parcel", "ems", "all",
+    # "domestic") and the country's name in the customer's language; hold_amount None: unknown.
+    hold_amount: int | None = None
+    hold_unit: str = ""
+    hold_class: str = ""
+    hold_country: str = ""
     unsubscribe_url: str = ""
     reply_to: str = ""
     # Branding: the logo's https URL, the accent colour (#rrggbb, checked for contrast) and the

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import email.utils
 import importlib.resources
 import re
@@ -140,6 +141,16 @@ REDELIVERY_URL = "https://trackings.post.japanpost.jp/delivery/deli/"
 DOMESTIC_HOLD_DAYS = 7
 
 
+_WEEKDAYS_JA = "月火水木金土日"
+
+
+def long_date(value: dt.date, locale: str) -> str:
+    """A date as a customer reads it: "Friday 5 June 2026", 「2026年6月5日（金）」."""
+    if locale == "ja":
+        return f"{value.year}年{value.month}月{value.day}日（{_WEEKDAYS_JA[value.weekday()]}）"
+    return f"{value:%A} {value.day} {value:%B %Y}"
+
+
 @jinja2.pass_eval_context
 def nowrap(eval_ctx: EvalContext, value: object) -> str:
     """A number (tracking, phone) that never breaks across lines in HTML; unchanged in text."""
@@ -266,6 +277,7 @@ class Renderer:
         self.environment.filters["tel"] = tel_class if web else tel
         self.environment.filters["mail_link"] = mail_link_class if web else mail_link
         self.environment.filters["mailto"] = mailto
+        self.environment.filters["long_date"] = long_date
         self.environment.filters["address_text"] = address_text
         self.environment.globals["journey"] = journey
         self.environment.globals["redelivery_url"] = REDELIVERY_URL

@@ -4,12 +4,15 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
+import math
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 
 from notifier.core.diff import AnomalyKind, Change, Transition
+from notifier.core.eta import Lateness, lane_of
 from notifier.core.messages import Template
 from notifier.core.model import TrackingEvent
+from notifier.core.retention import HoldingPeriod, holding_period
 from notifier.core.stages import Stage
 
 OPERATOR = "operator"
@@ -90,6 +93,8 @@ SHOP_FOLLOWS_UP: frozenset[Stage] = frozenset(
     {Stage.PENDING, Stage.ACCEPTED, Stage.IN_TRANSIT, Stage.OUTWARD_EXCHANGE}
 )
 STALL_ALERT = "stalled_in_japan"
+# A stall judged by the lane's history (quieter than 9 in 10 of its parcels were in this stage).
+RUNNING_LATE_ALERT = "running_late"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -159,7 +164,10 @@ class RulesConfig:
     # Non-urgent news waits this long for the next scan, which replaces it (see send_after).
     settle: dt.timedelta = dt.timedelta(hours=6)
     stalls: Mapping[Stage, StallRule] = field(default_factory=lambda: dict(DEFAULT_STALLS))
-    retention_hold: dt.timedelta = dt.timedelta(days=7)
+    # The holding period comes from Japan Post's rule at home and the country table abroad
+    # (notifier.core.retention); this is the operator's own figure for parcels abroad the table
+    # has none for: it times the reminder only, and no message states it. None: no reminder then.
+    retention_hold: dt.timedelta | None = None
     retention_remind_before: dt.timedelta = dt.timedelta(days=2)
     pending_alert_after: dt.timedelta = dt.timedelta(days=7)
 
@@ -201,7 +209,11 @@ class Notification:
     passed: tuple[TrackingEvent, ...] = ()
     stalled_days: int | None = None
     stall_is_normal: bool | None = None
+    # Set when the stall was judged by the lane's history rather than the fixed day count.
+    lateness: Lateness | None = None
     retention_deadline: dt.date | None = None
+    # The destination's holding period when a source gives it (None: the messages state none).
+    holding: HoldingPeriod | None = None
 
 
 def dedup_key(recipient: Recipient, shipment: ShipmentFacts, rule: str, entry: str) -> str:
@@ -303,7 +315,9 @@ def notifications_for_change(
     else:
         chosen = [(candidate, ()) for candidate in candidates]
     out = []
+    holding = holding_of(shipment)
     for (transition, rule), passed_events in chosen:
+        held = transition.to_stage is Stage.RETENTION
         for recipient in recipients:
             out.append(
                 Notification(
@@ -314,11 +328,8 @@ def notifications_for_change(
                     recipient=recipient,
                     event=transition.event,
                     passed=passed_events,
-                    retention_deadline=(
-                        retention_deadline(transition.event, config)
-                        if transition.to_stage is Stage.RETENTION
-                        else None
-                    ),
+                    retention_deadline=retention_deadline(transition.event, holding) if held else None,
+                    holding=holding if held else None,
                 )
             )
     return out
@@ -367,9 +378,20 @@ def poll_again_by(next_poll: dt.datetime | None, waiting_until: dt.datetime | No
     return min(next_poll, waiting_until - LOOK_BEFORE_SENDING)
 
 
-def retention_deadline(event: TrackingEvent, config: RulesConfig) -> dt.date:
-    """When the post office sends a held parcel back, counted from the day it was held."""
-    return event.when.date + config.retention_hold
+def holding_of(shipment: ShipmentFacts) -> HoldingPeriod | None:
+    """The holding period a source gives for this shipment's destination and class, if any."""
+    return holding_period(
+        number=shipment.number,
+        item_type=shipment.item_type,
+        origin=shipment.origin,
+        destination=shipment.destination,
+    )
+
+
+def retention_deadline(event: TrackingEvent, holding: HoldingPeriod | None) -> dt.date | None:
+    """When the post office sends a held parcel back, counted from the day it was held; None
+    when no source gives the period."""
+    return holding.until(event.when.date) if holding is not None else None
 
 
 def notifications_for_time(
@@ -378,19 +400,25 @@ def notifications_for_time(
     recipients: Sequence[Recipient],
     config: RulesConfig,
     now: dt.datetime,
+    lateness: Lateness | None = None,
 ) -> list[Notification]:
     """Messages due because time passed: a stall in the current stage, or a retention reminder.
 
     `latest` is the event that entered the current stage; its key makes each message once per
-    entry into the stage, however often this runs.
+    entry into the stage, however often this runs. `lateness` is the time model's judgement
+    (notifier.core.eta.lateness, computed by the pipeline): where the lane has history for this
+    stage it decides (a stall is quieter than the lane's p90), earlier or later than the stage's
+    fixed day count; the fixed count stays the rule where it has none (None, or no p90). An
+    operator's `off` for a stage silences both. Both judgements share the rule name and so the
+    dedup key: a parcel that was told by one is never told again by the other.
     """
     if latest is None or not recipients:
         return []
     out: list[Notification] = []
     stall = config.stalls.get(shipment.stage)
-    quiet_since = shipment.last_changed_at or shipment.stage_entered_at
-    if stall is not None and quiet_since is not None and now - quiet_since >= stall.after:
-        days = int((now - quiet_since) / dt.timedelta(days=1))
+    stalled = _stalled(shipment, config, now, lateness)
+    if stall is not None and stalled is not None:
+        days, late = stalled
         for recipient in recipients:
             out.append(
                 Notification(
@@ -401,13 +429,18 @@ def notifications_for_time(
                     recipient=recipient,
                     event=latest,
                     stalled_days=days,
-                    stall_is_normal=stall.normal,
+                    # Quieter than 9 in 10 of the lane's parcels is never "normal" silence.
+                    stall_is_normal=stall.normal and late is None,
+                    lateness=late,
                 )
             )
     if shipment.stage is Stage.RETENTION:
-        deadline = retention_deadline(latest, config)
-        remind_on = deadline - config.retention_remind_before
-        if now.date() >= remind_on and now.date() <= deadline:
+        holding = holding_of(shipment)
+        deadline = retention_deadline(latest, holding)
+        if deadline is None and config.retention_hold is not None:
+            deadline = latest.when.date + config.retention_hold
+        remind_on = None if deadline is None else deadline - config.retention_remind_before
+        if deadline is not None and remind_on is not None and remind_on <= now.date() <= deadline:
             for recipient in recipients:
                 out.append(
                     Notification(
@@ -418,6 +451,7 @@ def notifications_for_time(
                         recipient=recipient,
                         event=latest,
                         retention_deadline=deadline,
+                        holding=holding,
                     )
                 )
     return out
@@ -452,6 +486,55 @@ def stall_alert(shipment: ShipmentFacts, notifications: Sequence[Notification]) 
     )
 
 
+def running_late_alert(
+    shipment: ShipmentFacts, notifications: Sequence[Notification]
+) -> OperatorAlert | None:
+    """The operator alert owed for a stall judged by the lane's history: how unusual it is, in
+    figures; None when no such stall message is among these."""
+    judged = [n for n in notifications if n.template is Template.STALLED and n.lateness is not None]
+    if not judged:
+        return None
+    first = judged[0]
+    late = first.lateness
+    assert late is not None
+    assert late.lane_p90 is not None
+    lane = lane_of(
+        number=shipment.number,
+        item_type=shipment.item_type,
+        origin=shipment.origin,
+        destination=shipment.destination,
+    )
+    told = len({n.recipient.subscription_id for n in judged})
+    label = f" ({shipment.label})" if shipment.label else ""
+    quicker = (
+        f"; {late.quicker_out_of_ten} in 10 of them moved on sooner than this parcel has waited"
+        if late.quicker_out_of_ten is not None
+        else ""
+    )
+    return OperatorAlert(
+        kind=RUNNING_LATE_ALERT,
+        subject=shipment.number,
+        message=(
+            f"{shipment.number}{label} is running late for its route: no new scan for "
+            f"{days_text(late.quiet)} in {late.stage}, where 9 in 10 parcels on lane {lane} moved on "
+            f"within {days_text(late.lane_p90)}{quicker}. {told} customer(s) were told. "
+            "This alert closes when the parcel moves."
+        ),
+    )
+
+
+def days_text(span: dt.timedelta) -> str:
+    """A duration in days for an operator: one decimal below ten days, whole days above."""
+    days = span / dt.timedelta(days=1)
+    shown = f"{days:.1f}" if days < 10 else f"{days:.0f}"
+    return f"{shown} day{'' if shown == '1.0' else 's'}"
+
+
+def within_days(span: dt.timedelta) -> int:
+    """The whole days a customer is told "within": rounded up, so the sentence stays true."""
+    return max(1, math.ceil(span / dt.timedelta(days=1) - 1e-9))
+
+
 def quiet_until(
     now: dt.datetime, time_zone: str | None, window: tuple[dt.time, dt.time] | None
 ) -> dt.datetime | None:
@@ -478,11 +561,33 @@ def quiet_until(
     return dt.datetime.combine(end_day, end, tzinfo=zone).astimezone(dt.UTC)
 
 
-def stall_days(shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime) -> int | None:
-    """Whole days a shipment has been silent when its stage's stall rule says it is stalled
-    (the same test notifications_for_time applies), else None: for the operator's digest."""
+def _stalled(
+    shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime, lateness: Lateness | None
+) -> tuple[int, Lateness | None] | None:
+    """Whole days of silence and the lane's verdict when it decided, if the shipment is stalled.
+
+    Where the lane can judge the stage (a Lateness with a p90, about the current stage) it
+    decides; else the stage's fixed day count. A stage switched off is never stalled."""
     stall = config.stalls.get(shipment.stage)
     quiet_since = shipment.last_changed_at or shipment.stage_entered_at
-    if stall is None or quiet_since is None or now - quiet_since < stall.after:
+    if stall is None or quiet_since is None:
         return None
-    return int((now - quiet_since) / dt.timedelta(days=1))
+    judged = lateness if lateness is not None and lateness.lane_p90 is not None else None
+    if judged is not None and judged.stage is not shipment.stage:
+        judged = None  # judged on an older view of the shipment
+    if judged is not None:
+        # Judged by the lane, the quiet counts from the scan itself, as the operator's alert says.
+        return (int(judged.quiet / dt.timedelta(days=1)), judged) if judged.late else None
+    if now - quiet_since < stall.after:
+        return None
+    return int((now - quiet_since) / dt.timedelta(days=1)), None
+
+
+def stall_days(
+    shipment: ShipmentFacts, config: RulesConfig, now: dt.datetime, lateness: Lateness | None = None
+) -> int | None:
+    """Whole days a shipment has been silent when it is stalled (the same test
+    notifications_for_time applies, with the lane's verdict when given), else None: for the
+    operator's digest."""
+    stalled = _stalled(shipment, config, now, lateness)
+    return None if stalled is None else stalled[0]

@@ -23,6 +23,7 @@ from notifier.core.views import ConfiguredWatch
 from notifier.daemon.state import DaemonState, _one_line, utcnow
 from notifier.errors import ConfigError
 from notifier.net.japanpost import ClientSettings, JapanPostClient
+from notifier.pipeline.lanes import LaneCache
 from notifier.pipeline.outbox import reevaluate_quiet_hours
 from notifier.pipeline.wiring import notifier_for, outbox_policy
 
@@ -61,6 +62,10 @@ class ConfigReloader(DaemonState):
                 await old_client.aclose()
         paused = getattr(self, "notifier", None)
         notifier.paused = paused.paused if paused is not None else False
+        # The lanes' statistics survive a reload: they follow the store, not the configuration.
+        notifier.lanes = (
+            paused.lanes if paused is not None and paused.lanes is not None else LaneCache(self.store)
+        )
         self.notifier = notifier
         self.settings = settings
         # The breaker keeps its state across reloads; only its limits follow the config.

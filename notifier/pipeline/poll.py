@@ -34,12 +34,13 @@ from notifier.core.compose import (
     shown_window,
 )
 from notifier.core.diff import Change, diff_detail
-from notifier.core.eta import Estimate
+from notifier.core.eta import Estimate, Journey, LaneStats, Lateness, Scan, lane_of, lateness
 from notifier.core.localize import PageWording, pair_events, wording_json
 from notifier.core.messages import DigestLine, StallLine
 from notifier.core.model import ItemResult, Layout, Locale, TrackingEvent
 from notifier.core.render import Renderer
 from notifier.core.rules import (
+    RUNNING_LATE_ALERT,
     STALL_ALERT,
     MultiStage,
     Notification,
@@ -51,6 +52,7 @@ from notifier.core.rules import (
     notifications_for_time,
     old_news,
     poll_again_by,
+    running_late_alert,
     send_after,
     stall_alert,
     stall_days,
@@ -58,10 +60,12 @@ from notifier.core.rules import (
 from notifier.core.stages import Stage
 from notifier.core.views import OutboxDraft, PageCapture, ShipmentView
 from notifier.core.windows import WindowSettings
+from notifier.core.zones import country_zones
 from notifier.errors import FetchError, TransientFetchError
 from notifier.net.japanpost import JapanPostClient
 from notifier.pipeline.estimates import Estimator
 from notifier.pipeline.faults import crashpoint
+from notifier.pipeline.lanes import LaneCache
 from notifier.store import Store
 
 # Pinned to the pre-package name: operators filter journald on `notifier.poll` (see the README).
@@ -100,6 +104,8 @@ class Notifier:
     # Pages are unreadable site-wide (the daemon's kill switch): customer mail decided now is
     # held, not sent, until pages read again; time-based mail waits. Nothing is dropped.
     paused: bool = False
+    # The lanes' history, for stalls judged against the route (None: the fixed day counts only).
+    lanes: LaneCache | None = None
     # [estimates]: None sends no delivery windows (tests, previews without a model).
     windows: WindowSettings | None = None
     # Built at the first message, over the store it polls into (see `estimate_for`).
@@ -117,7 +123,8 @@ async def estimate_for(
     if notifier.windows is None:
         return None
     if notifier.estimator is None:
-        notifier.estimator = Estimator(store, notifier.windows)
+        # One cache of the lanes' statistics for stalls and windows alike.
+        notifier.estimator = Estimator(store, notifier.windows, lanes=notifier.lanes)
     return await notifier.estimator.estimate(
         number=shipment.number,
         item_type=shipment.item_type,
@@ -252,7 +259,7 @@ async def poll_detail(
         outbox=outbox,
         held=held,
         # The parcel moved: the shop's promised inquiry into its silence is no longer needed.
-        closes=(STALL_ALERT,),
+        closes=(STALL_ALERT, RUNNING_LATE_ALERT),
     )
     crashpoint("poll:after-commit")
     if window is not None and outbox:
@@ -381,6 +388,7 @@ async def queue_timed(
         return 0
     queued = 0
     subscribed = await store.subscribed_shipment_ids()
+    stats = await notifier.lanes.stats(now) if notifier.lanes is not None else None
     for view in await store.shipments():
         # Only a stall or a hold can make time-based news, and only for someone listening.
         timed = view.stage in notifier.rules.stalls or view.stage is Stage.RETENTION
@@ -392,7 +400,10 @@ async def queue_timed(
         history = await store.history(view.id)
         latest = _entering_event(history, view)
         recipients = await recipients_of(store, view.id)
-        notifications = notifications_for_time(shipment_facts, latest, recipients, notifier.rules, now)
+        late = lateness_of(view, history, stats, now) if stats is not None else None
+        notifications = notifications_for_time(
+            shipment_facts, latest, recipients, notifier.rules, now, lateness=late
+        )
         known = await store.known_dedup_keys([n.dedup_key for n in notifications])
         fresh = [n for n in notifications if n.dedup_key not in known]
         if not fresh:
@@ -417,8 +428,9 @@ async def queue_timed(
             estimate=estimated,
             windows=notifier.windows,
         )
+        alerts = [stall_alert(shipment_facts, fresh), running_late_alert(shipment_facts, fresh)]
         new = await store.enqueue(
-            drafts, now=now, alert=stall_alert(shipment_facts, fresh), shipment_id=view.id
+            drafts, now=now, alerts=[a for a in alerts if a is not None], shipment_id=view.id
         )
         queued += new
         window = shown_window(fresh, shipment_facts, estimated, notifier.windows, now=now)
@@ -451,8 +463,12 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
         for alert in await store.alerts()
     )
     stalls: list[StallLine] = []
+    stats = await notifier.lanes.stats(now) if notifier.lanes is not None else None
     for view in await store.shipments():
-        silent = stall_days(facts(view), notifier.rules, now)
+        late = None
+        if stats is not None and view.stage in notifier.rules.stalls and view.last_event_time is not None:
+            late = lateness_of(view, await store.history(view.id), stats, now)
+        silent = stall_days(facts(view), notifier.rules, now, late)
         if silent is not None:
             number = display_number(view.number)
             stalls.append(StallLine(number=number, label=view.label, stage=view.stage.value, days=silent))
@@ -469,6 +485,30 @@ async def queue_operator_digest(store: Store, notifier: Notifier, operator: str,
         now=now,
     )
     return await store.enqueue([message], now=now)
+
+
+def lateness_of(
+    view: ShipmentView, history: Sequence[TrackingEvent], stats: LaneStats, now: dt.datetime
+) -> Lateness | None:
+    """The time model's judgement of a shipment's silence against its lane (None: the lane cannot
+    judge its stage; else `Lateness.late` says whether it is running late). Scans are wall times where they happened; `now` is read on the same
+    clock: the last scan's zone when the page gives one (Japan), else the destination's."""
+    scans = tuple(
+        Scan(at=dt.datetime.combine(e.when.date, e.when.time or dt.time(0)), stage=e.stage) for e in history
+    )
+    if not scans:
+        return None
+    lane = lane_of(
+        number=view.number, item_type=view.item_type, origin=view.origin, destination=view.destination
+    )
+    zone = history[-1].when.zone or country_zones().get((view.destination or "").upper())
+    local = now
+    if zone is not None:
+        from zoneinfo import ZoneInfo
+
+        local = now.astimezone(ZoneInfo(zone))
+    journey = Journey(number=view.number, lane=lane, scans=scans)
+    return lateness(journey, stats, now=local.replace(tzinfo=None))
 
 
 def _entering_event(history: tuple[TrackingEvent, ...], view: ShipmentView) -> TrackingEvent | None:

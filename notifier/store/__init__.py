@@ -297,8 +297,11 @@ class Store:
         now: dt.datetime,
         alert: OperatorAlert | None = None,
         shipment_id: int | None = None,
+        alerts: Sequence[OperatorAlert] = (),
     ) -> int:
-        return await self.outbox_store.enqueue(drafts, now=now, alert=alert, shipment_id=shipment_id)
+        return await self.outbox_store.enqueue(
+            drafts, now=now, alert=alert, shipment_id=shipment_id, alerts=alerts
+        )
 
     async def release_held(self, *, now: dt.datetime) -> int:
         return await self.outbox_store.release_held(now=now)

@@ -234,19 +234,21 @@ class Outbox:
         now: dt.datetime,
         alert: OperatorAlert | None = None,
         shipment_id: int | None = None,
+        alerts: Sequence[OperatorAlert] = (),
     ) -> int:
         """Queue messages not tied to a poll (time-based rules, digests, tests); returns how many were new.
 
-        `alert` is raised in the same transaction, and only if a message was new: it belongs to
-        them (a stall the customer is told the shop follows up), so it is raised once, however
-        often the time-based rules run.
+        `alert` (and each of `alerts`) is raised in the same transaction, and only if a message
+        was new: it belongs to them (a stall the customer is told the shop follows up, a parcel
+        running late for its route), so it is raised once, however often the time-based rules run.
         """
         async with self._db.write() as session:
             created = await self.insert_drafts(session, drafts, now)
-            if created and alert is not None:
-                await self._alerts.raise_in(
-                    session, alert.kind, alert.message, now, alert.subject, shipment_id
-                )
+            for each in (*([alert] if alert is not None else []), *alerts):
+                if created:
+                    await self._alerts.raise_in(
+                        session, each.kind, each.message, now, each.subject, shipment_id
+                    )
             return created
 
     async def release_held(self, *, now: dt.datetime) -> int:

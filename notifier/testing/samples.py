@@ -21,6 +21,7 @@ from notifier.core.messages import (
 )
 from notifier.core.posts import post_for
 from notifier.core.render import LOCALES, Renderer
+from notifier.core.retention import holding_period
 from notifier.core.stages import Stage, stage_info
 from notifier.core.windows import IN_TRANSIT_TEMPLATES, window_line
 
@@ -259,6 +260,10 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         before = [*main_line, *(("returning",) if latest_key == "returned" else ())]
     info = stage_info(latest.stage)
     stalled = template is Template.STALLED
+    # A held parcel's messages state the destination's holding period where the country table
+    # has one (the sample's EMS to the United States: USPS's 5 days for inbound EMS).
+    held = template in (Template.RETENTION, Template.RETENTION_REMINDER)
+    hold = holding_period(number=_SAMPLE_NUMBER, item_type="EMS", destination="US") if held else None
     return MessageContext(
         template=template,
         locale=locale,
@@ -285,6 +290,11 @@ def sample_context(template: Template, locale: str) -> MessageContext:
         international=True,
         stalled_days=12 if stalled else None,
         stall_is_normal=False if stalled else None,
+        retention_deadline=hold.until(dt.date.fromisoformat(latest.time[:10])) if hold else None,
+        hold_amount=hold.amount if hold else None,
+        hold_unit=hold.unit if hold else "",
+        hold_class=hold.item_class if hold else "",
+        hold_country=hold.country_name(locale) if hold else "",
         unsubscribe_url="https://sakura-stationery.example/tracking/unsubscribe?t=5f2c9a41e7",
         reply_to="help@sakura-stationery.example",
         name="" if template is Template.TEST else ("山田 花子" if ja else "Emma Brown"),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import html
 import re
 from collections.abc import Iterator
@@ -100,8 +101,25 @@ def _variants(template: Template) -> Iterator[tuple[str, MessageContext]]:
                         stall_is_normal=normal,
                     )
                     yield f"{where}、{stage.value}、{'通常' if normal else '長期'}", context
+                # Judged by the route's history: the lane's figure in the wording.
+                late = dataclasses.replace(context, stall_is_normal=False, late_within_days=4)
+                yield f"{where}、{stage.value}、経路の履歴より遅れ", late
         else:
             yield where, dataclasses.replace(base, international=international)
+            if template in (Template.RETENTION, Template.RETENTION_REMINDER) and international:
+                for hold_class, amount, unit in (("parcel", 2, "months"), ("all", 30, "days")):
+                    yield (
+                        f"{where}、保管期間あり（{hold_class}）",
+                        dataclasses.replace(
+                            base,
+                            international=True,
+                            hold_amount=amount,
+                            hold_unit=unit,
+                            hold_class=hold_class,
+                            hold_country="ガンビア" if hold_class == "parcel" else "アメリカ合衆国",
+                            retention_deadline=dt.date(2026, 5, 7),
+                        ),
+                    )
     yield (
         "途中経過あり",
         dataclasses.replace(
