@@ -285,7 +285,7 @@ class Daemon(DaemonJobs):
                     extra={"action": "leases_released"},
                 )
         if self.coordination is None:
-            self.coordination = Coordination(self.store.engine, self.owner, tick=self.settings.poll_tick)
+            self.coordination = Coordination(self.store.database, self.owner, tick=self.settings.poll_tick)
         await self.coordination.beat(utcnow())
         await self._apply(self.settings)
         # The policy may have changed while stopped: due times follow the configuration now.
