@@ -316,16 +316,8 @@ async def _alerts(args: argparse.Namespace) -> int:
             print(
                 json.dumps(
                     [
-                        {
-                            "id": a.id,
-                            "kind": a.kind,
-                            "subject": a.subject,
-                            "message": a.message,
-                            "count": a.count,
-                            "first_seen_at": a.first_seen_at.isoformat(),
-                            "last_seen_at": a.last_seen_at.isoformat(),
-                            "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None,
-                        }
+                        a.as_json()
+                        | {"acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None}
                         for a in alerts
                     ],
                     ensure_ascii=False,

@@ -205,7 +205,8 @@ async def poll_claimed(
             if list_fallback:
                 needs_detail.extend(chunk)
                 continue
-            await _failed(store, chunk, str(exc), owner, clock(), policy, rng, stats, report)
+            stats.failed += len(chunk)
+            await _failed(store, chunk, str(exc), owner, clock(), policy, rng, report)
             if breaker is not None:
                 breaker.failure(clock(), exc.retry_after if isinstance(exc, TransientFetchError) else None)
             continue
@@ -217,7 +218,7 @@ async def poll_claimed(
                 continue
             stats.unrecognized += len(chunk)
             await _unrecognized(
-                store, notifier, chunk, page.reason, fetched.body, owner, clock(), policy, rng, stats, report
+                store, notifier, chunk, page.reason, fetched.body, owner, clock(), policy, rng, report
             )
             continue
         if breaker is not None:
@@ -460,15 +461,21 @@ async def _failed(
     now: dt.datetime,
     policy: PollingPolicy,
     rng: random.Random,
-    stats: CycleStats,
     report: Report | None,
+    capture: PageCapture | None = None,
 ) -> None:
-    for view in views:
+    """Record a failed poll of each of `views` (one list page's), each retried on its own
+    schedule; the page, if kept, is stored once, with the first."""
+    for index, view in enumerate(views):
         when = schedule(view, view.stage, False, True, now, policy, rng)
         failures = await store.record_failure(
-            view.id, error=error, now=now, next_poll_at=when.at or now, owner=owner
+            view.id,
+            error=error,
+            now=now,
+            next_poll_at=when.at or now,
+            owner=owner,
+            capture=capture if index == 0 else None,
         )
-        stats.failed += 1
         if report is not None:
             report(view, PollResult(number=view.number, error=error, failures=failures))
 
@@ -499,24 +506,11 @@ async def _unrecognized(
     now: dt.datetime,
     policy: PollingPolicy,
     rng: random.Random,
-    stats: CycleStats,
     report: Report | None,
 ) -> None:
     await _kill_switch(store, notifier, reason, now)
     capture = PageCapture(body=body, layout=str(Layout.UNRECOGNIZED), note=reason)
-    error = f"unrecognized page: {reason}"
-    for index, view in enumerate(views):
-        when = schedule(view, view.stage, False, True, now, policy, rng)
-        failures = await store.record_failure(
-            view.id,
-            error=error,
-            now=now,
-            next_poll_at=when.at or now,
-            owner=owner,
-            capture=capture if index == 0 else None,
-        )
-        if report is not None:
-            report(view, PollResult(number=view.number, error=error, failures=failures))
+    await _failed(store, views, f"unrecognized page: {reason}", owner, now, policy, rng, report, capture)
 
 
 async def _maybe_give_up(
