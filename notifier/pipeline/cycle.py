@@ -182,7 +182,8 @@ async def poll_claimed(
     `list_fallback`: a list page that cannot be had or read is not recorded as a failure of
     its ten numbers: each gets a detail request of its own instead, so each gets its own
     answer and failure count (the `poll` command, asked about these numbers by a person).
-    Without a `breaker`, requests are never held back for the site's sake."""
+    Without a `breaker`, requests are never held back for the site's sake. `report` hears of
+    every shipment polled; those handed back unpolled (a stop, an open circuit) it does not."""
     seen = [v for v in claimed if v.last_event_time is not None]
     needs_detail: list[ShipmentView] = [v for v in claimed if v.last_event_time is None]
     read_a_page = False
