@@ -23,7 +23,7 @@ import pytest
 
 from notifier.core.numbers import s10_check_digit
 from notifier.store import Store
-from notifier.store.database import SQLITE_BUSY_TIMEOUT_MS, Database, make_engine
+from notifier.store.database import Database, make_engine
 from notifier.store.instances import Coordination, coordination_state, lease_time
 from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from tests.databases import fresh_postgres
@@ -389,31 +389,5 @@ def test_daily_work_lease_has_one_holder_and_moves_when_it_lapses(pg_url: str) -
             assert (state.daily_owner, state.instances) == (None, ())
         finally:
             await database.close()
-
-    asyncio.run(scenario())
-
-
-def test_a_heartbeat_waits_behind_a_long_write_of_its_own_process_instead_of_failing(db_url: str) -> None:
-    """On SQLite the heartbeat queues on the store's write lock: a write of this process that
-    holds SQLite's lock longer than the busy timeout delays it, never fails it with "database is
-    locked" (it did when the heartbeat had its own connection outside the lock)."""
-    from sqlalchemy import text
-
-    async def scenario() -> None:
-        store = await Store.open(db_url)
-        try:
-            coordination = Coordination(store.database, "host-a:1", tick=0.2)
-            now = dt.datetime.now(dt.UTC)
-            async with store.database.write() as session:
-                await session.execute(text("DELETE FROM alerts WHERE 1 = 0"))  # takes the lock
-                beat = asyncio.create_task(coordination.beat(now))
-                await asyncio.sleep(SQLITE_BUSY_TIMEOUT_MS / 1000 + 1)
-                if store.dialect == "sqlite":
-                    assert not beat.done()
-            assert await beat is True
-            state = await coordination_state(store.engine, now=now, stale_after=lease_time(0.2))
-            assert (state.daily_owner, [i.owner for i in state.instances]) == ("host-a:1", ["host-a:1"])
-        finally:
-            await store.close()
 
     asyncio.run(scenario())

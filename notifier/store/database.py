@@ -432,8 +432,9 @@ class Database:
         return dialect_insert(self.dialect, table)
 
     async def ping(self) -> None:
-        """One round trip to the database (the health check's); raises when it does not answer."""
-        async with self.engine.connect() as connection:
+        """One round trip to the database (the health check's and the watchdog's); raises when
+        it does not answer. A read: on SQLite it never waits for a write in progress."""
+        async with self.read_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def checkpoint(self) -> tuple[int, int, int] | None:
