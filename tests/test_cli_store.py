@@ -71,9 +71,13 @@ def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.
         capsys.readouterr()
         assert main(["alerts", "--json", *opts]) == 0
         alerts = json.loads(capsys.readouterr().out)
-        assert [(a["kind"], a["subject"]) for a in alerts] == [("unrecognized_page", ems.number)]
-        assert main(["alerts", "--ack", str(alerts[0]["id"]), *opts]) == 0
-        assert "acknowledged 1" in capsys.readouterr().out
+        # As in the daemon's cycle: the number's own alert, and the kill switch's for the site.
+        assert sorted((a["kind"], a["subject"]) for a in alerts) == [
+            ("site_unrecognized", ""),
+            ("unrecognized_page", ems.number),
+        ]
+        assert main(["alerts", "--ack", *(str(a["id"]) for a in alerts), *opts]) == 0
+        assert "acknowledged 2" in capsys.readouterr().out
         assert main(["alerts", *opts]) == 0
         assert "no open alerts" in capsys.readouterr().out
 
@@ -293,3 +297,57 @@ def test_poll_of_many_numbers_reads_one_list_page_per_ten_and_details_only_for_n
         assert main(["poll", *numbers[:3], *opts]) == 1
         assert [r.path for r in simulator.requests] == [LIST_PATH] + [DETAIL_PATH] * 3
         assert capsys.readouterr().out.count("(failure 1)") == 3
+
+
+def test_poll_of_a_number_failing_for_its_own_reason_goes_on_with_the_others(
+    db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """As in the daemon's cycle (the command runs the same code): the failing number's poll is
+    rolled back alone, backed off and alerted; the other numbers are polled and recorded."""
+    import asyncio
+    import dataclasses
+
+    from sqlalchemy import text
+
+    from notifier.store import Store
+    from tests.test_cycle import EMS, POISON, s10
+
+    poisoned = dataclasses.replace(
+        EMS,
+        number=s10(33_000_001),
+        scans=[dataclasses.replace(EMS.scans[0], office_en="POISON"), *EMS.scans[1:3]],
+        revealed=3,
+    )
+    ordinary = dataclasses.replace(EMS, number=s10(33_000_002), revealed=3)
+
+    async def poison() -> None:
+        store = await Store.open(db_url)
+        try:
+            async with store.engine.begin() as connection:
+                for statement in POISON[store.dialect]:
+                    await connection.execute(text(statement))
+        finally:
+            await store.close()
+
+    asyncio.run(poison())
+    with SimulatorServer(Simulator([poisoned, ordinary])) as server:
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f'[database]\nurl = "{db_url}"\n[japanpost]\nbase_url = "{server.base_url}"\nrequest_interval = 0\n',
+            encoding="utf-8",
+        )
+        opts = ["--config", str(config)]
+        assert main(["poll", poisoned.number, ordinary.number, *opts]) == 1
+        out = capsys.readouterr().out
+        assert f"{poisoned.number}: poll error: " in out
+        assert "hostile value" in out
+        assert "(failure 1)" in out
+        assert f"{ordinary.number}: 3 new event(s)" in out
+        assert main(["alerts", "--json", *opts]) == 0
+        alerts = json.loads(capsys.readouterr().out)
+        assert [(a["kind"], a["subject"]) for a in alerts] == [("poll_error", poisoned.number)]
+        assert main(["status", "--json", *opts]) == 0
+        rows = {row["number"]: row for row in json.loads(capsys.readouterr().out)}
+        assert rows[poisoned.number]["consecutive_failures"] == 1
+        assert rows[poisoned.number]["last_event"] is None  # nothing of it recorded
+        assert rows[ordinary.number]["consecutive_failures"] == 0

@@ -23,7 +23,7 @@ import pytest
 
 from notifier.core.numbers import s10_check_digit
 from notifier.store import Store
-from notifier.store.database import make_engine
+from notifier.store.database import Database, make_engine
 from notifier.store.instances import Coordination, coordination_state, lease_time
 from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer, builtin_journeys
 from tests.databases import fresh_postgres
@@ -354,9 +354,10 @@ def test_daily_digest_sent_once_by_three_and_once_after_its_owner_is_killed(
 def test_daily_work_lease_has_one_holder_and_moves_when_it_lapses(pg_url: str) -> None:
     async def scenario() -> None:
         engine = make_engine(pg_url)
+        database = Database(engine)
         try:
-            a = Coordination(engine, "host-a:1", tick=0.2)
-            b = Coordination(engine, "host-b:2", tick=0.2)
+            a = Coordination(database, "host-a:1", tick=0.2)
+            b = Coordination(database, "host-b:2", tick=0.2)
             now = dt.datetime.now(dt.UTC)
             assert await a.beat(now) is True  # just taken
             # budget = "per_instance" keeps the in-process pacer; "shared" takes slots from one row per site.
@@ -375,7 +376,7 @@ def test_daily_work_lease_has_one_holder_and_moves_when_it_lapses(pg_url: str) -
             assert state.daily_owner == "host-b:2"
             assert [(i.owner, i.alive) for i in state.instances] == [("host-a:1", True), ("host-b:2", True)]
             # Two days on, c finds the lease lapsed, takes it and forgets a and b (silent for a day).
-            c = Coordination(engine, "host-c:3", tick=0.2)
+            c = Coordination(database, "host-c:3", tick=0.2)
             assert await c.beat(later + dt.timedelta(days=2)) is True
             state = await coordination_state(
                 engine, now=later + dt.timedelta(days=2), stale_after=lease_time(0.2)
@@ -387,6 +388,6 @@ def test_daily_work_lease_has_one_holder_and_moves_when_it_lapses(pg_url: str) -
             )
             assert (state.daily_owner, state.instances) == (None, ())
         finally:
-            await engine.dispose()
+            await database.close()
 
     asyncio.run(scenario())

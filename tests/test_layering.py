@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ast
 import graphlib
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -130,3 +131,26 @@ def test_a_core_module_loads_no_io_library(module: str) -> None:
     assert run.returncode == 0, f"importing {module} alone fails:\n{run.stderr}"
     loaded = run.stdout.split()
     assert not loaded, f"importing {module} loads {', '.join(loaded)}"
+
+
+def test_importing_the_core_opens_no_file_but_its_code() -> None:
+    """Core data tables (country_zones.csv, destination_posts.toml) are read on first use and
+    cached, never at import (see docs/explanation/architecture.md)."""
+    probe = "\n".join(
+        [
+            "import json, sys",
+            "opened = []",
+            "sys.addaudithook(lambda event, args: opened.append(str(args[0])) if event == 'open' else None)",
+            *(f"import {module}" for module in CORE),
+            "data = [p for p in opened if not p.endswith(('.py', '.pyc', '.so', '.pth'))]",
+            "mark = len(opened)",
+            "notifier.core.zones.country_zones()",
+            "read = any(p.endswith('country_zones.csv') for p in opened[mark:])",
+            "print(json.dumps([data, read]))",
+        ]
+    )
+    run = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, cwd=PACKAGE.parent)
+    assert run.returncode == 0, run.stderr
+    data, read = json.loads(run.stdout)
+    assert read, "the audit hook saw no data file read: the check below would prove nothing"
+    assert not data, f"importing the core opens {data}"

@@ -31,6 +31,7 @@ from notifier.store.database import (
     make_engine,
     newer_schema_error,
     schema_state,
+    sqlite_path,
     upgrade,
 )
 from notifier.store.dbenv import explained
@@ -152,12 +153,12 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
         return EXIT_USAGE
     if args.backup and state.current is not None:
         destination = Path(args.backup)
-        if engine.dialect.name == "sqlite":
-            assert engine.url.database
+        database = sqlite_path(engine.url)
+        if database is not None:
             await engine.dispose()  # the backup reads the file on its own connection
             size = await asyncio.to_thread(
                 backup_sqlite,
-                Path(engine.url.database),
+                database,
                 destination,
                 allow_open_folder=args.allow_open_folder,
             )
@@ -169,11 +170,11 @@ async def _reset(args: argparse.Namespace, engine: AsyncEngine, where: str) -> i
     if state.current is not None:
         await downgrade(engine, "base")
     await upgrade(engine)
-    if engine.dialect.name == "sqlite":
+    database = sqlite_path(engine.url)
+    if database is not None:
         # The dropped rows stay readable in free pages until the file is rewritten.
-        assert engine.url.database
         await engine.dispose()
-        await asyncio.to_thread(_vacuum, Path(engine.url.database))
+        await asyncio.to_thread(_vacuum, database)
     print(f"{where}: reset: empty, at revision {(await schema_state(engine)).current}")
     return EXIT_OK
 
@@ -202,8 +203,9 @@ def _backup_suggestion(engine: AsyncEngine) -> Path:
     """Where a hint suggests the backup: beside a SQLite file (its folder already holds the same
     data), else in the current folder; dated, so a second reset does not overwrite the first."""
     name = f"notifier-before-reset-{utcnow():%Y%m%d-%H%M}"
-    if engine.dialect.name == "sqlite" and engine.url.database:
-        return Path(engine.url.database).resolve().parent / f"{name}.db"
+    database = sqlite_path(engine.url)
+    if database is not None:
+        return database.resolve().parent / f"{name}.db"
     return Path.cwd() / f"{name}.dump"
 
 
@@ -308,23 +310,21 @@ class BackupRefused(Exception):
 def cmd_db(args: argparse.Namespace) -> int:
     if args.db_command == "backup":
         settings = _settings(args)
-        url = make_url(settings.database.url)
-        if url.get_backend_name() != "sqlite" or not url.database:
+        database = sqlite_path(settings.database.url)
+        if database is None:
             print(
                 "notifier db backup: only for SQLite; back up PostgreSQL with pg_dump (see docs/how-to/upgrades-and-backups.md)",
                 file=sys.stderr,
             )
             return EXIT_USAGE
         try:
-            size = backup_sqlite(
-                Path(url.database), Path(args.destination), allow_open_folder=args.allow_open_folder
-            )
+            size = backup_sqlite(database, Path(args.destination), allow_open_folder=args.allow_open_folder)
         except BackupRefused as exc:
             print(f"notifier db backup: {exc}", file=sys.stderr)
             return EXIT_USAGE
         except sqlite3.Error as exc:
             raise DatabaseError(f"backup to {args.destination} failed: {exc}") from exc
-        print(f"backed up {url.database} to {args.destination} ({size} bytes)")
+        print(f"backed up {database} to {args.destination} ({size} bytes)")
         return EXIT_OK
     try:
         return _run(_db(args))

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import SQLAlchemyError
 
 from notifier import hints
@@ -37,7 +36,7 @@ from notifier.pipeline.outbox import drain
 from notifier.pipeline.poll import queue_operator_digest, queue_timed
 from notifier.pipeline.wiring import mail_settings, notifier_for, outbox_policy, owner_name
 from notifier.store import Store
-from notifier.store.database import DatabaseError
+from notifier.store.database import DatabaseError, sqlite_path
 from notifier.testing.samples import sample_context
 
 
@@ -342,9 +341,8 @@ def cmd_preview(args: argparse.Namespace) -> int:
 
 def _missing_sqlite_file(url: str) -> str | None:
     """The path of a SQLite database that does not exist yet (opening it would create it)."""
-    parsed = make_url(url)
-    path = parsed.database if parsed.get_backend_name() == "sqlite" else None
-    return path if path and path != ":memory:" and not Path(path).expanduser().exists() else None
+    path = sqlite_path(url)
+    return str(path) if path is not None and not path.exists() else None
 
 
 async def _suppressed(settings: Settings, address: str) -> bool | None:

@@ -17,15 +17,14 @@ from notifier.cli.db import EXIT_FAILURE, EXIT_OK, EXIT_USAGE, _run, _settings, 
 from notifier.cli.windows import PRIOR_NOTE, history_json, window_cell, window_fields, windows_now
 from notifier.config import CONFIG_ENV, DATABASE_URL_ENV, Settings
 from notifier.core.diff import Change
-from notifier.core.model import Layout
 from notifier.core.numbers import parse_number
-from notifier.core.stages import Stage, stage_info
+from notifier.core.stages import stage_info
 from notifier.core.views import ShipmentView
 from notifier.core.windows import Shown
-from notifier.errors import FetchError, InvalidNumberError, LeaseLostError
+from notifier.errors import InvalidNumberError
 from notifier.net.japanpost import MAX_BATCH, ClientSettings, JapanPostClient
-from notifier.pipeline.cycle import CycleStats, record_list_page, schedule
-from notifier.pipeline.poll import poll_detail
+from notifier.pipeline.cycle import CycleStats, poll_claimed
+from notifier.pipeline.poll import PollResult
 from notifier.pipeline.wiring import notifier_for
 from notifier.store import Store
 from notifier.store.dbenv import explained
@@ -87,26 +86,15 @@ def _print_change(number: str, change: Change, queued: int) -> None:
 
 
 async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
-    """Poll the numbers now, as the daemon does: one list request per ten numbers seen before
-    (the unchanged ones are settled by it), a detail request for the others and for those whose
-    latest event moved. A list page that cannot be had or read falls back to a detail request
-    per number, so each gets its own answer and failure count."""
+    """Poll the numbers now, as the daemon does (pipeline.cycle.poll_claimed): one list request
+    per ten numbers seen before (the unchanged ones are settled by it), a detail request for the
+    others and for those whose latest event moved. A list page that cannot be had or read falls
+    back to a detail request per number, so each gets its own answer and failure count."""
     settings = _settings(args)
     client_settings = ClientSettings(
         base_url=settings.japanpost.base_url, request_interval=settings.japanpost.request_interval
     )
     owner = f"poll:{socket.gethostname()}:{os.getpid()}"
-    rng = random.Random()
-    notifier = notifier_for(settings)
-    policy = settings.polling
-    stats = CycleStats()
-
-    def decide_for(view: ShipmentView) -> Callable[[Stage, bool, bool], dt.datetime | None]:
-        def decide(stage: Stage, changed: bool, failed: bool) -> dt.datetime | None:
-            # The daemon's own policy: after this poll it polls the number on schedule.
-            return schedule(view, stage, changed, failed, utcnow(), policy, rng).at
-
-        return decide
 
     async def action(store: Store) -> int:
         worst = EXIT_OK
@@ -135,53 +123,32 @@ async def _poll(args: argparse.Namespace, numbers: list[str]) -> int:
                 f"see {hints.command('history ' + view.number)} in a moment"
             )
         done: set[int] = set()
+
+        def report(view: ShipmentView, polled: PollResult) -> None:
+            nonlocal worst
+            done.add(view.id)
+            if polled.change is None or polled.error:
+                worst = EXIT_FAILURE
+                failures = f" (failure {polled.failures})" if polled.failures else ""
+                print(f"{view.number}: {polled.error}{failures}")
+                return
+            _print_change(view.number, polled.change, polled.queued)
+
         async with JapanPostClient(client_settings) as client:
             try:
-                detail = [view for view in mine if view.last_event_time is None]
-                listed = [view for view in mine if view.last_event_time is not None]
-                for start in range(0, len(listed), MAX_BATCH):
-                    chunk = listed[start : start + MAX_BATCH]
-                    try:
-                        fetched = await client.fetch_latest([view.number for view in chunk])
-                    except FetchError:
-                        detail.extend(chunk)
-                        continue
-                    if fetched.page.layout is Layout.UNRECOGNIZED:
-                        detail.extend(chunk)
-                        continue
-                    result = await record_list_page(
-                        store, chunk, fetched, owner=owner, policy=policy, clock=utcnow, rng=rng, stats=stats
-                    )
-                    detail.extend(result.needs_detail)
-                    for view, change in result.recorded:
-                        done.add(view.id)
-                        _print_change(view.number, change, 0)
-                    for view, error in result.failed:
-                        done.add(view.id)
-                        worst = EXIT_FAILURE
-                        print(f"{view.number}: {error}")
-                for view in detail:
-                    try:
-                        polled = await poll_detail(
-                            store,
-                            client,
-                            view,
-                            now=utcnow(),
-                            next_poll_at=decide_for(view),
-                            owner=owner,
-                            notifier=notifier,
-                        )
-                    except LeaseLostError as exc:
-                        done.add(view.id)
-                        worst = EXIT_FAILURE
-                        print(f"{view.number}: {exc}")
-                        continue
-                    done.add(view.id)
-                    if polled.change is None or polled.error:
-                        print(f"{view.number}: {polled.error} (failure {polled.failures or 1})")
-                        worst = EXIT_FAILURE
-                        continue
-                    _print_change(view.number, polled.change, polled.queued)
+                await poll_claimed(
+                    store,
+                    client,
+                    notifier_for(settings),
+                    mine,
+                    owner=owner,
+                    policy=settings.polling,
+                    clock=utcnow,
+                    rng=random.Random(),
+                    stats=CycleStats(),
+                    list_fallback=True,
+                    report=report,
+                )
             except BaseException:
                 # Handed back unpolled, still due when they were: an interrupted run (Ctrl-C, a
                 # database error) leaves nothing leased to a process that is gone.
@@ -371,16 +338,8 @@ async def _alerts(args: argparse.Namespace) -> int:
             print(
                 json.dumps(
                     [
-                        {
-                            "id": a.id,
-                            "kind": a.kind,
-                            "subject": a.subject,
-                            "message": a.message,
-                            "count": a.count,
-                            "first_seen_at": a.first_seen_at.isoformat(),
-                            "last_seen_at": a.last_seen_at.isoformat(),
-                            "acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None,
-                        }
+                        a.as_json()
+                        | {"acknowledged_at": a.acknowledged_at.isoformat() if a.acknowledged_at else None}
                         for a in alerts
                     ],
                     ensure_ascii=False,

@@ -51,6 +51,18 @@ class AlertView:
     count: int
     acknowledged_at: dt.datetime | None
 
+    def as_json(self) -> dict[str, object]:
+        """The alert as the operator webhook posts it and `notifier alerts --json` prints it."""
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "subject": self.subject,
+            "message": self.message,
+            "count": self.count,
+            "first_seen_at": self.first_seen_at.isoformat(),
+            "last_seen_at": self.last_seen_at.isoformat(),
+        }
+
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class OpsCounts:

@@ -11,10 +11,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from sqlalchemy.engine import make_url
-
 from notifier.net.sdnotify import Notifier as SystemdNotifier
 from notifier.store import Store
+from notifier.store.database import sqlite_path
 from notifier.store.dbenv import is_disk_full
 
 logger = logging.getLogger(__name__)
@@ -32,10 +31,8 @@ DISK_FULL = "disk_full"
 
 def database_folder(url: str) -> Path | None:
     """The folder an SQLite database lives in (where its -wal file grows); None for a server."""
-    parsed = make_url(url)
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return Path(parsed.database).expanduser().resolve().parent
+    database = sqlite_path(url)
+    return None if database is None else database.resolve().parent
 
 
 def free_bytes(folder: Path | None) -> int | None:

@@ -6,8 +6,6 @@ import asyncio
 import datetime as dt
 import logging
 
-from sqlalchemy import text
-
 from notifier.config import sending_smtp
 from notifier.daemon.reload import ConfigReloader
 from notifier.daemon.state import utcnow
@@ -198,8 +196,7 @@ class DaemonJobs(ConfigReloader):
             await asyncio.sleep(interval or 10)
             try:
                 async with asyncio.timeout(5):
-                    async with self.store.engine.connect() as connection:
-                        await connection.execute(text("SELECT 1"))
+                    await self.store.ping()
             except Exception:
                 logger.error("database check failed; not petting the watchdog", extra={"action": "unhealthy"})
                 continue

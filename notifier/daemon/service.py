@@ -11,12 +11,10 @@ import signal
 import socket
 import time
 from collections.abc import Awaitable, Callable
-from pathlib import Path
 
 from apscheduler.events import EVENT_JOB_ERROR, EVENT_JOB_MAX_INSTANCES, EVENT_JOB_MISSED, JobExecutionEvent
 from apscheduler.schedulers.asyncio import AsyncIOScheduler
 from apscheduler.triggers.interval import IntervalTrigger
-from sqlalchemy.engine import make_url
 
 from notifier.config import (
     EXAMPLE_IDENTITY_WARNING,
@@ -28,6 +26,7 @@ from notifier.daemon.jobs import DaemonJobs
 from notifier.daemon.state import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_SCHEMA, _one_line, utcnow
 from notifier.errors import ConfigError, NotifierError
 from notifier.store import Store
+from notifier.store.database import sqlite_path
 from notifier.store.instances import Coordination, heartbeat_period
 from notifier.web.server import ListenError, WebServer, bind
 
@@ -44,17 +43,17 @@ def acquire_instance_lock(database_url: str) -> int | None:
     The lock dies with the process (kill -9 included), so a crash never leaves it stale.
     PostgreSQL needs none: instances share the work through leases.
     """
-    url = make_url(database_url)
-    if url.get_backend_name() != "sqlite" or not url.database or url.database == ":memory:":
+    database = sqlite_path(database_url)
+    if database is None:
         return None
-    path = Path(url.database).expanduser().resolve().with_suffix(".lock")
+    path = database.resolve().with_suffix(".lock")
     fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
     except BlockingIOError:
         os.close(fd)
         raise InstanceLockedError(
-            f"another notifier is already running on {url.database} (lock {path}); "
+            f"another notifier is already running on {database} (lock {path}); "
             "SQLite takes one daemon per database (use PostgreSQL for several)"
         ) from None
     with contextlib.suppress(OSError):  # the pid is for people; a full disk must not stop us here
@@ -285,7 +284,7 @@ class Daemon(DaemonJobs):
                     extra={"action": "leases_released"},
                 )
         if self.coordination is None:
-            self.coordination = Coordination(self.store.engine, self.owner, tick=self.settings.poll_tick)
+            self.coordination = Coordination(self.store.database, self.owner, tick=self.settings.poll_tick)
         await self.coordination.beat(utcnow())
         await self._apply(self.settings)
         # The policy may have changed while stopped: due times follow the configuration now.

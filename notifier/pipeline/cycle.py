@@ -20,7 +20,7 @@ from notifier.core.stages import Stage
 from notifier.core.views import PageCapture, ShipmentView
 from notifier.errors import FetchError, LeaseLostError, TransientFetchError
 from notifier.net.japanpost import MAX_BATCH, Fetched, JapanPostClient
-from notifier.pipeline.poll import Notifier, poll_detail
+from notifier.pipeline.poll import Notifier, PollResult, poll_detail
 from notifier.store import Store
 from notifier.store.dbenv import is_disk_full
 
@@ -139,9 +139,53 @@ async def run_cycle(
         return stats
     due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease, due_by=now + due_within)
     stats.claimed = len(due)
-    seen = [v for v in due if v.last_event_time is not None]
-    unseen = [v for v in due if v.last_event_time is None]
-    needs_detail: list[ShipmentView] = list(unseen)
+    await poll_claimed(
+        store,
+        client,
+        notifier,
+        due,
+        owner=owner,
+        policy=policy,
+        clock=clock,
+        rng=rng,
+        stats=stats,
+        breaker=breaker,
+        stopping=stopping,
+    )
+    return stats
+
+
+# Told each shipment's outcome as it is settled: a `PollResult` with its change (and the
+# messages queued), or its error; `failures` is set where the poll counted as a failed one.
+Report = Callable[[ShipmentView, PollResult], None]
+
+
+async def poll_claimed(
+    store: Store,
+    client: JapanPostClient,
+    notifier: Notifier,
+    claimed: Sequence[ShipmentView],
+    *,
+    owner: str,
+    policy: PollingPolicy,
+    clock: Callable[[], dt.datetime],
+    rng: random.Random,
+    stats: CycleStats,
+    breaker: CircuitBreaker | None = None,
+    stopping: Callable[[], bool] = lambda: False,
+    list_fallback: bool = False,
+    report: Report | None = None,
+) -> None:
+    """Poll shipments leased to `owner`: the cycle's work once it has claimed them, and the
+    `poll` command's for the numbers it was given.
+
+    `list_fallback`: a list page that cannot be had or read is not recorded as a failure of
+    its ten numbers: each gets a detail request of its own instead, so each gets its own
+    answer and failure count (the `poll` command, asked about these numbers by a person).
+    Without a `breaker`, requests are never held back for the site's sake. `report` hears of
+    every shipment polled; those handed back unpolled (a stop, an open circuit) it does not."""
+    seen = [v for v in claimed if v.last_event_time is not None]
+    needs_detail: list[ShipmentView] = [v for v in claimed if v.last_event_time is None]
     read_a_page = False
 
     for start in range(0, len(seen), MAX_BATCH):
@@ -150,40 +194,54 @@ async def run_cycle(
             stats.handed_back_on_stop += await _hand_back_on_stop(
                 store, [*seen[start:], *needs_detail], owner, clock()
             )
-            return stats
+            return
         now = clock()
-        if not breaker.allows(now):
+        if breaker is not None and not breaker.allows(now):
             stats.skipped_open_circuit += await _hand_back(store, chunk, owner, now, breaker)
             continue
         try:
             fetched = await client.fetch_latest([v.number for v in chunk])
         except FetchError as exc:
             stats.list_requests += 1
-            await _failed(store, chunk, str(exc), owner, clock(), policy, rng, stats)
-            breaker.failure(clock(), exc.retry_after if isinstance(exc, TransientFetchError) else None)
+            if list_fallback:
+                needs_detail.extend(chunk)
+                continue
+            stats.failed += len(chunk)
+            await _failed(store, chunk, str(exc), owner, clock(), policy, rng, report)
+            if breaker is not None:
+                breaker.failure(clock(), exc.retry_after if isinstance(exc, TransientFetchError) else None)
             continue
         stats.list_requests += 1
         page = fetched.page
         if page.layout is Layout.UNRECOGNIZED:
+            if list_fallback:
+                needs_detail.extend(chunk)
+                continue
             stats.unrecognized += len(chunk)
             await _unrecognized(
-                store, notifier, chunk, page.reason, fetched.body, owner, clock(), policy, rng, stats
+                store, notifier, chunk, page.reason, fetched.body, owner, clock(), policy, rng, report
             )
             continue
-        breaker.success()
+        if breaker is not None:
+            breaker.success()
         read_a_page = True
         await _resume(store, notifier, clock(), stats)
         recorded = await record_list_page(
             store, chunk, fetched, owner=owner, policy=policy, clock=clock, rng=rng, stats=stats
         )
         needs_detail.extend(recorded.needs_detail)
+        if report is not None:
+            for view, change in recorded.recorded:
+                report(view, PollResult(number=view.number, change=change))
+            for view, error in recorded.failed:
+                report(view, PollResult(number=view.number, error=error))
 
     for index, view in enumerate(needs_detail):
         now = clock()
         if stopping():
             stats.handed_back_on_stop += await _hand_back_on_stop(store, needs_detail[index:], owner, now)
             break
-        if not breaker.allows(now):
+        if breaker is not None and not breaker.allows(now):
             stats.skipped_open_circuit += await _hand_back(store, [view], owner, now, breaker)
             continue
         stats.detail_requests += 1
@@ -200,20 +258,28 @@ async def run_cycle(
             )
         except LeaseLostError as exc:
             _lease_lost(view, exc, stats)
+            if report is not None:
+                report(view, PollResult(number=view.number, error=str(exc)))
             continue
         except Exception as exc:
-            await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
+            error, failures = await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
+            if report is not None:
+                report(view, PollResult(number=view.number, error=error, failures=failures))
             continue
         stats.wording_requests += result.wording_requests
+        if report is not None:
+            report(view, result)
         if result.change is None:
             stats.failed += 1
-            breaker.failure(clock(), result.retry_after)
+            if breaker is not None:
+                breaker.failure(clock(), result.retry_after)
             continue
         if any(a.kind is AnomalyKind.UNRECOGNIZED_PAGE for a in result.change.anomalies):
             stats.unrecognized += 1
             await _kill_switch(store, notifier, result.error or "", clock())
             continue
-        breaker.success()
+        if breaker is not None:
+            breaker.success()
         stats.changed += int(result.change.changed)
         stats.queued += result.queued
         stats.held += result.queued if result.held else 0
@@ -222,7 +288,6 @@ async def run_cycle(
     if read_a_page and not notifier.paused:
         # Also what another instance, or this one before a restart, held: pages read here.
         stats.released += await store.release_held(now=clock())
-    return stats
 
 
 @dataclass(frozen=True, slots=True)
@@ -287,8 +352,8 @@ async def record_list_page(
             _lease_lost(view, exc, stats)
             failed.append((view, str(exc)))
         except Exception as exc:
-            failed.append((view, f"poll error: {describe_error(exc)}"))
-            await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
+            error, _ = await _poll_error(store, view, exc, owner, clock(), policy, rng, stats)
+            failed.append((view, error))
     await store.record_unchanged(unchanged, now=clock(), owner=owner)
     return ListPageResult(needs_detail=needs_detail, recorded=[*quiet, *recorded], failed=failed)
 
@@ -342,9 +407,10 @@ async def _poll_error(
     policy: PollingPolicy,
     rng: random.Random,
     stats: CycleStats,
-) -> None:
+) -> tuple[str, int]:
     """This shipment's poll failed for a reason of its own and rolled back: hand it back with
-    back-off and tell the operator (one open alert per number), then let the cycle go on."""
+    back-off and tell the operator (one open alert per number), then let the cycle go on.
+    What to tell of it, and its failures in a row (0 when its lease was lost meanwhile)."""
     if is_disk_full(exc):
         # Not this shipment's own: every write fails alike. End the cycle; the daemon's disk
         # guard reports it once a minute and the shipments' leases run out unharmed.
@@ -363,12 +429,12 @@ async def _poll_error(
     backoff = min(policy.failure_backoff_cap, ERROR_BACKOFF * 2 ** min(failures - 1, 10))
     retry = max(when.at or now, now + backoff)
     try:
-        await store.record_failure(
+        failures = await store.record_failure(
             view.id, error=f"poll error: {reason}", now=now, next_poll_at=retry, owner=owner
         )
     except LeaseLostError as lost:
         _lease_lost(view, lost, stats)
-        return
+        return str(lost), 0
     await store.raise_alert(
         "poll_error",
         f"{view.number}: polling failed ({reason}); nothing of this poll was recorded. Retrying "
@@ -377,6 +443,7 @@ async def _poll_error(
         subject=view.number,
         shipment_id=view.id,
     )
+    return f"poll error: {reason}", failures
 
 
 async def _hand_back(
@@ -395,12 +462,23 @@ async def _failed(
     now: dt.datetime,
     policy: PollingPolicy,
     rng: random.Random,
-    stats: CycleStats,
+    report: Report | None,
+    capture: PageCapture | None = None,
 ) -> None:
-    for view in views:
+    """Record a failed poll of each of `views` (one list page's), each retried on its own
+    schedule; the page, if kept, is stored once, with the first."""
+    for index, view in enumerate(views):
         when = schedule(view, view.stage, False, True, now, policy, rng)
-        await store.record_failure(view.id, error=error, now=now, next_poll_at=when.at or now, owner=owner)
-        stats.failed += 1
+        failures = await store.record_failure(
+            view.id,
+            error=error,
+            now=now,
+            next_poll_at=when.at or now,
+            owner=owner,
+            capture=capture if index == 0 else None,
+        )
+        if report is not None:
+            report(view, PollResult(number=view.number, error=error, failures=failures))
 
 
 async def _kill_switch(store: Store, notifier: Notifier, reason: str, now: dt.datetime) -> None:
@@ -429,20 +507,11 @@ async def _unrecognized(
     now: dt.datetime,
     policy: PollingPolicy,
     rng: random.Random,
-    stats: CycleStats,
+    report: Report | None,
 ) -> None:
     await _kill_switch(store, notifier, reason, now)
     capture = PageCapture(body=body, layout=str(Layout.UNRECOGNIZED), note=reason)
-    for index, view in enumerate(views):
-        when = schedule(view, view.stage, False, True, now, policy, rng)
-        await store.record_failure(
-            view.id,
-            error=f"unrecognized page: {reason}",
-            now=now,
-            next_poll_at=when.at or now,
-            owner=owner,
-            capture=capture if index == 0 else None,
-        )
+    await _failed(store, views, f"unrecognized page: {reason}", owner, now, policy, rng, report, capture)
 
 
 async def _maybe_give_up(

@@ -62,18 +62,7 @@ def webhook_body(alerts: Sequence[AlertView], *, instance: str) -> dict[str, Any
         "text": "\n".join([head, *lines]),
         "source": "notifier",
         "instance": instance,
-        "alerts": [
-            {
-                "id": a.id,
-                "kind": a.kind,
-                "subject": a.subject,
-                "message": a.message,
-                "count": a.count,
-                "first_seen_at": a.first_seen_at.isoformat(),
-                "last_seen_at": a.last_seen_at.isoformat(),
-            }
-            for a in alerts
-        ],
+        "alerts": [a.as_json() for a in alerts],
     }
 
 

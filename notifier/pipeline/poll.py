@@ -300,6 +300,8 @@ async def poll_detail(
         number=shipment.number,
         change=change,
         error=error,
+        # An unreadable page counts as a failed poll (Store.record_poll).
+        failures=shipment.consecutive_failures + 1 if error else 0,
         queued=len(outbox),
         held=held and bool(outbox),
         wording_requests=wording_requests,

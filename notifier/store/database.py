@@ -18,7 +18,7 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy import Select, create_engine, event, text, update
 from sqlalchemy.dialects import postgresql, sqlite
-from sqlalchemy.engine import Connection, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -108,6 +108,19 @@ def async_url(url: str) -> str:
     raise DatabaseError(f"unsupported database {backend!r}: use sqlite:///PATH or postgresql://…")
 
 
+def sqlite_path(url: str | URL) -> Path | None:
+    """The file of an SQLite database URL, as SQLite opens it (a relative path is relative to the
+    working folder; `~` is not expanded); None for a database server, for `:memory:`, and for
+    what is not a URL at all."""
+    try:
+        parsed = make_url(url)
+    except Exception:
+        return None
+    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
+        return None
+    return Path(parsed.database)
+
+
 def display_url(url: str) -> str:
     """The URL as the user wrote it: password hidden, our async driver name left out."""
     parsed = make_url(url)
@@ -124,14 +137,12 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     """
     engine = create_async_engine(async_url(url), **kwargs)
     if engine.dialect.name == "sqlite":
-        database = engine.url.database
-        if database and database != ":memory:":
-            parent = Path(database).expanduser().resolve().parent
-            if not parent.is_dir():
-                raise DatabaseError(
-                    f"the folder {parent} of database {database} does not exist: create it, writable "
-                    "by the user that runs notifier, or fix [database] url"
-                )
+        database = sqlite_path(engine.url)
+        if database is not None and not database.resolve().parent.is_dir():
+            raise DatabaseError(
+                f"the folder {database.resolve().parent} of database {engine.url.database} does not "
+                "exist: create it, writable by the user that runs notifier, or fix [database] url"
+            )
         _sqlite_settings(engine.sync_engine)
     return engine
 
@@ -342,7 +353,7 @@ class Database:
         # the same write lock and BEGIN IMMEDIATE, so the transactions are the same.
         self.worker: Engine | None = None
         self._worker_thread: ThreadPoolExecutor | None = None
-        if engine.dialect.name == "sqlite" and engine.url.database not in (None, "", ":memory:"):
+        if sqlite_path(engine.url) is not None:
             self.worker = make_sqlite_worker_engine(engine)
             self._worker_reads = self.worker.execution_options(**{READ_ONLY: True})
             self._worker_thread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="notifier-sqlite")
@@ -421,8 +432,9 @@ class Database:
         return dialect_insert(self.dialect, table)
 
     async def ping(self) -> None:
-        """One round trip to the database (the health check's); raises when it does not answer."""
-        async with self.engine.connect() as connection:
+        """One round trip to the database (the health check's and the watchdog's); raises when
+        it does not answer. A read: on SQLite it never waits for a write in progress."""
+        async with self.read_engine.connect() as connection:
             await connection.execute(text("SELECT 1"))
 
     async def checkpoint(self) -> tuple[int, int, int] | None:

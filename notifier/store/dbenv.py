@@ -13,7 +13,7 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError
 
 from notifier import hints
-from notifier.store.database import SQLITE_BUSY_TIMEOUT_MS, DatabaseError, display_url
+from notifier.store.database import SQLITE_BUSY_TIMEOUT_MS, DatabaseError, display_url, sqlite_path
 
 # What the kinds mean to a caller (the daemon pauses on some, the CLI exits on all):
 READ_ONLY = "read_only"  # the folder or file cannot be written: fix permissions or the mount
@@ -126,13 +126,8 @@ def database_file_problem(url: str) -> DatabaseEnvironmentError | None:
     """Why the SQLite database at `url` could not be created, opened or written here (its folder
     missing or read-only, the file or its -wal/-shm not writable), looked up without opening it;
     None when nothing is wrong that way, and for other databases (their server decides)."""
-    try:
-        parsed = make_url(url)
-    except Exception:
-        return None
-    if parsed.get_backend_name() != "sqlite" or not parsed.database or parsed.database == ":memory:":
-        return None
-    return sqlite_file_problem(Path(parsed.database).expanduser().absolute())
+    path = sqlite_path(url)
+    return None if path is None else sqlite_file_problem(path.absolute())
 
 
 def sqlite_file_problem(path: Path) -> DatabaseEnvironmentError | None:
@@ -285,15 +280,14 @@ def classify(exc: BaseException, url: str) -> DatabaseEnvironmentError | None:
     error = _driver_error(exc)
     if error is None:
         return None
+    path = sqlite_path(url)
+    if path is not None:
+        return _classify_sqlite(error, path.absolute())
     try:
-        parsed = make_url(url)
+        server = make_url(url).get_backend_name() != "sqlite"
     except Exception:
         return None
-    if parsed.get_backend_name() == "sqlite":
-        if not parsed.database or parsed.database == ":memory:":
-            return None
-        return _classify_sqlite(error, Path(parsed.database).expanduser().absolute())
-    return _classify_server(error, display_url(url))
+    return _classify_server(error, display_url(url)) if server else None
 
 
 @contextmanager

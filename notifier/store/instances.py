@@ -14,7 +14,7 @@ from sqlalchemy import TextClause, delete, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier import __version__
-from notifier.store.database import dialect_insert
+from notifier.store.database import READ_ONLY, Database, dialect_insert
 from notifier.store.orm import Instance, RequestBudget, WorkLease
 
 logger = logging.getLogger(__name__)
@@ -177,10 +177,14 @@ def lease_time(tick: float) -> dt.timedelta:
 
 
 class Coordination:
-    """This instance's heartbeat row and its claim on the daily work."""
+    """This instance's heartbeat row and its claim on the daily work.
 
-    def __init__(self, engine: AsyncEngine, owner: str, *, tick: float) -> None:
-        self.engine = engine
+    Its writes go through the store's `Database`, so on SQLite they queue on the same write
+    lock as the store's own: a writer of this process that holds SQLite's lock longer than the
+    busy timeout then delays a heartbeat instead of failing it with "database is locked"."""
+
+    def __init__(self, database: Database, owner: str, *, tick: float) -> None:
+        self.database = database
         self.owner = owner
         self.tick = tick
         self.owns_daily = False
@@ -189,13 +193,13 @@ class Coordination:
 
     @property
     def dialect(self) -> str:
-        return self.engine.dialect.name
+        return self.database.dialect
 
     def pacer(self, base_url: str, interval: float, budget: str) -> SharedPacer | None:
         """The shared pacer, on PostgreSQL with a shared budget; None means the in-process one."""
         if self.dialect != "postgresql" or budget != BUDGET_SHARED:
             return None
-        return SharedPacer(self.engine, budget_host(base_url), interval, self.owner)
+        return SharedPacer(self.database.engine, budget_host(base_url), interval, self.owner)
 
     async def beat(self, now: dt.datetime) -> bool:
         """Record this instance alive and keep or take the daily work. True when it was just taken."""
@@ -207,7 +211,7 @@ class Coordination:
         lease = dialect_insert(self.dialect, WorkLease).values(
             name=DAILY_WORK, owner=self.owner, lease_until=until, acquired_at=now
         )
-        async with self.engine.begin() as connection:
+        async with self.database.write_connection() as connection:
             await connection.execute(
                 heartbeat.on_conflict_do_update(
                     index_elements=["owner"], set_={"heartbeat_at": now, "version": __version__}
@@ -234,7 +238,7 @@ class Coordination:
         self._beats += 1
         if self.owns_daily and (not owned or self._beats % 1000 == 0):
             # Killed instances never remove their row: the daily owner forgets them after a day.
-            await forget_stale_instances(self.engine, now=now, after=STALE_INSTANCE)
+            await forget_stale_instances(self.database, now=now, after=STALE_INSTANCE)
         if self.owns_daily and not owned:
             logger.info(
                 "daily work (digest, housekeeping) now runs on this instance",
@@ -249,7 +253,7 @@ class Coordination:
 
     async def stop(self) -> None:
         """A clean stop hands the daily work on at once and leaves the instance list."""
-        async with self.engine.begin() as connection:
+        async with self.database.write_connection() as connection:
             await connection.execute(delete(Instance).where(Instance.owner == self.owner))
             await connection.execute(
                 delete(WorkLease).where(WorkLease.name == DAILY_WORK, WorkLease.owner == self.owner)
@@ -260,8 +264,9 @@ class Coordination:
 async def coordination_state(
     engine: AsyncEngine, *, now: dt.datetime, stale_after: dt.timedelta
 ) -> CoordinationState:
-    """The instances (alive = a heartbeat within `stale_after`), the daily work's owner, the budgets."""
-    async with engine.connect() as connection:
+    """The instances (alive = a heartbeat within `stale_after`), the daily work's owner, the budgets.
+    A deferred read: on SQLite it takes no write lock, so `status` never waits behind a poll."""
+    async with engine.execution_options(**{READ_ONLY: True}).connect() as connection:
         instances = tuple(
             InstanceRow(
                 owner=row.owner,
@@ -295,9 +300,9 @@ async def coordination_state(
     return CoordinationState(instances=instances, daily_owner=owner, daily_lease_until=until, budgets=budgets)
 
 
-async def forget_stale_instances(engine: AsyncEngine, *, now: dt.datetime, after: dt.timedelta) -> int:
+async def forget_stale_instances(database: Database, *, now: dt.datetime, after: dt.timedelta) -> int:
     """Drop heartbeat rows of instances silent for longer than `after` (killed, never stopped)."""
-    async with engine.begin() as connection:
+    async with database.write_connection() as connection:
         result = await connection.execute(delete(Instance).where(Instance.heartbeat_at < now - after))
     return int(result.rowcount or 0)
 

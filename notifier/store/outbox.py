@@ -191,6 +191,7 @@ class Outbox:
         return await self._finish_keep_lease(message_id, owner, raw=raw, first_attempt_at=now)
 
     async def _finish_keep_lease(self, message_id: int, owner: str, **values: object) -> bool:
+        """Update a message being sent, only while we hold its lease (see _finish)."""
         async with self._db.write() as session:
             result = await session.execute(
                 update(OutboxMessage)
@@ -317,19 +318,9 @@ class Outbox:
         return sorted((outbox_item_of(row) for row in rows), key=lambda i: (i.next_attempt_at, i.id))
 
     async def _finish(self, message_id: int, owner: str, **values: object) -> bool:
-        """Move a leased message on, only if we still hold its lease (a fence against a
-        second instance that reclaimed it after our lease expired)."""
-        async with self._db.write() as session:
-            result = await session.execute(
-                update(OutboxMessage)
-                .where(
-                    OutboxMessage.id == message_id,
-                    OutboxMessage.leased_by == owner,
-                    OutboxMessage.state == str(OutboxState.SENDING),
-                )
-                .values(leased_by=None, lease_until=None, **values)
-            )
-            return bool(result.rowcount)  # type: ignore[attr-defined]
+        """Move a leased message on and out of our lease, only if we still hold it (a fence
+        against a second instance that reclaimed it after our lease expired)."""
+        return await self._finish_keep_lease(message_id, owner, leased_by=None, lease_until=None, **values)
 
     async def mark_sent(self, message_id: int, *, owner: str, now: dt.datetime, reply: str) -> bool:
         return await self._finish(
