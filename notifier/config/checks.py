@@ -1,4 +1,4 @@
-"""Pure checks of single values: durations, strings, addresses, URLs, column fits and the shop's identity."""
+"""Pure checks the kinds share (durations, clock times, column fits, URLs) and the shop's identity across keys."""
 
 from __future__ import annotations
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -246,7 +247,11 @@ def _admin_password(
     return PasswordHash.of(password)
 
 
-_POLICY_KEYS = ("fixed_interval", "jitter", "pending_give_up", "terminal_grace", "stale_give_up", "lease")
+# The [polling] keys that are PollingPolicy fields of the same name, as walked (intervals merge
+# over the defaults instead).
+_POLICY_KEYS = DECLARED.names["polling"] & {field.name for field in dataclasses.fields(PollingPolicy)} - {
+    "intervals"
+}
 
 
 def _polling(data: Mapping[str, Any], problems: _Problems, snap: Snapshot) -> tuple[PollingPolicy, float]:
