@@ -228,6 +228,13 @@ KEYS: tuple[Key, ...] = (
         "(none)",
         "file holding the password (else $NOTIFIER_SMTP_PASSWORD, credential smtp-password)",
     ),
+    Key(
+        "smtp",
+        "password",
+        Refused("passwords do not go in the config file; use password_file or $NOTIFIER_SMTP_PASSWORD"),
+        "-",
+        "refused: passwords do not go in the config file",
+    ),
     Key("smtp", "timeout", Duration(positive=True, seconds=True), '"60s"', "total deadline per message"),
     Key("smtp", "validate_certs", Flag(), "true", "verify the relay's certificate"),
     Key("smtp", "ca_file", FilePath(exists="smtp.cert_bundle"), "(none)", "a private CA for the relay"),

@@ -105,11 +105,6 @@ def _smtp(
     host, sender = values.get("host"), values.get("from")
     security = values.get("security", "starttls")
     username = values.get("username")
-    if "password" in table:
-        problems.add(
-            "smtp.password",
-            "passwords do not go in the config file; use password_file or $NOTIFIER_SMTP_PASSWORD",
-        )
     password = None
     # Without a login only a password_file the config names is read: the environment and the
     # credential may be there for other reasons (the unit's empty fallback for a relay without AUTH).
