@@ -1,10 +1,10 @@
 """Configuration files (TOML) to validated, frozen settings; every problem names its file, line and key.
 
 The package is split by concern: keys (every key declared once with its kind, default and doc),
-schema (the declaration's types, the Snapshot and the walker), kinds (the values a key takes),
-settings (the dataclasses), toml (positions), checks (values, identity), watches, rules, parse
-(a Snapshot to Settings, pure) and sources (gather: the only module that reads files, the
-environment or systemd credentials)."""
+schema (the declaration's types, the Snapshot and the walker), kinds and watch_kinds (the values
+a key takes), settings (the dataclasses), toml (positions), checks (values, identity), watches,
+rules, parse (a Snapshot to Settings, pure) and sources (gather: the only module that reads
+files, the environment or systemd credentials)."""
 
 from notifier.config.checks import (
     EXAMPLE_IDENTITY_WARNING,

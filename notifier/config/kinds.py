@@ -198,7 +198,6 @@ class Tables(Kind):
     section: str
     message: str
     text: str = "array of tables"
-    composite: bool = True
 
     def parse(self, value: Any, snap: Snapshot) -> list[Any]:
         if not isinstance(value, list):

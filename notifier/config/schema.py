@@ -92,8 +92,6 @@ class Kind:
     """What values a key takes: `parse` returns the typed value or raises Invalid in the house words."""
 
     text = ""
-    # A kind that only says what the hand-written code for a composite value checks.
-    composite = False
 
     def parse(self, value: Any, snap: Snapshot) -> Any:
         raise NotImplementedError
