@@ -68,6 +68,7 @@ def history_file(path: Path, lines: int, seed: int = 20261207) -> int:
     with path.open("w", encoding="utf-8") as out:
         for index in range(lines):
             start = dt.datetime(2025, 1, 1, 9) + dt.timedelta(minutes=rng.randrange(0, 500_000))
+            item_type: str | None
             if index % 4 == 3:
                 number, item_type, destination = f"{300_000_000_000 + index}", "ゆうパック", "JP"
                 wordings = list(JA)
