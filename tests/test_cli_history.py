@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
@@ -244,7 +245,22 @@ def test_export_since_and_backtest_json_shape(
     result = json.loads(capsys.readouterr().out)
     assert set(result) == {"checkpoints", "summary"}
     assert set(result["summary"]) == {"all", "lanes"}
+    # Checkpoints at the stage-changing events of delivered shipments only: the simulator's EMS
+    # and Yu-Pack have them, its parcel returned to sender has none.
+    numbers = {point["number"] for point in result["checkpoints"]}
+    assert {"EJ202603021JP", "314159265350"} <= numbers
+    assert "CP314159268JP" not in numbers
     for point in result["checkpoints"]:
         assert set(point) == {"number", "at", "stage", "earliest", "latest"}
+        assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d", point["at"])
+        assert (point["earliest"] is None) == (point["latest"] is None)
+        if point["earliest"] is not None:
+            assert point["earliest"] <= point["latest"]
+    assert result["summary"]["all"]["parcels"] == len(numbers)
+    ems = [p for p in result["checkpoints"] if p["number"] == "EJ202603021JP"]
+    assert ems[0] == {**ems[0], "at": "2026-03-02T10:15", "stage": "accepted"}
+
     assert main(["backtest", "--database-url", db_url]) == 0
-    assert capsys.readouterr().out
+    table = capsys.readouterr().out.splitlines()
+    assert table[0].split() == ["LANE", "PARCELS", "CHECKPOINTS", "COVERAGE", "MEDIAN", "WIDTH", "WITHHELD"]
+    assert table[-2].split()[:2] == ["all", str(len(numbers))]

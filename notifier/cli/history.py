@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -157,50 +156,6 @@ def cmd_import(args: argparse.Namespace) -> int:
 # --- backtest -------------------------------------------------------------------------
 
 
-def _inside(point: eta.Checkpoint) -> bool:
-    return point.window is not None and point.window.earliest <= point.delivered_on <= point.window.latest
-
-
-def _median(values: list[int]) -> float | None:
-    if not values:
-        return None
-    ordered = sorted(values)
-    middle = len(ordered) // 2
-    return float(ordered[middle]) if len(ordered) % 2 else (ordered[middle - 1] + ordered[middle]) / 2
-
-
-def summarize(points: tuple[eta.Checkpoint, ...]) -> dict[str, object]:
-    """Per lane and overall: parcels, checkpoints, the share shown, coverage (the share of shown
-    windows that held the delivery date) and the median width of shown windows in days."""
-
-    def figures(chosen: list[eta.Checkpoint]) -> dict[str, object]:
-        shown = [p for p in chosen if p.window is not None]
-        widths = [(p.window.latest - p.window.earliest).days + 1 for p in shown if p.window is not None]
-        return {
-            "parcels": len({p.number for p in chosen}),
-            "checkpoints": len(chosen),
-            "shown": len(shown),
-            "coverage": round(sum(map(_inside, shown)) / len(shown), 4) if shown else None,
-            "median_width_days": _median(widths),
-            "withheld_share": round(1 - len(shown) / len(chosen), 4) if chosen else None,
-        }
-
-    lanes: dict[str, list[eta.Checkpoint]] = {}
-    for point in points:
-        lanes.setdefault(str(point.lane), []).append(point)
-    return {"all": figures(list(points)), "lanes": {lane: figures(lanes[lane]) for lane in sorted(lanes)}}
-
-
-def checkpoint_json(point: eta.Checkpoint) -> dict[str, object]:
-    return {
-        "number": point.number,
-        "at": point.at.strftime("%Y-%m-%dT%H:%M"),
-        "stage": str(point.stage),
-        "earliest": point.window.earliest.isoformat() if point.window else None,
-        "latest": point.window.latest.isoformat() if point.window else None,
-    }
-
-
 def _share(value: object) -> str:
     return "-" if not isinstance(value, float | int) else f"{value:.0%}"
 
@@ -214,15 +169,8 @@ async def _backtest(args: argparse.Namespace) -> int:
     # Scan times are Japan Post's wall-clock times, so the date is one of that calendar.
     since = dt.datetime.combine(args.since, dt.time(0)) if args.since else None
     points = eta.backtest(journeys, since=since, calibration=eta.Calibration(args.calibration))
-    summary = summarize(points)
     if args.json:
-        print(
-            json.dumps(
-                {"checkpoints": [checkpoint_json(p) for p in points], "summary": summary},
-                ensure_ascii=False,
-                indent=2,
-            )
-        )
+        print(eta.to_json(points), end="")
         return EXIT_OK
     if not points:
         print(
@@ -231,21 +179,17 @@ async def _backtest(args: argparse.Namespace) -> int:
             + f" ({len(journeys)} stored with scans); import past parcels with `notifier history import FILE`"
         )
         return EXIT_OK
-    lanes = summary["lanes"]
-    assert isinstance(lanes, dict)
-    rows = []
-    for lane, figures in [*lanes.items(), ("all", summary["all"])]:
-        width = figures["median_width_days"]
-        rows.append(
-            [
-                lane,
-                str(figures["parcels"]),
-                str(figures["checkpoints"]),
-                _share(figures["coverage"]),
-                "-" if width is None else f"{width:g} d",
-                _share(figures["withheld_share"]),
-            ]
-        )
+    rows = [
+        [
+            str(summary.lane) if summary.lane is not None else "all",
+            str(summary.parcels),
+            str(summary.checkpoints),
+            _share(summary.coverage),
+            "-" if summary.median_width_days is None else f"{summary.median_width_days:g} d",
+            _share(summary.withheld_share),
+        ]
+        for summary in eta.summarize(points)
+    ]
     print(
         columns.table(
             rows,
