@@ -15,13 +15,11 @@ from notifier.core.diff import current_stage
 from notifier.core.history import HistoryRecord, record_json
 from notifier.core.model import TOKYO, TrackingEvent
 from notifier.core.stages import Stage
+from notifier.core.views import WATCHED_BY_IMPORT
 from notifier.store.database import IN_CHUNK, Database
 from notifier.store.orm import Event, WorkLease
 from notifier.store.rows import EVENT_COLUMNS, EVENTS, SHIPMENTS, event_of
 
-# Who a shipment brought in by `notifier history import` is watched by: nobody. It is history
-# only (inactive, never polled, no subscriptions) until someone watches its number.
-WATCHED_BY_IMPORT = "import"
 # A work_leases row whose acquired_at is the time of the last import that changed something:
 # how a running daemon learns that its lane statistics are out of date.
 IMPORT_MARK = "history_import"
