@@ -24,8 +24,8 @@ NAMES_TABLE = "country_names.csv"
 _TIME = re.compile(r"\d{4}-\d{2}-\d{2}(T\d{2}:\d{2})?")
 _SHIPMENT_FIELDS = frozenset({"number", "item_type", "destination", "events"})
 _EVENT_FIELDS = frozenset({"time", "status", "office", "region", "postal_code", "details"})
-# Text fields of an event and the column each is stored in: too long is an error, never a cut
-# (a cut would change the event's identity and so duplicate it on the next import).
+# Text fields of an event and the size of the column each is stored in: too long is an error,
+# never a silent cut (the file should hold what Japan Post printed; PostgreSQL would refuse it).
 _EVENT_TEXT = {
     "office": limits.OFFICE,
     "region": limits.REGION,
