@@ -90,6 +90,10 @@ def _merge(records: Sequence[HistoryRecord]) -> list[HistoryRecord]:
     return list(merged.values())
 
 
+def _chunks(ids: list[int]) -> list[list[int]]:
+    return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
+
+
 def _event_row(shipment_id: int, seq: int, event: TrackingEvent, now: dt.datetime) -> dict[str, object]:
     return {
         "shipment_id": shipment_id,
@@ -216,27 +220,33 @@ class History:
         now: dt.datetime,
         counts: ImportCounts,
     ) -> None:
-        stored: dict[int, list[tuple[int, str, TrackingEvent]]] = {sid: [] for sid in targets}
-        for start in range(0, len(targets), IN_CHUNK):
-            chunk = list(targets)[start : start + IN_CHUNK]
+        # Keys first: a file imported again finds every event stored, and reads no more.
+        keys: dict[int, set[str]] = {sid: set() for sid in targets}
+        for chunk in _chunks(list(targets)):
             result = await session.execute(
-                select(EVENTS.c.shipment_id, EVENTS.c.id, EVENTS.c.key, *EVENT_COLUMNS)
+                select(EVENTS.c.shipment_id, EVENTS.c.key).where(EVENTS.c.shipment_id.in_(chunk))
+            )
+            for shipment_id, key in result:
+                keys[shipment_id].add(key)
+        extras = {sid: [e for e in r.events if e.key not in keys[sid]] for sid, r in targets.items()}
+        counts.unchanged += sum(1 for extra in extras.values() if not extra)
+        growing = [sid for sid, extra in extras.items() if extra]
+        stored: dict[int, list[tuple[int, TrackingEvent]]] = {sid: [] for sid in growing}
+        for chunk in _chunks(growing):
+            rows = await session.execute(
+                select(EVENTS.c.shipment_id, EVENTS.c.id, *EVENT_COLUMNS)
                 .where(EVENTS.c.shipment_id.in_(chunk))
                 .order_by(EVENTS.c.shipment_id, EVENTS.c.seq, EVENTS.c.id)
             )
-            for shipment_id, event_id, key, *columns in result:
-                stored[shipment_id].append((event_id, key, event_of(*columns)))
+            for shipment_id, event_id, *columns in rows:
+                stored[shipment_id].append((event_id, event_of(*columns)))
         new_rows: list[dict[str, object]] = []
-        for shipment_id, record in targets.items():
-            known = {key for _, key, _ in stored[shipment_id]}
-            extra = [event for event in record.events if event.key not in known]
-            if not extra:
-                counts.unchanged += 1
-                continue
+        for shipment_id in growing:
+            record, extra = targets[shipment_id], extras[shipment_id]
             # Stored and imported events in time order (a stable sort keeps each side's order
             # for scans printed with the same minute); every row then takes its new place.
             combined: list[tuple[TrackingEvent, int | None]] = sorted(
-                [(event, event_id) for event_id, _, event in stored[shipment_id]]
+                [(event, event_id) for event_id, event in stored[shipment_id]]
                 + [(event, None) for event in extra],
                 key=lambda pair: _moment(pair[0]),
             )
