@@ -230,3 +230,42 @@ def test_a_lane_without_prior_is_withheld_until_its_history_counts() -> None:
     assert delivered_by_then >= 10
     assert all(c.window is None for c in mine if c.at < first_shown)
     assert all(c.window is None or c.window.basis == "lane" for c in mine)
+
+
+def test_a_busy_lane_keeps_its_latest_observations_the_same_way_in_both_paths() -> None:
+    from notifier.core.eta.survival import LATEST, recent
+
+    # Parcels handed in five at a time (the same minute): more than LATEST per stage.
+    lane = Lane("ems", "US")
+    base = dt.datetime(2026, 6, 1, 9, 0)
+    journeys = []
+    for index in range(LATEST + 300):
+        accepted = base + dt.timedelta(hours=3 * (index // 5))
+        flight = dt.timedelta(hours=20 + (index * 7) % 50)
+        journeys.append(
+            Journey(
+                number=f"EA{index:09d}JP",
+                lane=lane,
+                scans=(
+                    Scan(at=accepted, stage=Stage.ACCEPTED),
+                    Scan(at=accepted + dt.timedelta(hours=10), stage=Stage.DEPARTED_ORIGIN),
+                    Scan(at=accepted + dt.timedelta(hours=10) + flight, stage=Stage.DELIVERED),
+                ),
+            )
+        )
+    checkpoints = backtest(journeys)
+    assert len(checkpoints) == 2 * len(journeys)
+    for checkpoint in checkpoints[-400::100]:
+        parcel = next(j for j in journeys if j.number == checkpoint.number)
+        known = dataclasses.replace(parcel, scans=tuple(s for s in parcel.scans if s.at <= checkpoint.at))
+        assert (
+            estimate(known, lane_stats(journeys, as_of=checkpoint.at), now=checkpoint.at).window
+            == checkpoint.window
+        )
+    # The oldest kept ties with others: all of them are kept, whatever their (later) ends.
+    tied: list[tuple[float, float | None, float | None]] = [
+        (float(i // 5), None, None) for i in range(LATEST + 7)
+    ]
+    kept = recent(tied)
+    assert len(kept) == LATEST + 2
+    assert min(start for start, _, _ in kept) == 1.0

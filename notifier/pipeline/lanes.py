@@ -63,6 +63,12 @@ class LaneCache:
                 self.invalidate()
         if self._stats is None or self._built_at is None or now - self._built_at >= self._max_age:
             journeys = await self._source.journeys(since=now - self._history)
-            self._stats = lane_stats(journeys, as_of=now.replace(tzinfo=None) + dt.timedelta(days=1))
+            # Scans carry the local time of where they happened: as_of a day ahead takes in every
+            # zone's, and parcels still on their way are censored at UTC-12, the earliest present
+            # anywhere, so that none is credited with a wait that has not happened yet.
+            utc = now.replace(tzinfo=None)
+            self._stats = lane_stats(
+                journeys, as_of=utc + dt.timedelta(days=1), censor_at=utc - dt.timedelta(hours=12)
+            )
             self._built_at = now
         return self._stats
