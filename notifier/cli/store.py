@@ -530,7 +530,7 @@ def add_parsers(
         "--calibration",
         choices=[c.value for c in Calibration],
         default=Calibration.BALANCED.value,
-        help="how wide the windows are (as the setting)",
+        help="how wide the windows are: which percentiles of the remaining time (default: balanced)",
     )
     backtest.add_argument("--json", action="store_true", help="print the checkpoints and the summary as JSON")
     _database_options(backtest)
