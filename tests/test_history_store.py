@@ -17,6 +17,7 @@ from notifier.core.history import HistoryRecord, parse_line
 from notifier.core.numbers import parse_number
 from notifier.core.parser import parse_page
 from notifier.core.stages import Stage
+from notifier.core.views import ConfiguredWatch
 from notifier.pipeline.lanes import LaneCache
 from notifier.store import Store
 from notifier.store.orm import Event, OutboxMessage, Shipment, Subscription
@@ -174,3 +175,19 @@ async def test_an_import_is_noticed_by_the_lane_cache(store: Store) -> None:
     assert await store.history_imported_at() == now
     after = await cache.stats(now + dt.timedelta(seconds=1))
     assert set(after.journeys) == {Lane("ems", "DE"), Lane("ems", "US")}
+
+
+async def test_watching_an_imported_number_polls_it_from_then_on(store: Store) -> None:
+    await store.import_history([record("EJ100000003JP", POSTED, IN, destination="DE")], now=T0)
+    listed = [ConfiguredWatch(number=parse_number("EJ100000003JP"), label="Order 1", subscribers=())]
+    synced = await store.sync_config_watches(listed, now=T0)
+    assert synced.added == ("EJ100000003JP",)
+    view = await store.get("EJ100000003JP")
+    assert view is not None
+    assert (view.active, view.watched_by, view.next_poll_at) == (True, "config", T0)
+    # The same shipment, its imported history kept: the poller compares the page with it.
+    assert await count(store, Shipment) == 1
+    assert len(await store.history(view.id)) == 2
+    # Now watched, the next import leaves it to the poller.
+    again = await store.import_history([record("EJ100000003JP", POSTED, IN, DONE)], now=T0)
+    assert again.watched == ["EJ100000003JP"]
