@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -264,3 +267,45 @@ def test_export_since_and_backtest_json_shape(
     table = capsys.readouterr().out.splitlines()
     assert table[0].split() == ["LANE", "PARCELS", "CHECKPOINTS", "COVERAGE", "MEDIAN", "WIDTH", "WITHHELD"]
     assert table[-2].split()[:2] == ["all", str(len(numbers))]
+
+
+def test_the_commands_as_processes_write_utf8_whatever_the_locale(
+    sqlite_template: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    source, target = tmp_path / "source.db", tmp_path / "target.db"
+    shutil.copyfile(sqlite_template, source)
+    shutil.copyfile(sqlite_template, target)
+    japanese = tmp_path / "ja.jsonl"
+    japanese.write_text(line() + "\n", encoding="utf-8")
+    assert main(["history", "import", str(japanese), "--database-url", f"sqlite:///{source}"]) == 0
+    capsys.readouterr()
+    # A terminal in Latin-1: the history file is UTF-8 all the same, and the shell redirects it.
+    env = {**os.environ, "PYTHONIOENCODING": "latin-1"}
+    exported = tmp_path / "out.jsonl"
+    with exported.open("wb") as out:
+        done = subprocess.run(
+            [sys.executable, "-m", "notifier", "history", "export", "--database-url", f"sqlite:///{source}"],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            env=env,
+            check=False,
+        )
+    assert done.returncode == 0, done.stderr
+    assert json.loads(exported.read_text(encoding="utf-8"))["events"][0]["status"] == "引受"
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "notifier",
+            "history",
+            "import",
+            str(exported),
+            "--database-url",
+            f"sqlite:///{target}",
+        ],
+        capture_output=True,
+        env=env,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    assert b"1 shipment(s) added" in done.stdout

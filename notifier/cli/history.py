@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
+import io
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -57,6 +58,9 @@ async def _export(args: argparse.Namespace, out: TextIO) -> int:
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    # A history file is UTF-8 (import reads it so) whatever the terminal's locale says.
+    if isinstance(sys.stdout, io.TextIOWrapper):
+        sys.stdout.reconfigure(encoding="utf-8")
     return _run(_export(args, sys.stdout))
 
 
