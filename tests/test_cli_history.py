@@ -168,7 +168,8 @@ def test_japanese_statuses_map_to_stages(
     db_url: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     file = tmp_path / "ja.jsonl"
-    file.write_text(line() + "\n", encoding="utf-8")
+    # Saved by an editor that starts UTF-8 with a byte order mark.
+    file.write_text(line() + "\n", encoding="utf-8-sig")
     assert main(["history", "import", str(file), "--database-url", db_url]) == 0
     capsys.readouterr()
     assert main(["history", "EJ202603021JP", "--database-url", db_url]) == 0

@@ -103,7 +103,7 @@ async def _import(args: argparse.Namespace, path: Path) -> int:
     counts = ImportCounts()
     underived = 0
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             for batch in _records(handle):
                 underived += sum(1 for r in batch if r.destination is None)
                 counts.add(await store.import_history(batch, now=utcnow()))
@@ -143,13 +143,16 @@ async def _import(args: argparse.Namespace, path: Path) -> int:
 def cmd_import(args: argparse.Namespace) -> int:
     path = Path(args.file)
     try:
-        with path.open(encoding="utf-8") as handle:
+        with path.open(encoding="utf-8-sig") as handle:
             bad = _check(path, handle)
     except OSError as exc:
         print(f"notifier history import: cannot read {path}: {exc.strerror}", file=sys.stderr)
         return EXIT_USAGE
     except UnicodeDecodeError as exc:
-        print(f"notifier history import: {path} is not UTF-8 text: {exc.reason}", file=sys.stderr)
+        print(
+            f"notifier history import: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            file=sys.stderr,
+        )
         return EXIT_USAGE
     if bad:
         print(f"notifier history import: {bad} line(s) with problems; nothing imported", file=sys.stderr)
