@@ -150,7 +150,7 @@ def cmd_import(args: argparse.Namespace) -> int:
         return EXIT_USAGE
     except UnicodeDecodeError as exc:
         print(
-            f"notifier history import: {path} is not UTF-8 text ({exc.reason} at byte {exc.start})",
+            f"notifier history import: {path} is not UTF-8 text ({exc.reason}); save it as UTF-8",
             file=sys.stderr,
         )
         return EXIT_USAGE
