@@ -53,6 +53,7 @@ from notifier.config.sources import (
 )
 from notifier.config.toml import _by_place, _parse_toml, _Problems
 from notifier.config.watches import _watch_file_patterns, _watches
+from notifier.core.adaptive import AdaptivePolling
 from notifier.core.model import DEFAULT_BASE_URL
 from notifier.core.policy import PollingPolicy
 from notifier.core.stages import Stage
@@ -328,6 +329,7 @@ def _polling(data: dict[str, Any], problems: _Problems) -> tuple[PollingPolicy, 
             intervals[Stage(stage_name)] = parse_duration(value)
         except ValueError as exc:
             problems.add(f"polling.intervals.{stage_name}", str(exc))
+    values["adaptive"] = _adaptive(table, problems)
     tick = 5.0
     if "tick" in table:
         try:
@@ -335,6 +337,51 @@ def _polling(data: dict[str, Any], problems: _Problems) -> tuple[PollingPolicy, 
         except ValueError as exc:
             problems.add("polling.tick", str(exc))
     return PollingPolicy(intervals=intervals, **values), tick
+
+
+def _stage_durations(table: dict[str, Any], key: str, problems: _Problems) -> dict[Stage, dt.timedelta]:
+    """A `[polling]` table of stage = positive duration (`intervals`' form)."""
+    found = table.get(key, {})
+    if not isinstance(found, dict):
+        problems.add(f"polling.{key}", "must be a table of stage = duration")
+        return {}
+    out: dict[Stage, dt.timedelta] = {}
+    for stage_name, value in found.items():
+        if stage_name not in _STAGE_NAMES:
+            problems.add(f"polling.{key}.{stage_name}", "not a stage name")
+            continue
+        try:
+            duration = parse_duration(value)
+        except ValueError as exc:
+            problems.add(f"polling.{key}.{stage_name}", str(exc))
+            continue
+        if duration <= dt.timedelta(0):
+            problems.add(f"polling.{key}.{stage_name}", "must be longer than 0s")
+            continue
+        out[Stage(stage_name)] = duration
+    return out
+
+
+def _adaptive(table: dict[str, Any], problems: _Problems) -> AdaptivePolling:
+    """`adaptive`, `adaptive_target` and the per-stage `adaptive_min` / `adaptive_max` bounds."""
+    defaults = AdaptivePolling()
+    enabled = table.get("adaptive", defaults.enabled)
+    if not isinstance(enabled, bool):
+        problems.add("polling.adaptive", "must be true or false")
+        enabled = defaults.enabled
+    target = table.get("adaptive_target", defaults.target)
+    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
+        problems.add("polling.adaptive_target", "must be a fraction above 0 and below 1 (e.g. 0.3)")
+        target = defaults.target
+    minimum = _stage_durations(table, "adaptive_min", problems)
+    maximum = _stage_durations(table, "adaptive_max", problems)
+    for stage in sorted(minimum.keys() & maximum.keys()):
+        if minimum[stage] > maximum[stage]:
+            problems.add(
+                f"polling.adaptive_max.{stage}",
+                f"is shorter than adaptive_min.{stage} ({table['adaptive_min'][str(stage)]})",
+            )
+    return AdaptivePolling(enabled=enabled, target=float(target), minimum=minimum, maximum=maximum)
 
 
 def parse_settings(text: str, source: Path | None = None) -> Settings:

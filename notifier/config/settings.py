@@ -274,6 +274,34 @@ KEYS: tuple[Key, ...] = (
     Key(
         "polling", "stale_give_up", "duration", _D(_POLL.stale_give_up), "stop when nothing changed this long"
     ),
+    Key(
+        "polling",
+        "adaptive",
+        "true | false",
+        _D(_POLL.adaptive.enabled),
+        "poll when the lane's history says a scan is likely (no history: `intervals`)",
+    ),
+    Key(
+        "polling",
+        "adaptive_target",
+        "fraction above 0 to below 1",
+        _D(_POLL.adaptive.target),
+        "chance of a new scan a poll waits for (lower: sooner, more requests)",
+    ),
+    Key(
+        "polling",
+        "adaptive_min",
+        "table of durations",
+        "per stage: interval / 4, at least 15m",
+        "shortest interval adaptive polling may choose per stage",
+    ),
+    Key(
+        "polling",
+        "adaptive_max",
+        "table of durations",
+        "per stage: interval × 4, at most 1d",
+        "longest interval adaptive polling may choose per stage",
+    ),
     Key("polling", "watch_files", "list of patterns", "[]", "more files of [[watch]] tables"),
     Key("polling", "lease", "duration", "fits the request pace", "how long a claim on due shipments lasts"),
     Key("smtp", "host", "host name", "(required)", "the relay; without [smtp] mail goes to .eml files"),

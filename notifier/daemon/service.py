@@ -27,6 +27,7 @@ from notifier.daemon.diskguard import DiskGuard
 from notifier.daemon.jobs import DaemonJobs
 from notifier.daemon.state import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_SCHEMA, _one_line, utcnow
 from notifier.errors import ConfigError, NotifierError
+from notifier.pipeline.lanes import LaneCache
 from notifier.store import Store
 from notifier.store.instances import Coordination, heartbeat_period
 from notifier.web.server import ListenError, WebServer, bind
@@ -121,6 +122,7 @@ class Daemon(DaemonJobs):
             if store is None:
                 return EXIT_OK
             self.store = store
+            self.lanes = LaneCache(store)
             try:
                 code = await self._serve(sock)
             finally:

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 from typing import Protocol
+from zoneinfo import ZoneInfo
 
-from notifier.core.eta import Journey, LaneStats, lane_stats
+from notifier.core.adaptive import Chance
+from notifier.core.eta import Journey, LaneStats, Scan, change_probability, lane_of, lane_stats
+from notifier.core.model import EventTime
+from notifier.core.stages import Stage
+from notifier.core.views import ShipmentView
+from notifier.core.zones import country_zones
 
 
 class JourneySource(Protocol):
@@ -45,3 +51,42 @@ class LaneCache:
             self._stats = lane_stats(journeys, as_of=now.replace(tzinfo=None) + dt.timedelta(days=1))
             self._built_at = now
         return self._stats
+
+
+# Stages whose scans Japan Post prints in the origin's local time; later ones are abroad.
+_AT_ORIGIN = frozenset(
+    {Stage.PENDING, Stage.ACCEPTED, Stage.IN_TRANSIT, Stage.OUTWARD_EXCHANGE, Stage.DEPARTED_ORIGIN}
+)
+
+
+def _local_now(now: dt.datetime, country: str | None) -> dt.datetime:
+    """`now` (aware) on the wall clock of `country`, as Japan Post prints scans there."""
+    zone = country_zones().get((country or "JP").upper(), "Asia/Tokyo")
+    return now.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
+
+
+def chance_of(view: ShipmentView, stage: Stage, changed: bool, now: dt.datetime, stats: LaneStats) -> Chance:
+    """The chance of a new scan of `view` within a given time after `now` (aware UTC), from
+    the lane's history: what core.policy.next_poll places an adaptive poll with.
+
+    Quiet time counts from the last scan as printed, read on the wall clock of where it
+    happened (the origin's zone before departure, the destination's after). A poll that just
+    found news counts it from now; so does a printed time the zone guess puts in the future."""
+    lane = lane_of(
+        number=view.number, item_type=view.item_type, origin=view.origin, destination=view.destination
+    )
+    local = _local_now(now, view.origin if stage in _AT_ORIGIN else view.destination)
+    last = local
+    if not changed and view.last_event_time:
+        when = EventTime.from_iso(view.last_event_time)
+        printed = dt.datetime.combine(when.date, when.time or dt.time(0))
+        if printed <= local:
+            last = printed
+        elif view.last_changed_at is not None:
+            last = local - max(dt.timedelta(0), now - view.last_changed_at)
+    journey = Journey(number=view.number, lane=lane, scans=(Scan(at=last, stage=stage),))
+
+    def chance(within: dt.timedelta) -> float | None:
+        return change_probability(journey, stats, now=local, within=within)
+
+    return chance

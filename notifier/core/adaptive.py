@@ -1,0 +1,88 @@
+"""Adaptive polling [pure]: look again when the lane's history says a new scan is likely by then.
+
+A fixed interval per stage spends the same requests on a parcel whose next scan is due in an
+hour as on one that has just left Japan and will be silent for days. Given `chance(w)`, the
+probability that the parcel's next scan comes within `w` of now (the time model's
+`change_probability`, conditional on how long it has been quiet), the next poll is placed at
+the smallest interval `w` at which that chance reaches the shop's `target`, kept within the
+stage's bounds. So where scans bunch (a day or two after arrival in the destination country)
+the interval shrinks, and where the lane is reliably silent it grows; each poll has about the
+same chance of finding news, which is what makes a request worth its cost. Without lane data
+(`chance` says None) the caller keeps the fixed interval: exactly the schedule of before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+
+from notifier.core.stages import Stage
+
+# The chance that the next scan comes within the given time from now; None: no data to say.
+Chance = Callable[[dt.timedelta], float | None]
+
+MINUTE = dt.timedelta(minutes=1)
+HOUR = dt.timedelta(hours=1)
+DAY = dt.timedelta(days=1)
+
+# Default bounds around a stage's fixed interval: a quarter of it (never under 15 minutes, the
+# request budget's business) to four times it (never over a day: a parcel whose lane is wrong
+# about it is seen at least daily). An explicit setting replaces either end.
+SHORTEST = 15 * MINUTE
+LONGEST = DAY
+SHRINK = 4
+GROW = 4
+
+# Searching for the interval stops once the remaining span is this small, relative to it or
+# absolutely: finer placement is lost in the jitter anyway.
+RESOLUTION = 0.05
+RESOLUTION_FLOOR = 5 * MINUTE
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
+class AdaptivePolling:
+    """The shop's settings for adaptive polling (`[polling] adaptive*`)."""
+
+    enabled: bool = True
+    # The chance of a new scan by the next poll that a poll waits for.
+    target: float = 0.3
+    # Per-stage bounds; a stage not named gets bounds derived from its fixed interval.
+    minimum: Mapping[Stage, dt.timedelta] = field(default_factory=dict)
+    maximum: Mapping[Stage, dt.timedelta] = field(default_factory=dict)
+
+
+def bounds(stage: Stage, fixed: dt.timedelta, adaptive: AdaptivePolling) -> tuple[dt.timedelta, dt.timedelta]:
+    """The shortest and longest interval adaptive polling may choose in `stage`, whose fixed
+    interval is `fixed`. The defaults always include the fixed interval."""
+    low = adaptive.minimum.get(stage, min(fixed, max(SHORTEST, fixed / SHRINK)))
+    high = adaptive.maximum.get(stage, max(fixed, min(LONGEST, fixed * GROW)))
+    return low, max(low, high)
+
+
+def adaptive_interval(
+    stage: Stage, fixed: dt.timedelta, chance: Chance, adaptive: AdaptivePolling
+) -> dt.timedelta | None:
+    """The interval until the next poll: the shortest within the stage's bounds at which the
+    chance of a new scan reaches `adaptive.target`; None when `chance` has no data (the caller
+    keeps `fixed`). Longer when the target is higher, shorter when news is likelier sooner."""
+    low, high = bounds(stage, fixed, adaptive)
+    at_high = chance(high)
+    if at_high is None:
+        return None
+    if at_high < adaptive.target:
+        return high
+    at_low = chance(low)
+    if at_low is None or at_low >= adaptive.target:
+        return low
+    # chance() does not decrease with the time asked about: bisect for where it crosses.
+    lo, hi = low.total_seconds(), high.total_seconds()
+    floor = RESOLUTION_FLOOR.total_seconds()
+    while hi - lo > max(floor, lo * RESOLUTION):
+        middle = (lo + hi) / 2
+        found = chance(dt.timedelta(seconds=middle))
+        if found is not None and found >= adaptive.target:
+            hi = middle
+        else:
+            lo = middle
+    return dt.timedelta(seconds=round(hi))
