@@ -371,7 +371,7 @@ def _adaptive(table: dict[str, Any], problems: _Problems) -> AdaptivePolling:
         enabled = defaults.enabled
     target = table.get("adaptive_target", defaults.target)
     if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
-        problems.add("polling.adaptive_target", "must be a fraction above 0 and below 1 (e.g. 0.3)")
+        problems.add("polling.adaptive_target", "must be a fraction above 0 and below 1 (e.g. 0.1)")
         target = defaults.target
     minimum = _stage_durations(table, "adaptive_min", problems)
     maximum = _stage_durations(table, "adaptive_max", problems)

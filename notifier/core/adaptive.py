@@ -14,6 +14,7 @@ same chance of finding news, which is what makes a request worth its cost. Witho
 from __future__ import annotations
 
 import datetime as dt
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -34,9 +35,9 @@ LONGEST = DAY
 SHRINK = 4
 GROW = 4
 
-# Searching for the interval stops once the remaining span is this small, relative to it or
-# absolutely: finer placement is lost in the jitter anyway.
-RESOLUTION = 0.05
+# Searching for the interval stops once it is known to within this factor, or this many
+# minutes: finer placement is lost in the jitter (10%) anyway, and each step asks the model.
+RESOLUTION = 1.1
 RESOLUTION_FLOOR = 5 * MINUTE
 
 
@@ -46,7 +47,7 @@ class AdaptivePolling:
 
     enabled: bool = True
     # The chance of a new scan by the next poll that a poll waits for.
-    target: float = 0.3
+    target: float = 0.1
     # Per-stage bounds; a stage not named gets bounds derived from its fixed interval.
     minimum: Mapping[Stage, dt.timedelta] = field(default_factory=dict)
     maximum: Mapping[Stage, dt.timedelta] = field(default_factory=dict)
@@ -75,11 +76,12 @@ def adaptive_interval(
     at_low = chance(low)
     if at_low is None or at_low >= adaptive.target:
         return low
-    # chance() does not decrease with the time asked about: bisect for where it crosses.
-    lo, hi = low.total_seconds(), high.total_seconds()
+    # chance() does not decrease with the time asked about: bisect (on a log scale, as the
+    # bounds span a factor of 16) for where it crosses the target.
+    lo, hi = max(1.0, low.total_seconds()), high.total_seconds()
     floor = RESOLUTION_FLOOR.total_seconds()
-    while hi - lo > max(floor, lo * RESOLUTION):
-        middle = (lo + hi) / 2
+    while hi > lo * RESOLUTION and hi - lo > floor:
+        middle = math.sqrt(lo * hi)
         found = chance(dt.timedelta(seconds=middle))
         if found is not None and found >= adaptive.target:
             hi = middle

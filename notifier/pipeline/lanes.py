@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
 from notifier.core.adaptive import Chance
-from notifier.core.eta import Journey, LaneStats, Scan, change_probability, lane_of, lane_stats
+from notifier.core.eta import Journey, Lane, LaneStats, Scan, change_probability, lane_of, lane_stats
 from notifier.core.model import EventTime
 from notifier.core.stages import Stage
 from notifier.core.views import ShipmentView
@@ -65,6 +66,12 @@ def _local_now(now: dt.datetime, country: str | None) -> dt.datetime:
     return now.astimezone(ZoneInfo(zone)).replace(tzinfo=None)
 
 
+@functools.lru_cache(maxsize=65_536)
+def _lane(number: str, item_type: str | None, origin: str, destination: str | None) -> Lane:
+    # Asked at every poll with the same answer; the class of goods is read with expressions.
+    return lane_of(number=number, item_type=item_type, origin=origin, destination=destination)
+
+
 def chance_of(view: ShipmentView, stage: Stage, changed: bool, now: dt.datetime, stats: LaneStats) -> Chance:
     """The chance of a new scan of `view` within a given time after `now` (aware UTC), from
     the lane's history: what core.policy.next_poll places an adaptive poll with.
@@ -72,9 +79,7 @@ def chance_of(view: ShipmentView, stage: Stage, changed: bool, now: dt.datetime,
     Quiet time counts from the last scan as printed, read on the wall clock of where it
     happened (the origin's zone before departure, the destination's after). A poll that just
     found news counts it from now; so does a printed time the zone guess puts in the future."""
-    lane = lane_of(
-        number=view.number, item_type=view.item_type, origin=view.origin, destination=view.destination
-    )
+    lane = _lane(view.number, view.item_type, view.origin, view.destination)
     local = _local_now(now, view.origin if stage in _AT_ORIGIN else view.destination)
     last = local
     if not changed and view.last_event_time:
