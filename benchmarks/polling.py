@@ -19,8 +19,9 @@ different spreads, a seasonal peak, parcels still in transit at the end), seeded
    ten per list request, alike for both), and the delay from each scan to the poll that saw
    it, median and 90th percentile.
 
-Fixed schedules: today's per-stage intervals times a scale. Adaptive: default bounds around
-today's intervals, swept over `adaptive_target`. The Pareto comparison reads both curves at the
+Fixed schedules: today's per-stage intervals times a scale. Adaptive: both rules
+(`adaptive_rule`, balanced and frugal), default bounds around today's intervals, each swept
+over `adaptive_target`. The Pareto comparison reads both curves at the
 same median delay (interpolating the fixed curve, log-log, between its points).
 """
 
@@ -41,7 +42,7 @@ from zoneinfo import ZoneInfo
 if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from notifier.core.adaptive import AdaptivePolling
+from notifier.core.adaptive import AdaptivePolling, Rule
 from notifier.core.eta import Journey, Lane, LaneStats, Scan, change_probability, lane_stats
 from notifier.core.numbers import s10_check_digit
 from notifier.core.policy import DEFAULT_INTERVALS, PollingPolicy, next_poll
@@ -52,7 +53,8 @@ from notifier.pipeline.cycle import schedule
 from notifier.pipeline.lanes import chance_of
 
 FIXED_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
-TARGETS = (0.03, 0.05, 0.1, 0.2, 0.3, 0.5)
+# Swept per rule: the defaults (0.2 balanced, 0.1 frugal) and either side.
+TARGETS = {Rule.BALANCED: (0.05, 0.1, 0.2, 0.4, 0.7), Rule.FRUGAL: (0.05, 0.1, 0.2, 0.3)}
 HOUR = 3600.0
 
 
@@ -83,8 +85,8 @@ def fixed(scale: float) -> PollingPolicy:
     )
 
 
-def adaptive(target: float) -> PollingPolicy:
-    return PollingPolicy(adaptive=AdaptivePolling(target=target))
+def adaptive(rule: Rule, target: float) -> PollingPolicy:
+    return PollingPolicy(adaptive=AdaptivePolling(rule=rule, target=target))
 
 
 def follow(
@@ -335,7 +337,11 @@ def one_seed(parcels: int, seed: int) -> None:
     fixed_curve = [run(f"fixed x{scale:g}", fleet, fixed(scale), None, seed) for scale in FIXED_SCALES]
     fixed_cpu = (time.process_time() - began) / sum(o.polls for o in fixed_curve)
     began = time.process_time()
-    adaptive_curve = [run(f"adaptive {target:g}", fleet, adaptive(target), stats, seed) for target in TARGETS]
+    adaptive_curve = [
+        run(f"{rule} {target:g}", fleet, adaptive(rule, target), stats, seed)
+        for rule, targets in TARGETS.items()
+        for target in targets
+    ]
     adaptive_cpu = (time.process_time() - began) / sum(o.polls for o in adaptive_curve)
     print(
         f"CPU per simulated poll: {fixed_cpu * 1e6:.1f} us fixed, {adaptive_cpu * 1e6:.1f} us adaptive "
@@ -354,7 +360,7 @@ def one_seed(parcels: int, seed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--parcels", type=int, default=1_000, help="parcels in each fleet (default 1,000)")
+    parser.add_argument("--parcels", type=int, default=600, help="parcels in each fleet (default 600)")
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[20261207, 7], help="the fleets' seeds (default: two)"
     )

@@ -14,7 +14,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from notifier.config import parse_settings
-from notifier.core.adaptive import AdaptivePolling, Chance, adaptive_interval, bounds
+from notifier.core.adaptive import DEFAULT_TARGETS, AdaptivePolling, Chance, Rule, adaptive_interval, bounds
 from notifier.core.policy import DEFAULT_INTERVALS, HOUR, MINUTE, PollingPolicy, next_poll
 from notifier.core.reschedule import moves, window
 from notifier.core.stages import Stage
@@ -80,15 +80,16 @@ def test_adaptive_off_fixed_interval_or_failures_keep_the_fixed_schedule() -> No
 
 @given(
     stage=st.sampled_from(STAGES),
+    rule=st.sampled_from(list(Rule)),
     per_hour=st.floats(min_value=1e-4, max_value=100),
     delay_hours=st.floats(min_value=0, max_value=200),
     target=st.floats(min_value=0.01, max_value=0.99),
     seed=st.integers(0, 1000),
 )
 def test_the_interval_stays_within_the_stage_bounds(
-    stage: Stage, per_hour: float, delay_hours: float, target: float, seed: int
+    stage: Stage, rule: Rule, per_hour: float, delay_hours: float, target: float, seed: int
 ) -> None:
-    policy = PollingPolicy(adaptive=AdaptivePolling(target=target))
+    policy = PollingPolicy(adaptive=AdaptivePolling(rule=rule, target=target))
     low, high = bounds(stage, DEFAULT_INTERVALS[stage], policy.adaptive)
     gap = poll(stage, after(dt.timedelta(hours=delay_hours), per_hour), policy, seed)
     assert low <= gap <= high
@@ -120,38 +121,63 @@ def test_likely_soon_polls_sooner_and_a_silent_lane_rarely() -> None:
 
 @given(
     stage=st.sampled_from(STAGES),
+    rule=st.sampled_from(list(Rule)),
     rates=st.lists(st.floats(min_value=1e-3, max_value=50), min_size=2, max_size=2, unique=True),
     target=st.floats(min_value=0.05, max_value=0.95),
 )
 def test_monotonic_likelier_news_never_later_and_a_higher_target_never_sooner(
-    stage: Stage, rates: list[float], target: float
+    stage: Stage, rule: Rule, rates: list[float], target: float
 ) -> None:
     slow, fast = sorted(rates)
-    adaptive = AdaptivePolling(target=target)
+    adaptive = AdaptivePolling(rule=rule, target=target)
     fixed = DEFAULT_INTERVALS[stage]
     late, soon = (adaptive_interval(stage, fixed, exponential(r), adaptive) for r in (slow, fast))
     assert late is not None
     assert soon is not None
     assert soon <= late
     higher = adaptive_interval(
-        stage, fixed, exponential(slow), AdaptivePolling(target=min(0.99, target + 0.2))
+        stage, fixed, exponential(slow), AdaptivePolling(rule=rule, target=min(0.99, target + 0.2))
     )
     assert higher is not None
     assert higher >= late
 
 
-def test_the_interval_is_where_the_chance_reaches_the_target() -> None:
+def test_the_interval_is_where_the_rules_score_reaches_the_target() -> None:
     # A zero lower bound (a stage polled at every tick) still ends the search.
     zero = AdaptivePolling(minimum={Stage.INLAND_TRANSIT: dt.timedelta(0)})
     assert adaptive_interval(Stage.INLAND_TRANSIT, 2 * HOUR, exponential(0.1), zero) is not None
-    adaptive = AdaptivePolling(target=0.3)
-    chance = exponential(0.1)  # one scan per 10 h: 30% by 3.57 h
-    found = adaptive_interval(Stage.INLAND_TRANSIT, 2 * HOUR, chance, adaptive)
+    chance = exponential(0.1)  # one scan per 10 h
+    # Frugal: each poll has a 30% chance of news, reached at 3.57 h.
+    found = adaptive_interval(
+        Stage.INLAND_TRANSIT, 2 * HOUR, chance, AdaptivePolling(rule=Rule.FRUGAL, target=0.3)
+    )
     assert found is not None
     exact = dt.timedelta(hours=-math.log(0.7) / 0.1)
     # Found to within the search's resolution (10%, below the jitter), never before the target.
     assert exact <= found <= exact * 1.1
-    assert (chance(found) or 0) >= 0.3
+    # Balanced: chance x hours reaches 0.3 where sqrt(0.3 / 0.1) h would at a small chance;
+    # (1 - e^-0.1w) w = 0.3 at w = 1.81 h.
+    found = adaptive_interval(Stage.INLAND_TRANSIT, 2 * HOUR, chance, AdaptivePolling(target=0.3))
+    assert found is not None
+    assert 1.80 * HOUR <= found <= 1.81 * HOUR * 1.1
+    # The defaults: the benchmark's choices.
+    assert AdaptivePolling().wanted == DEFAULT_TARGETS[Rule.BALANCED] == 0.2
+    assert AdaptivePolling(rule=Rule.FRUGAL).wanted == 0.1
+
+
+def test_balanced_polls_a_silent_stretch_more_than_frugal_and_a_busy_one_less() -> None:
+    """Frugal's interval is inversely proportional to the rate of scans, balanced's to its
+    square root: longer in a busy stretch, shorter in a quiet one, where an early scan would
+    otherwise wait."""
+    frugal, balanced = AdaptivePolling(rule=Rule.FRUGAL, target=0.1), AdaptivePolling(target=0.2)
+
+    def interval(per_hour: float, adaptive: AdaptivePolling) -> dt.timedelta:
+        found = adaptive_interval(Stage.DEPARTED_ORIGIN, 8 * HOUR, exponential(per_hour), adaptive)
+        assert found is not None
+        return found
+
+    assert interval(0.01, balanced) < interval(0.01, frugal)
+    assert interval(1.0, balanced) >= interval(1.0, frugal)
 
 
 def test_rescheduling_leaves_an_adaptively_placed_poll_where_it_is() -> None:
@@ -183,6 +209,7 @@ def test_settings_parse_and_bad_values_name_their_key_and_line(tmp_path: Path) -
     text = (
         "[polling]\n"
         "adaptive = true\n"
+        'adaptive_rule = "frugal"\n'
         "adaptive_target = 0.2\n"
         "[polling.adaptive_min]\n"
         'departed_origin = "4h"\n'
@@ -191,12 +218,16 @@ def test_settings_parse_and_bad_values_name_their_key_and_line(tmp_path: Path) -
     )
     adaptive = parse_settings(text, tmp_path / "c.toml").polling.adaptive
     assert adaptive == AdaptivePolling(
-        target=0.2, minimum={Stage.DEPARTED_ORIGIN: 4 * HOUR}, maximum={Stage.DEPARTED_ORIGIN: 48 * HOUR}
+        rule=Rule.FRUGAL,
+        target=0.2,
+        minimum={Stage.DEPARTED_ORIGIN: 4 * HOUR},
+        maximum={Stage.DEPARTED_ORIGIN: 48 * HOUR},
     )
     bad = (
         "[polling]\n"
         'adaptive = "yes"\n'
         "adaptive_target = 1\n"
+        'adaptive_rule = "fast"\n'
         "[polling.adaptive_min]\n"
         'departed_origin = "3d"\n'
         'flying = "1h"\n'
@@ -211,8 +242,9 @@ def test_settings_parse_and_bad_values_name_their_key_and_line(tmp_path: Path) -
     for expected in (
         f"{where}:2: polling.adaptive: must be true or false",
         f"{where}:3: polling.adaptive_target: must be a fraction above 0 and below 1",
-        f"{where}:6: polling.adaptive_min.flying: not a stage name",
-        f"{where}:7: polling.adaptive_min.customs_presented: must be longer than 0s",
-        f"{where}:9: polling.adaptive_max.departed_origin: is shorter than adaptive_min.departed_origin (3d)",
+        f"{where}:4: polling.adaptive_rule: must be balanced or frugal",
+        f"{where}:7: polling.adaptive_min.flying: not a stage name",
+        f"{where}:8: polling.adaptive_min.customs_presented: must be longer than 0s",
+        f"{where}:10: polling.adaptive_max.departed_origin: is shorter than adaptive_min.departed_origin (3d)",
     ):
         assert expected in message, message

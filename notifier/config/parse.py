@@ -53,7 +53,7 @@ from notifier.config.sources import (
 )
 from notifier.config.toml import _by_place, _parse_toml, _Problems
 from notifier.config.watches import _watch_file_patterns, _watches
-from notifier.core.adaptive import AdaptivePolling
+from notifier.core.adaptive import AdaptivePolling, Rule
 from notifier.core.model import DEFAULT_BASE_URL
 from notifier.core.policy import PollingPolicy
 from notifier.core.stages import Stage
@@ -363,16 +363,23 @@ def _stage_durations(table: dict[str, Any], key: str, problems: _Problems) -> di
 
 
 def _adaptive(table: dict[str, Any], problems: _Problems) -> AdaptivePolling:
-    """`adaptive`, `adaptive_target` and the per-stage `adaptive_min` / `adaptive_max` bounds."""
+    """`adaptive`, `adaptive_rule`, `adaptive_target` and the per-stage `adaptive_min` /
+    `adaptive_max` bounds."""
     defaults = AdaptivePolling()
     enabled = table.get("adaptive", defaults.enabled)
     if not isinstance(enabled, bool):
         problems.add("polling.adaptive", "must be true or false")
         enabled = defaults.enabled
-    target = table.get("adaptive_target", defaults.target)
-    if isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1:
-        problems.add("polling.adaptive_target", "must be a fraction above 0 and below 1 (e.g. 0.1)")
-        target = defaults.target
+    rule = table.get("adaptive_rule", str(defaults.rule))
+    if rule not in {str(r) for r in Rule}:
+        problems.add("polling.adaptive_rule", f"must be {' or '.join(str(r) for r in Rule)}")
+        rule = str(defaults.rule)
+    target = table.get("adaptive_target")
+    if target is not None and (
+        isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target < 1
+    ):
+        problems.add("polling.adaptive_target", "must be a fraction above 0 and below 1 (e.g. 0.2)")
+        target = None
     minimum = _stage_durations(table, "adaptive_min", problems)
     maximum = _stage_durations(table, "adaptive_max", problems)
     for stage in sorted(minimum.keys() & maximum.keys()):
@@ -381,7 +388,13 @@ def _adaptive(table: dict[str, Any], problems: _Problems) -> AdaptivePolling:
                 f"polling.adaptive_max.{stage}",
                 f"is shorter than adaptive_min.{stage} ({table['adaptive_min'][str(stage)]})",
             )
-    return AdaptivePolling(enabled=enabled, target=float(target), minimum=minimum, maximum=maximum)
+    return AdaptivePolling(
+        enabled=enabled,
+        rule=Rule(rule),
+        target=None if target is None else float(target),
+        minimum=minimum,
+        maximum=maximum,
+    )
 
 
 def parse_settings(text: str, source: Path | None = None) -> Settings:

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from notifier.config.password import PasswordHash
 from notifier.config.smtp import SmtpSettings
+from notifier.core.adaptive import DEFAULT_TARGETS
 from notifier.core.model import DEFAULT_BASE_URL
 from notifier.core.policy import PollingPolicy
 from notifier.core.rules import (
@@ -283,10 +284,17 @@ KEYS: tuple[Key, ...] = (
     ),
     Key(
         "polling",
+        "adaptive_rule",
+        "balanced | frugal",
+        _D(str(_POLL.adaptive.rule)),
+        "balanced: short delays, tail too; frugal: fewest requests, longer tail",
+    ),
+    Key(
+        "polling",
         "adaptive_target",
         "fraction above 0 to below 1",
-        _D(_POLL.adaptive.target),
-        "chance of a new scan a poll waits for (lower: sooner, more requests)",
+        " / ".join(f"{v:g} ({r})" for r, v in DEFAULT_TARGETS.items()),
+        "score of the chance of news a poll waits for (lower: sooner, more requests)",
     ),
     Key(
         "polling",
