@@ -141,3 +141,22 @@ def test_calibrations_nest() -> None:
     assert aggressive
     assert conservative.earliest <= balanced.earliest <= aggressive.earliest
     assert conservative.latest >= balanced.latest >= aggressive.latest
+
+
+def test_a_bad_prior_row_is_named_by_its_line() -> None:
+    from notifier.core.eta.prior import _rows
+
+    header = "service,destination,days_low,days_high,kind,margin_days,quality,retrieved,source,note\n"
+    good = "ems,US,2,3,standard,0,second-hand,2026-12,https://example.org,x\n"
+    assert len(_rows("# comment\n" + header + good)) == 1
+    with pytest.raises(ValueError, match=r"standard_days.csv line 4: could not convert"):
+        _rows(
+            "# comment\n"
+            + header
+            + good
+            + "ems,GB,two,3,standard,0,second-hand,2026-12,https://example.org,x\n"
+        )
+    with pytest.raises(ValueError, match=r"line 2: days_low, days_high"):
+        _rows(header + "ems,GB,3,2,standard,0,second-hand,2026-12,https://example.org,x\n")
+    with pytest.raises(ValueError, match=r"line 2: kind 'average'"):
+        _rows(header + "ems,GB,3,2,average,0,second-hand,2026-12,https://example.org,x\n")

@@ -33,7 +33,12 @@ class _Observed:
         self.items = [self.items[i] for i in order]
 
     def known(self, as_of: float) -> list[survival.Observation]:
-        return self.items[: bisect.bisect_right(self.starts, as_of)]
+        """Those survival.build would keep at `as_of` (started by then, the most recent), cheaply."""
+        end = bisect.bisect_right(self.starts, as_of)
+        begin = 0
+        if end > survival.LATEST:
+            begin = bisect.bisect_left(self.starts, self.starts[end - survival.LATEST])
+        return self.items[begin:end]
 
 
 @dataclasses.dataclass(slots=True)
@@ -187,31 +192,34 @@ def summarize(checkpoints: Sequence[Checkpoint]) -> tuple[LaneSummary, ...]:
     return (*lanes, _summary(None, checkpoints))
 
 
-def json_document(checkpoints: Sequence[Checkpoint]) -> dict[str, object]:
-    """The `notifier backtest --json` document: checkpoints in time order and the summary."""
-    summaries = summarize(checkpoints)
+def _row(checkpoint: Checkpoint) -> dict[str, str | None]:
+    window = checkpoint.window
     return {
-        "checkpoints": [
-            {
-                "number": c.number,
-                "at": c.at.strftime("%Y-%m-%dT%H:%M"),
-                "stage": c.stage.value,
-                "earliest": c.window.earliest.isoformat() if c.window else None,
-                "latest": c.window.latest.isoformat() if c.window else None,
-            }
-            for c in checkpoints
-        ],
-        "summary": {
-            "lanes": [s.as_dict() for s in summaries[:-1]],
-            "all": summaries[-1].as_dict(),
-        },
+        "number": checkpoint.number,
+        "at": checkpoint.at.strftime("%Y-%m-%dT%H:%M"),
+        "stage": checkpoint.stage.value,
+        "earliest": window.earliest.isoformat() if window else None,
+        "latest": window.latest.isoformat() if window else None,
     }
+
+
+def _summary_document(checkpoints: Sequence[Checkpoint]) -> dict[str, object]:
+    summaries = summarize(checkpoints)
+    return {"lanes": [s.as_dict() for s in summaries[:-1]], "all": summaries[-1].as_dict()}
+
+
+def json_document(checkpoints: Sequence[Checkpoint]) -> dict[str, object]:
+    """The `notifier backtest --json` document: checkpoints in time order and the summary.
+
+    `at` is the scan's time as Japan Post printed it; `earliest`/`latest` are dates in that
+    calendar, or null when no window would have been shown.
+    """
+    return {"checkpoints": [_row(c) for c in checkpoints], "summary": _summary_document(checkpoints)}
 
 
 def to_json(checkpoints: Sequence[Checkpoint]) -> str:
     """json_document() as text, one checkpoint per line (diffable, greppable)."""
-    document = json_document(checkpoints)
-    rows = ",\n".join("    " + json.dumps(row, ensure_ascii=False) for row in document["checkpoints"])  # type: ignore[attr-defined]
-    summary = json.dumps(document["summary"], ensure_ascii=False, indent=2).replace("\n", "\n  ")
+    rows = ",\n".join("    " + json.dumps(_row(c), ensure_ascii=False) for c in checkpoints)
+    summary = json.dumps(_summary_document(checkpoints), ensure_ascii=False, indent=2).replace("\n", "\n  ")
     body = f"[\n{rows}\n  ]" if rows else "[]"
     return f'{{\n  "checkpoints": {body},\n  "summary": {summary}\n}}\n'

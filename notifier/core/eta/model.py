@@ -5,8 +5,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import math
-from collections.abc import Iterable, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from typing import NamedTuple, Protocol
 
 from notifier.core.eta import survival
 from notifier.core.eta.prior import prior_for
@@ -52,9 +52,8 @@ def moment(value: float) -> dt.datetime:
     return _EPOCH + dt.timedelta(days=value)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Point:
-    """One scan on the model's clock."""
+class Point(NamedTuple):
+    """One scan on the model's clock (a tuple: lane_stats makes one per scan of every journey)."""
 
     at: dt.datetime
     t: float
@@ -69,9 +68,12 @@ def timeline(journey: Journey) -> list[Point]:
     """
     points: list[Point] = []
     latest: dt.datetime | None = None
+    t = 0.0
     for scan in journey.scans:
-        latest = scan.at if latest is None or scan.at > latest else latest
-        points.append(Point(latest, days(latest), scan.stage))
+        if latest is None or scan.at > latest:
+            latest = scan.at
+            t = (latest - _EPOCH).total_seconds() / _DAY
+        points.append(Point(latest, t, scan.stage))
         if scan.stage is Stage.DELIVERED:
             break
     return points
@@ -113,22 +115,26 @@ def facts(journey: Journey) -> Facts | None:
     return Facts(journey.lane, points[0].t, delivered, stop, tuple(runs), dwell, gaps)
 
 
-def tables(items: Sequence[Facts], *, as_of: float, half_life: float) -> LaneTables:
-    """Every table of one lane (or pooled group) at `as_of`."""
+def tables(items: Sequence[Facts], *, as_of: float, half_life: float, gaps_only: bool = False) -> LaneTables:
+    """Every table of one lane at `as_of` (only the gaps between scans: a pooled group's)."""
     remaining: dict[Stage, list[survival.Observation]] = {}
     dwell: dict[Stage, list[survival.Observation]] = {}
     gaps: dict[Stage, list[survival.Observation]] = {}
     for item in items:
+        for stage, start, end in item.gaps:
+            gaps.setdefault(stage, []).append((start, end, None))
+        if gaps_only:
+            continue
         for stage, start in item.runs:
             remaining.setdefault(stage, []).append((start, item.delivered, item.stop))
         for stage, start, end in item.dwell:
             dwell.setdefault(stage, []).append((start, end, None))
-        for stage, start, end in item.gaps:
-            gaps.setdefault(stage, []).append((start, end, None))
 
     def per_stage(groups: dict[Stage, list[survival.Observation]]) -> dict[Stage, Survival]:
         return {stage: survival.build(obs, as_of=as_of, half_life=half_life) for stage, obs in groups.items()}
 
+    if gaps_only:
+        return LaneTables(delivered=0, gaps=per_stage(gaps))
     return LaneTables(
         delivered=sum(1 for item in items if item.delivered is not None and item.delivered <= as_of),
         total=survival.build(
@@ -155,8 +161,10 @@ def lane_stats(
         item = facts(journey)
         if item is None or item.first > clock:
             continue
-        known = tuple(scan for scan in journey.scans if scan.at <= as_of)
-        by_lane.setdefault(journey.lane, []).append(dataclasses.replace(journey, scans=known))
+        if journey.scans[-1].at > as_of or any(scan.at > as_of for scan in journey.scans):
+            known = tuple(scan for scan in journey.scans if scan.at <= as_of)
+            journey = dataclasses.replace(journey, scans=known)
+        by_lane.setdefault(journey.lane, []).append(journey)
         found.setdefault(journey.lane, []).append(item)
     by_service: dict[str, list[Facts]] = {}
     for lane, items in found.items():
@@ -166,10 +174,7 @@ def lane_stats(
         journeys={lane: tuple(items) for lane, items in by_lane.items()},
         tables={lane: tables(items, as_of=clock, half_life=half_life_days) for lane, items in found.items()},
         pooled={
-            service: LaneTables(
-                delivered=0,
-                gaps=tables(items, as_of=clock, half_life=half_life_days).gaps,
-            )
+            service: tables(items, as_of=clock, half_life=half_life_days, gaps_only=True)
             for service, items in by_service.items()
         },
         threshold=threshold,
@@ -220,11 +225,14 @@ def window_days(
         entered = point.t
     delivered = source.delivered(lane)
     if delivered >= threshold:
-        choices = (
-            (source.remaining(lane, last.stage), last.t - entered),
-            (source.total(lane), last.t - points[0].t),
+        # The stage's table first, then the lane's totals (asked for only when needed: the
+        # backtest builds each table it is asked for).
+        choices: tuple[tuple[Callable[[], Survival | None], float], ...] = (
+            (lambda: source.remaining(lane, last.stage), last.t - entered),
+            (lambda: source.total(lane), last.t - points[0].t),
         )
-        for table, elapsed in choices:
+        for ask, elapsed in choices:
+            table = ask()
             if table is None or table.events < threshold or table.events_after(elapsed) < MIN_TAIL:
                 continue
             low, high = table.quantile_given(elapsed, low_q), table.quantile_given(elapsed, high_q)

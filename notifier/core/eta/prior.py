@@ -79,9 +79,19 @@ class Prior:
 
 
 def _rows(text: str) -> list[PriorRow]:
-    lines = "".join(line for line in text.splitlines(True) if not line.startswith("#"))
+    # Comment lines become blank lines (which csv skips) so that line numbers stay the file's.
+    lines = "".join("\n" if line.startswith("#") else line for line in text.splitlines(True))
+    reader = csv.reader(io.StringIO(lines))
+    header: list[str] | None = None
     rows: list[PriorRow] = []
-    for line, raw in enumerate(csv.DictReader(io.StringIO(lines)), start=2):
+    for cells in reader:
+        if not cells:
+            continue
+        if header is None:
+            header = cells
+            continue
+        where = f"{TABLE} line {reader.line_num}"
+        raw = dict(zip(header, cells, strict=False))
         try:
             row = PriorRow(
                 service=raw["service"].strip().casefold(),
@@ -95,10 +105,12 @@ def _rows(text: str) -> list[PriorRow]:
                 source=raw["source"].strip(),
                 note=raw["note"].strip(),
             )
-        except (KeyError, TypeError, ValueError) as error:
-            raise ValueError(f"{TABLE}: data row {line}: {error}") from error
-        if row.kind not in ("standard", "span") or not 0 < row.days_low <= row.days_high:
-            raise ValueError(f"{TABLE}: data row {line}: kind or days out of range")
+        except (KeyError, TypeError, ValueError, AttributeError) as error:
+            raise ValueError(f"{where}: {error}") from error
+        if row.kind not in ("standard", "span"):
+            raise ValueError(f"{where}: kind {row.kind!r} is neither 'standard' nor 'span'")
+        if not 0 < row.days_low <= row.days_high or row.margin_days < 0:
+            raise ValueError(f"{where}: days_low, days_high or margin_days out of range")
         rows.append(row)
     return rows
 

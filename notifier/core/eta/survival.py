@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import dataclasses
+import math
 from collections.abc import Iterable, Mapping
 
 from notifier.core.stages import Stage
@@ -65,45 +66,63 @@ class Survival:
 EMPTY = Survival(times=(), surv=(), events_upto=(), events=0, observations=0)
 
 
+# At most this many observations per table, the most recent: enough for a 5th and a 95th
+# percentile (50 observations beyond each), and it bounds the cost of a busy lane's tables.
+LATEST = 1000
+
+
+def recent(known: list[Observation], latest: int = LATEST) -> list[Observation]:
+    """The `latest` most recently started of `known`, and every one tied with the oldest kept
+    (a tie is broken by nothing that was not known when they started)."""
+    if len(known) <= latest:
+        return known
+    cutoff = sorted(start for start, _, _ in known)[-latest]
+    return [item for item in known if item[0] >= cutoff]
+
+
 def build(observations: Iterable[Observation], *, as_of: float, half_life: float) -> Survival:
     """The weighted Kaplan–Meier estimate from what was known at `as_of`.
 
-    An observation started after `as_of` is unknown and left out. One whose end is unknown at
-    `as_of` is right-censored there (or where it stopped being watched, if that was known by
-    then): it is known to have lasted at least that long. Each
-    observation weighs 2 ** (-(as_of - start) / half_life), so a lane's recent parcels count more
-    when its timings drift (a seasonal peak, a new exchange office) without old ones being dropped.
+    An observation started after `as_of` is unknown and left out, and of the others only the
+    LATEST most recent count. One whose end is unknown at `as_of` is right-censored there (or
+    where it stopped being watched, if that was known by then): it is known to have lasted at
+    least that long. Each observation weighs 2 ** (-(as_of - start) / half_life), so a lane's
+    recent parcels count more when its timings drift (a seasonal peak, a new exchange office)
+    without old ones being dropped at once.
     """
-    items: list[tuple[float, bool, float]] = []
-    for start, end, stop in observations:
-        if start > as_of:
-            continue
-        weight = 0.5 ** ((as_of - start) / half_life)
+    # (duration, 0 for a delivery or 1 for a censoring, weight): sorting the tuples puts events
+    # before censorings at the same duration, as Kaplan–Meier wants (a censored parcel was still
+    # at risk then).
+    items: list[tuple[float, int, float]] = []
+    decay = math.log(2.0) / half_life
+    exp = math.exp
+    for start, end, stop in recent([item for item in observations if item[0] <= as_of]):
+        weight = exp(-(as_of - start) * decay)
         if end is not None and end <= as_of:
-            items.append((max(end - start, 0.0), True, weight))
+            items.append((end - start if end > start else 0.0, 0, weight))
         else:
             until = stop if stop is not None and stop <= as_of else as_of
-            items.append((max(until - start, 0.0), False, weight))
-    # Events before censorings at the same duration: a censored parcel was still at risk then.
-    items.sort(key=lambda item: (item[0], not item[1]))
+            items.append((until - start if until > start else 0.0, 1, weight))
+    items.sort()
     at_risk = sum(item[2] for item in items)
     times: list[float] = []
     surv: list[float] = []
     upto: list[int] = []
-    value, events, index = 1.0, 0, 0
-    while index < len(items):
+    value, events, index, size = 1.0, 0, 0, len(items)
+    while index < size:
         duration = items[index][0]
         died = left = 0.0
         count = 0
-        while index < len(items) and items[index][0] == duration:
-            _, event, weight = items[index]
+        while index < size and items[index][0] == duration:
+            _, censored, weight = items[index]
             left += weight
-            if event:
+            if not censored:
                 died += weight
                 count += 1
             index += 1
         if count and at_risk > 0.0:
-            value *= max(0.0, 1.0 - died / at_risk)
+            # The last ones at risk all delivered: exactly 0, not the residue of the running sum.
+            value = 0.0 if died >= at_risk * (1.0 - 1e-9) else value * (1.0 - died / at_risk)
             events += count
             times.append(duration)
             surv.append(value)
