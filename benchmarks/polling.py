@@ -1,28 +1,34 @@
 """Adaptive polling against today's fixed schedule on simulated fleets: requests per detected scan
 and detection delay, swept to trace each schedule's Pareto curve.
 
-    python benchmarks/polling.py [--parcels N] [--seed S] [--markdown]
+    python benchmarks/polling.py [--scale X] [--seeds S ...]
 
-The fleets are notifier.testing.histories' (the time model's test generators: several lanes with
-different spreads, a seasonal peak, parcels still in transit at the end), seeded. Per seed:
+The fleets are notifier.testing.histories' (the time model's own test generator: five lanes
+with different spreads, a silent flight of one to twelve days, missing and repeated scans, a
+seasonal peak around Christmas), one fleet per seed (default: two seeds). Per seed:
 
-1. history: the parcels accepted in the generator's first months, known as of the test start,
-   build the lanes' statistics once (`lane_stats`, as the daemon's LaneCache does hourly);
-2. the fleet: the next N parcels accepted after the test start, each watched from its
-   acceptance scan to the poll that sees its delivery; every later scan is an event;
-3. each schedule polls each parcel in simulated time through `core.policy.next_poll`, the
-   daemon's own rule (jitter included, seeded), with `chance` from `change_probability` on
-   what the polls have seen so far for the adaptive schedules and none for the fixed ones;
-   a poll sees every scan whose time has passed (Japan Post's own posting delay is not
-   modelled: it adds the same to both);
-4. per schedule: polls per detected scan (each poll is one shipment-poll; the daemon batches
-   ten per list request, alike for both), and the delay from each scan to the poll that saw
-   it, median and 90th percentile.
+1. history: the parcels accepted from June to September 2026; the lanes' statistics are built
+   from every scan known at the start of each week from October on (`lane_stats`, what the
+   daemon's LaneCache rebuilds hourly), so the fleet's own delivered parcels count as they
+   would;
+2. the fleet: the parcels accepted from 1 October 2026 to 15 January 2027 (about 650 at
+   scale 1), each watched from its acceptance scan until a poll sees its delivery; every
+   later scan is an event to detect;
+3. each schedule follows each parcel in simulated time through `core.policy.next_poll`, the
+   daemon's own rule (jitter included, seeded); the adaptive schedules get `chance` from
+   `change_probability` on the last scan seen, as `pipeline.lanes.chance_of` asks it; a poll
+   sees every scan whose time has passed (Japan Post's own delay in printing a scan is not
+   modelled: it adds the same to every schedule);
+4. per schedule: polls per detected scan (shipment-polls; the daemon batches ten unchanged
+   numbers per list request, alike for every schedule) and the delay from each scan to the
+   poll that saw it, median and 90th percentile.
 
-Fixed schedules: today's per-stage intervals times a scale. Adaptive: both rules
-(`adaptive_rule`, balanced and frugal), default bounds around today's intervals, each swept
-over `adaptive_target`. The Pareto comparison reads both curves at the
-same median delay (interpolating the fixed curve, log-log, between its points).
+Fixed schedules: today's per-stage intervals times a scale (x1 is today's). Adaptive: both
+rules (`adaptive_rule`, balanced and frugal), default bounds around today's intervals, each
+swept over `adaptive_target`. The comparison reads the fixed curve, interpolated log-log
+between its points, at each adaptive schedule's median delay (polls per scan) and at its polls
+per scan (median and p90 delay). It also prints the CPU of the daemon's `schedule()` for an
+unchanged poll with and without the lanes.
 """
 
 from __future__ import annotations
@@ -43,7 +49,7 @@ if __package__ in (None, ""):
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from notifier.core.adaptive import AdaptivePolling, Rule
-from notifier.core.eta import Journey, Lane, LaneStats, Scan, change_probability, lane_stats
+from notifier.core.eta import Journey, LaneStats, change_probability, lane_stats
 from notifier.core.numbers import s10_check_digit
 from notifier.core.policy import DEFAULT_INTERVALS, PollingPolicy, next_poll
 from notifier.core.stages import Stage
@@ -51,6 +57,8 @@ from notifier.core.views import ShipmentView
 from notifier.core.zones import country_zones
 from notifier.pipeline.cycle import schedule
 from notifier.pipeline.lanes import chance_of
+from notifier.testing import histories
+from notifier.testing.histories import generate
 
 FIXED_SCALES = (0.25, 0.5, 1.0, 2.0, 4.0)
 # Swept per rule: the defaults (0.2 balanced, 0.1 frugal) and either side.
@@ -99,10 +107,13 @@ def follow(
     now, known = start, 0
     last_changed = stage_entered = start
     polls, delays = 0, []
+    fresh = False
     while True:
         stage = scans[known].stage
-        # As the daemon asks (pipeline/lanes.chance_of): the lane and the last scan seen.
-        seen = dataclasses.replace(journey, scans=(scans[known],))
+        # As the daemon asks (pipeline/lanes.chance_of): the lane and the last scan seen, quiet
+        # since the poll that saw it when that is this one, else since its printed time.
+        last = dataclasses.replace(scans[known], at=now) if fresh else scans[known]
+        seen = dataclasses.replace(journey, scans=(last,))
         at = now
 
         def chance(within: dt.timedelta, seen: Journey = seen, at: dt.datetime = at) -> float | None:
@@ -124,11 +135,12 @@ def follow(
             return polls, delays, len(scans) - 1 - known
         now = step.at
         polls += 1
-        newest = known
+        newest, fresh = known, False
         while newest + 1 < len(scans) and scans[newest + 1].at <= now:
             newest += 1
             delays.append((now - scans[newest].at).total_seconds())
         if newest != known:
+            fresh = True
             last_changed = now
             if scans[newest].stage is not stage:
                 stage_entered = now
@@ -139,71 +151,18 @@ def follow(
 
 # --- the fleets ------------------------------------------------------------------------------
 
-# Stages in order, and the gap (hours, median) after each until the next scan, per lane kind.
-# Shapes follow what Japan Post's pages show (japanpost/STATUSES.md): scans bunch within hours
-# at each office, and the flight after "dispatch from outward office" is silent for days.
-ROUTE = (
-    Stage.ACCEPTED,
-    Stage.OUTWARD_EXCHANGE,
-    Stage.DEPARTED_ORIGIN,
-    Stage.INWARD_EXCHANGE,
-    Stage.CUSTOMS_PRESENTED,
-    Stage.CUSTOMS_CLEARED,
-    Stage.AT_DELIVERY_OFFICE,
-    Stage.OUT_FOR_DELIVERY,
-    Stage.DELIVERED,
-)
+# The time model's simulated histories (five lanes from EMS to Singapore to SAL to Germany,
+# missing and repeated scans, a seasonal peak around Christmas): four months of parcels build
+# the lanes' statistics, and the parcels accepted in the next three and a half are the fleet.
+START = dt.datetime(2026, 10, 1)
+END = dt.datetime(2027, 1, 15)
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class Kind:
-    """A lane's timings: median hours after each stage of ROUTE but the last, and the spread
-    (lognormal sigma) of every gap."""
-
-    lane: Lane
-    hours: tuple[float, ...]
-    sigma: float
-    share: float  # of the fleet
-
-
-KINDS = (
-    Kind(Lane("ems", "US"), (9, 16, 40, 5, 18, 30, 10, 5), 0.5, 0.3),
-    Kind(Lane("ems", "SG"), (8, 14, 20, 4, 8, 16, 8, 4), 0.4, 0.2),
-    Kind(Lane("epacket", "US"), (20, 30, 90, 10, 30, 60, 14, 6), 0.7, 0.25),
-    Kind(Lane("parcel", "DE"), (18, 30, 110, 12, 60, 48, 16, 6), 0.8, 0.15),
-    Kind(Lane("parcel", "BR"), (24, 40, 240, 24, 200, 120, 24, 8), 0.9, 0.1),
-)
-START = dt.datetime(2026, 9, 1)
-HISTORY_DAYS = 90  # accepted before the test start: the lanes' history
-PEAK = (dt.date(2026, 11, 20), dt.date(2026, 12, 31))  # seasonal peak: every gap 1.6x
-PEAK_STRETCH = 1.6
-
-
-def journey(kind: Kind, number: str, accepted: dt.datetime, rng: random.Random) -> Journey:
-    at = accepted
-    scans = [Scan(at=at, stage=ROUTE[0])]
-    for stage, hours in zip(ROUTE[1:], kind.hours, strict=True):
-        stretch = PEAK_STRETCH if PEAK[0] <= at.date() <= PEAK[1] else 1.0
-        at += dt.timedelta(hours=hours * stretch * math.exp(rng.gauss(0, kind.sigma)))
-        scans.append(Scan(at=at.replace(second=0, microsecond=0), stage=stage))
-    return Journey(number=number, lane=kind.lane, scans=tuple(scans))
-
-
-def fleets(parcels: int, seed: int) -> tuple[list[Journey], list[Journey]]:
-    """(history, fleet): parcels accepted in the HISTORY_DAYS before START, at the same daily
-    rate, and `parcels` accepted in the 60 days after it (through the seasonal peak)."""
-    rng = random.Random(seed)
-    per_day = parcels / 60
-    history, fleet = [], []
-    for day in range(-HISTORY_DAYS, 60):
-        for n in range(int(per_day) + (rng.random() < per_day % 1)):
-            kind = rng.choices(
-                KINDS, weights=[k.shares for k in KINDS] if False else [k.share for k in KINDS]
-            )[0]
-            accepted = START + dt.timedelta(days=day, hours=rng.uniform(9, 18))
-            made = journey(kind, f"{kind.lane}:{day}:{n}", accepted, rng)
-            (history if day < 0 else fleet).append(made)
-    return history, fleet
+def fleets(seed: int, scale: float) -> tuple[list[Journey], list[Journey]]:
+    """(history, fleet): every scan of each parcel (the generator's truth), split at START."""
+    made = generate(seed, start=histories.START, end=END, scale=scale)
+    everything = sorted(made.truth.values(), key=lambda j: (j.scans[0].at, j.number))
+    return [j for j in everything if j.scans[0].at < START], [j for j in everything if j.scans[0].at >= START]
 
 
 # --- running and reporting -------------------------------------------------------------------
@@ -282,7 +241,11 @@ def daemon_schedule_cpu(fleet: Sequence[Journey], stats: LaneStats, rounds: int 
     for n, journey in enumerate(fleet):
         scan = journey.scans[min(len(journey.scans) - 2, 1 + n % 6)]
         # Printed on the wall clock of where it happened, as chance_of reads it back.
-        where = "JP" if scan.stage in ROUTE[:3] else journey.lane.destination
+        where = (
+            "JP"
+            if scan.stage in (Stage.ACCEPTED, Stage.OUTWARD_EXCHANGE, Stage.DEPARTED_ORIGIN)
+            else journey.lane.destination
+        )
         zone = ZoneInfo(country_zones()[where])
         polled = scan.at.replace(tzinfo=zone).astimezone(dt.UTC) + dt.timedelta(hours=1)
         number = f"EJ{n:08d}{s10_check_digit(f'{n:08d}')}JP"
@@ -321,15 +284,15 @@ def daemon_schedule_cpu(fleet: Sequence[Journey], stats: LaneStats, rounds: int 
     return out[0], out[1]
 
 
-def one_seed(parcels: int, seed: int) -> None:
+def one_seed(scale: float, seed: int) -> None:
     started = time.perf_counter()
-    history, fleet = fleets(parcels, seed)
+    history, fleet = fleets(seed, scale)
     stats = weekly_stats(history, fleet)
     built = time.perf_counter() - started
     scans = sum(len(j.scans) - 1 for j in fleet)
     print(
         f"seed {seed}: {len(history):,} parcels of history, a fleet of {len(fleet):,} "
-        f"({scans:,} scans after acceptance) in {len(KINDS)} lanes; {len(stats)} weekly lane "
+        f"({scans:,} scans after acceptance) in {len(histories.LANES)} lanes; {len(stats)} weekly lane "
         f"statistics built in {built:.1f} s",
         flush=True,
     )
@@ -360,13 +323,18 @@ def one_seed(parcels: int, seed: int) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0] if __doc__ else None)
-    parser.add_argument("--parcels", type=int, default=600, help="parcels in each fleet (default 600)")
+    parser.add_argument(
+        "--scale",
+        type=float,
+        default=1.0,
+        help="parcels per day, times the generator's (default 1: about 650 in the fleet)",
+    )
     parser.add_argument(
         "--seeds", type=int, nargs="+", default=[20261207, 7], help="the fleets' seeds (default: two)"
     )
     args = parser.parse_args(argv)
     for seed in args.seeds:
-        one_seed(args.parcels, seed)
+        one_seed(args.scale, seed)
     return 0
 
 
