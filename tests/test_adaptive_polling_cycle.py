@@ -3,9 +3,16 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import dataclasses
 import datetime as dt
 import random
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+from zoneinfo import ZoneInfo
 
 from notifier.core import eta
 from notifier.core.adaptive import AdaptivePolling, adaptive_interval
@@ -19,6 +26,7 @@ from notifier.pipeline.poll import Notifier
 from notifier.store import Store
 from notifier.testing.simulator import Journey, Scan, Simulator, SimulatorServer, builtin_journeys
 from tests.test_cycle import MAIL, RENDERER, RULES, Clock, s10
+from tests.test_daemon import Run, wait_for
 
 # 12:00 in Tokyo: the parcel left Japan at 11:00 (printed in Japan's time), an hour ago.
 T = dt.datetime(2026, 6, 10, 3, 0, tzinfo=dt.UTC)
@@ -109,3 +117,85 @@ async def test_a_parcel_in_a_lane_with_history_is_polled_when_the_model_says(db_
         finally:
             await client.aclose()
             await store.close()
+
+
+def test_the_daemon_polls_a_parcel_of_a_lane_with_history_when_the_model_says(tmp_path: Path) -> None:
+    """End to end: the history recorded by `notifier poll`, the daemon as a subprocess with
+    adaptive polling on (the default), the parcel made due with `notifier poll --now`."""
+    tokyo = ZoneInfo("Asia/Tokyo")
+    departed = (dt.datetime.now(tokyo) - dt.timedelta(hours=1)).replace(second=0, microsecond=0, tzinfo=None)
+    # Silent after leaving Japan for 1 h 15 min more each: a few hours are the likely ones.
+    history = [
+        copy(33_000_000 + k, departs=departed - dt.timedelta(days=20 + k), flight=k * dt.timedelta(hours=1))
+        for k in range(12)
+    ]
+    parcel = copy(33_100_000, departs=departed, flight=dt.timedelta(0), revealed=DISPATCH + 1)
+    database = tmp_path / "notifier.db"
+    with SimulatorServer(Simulator([*history, parcel], seed=1)) as server:
+        config = tmp_path / "notifier.toml"
+        config.write_text(
+            f'[database]\nurl = "sqlite:///{database}"\n'
+            f'[japanpost]\nbase_url = "{server.base_url}"\nrequest_interval = 0\n'
+            '[polling]\ntick = "0.3s"\njitter = 0\n'
+            f'[notifications]\noutbox_dir = "{tmp_path / "outbox"}"\n',
+            encoding="utf-8",
+        )
+
+        def cli(*args: str) -> None:
+            done = subprocess.run(
+                [sys.executable, "-m", "notifier", *args, "--config", str(config)],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            assert done.returncode == 0, done.stdout + done.stderr
+
+        cli("db", "upgrade")
+        cli("poll", *(j.number for j in [*history, parcel]))
+
+        def polled() -> tuple[dt.datetime, dt.datetime]:
+            with contextlib.closing(sqlite3.connect(database)) as connection:
+                last, due = connection.execute(
+                    "SELECT last_polled_at, next_poll_at FROM shipments WHERE number = ?", (parcel.number,)
+                ).fetchone()
+            return dt.datetime.fromisoformat(last), dt.datetime.fromisoformat(due)
+
+        first, due = polled()
+        # `notifier poll` places the next poll by the fixed interval (its clock read twice).
+        assert abs(due - first - DEFAULT_INTERVALS[Stage.DEPARTED_ORIGIN]) < dt.timedelta(seconds=5)
+        run = Run(config)
+        try:
+            wait_for(lambda: "notifier running" in run.output(), 60, run.output)
+            cli("poll", "--now", parcel.number)
+            wait_for(lambda: polled()[0] > first, 60, lambda: f"the daemon's poll\n{run.output()}")
+        finally:
+            assert run.stop() == 0, run.output()
+        last, due = polled()
+    # What the model says, asked directly, at the daemon's poll: quiet since 11:00 in Tokyo.
+    stats = eta.lane_stats(
+        asyncio.run(_journeys(f"sqlite:///{database}")), as_of=departed + dt.timedelta(days=2)
+    )
+    lane = eta.lane_of(number=parcel.number, item_type="EMS", origin="JP", destination=None)
+    seen = eta.Journey(
+        number=parcel.number, lane=lane, scans=(eta.Scan(at=departed, stage=Stage.DEPARTED_ORIGIN),)
+    )
+    local_now = last.replace(tzinfo=dt.UTC).astimezone(tokyo).replace(tzinfo=None)
+    expected = adaptive_interval(
+        Stage.DEPARTED_ORIGIN,
+        DEFAULT_INTERVALS[Stage.DEPARTED_ORIGIN],
+        lambda w: eta.change_probability(seen, stats, now=local_now, within=w),
+        AdaptivePolling(),
+    )
+    assert expected is not None
+    assert expected < 6 * dt.timedelta(hours=1)
+    # The daemon's clock read a few milliseconds apart from the recorded poll time: within the
+    # search's 10% resolution.
+    assert expected / 1.15 <= due - last <= expected * 1.15, (due - last, expected)
+
+
+async def _journeys(url: str) -> list[eta.Journey]:
+    store = await Store.open(url)
+    try:
+        return await store.journeys()
+    finally:
+        await store.close()
