@@ -6,7 +6,16 @@ import datetime as dt
 
 import pytest
 
-from notifier.core.eta import Journey, Lane, Scan, change_probability, estimate, lane_stats, lateness
+from notifier.core.eta import (
+    Calibration,
+    Journey,
+    Lane,
+    Scan,
+    change_probability,
+    estimate,
+    lane_stats,
+    lateness,
+)
 from notifier.core.eta.survival import build
 from notifier.core.stages import Stage
 
@@ -200,3 +209,40 @@ def test_lane_stats_sees_only_what_was_known_at_as_of() -> None:
     assert stats.tables[LANE].delivered == sum(
         1 for j in fleet if j.delivered_at is not None and j.delivered_at <= at
     )
+
+
+def test_on_lane_history_the_calibrations_nest_too() -> None:
+    parcel = route("EA999999999JP", LANE, T0 + 40 * DAY, [(Stage.DEPARTED_ORIGIN, 1.0)])
+    now = T0 + 41 * DAY
+    stats = lane_stats([*delivered_fleet(60), parcel], as_of=now)
+    windows = [estimate(parcel, stats, now=now, calibration=c).window for c in Calibration]
+    assert all(window is not None and window.basis == "lane" for window in windows)
+    conservative, balanced, aggressive = (w for w in windows if w is not None)
+    assert conservative.earliest <= balanced.earliest <= aggressive.earliest
+    assert conservative.latest >= balanced.latest >= aggressive.latest
+
+
+def test_censoring_early_credits_no_parcel_with_a_wait_not_yet_seen() -> None:
+    # Thirty parcels departed two hours ago; as_of runs a day ahead (as the daemon's cache does,
+    # to take in scans printed in zones ahead of UTC).
+    now = T0 + 60 * DAY
+    fleet = delivered_fleet(30)
+    waiting = [
+        route(f"EA8{i:08d}JP", LANE, now - 3 * DAY, [(Stage.DEPARTED_ORIGIN, 3.0 - 1 / 12)])
+        for i in range(30)
+    ]
+    ahead = lane_stats([*fleet, *waiting], as_of=now + DAY)
+    honest = lane_stats([*fleet, *waiting], as_of=now + DAY, censor_at=now)
+    # Censored a day ahead, the thirty look like flights of at least 26 hours that have not come
+    # in; censored now, they have waited 2 hours, which says almost nothing.
+    flights = ahead.tables[LANE].gaps[Stage.DEPARTED_ORIGIN]
+    assert flights.survival(1.05) > honest.tables[LANE].gaps[Stage.DEPARTED_ORIGIN].survival(1.05)
+    parcel = waiting[0]
+    biased = change_probability(parcel, ahead, now=now, within=DAY)
+    fair = change_probability(parcel, honest, now=now, within=DAY)
+    assert biased is not None
+    assert fair is not None
+    assert fair >= biased
+    # A censoring time after as_of changes nothing.
+    later = lane_stats([*fleet, *waiting], as_of=now, censor_at=now + DAY)
+    assert later.tables == lane_stats([*fleet, *waiting], as_of=now).tables

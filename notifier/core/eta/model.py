@@ -115,7 +115,14 @@ def facts(journey: Journey) -> Facts | None:
     return Facts(journey.lane, points[0].t, delivered, stop, tuple(runs), dwell, gaps)
 
 
-def tables(items: Sequence[Facts], *, as_of: float, half_life: float, gaps_only: bool = False) -> LaneTables:
+def tables(
+    items: Sequence[Facts],
+    *,
+    as_of: float,
+    half_life: float,
+    censor_at: float | None = None,
+    gaps_only: bool = False,
+) -> LaneTables:
     """Every table of one lane at `as_of` (only the gaps between scans: a pooled group's)."""
     remaining: dict[Stage, list[survival.Observation]] = {}
     dwell: dict[Stage, list[survival.Observation]] = {}
@@ -131,14 +138,20 @@ def tables(items: Sequence[Facts], *, as_of: float, half_life: float, gaps_only:
             dwell.setdefault(stage, []).append((start, end, None))
 
     def per_stage(groups: dict[Stage, list[survival.Observation]]) -> dict[Stage, Survival]:
-        return {stage: survival.build(obs, as_of=as_of, half_life=half_life) for stage, obs in groups.items()}
+        return {
+            stage: survival.build(obs, as_of=as_of, half_life=half_life, censor_at=censor_at)
+            for stage, obs in groups.items()
+        }
 
     if gaps_only:
         return LaneTables(delivered=0, gaps=per_stage(gaps))
     return LaneTables(
         delivered=sum(1 for item in items if item.delivered is not None and item.delivered <= as_of),
         total=survival.build(
-            ((item.first, item.delivered, item.stop) for item in items), as_of=as_of, half_life=half_life
+            ((item.first, item.delivered, item.stop) for item in items),
+            as_of=as_of,
+            half_life=half_life,
+            censor_at=censor_at,
         ),
         remaining=per_stage(remaining),
         dwell=per_stage(dwell),
@@ -152,9 +165,17 @@ def lane_stats(
     as_of: dt.datetime,
     threshold: int = THRESHOLD,
     half_life_days: float = HALF_LIFE_DAYS,
+    censor_at: dt.datetime | None = None,
 ) -> LaneStats:
-    """The statistics of every lane from what was known at `as_of` (later scans are ignored)."""
+    """The statistics of every lane from what was known at `as_of` (later scans are ignored).
+
+    Parcels still on their way count as having waited until `as_of`, or until `censor_at` when
+    given: a caller that sets `as_of` ahead of the present (to take in every scan printed in a
+    time zone ahead of its clock) passes the earliest present any zone can have, so that no
+    parcel is credited with a wait nobody has seen.
+    """
     clock = days(as_of)
+    censor = None if censor_at is None else days(censor_at)
     by_lane: dict[Lane, list[Journey]] = {}
     found: dict[Lane, list[Facts]] = {}
     for journey in journeys:
@@ -172,9 +193,12 @@ def lane_stats(
     return LaneStats(
         as_of=as_of,
         journeys={lane: tuple(items) for lane, items in by_lane.items()},
-        tables={lane: tables(items, as_of=clock, half_life=half_life_days) for lane, items in found.items()},
+        tables={
+            lane: tables(items, as_of=clock, half_life=half_life_days, censor_at=censor)
+            for lane, items in found.items()
+        },
         pooled={
-            service: tables(items, as_of=clock, half_life=half_life_days, gaps_only=True)
+            service: tables(items, as_of=clock, half_life=half_life_days, censor_at=censor, gaps_only=True)
             for service, items in by_service.items()
         },
         threshold=threshold,

@@ -80,7 +80,9 @@ def recent(known: list[Observation], latest: int = LATEST) -> list[Observation]:
     return [item for item in known if item[0] >= cutoff]
 
 
-def build(observations: Iterable[Observation], *, as_of: float, half_life: float) -> Survival:
+def build(
+    observations: Iterable[Observation], *, as_of: float, half_life: float, censor_at: float | None = None
+) -> Survival:
     """The weighted Kaplan–Meier estimate from what was known at `as_of`.
 
     An observation started after `as_of` is unknown and left out, and of the others only the
@@ -89,7 +91,12 @@ def build(observations: Iterable[Observation], *, as_of: float, half_life: float
     least that long. Each observation weighs 2 ** (-(as_of - start) / half_life), so a lane's
     recent parcels count more when its timings drift (a seasonal peak, a new exchange office)
     without old ones being dropped at once.
+
+    `censor_at` (at most `as_of`) moves the censoring of open observations earlier: when
+    `as_of` runs ahead of the present to take in scans printed in time zones ahead, censoring
+    there would claim waits nobody has seen yet. Censoring early only loses information.
     """
+    censor = as_of if censor_at is None else min(censor_at, as_of)
     # (duration, 0 for a delivery or 1 for a censoring, weight): sorting the tuples puts events
     # before censorings at the same duration, as Kaplan–Meier wants (a censored parcel was still
     # at risk then).
@@ -101,7 +108,7 @@ def build(observations: Iterable[Observation], *, as_of: float, half_life: float
         if end is not None and end <= as_of:
             items.append((end - start if end > start else 0.0, 0, weight))
         else:
-            until = stop if stop is not None and stop <= as_of else as_of
+            until = stop if stop is not None and stop <= as_of else censor
             items.append((until - start if until > start else 0.0, 1, weight))
     items.sort()
     at_risk = sum(item[2] for item in items)

@@ -21,8 +21,9 @@ class Calibration(enum.StrEnum):
 
 @dataclasses.dataclass(frozen=True, slots=True, order=True)
 class Lane:
-    """A route whose parcels behave alike: the service (ems, air, sal, surface, epacket,
-    registered, domestic, unknown) and the destination country (ISO 3166 alpha-2, "JP" at home)."""
+    """A route whose parcels behave alike: the service (ems, air, sal, surface, parcel (carriage
+    not named), epacket, registered, domestic, unknown) and the destination country (ISO 3166
+    alpha-2, "JP" at home, "??" unknown)."""
 
     service: str
     destination: str
