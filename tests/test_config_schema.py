@@ -43,7 +43,7 @@ def _config_refusing_every_key() -> str:
         lines += [f"{key.name} = {REFUSED}" for key in DECLARED.by_section[section]]
         lines.append("")
     # notifications.rule = {...} and [[notifications.rule]] cannot share a file.
-    return "\n".join(lines).replace(f"rule = {REFUSED}\n", "")
+    return "\n".join(line for line in lines if line != f"rule = {REFUSED}")
 
 
 def test_every_declared_key_is_checked_by_the_walker_through_parse(tmp_path: Path) -> None:

@@ -54,6 +54,7 @@ from notifier.config.settings import (
     Settings,
 )
 from notifier.config.watch_kinds import Country, Subscribers, Tags, TrackingNumber
+from notifier.core.adaptive import DEFAULT_TARGETS, Rule
 from notifier.core.mime import header_token
 from notifier.core.policy import PollingPolicy
 from notifier.core.rules import Baseline, MultiStage, RulesConfig
@@ -112,6 +113,14 @@ _JP = JapanPostSettings()
 _NOTE = NotificationSettings()
 _POLL = PollingPolicy()
 _RULES = RulesConfig()
+
+
+def _open_fraction(value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 1:
+        raise Invalid("must be a fraction above 0 and below 1 (e.g. 0.2)")
+    return float(value)
+
+
 _EST = WindowSettings()
 _D = _shown_default
 _POSITIVE = Duration(positive=True)
@@ -165,6 +174,41 @@ KEYS: tuple[Key, ...] = (
         "one interval for everything (tests, demos)",
     ),
     Key("polling", "jitter", Fraction(), _D(_POLL.jitter), "spread of poll times"),
+    Key(
+        "polling",
+        "adaptive",
+        Flag(),
+        _D(_POLL.adaptive.enabled),
+        "poll when the lane's history says a scan is likely (no history: `intervals`)",
+    ),
+    Key(
+        "polling",
+        "adaptive_rule",
+        Choice(tuple(str(rule) for rule in Rule), f"must be {' or '.join(str(rule) for rule in Rule)}"),
+        _D(str(_POLL.adaptive.rule)),
+        "balanced: short delays, tail too; frugal: fewest requests, longer tail",
+    ),
+    Key(
+        "polling",
+        "adaptive_target",
+        Checked(_open_fraction, "fraction above 0 to below 1"),
+        " / ".join(f"{v:g} ({r})" for r, v in DEFAULT_TARGETS.items()),
+        "score of the chance of news a poll waits for (lower: sooner, more requests)",
+    ),
+    Key(
+        "polling",
+        "adaptive_min",
+        StageDurations(positive=True),
+        "per stage: interval / 4, at least 15m",
+        "shortest interval adaptive polling may choose per stage",
+    ),
+    Key(
+        "polling",
+        "adaptive_max",
+        StageDurations(positive=True),
+        "per stage: interval × 4, at most 1d",
+        "longest interval adaptive polling may choose per stage",
+    ),
     Key(
         "polling",
         "pending_give_up",

@@ -129,9 +129,11 @@ class Duration(Kind):
 
 @dataclass(frozen=True, slots=True)
 class StageDurations(Kind):
-    """A table of stage = duration; with `off`, false or "off" switches a stage's entry off (None)."""
+    """A table of stage = duration; with `off`, false or "off" switches a stage's entry off (None);
+    with `positive`, a duration must be longer than 0s."""
 
     off: bool = False
+    positive: bool = False
     text: str = "table of durations"
 
     def parse(self, value: Any, snap: Snapshot) -> dict[Stage, dt.timedelta | None]:
@@ -146,9 +148,14 @@ class StageDurations(Kind):
                 out[Stage(stage_name)] = None
             else:
                 try:
-                    out[Stage(stage_name)] = parse_duration(entry)
+                    duration = parse_duration(entry)
                 except ValueError as exc:
                     problems.append((f".{stage_name}", str(exc)))
+                    continue
+                if self.positive and duration <= dt.timedelta(0):
+                    problems.append((f".{stage_name}", "must be longer than 0s"))
+                else:
+                    out[Stage(stage_name)] = duration
         if problems:
             raise Invalid(problems=tuple(problems))
         return out

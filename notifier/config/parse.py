@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import re
 from collections.abc import Mapping
 from typing import Any
@@ -30,8 +31,10 @@ from notifier.config.settings import (
 from notifier.config.smtp import SmtpSettings
 from notifier.config.toml import _by_place, _Problems
 from notifier.config.watches import _watches
+from notifier.core.adaptive import AdaptivePolling, Rule
 from notifier.core.eta import Calibration
 from notifier.core.policy import PollingPolicy
+from notifier.core.stages import Stage
 from notifier.core.windows import MailWindows, WindowSettings
 from notifier.errors import ConfigError
 from notifier.store.database import DEFAULT_DATABASE_URL
@@ -247,7 +250,8 @@ def _admin_password(
 # The [polling] keys that are PollingPolicy fields of the same name, as walked (intervals merge
 # over the defaults instead).
 _POLICY_KEYS = DECLARED.names["polling"] & {field.name for field in dataclasses.fields(PollingPolicy)} - {
-    "intervals"
+    "intervals",
+    "adaptive",
 }
 
 
@@ -255,8 +259,30 @@ def _polling(data: Mapping[str, Any], problems: _Problems, snap: Snapshot) -> tu
     values = DECLARED.walk(table_of(data, "polling", problems), "polling", problems, snap)
     intervals = dict(PollingPolicy().intervals)
     intervals.update(values.get("intervals", {}))
-    policy = PollingPolicy(intervals=intervals, **{key: values[key] for key in _POLICY_KEYS if key in values})
+    policy = PollingPolicy(
+        intervals=intervals,
+        adaptive=_adaptive(values, data, problems),
+        **{key: values[key] for key in _POLICY_KEYS if key in values},
+    )
     return policy, values.get("tick", 5.0)
+
+
+def _adaptive(values: Mapping[str, Any], data: Mapping[str, Any], problems: _Problems) -> AdaptivePolling:
+    """[polling] adaptive*, walked already; here the cross-check of the bounds (min <= max)."""
+    defaults = AdaptivePolling()
+    minimum: dict[Stage, dt.timedelta] = values.get("adaptive_min", {})
+    maximum: dict[Stage, dt.timedelta] = values.get("adaptive_max", {})
+    for stage in sorted(minimum.keys() & maximum.keys()):
+        if minimum[stage] > maximum[stage]:
+            raw = data.get("polling", {}).get("adaptive_min", {}).get(str(stage))
+            problems.add(f"polling.adaptive_max.{stage}", f"is shorter than adaptive_min.{stage} ({raw})")
+    return AdaptivePolling(
+        enabled=values.get("adaptive", defaults.enabled),
+        rule=Rule(values.get("adaptive_rule", str(defaults.rule))),
+        target=values.get("adaptive_target"),
+        minimum=minimum,
+        maximum=maximum,
+    )
 
 
 def _watch_files(snap: Snapshot, problems: _Problems) -> list[Watch]:

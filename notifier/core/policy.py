@@ -7,6 +7,7 @@ import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+from notifier.core.adaptive import AdaptivePolling, Chance, adaptive_interval, bounds
 from notifier.core.stages import Stage, stage_info
 
 HOUR = dt.timedelta(hours=1)
@@ -59,6 +60,9 @@ class PollingPolicy:
     # How long a claim on due shipments lasts before another instance may take them over
     # (None: long enough to work through the claim at the configured request pace).
     lease: dt.timedelta | None = None
+    # Look when a change is likely: with lane history, the interval follows the chance of a
+    # new scan within the stage's bounds (core/adaptive.py); without it, `intervals` as above.
+    adaptive: AdaptivePolling = field(default_factory=AdaptivePolling)
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -77,8 +81,13 @@ def next_poll(
     consecutive_failures: int,
     policy: PollingPolicy,
     rng: random.Random,
+    chance: Chance | None = None,
 ) -> NextPoll:
-    """When to poll next, or why to stop (`at` None and `give_up` saying why)."""
+    """When to poll next, or why to stop (`at` None and `give_up` saying why).
+
+    `chance` is the lane's chance of a new scan within a given time (the time model's); with
+    it, and adaptive polling on, the interval follows it within the stage's bounds, jitter
+    included. After failures, and without lane data, the fixed intervals apply."""
     since_change = now - (last_changed_at or created_at or now)
     if stage is Stage.PENDING and created_at is not None and now - created_at >= policy.pending_give_up:
         days = (now - created_at) // DAY
@@ -94,5 +103,19 @@ def next_poll(
     base = policy.fixed_interval or policy.intervals.get(stage, 2 * HOUR)
     if consecutive_failures and policy.fixed_interval is None:
         base = min(policy.failure_backoff_cap, base * 2 ** min(consecutive_failures, 10))
+    elif chance is not None and policy.adaptive.enabled and policy.fixed_interval is None:
+        chosen = adaptive_interval(stage, base, chance, policy.adaptive)
+        if chosen is not None:
+            low, high = bounds(stage, base, policy.adaptive)
+            spread = 1 + rng.uniform(-policy.jitter, policy.jitter)
+            return NextPoll(at=now + min(high, max(low, chosen * spread)))
     spread = 1 + rng.uniform(-policy.jitter, policy.jitter)
     return NextPoll(at=now + base * spread)
+
+
+def adaptive_span(stage: Stage, policy: PollingPolicy) -> tuple[dt.timedelta, dt.timedelta] | None:
+    """The shortest and longest interval adaptive polling may give in `stage` (None: it is
+    off): what a due time may be without the lane's data at hand (core/reschedule.py)."""
+    if not policy.adaptive.enabled or policy.fixed_interval is not None:
+        return None
+    return bounds(stage, policy.intervals.get(stage, 2 * HOUR), policy.adaptive)

@@ -6,7 +6,7 @@ import datetime as dt
 import random
 from collections.abc import Sequence
 
-from notifier.core.policy import PollingPolicy, next_poll
+from notifier.core.policy import PollingPolicy, adaptive_span, next_poll
 from notifier.core.views import ScheduledRow
 
 # Due times are written a little after the policy computed them (the poll's commit); moving a
@@ -50,19 +50,30 @@ def window(row: ScheduledRow, policy: PollingPolicy) -> tuple[dt.datetime, dt.da
     return low, high
 
 
+def _placed_adaptively(row: ScheduledRow, policy: PollingPolicy) -> bool:
+    """Whether the due time lies where adaptive polling may have put it from the lane's data
+    (which this module does not have): within the stage's adaptive bounds after the last poll."""
+    span = adaptive_span(row.stage, policy) if not row.consecutive_failures else None
+    if span is None:
+        return False
+    low, high = row.last_polled_at + span[0], row.last_polled_at + span[1]
+    return low - TOLERANCE <= row.next_poll_at <= high + TOLERANCE
+
+
 def moves(
     rows: Sequence[ScheduledRow], policy: PollingPolicy, *, now: dt.datetime, rng: random.Random
 ) -> list[tuple[int, dt.datetime]]:
     """(shipment id, new due time) for each shipment whose due time the policy would not give:
     placed as if it had been in force at the last poll, and due now if that time has passed.
-    Shipments already in their window stay put, so running this twice moves nothing."""
+    Shipments already in their window stay put, so running this twice moves nothing; so do
+    those adaptive polling may have placed (within the stage's adaptive bounds)."""
     out = []
     for row in rows:
         span = window(row, policy)
         if span is None:
             continue
         low, high = span
-        if low - TOLERANCE <= row.next_poll_at <= high + TOLERANCE:
+        if low - TOLERANCE <= row.next_poll_at <= high + TOLERANCE or _placed_adaptively(row, policy):
             continue
         due = low + (high - low) * rng.random()
         out.append((row.id, max(due, now)))

@@ -60,6 +60,7 @@ class DaemonJobs(ConfigReloader):
                 lease=self.lease,
                 stopping=self.stop.is_set,
                 due_within=dt.timedelta(seconds=self.settings.poll_tick),
+                lanes=self.lanes,
             )
         finally:
             self._cycle_client = None

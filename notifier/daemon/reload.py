@@ -62,10 +62,13 @@ class ConfigReloader(DaemonState):
                 await old_client.aclose()
         paused = getattr(self, "notifier", None)
         notifier.paused = paused.paused if paused is not None else False
-        # The lanes' statistics survive a reload: they follow the store, not the configuration.
-        notifier.lanes = (
-            paused.lanes if paused is not None and paused.lanes is not None else LaneCache(self.store)
-        )
+        # One cache of the lanes' statistics for polling, stalls and windows; it survives a
+        # reload, as it follows the store, not the configuration.
+        lanes: LaneCache | None = getattr(self, "lanes", None)
+        if lanes is None:
+            lanes = paused.lanes if paused is not None and paused.lanes is not None else LaneCache(self.store)
+            self.lanes = lanes
+        notifier.lanes = lanes
         self.notifier = notifier
         self.settings = settings
         # The breaker keeps its state across reloads; only its limits follow the config.

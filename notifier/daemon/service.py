@@ -25,6 +25,7 @@ from notifier.daemon.diskguard import DiskGuard
 from notifier.daemon.jobs import DaemonJobs
 from notifier.daemon.state import EXIT_CONFIG, EXIT_FAILURE, EXIT_OK, EXIT_SCHEMA, _one_line, utcnow
 from notifier.errors import ConfigError, NotifierError
+from notifier.pipeline.lanes import LaneCache
 from notifier.store import Store
 from notifier.store.database import sqlite_path
 from notifier.store.instances import Coordination, heartbeat_period
@@ -120,6 +121,7 @@ class Daemon(DaemonJobs):
             if store is None:
                 return EXIT_OK
             self.store = store
+            self.lanes = LaneCache(store)
             try:
                 code = await self._serve(sock)
             finally:

@@ -22,6 +22,7 @@ from notifier.pipeline.activity import Activity
 from notifier.pipeline.alerting import AlertDesk
 from notifier.pipeline.cycle import CircuitBreaker
 from notifier.pipeline.hooks import Heartbeat
+from notifier.pipeline.lanes import LaneCache
 from notifier.pipeline.poll import Notifier
 from notifier.store import Store
 from notifier.store.instances import Coordination
@@ -69,6 +70,8 @@ class DaemonState:
         self.store: Store
         self.client: JapanPostClient
         self.notifier: Notifier
+        # The lanes' statistics (the time model's), rebuilt from the store at most hourly.
+        self.lanes: LaneCache
         self._mtimes: dict[Path, float] = {}
         self._pattern_files: list[Path] = []
         # The client the running poll cycle holds: a reload retires it, and it is closed only

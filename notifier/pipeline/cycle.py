@@ -14,12 +14,14 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from notifier.core.diff import AnomalyKind, Change, diff_latest
+from notifier.core.eta import LaneStats
 from notifier.core.model import Layout
 from notifier.core.policy import NextPoll, PollingPolicy, next_poll
 from notifier.core.stages import Stage
 from notifier.core.views import PageCapture, ShipmentView
 from notifier.errors import FetchError, LeaseLostError, TransientFetchError
 from notifier.net.japanpost import MAX_BATCH, Fetched, JapanPostClient
+from notifier.pipeline.lanes import LaneCache, chance_of
 from notifier.pipeline.poll import Notifier, PollResult, poll_detail
 from notifier.store import Store
 from notifier.store.dbenv import is_disk_full
@@ -96,7 +98,11 @@ def schedule(
     now: dt.datetime,
     policy: PollingPolicy,
     rng: random.Random,
+    lanes: LaneStats | None = None,
 ) -> NextPoll:
+    """The next poll after this one; with `lanes`, placed by the lane's history when it has any
+    (a failed poll backs off on the fixed schedule)."""
+    chance = chance_of(view, stage, changed, now, lanes) if lanes is not None and not failed else None
     return next_poll(
         stage=stage,
         now=now,
@@ -106,7 +112,17 @@ def schedule(
         consecutive_failures=view.consecutive_failures + 1 if failed else 0,
         policy=policy,
         rng=rng,
+        chance=chance,
     )
+
+
+async def adaptive_stats(
+    lanes: LaneCache | None, policy: PollingPolicy, now: dt.datetime
+) -> LaneStats | None:
+    """The lanes' statistics when the policy places polls by them (rebuilt at most hourly)."""
+    if lanes is None or not policy.adaptive.enabled or policy.fixed_interval is not None:
+        return None
+    return await lanes.stats(now)
 
 
 async def run_cycle(
@@ -123,6 +139,7 @@ async def run_cycle(
     lease: dt.timedelta = dt.timedelta(minutes=10),
     stopping: Callable[[], bool] = lambda: False,
     due_within: dt.timedelta = dt.timedelta(0),
+    lanes: LaneCache | None = None,
 ) -> CycleStats:
     """Poll everything due, politely: up to ten numbers per latest-status request, and the full
     detail page only for numbers whose latest status changed or that were never seen.
@@ -132,11 +149,14 @@ async def run_cycle(
     than a whole tick late.
 
     When `stopping()` turns true, no new request starts: what is not polled yet is handed back,
-    still due, so a stop waits for one request at most, not for the rest of the cycle's pace."""
+    still due, so a stop waits for one request at most, not for the rest of the cycle's pace.
+
+    With `lanes`, polls are placed by the lanes' history (`[polling] adaptive`)."""
     stats = CycleStats()
     now = clock()
     if not breaker.allows(now):
         return stats
+    history = await adaptive_stats(lanes, policy, now)
     due = await store.claim_due(owner=owner, now=now, limit=limit, lease=lease, due_by=now + due_within)
     stats.claimed = len(due)
     await poll_claimed(
@@ -151,6 +171,7 @@ async def run_cycle(
         stats=stats,
         breaker=breaker,
         stopping=stopping,
+        lanes=history,
     )
     return stats
 
@@ -175,6 +196,7 @@ async def poll_claimed(
     stopping: Callable[[], bool] = lambda: False,
     list_fallback: bool = False,
     report: Report | None = None,
+    lanes: LaneStats | None = None,
 ) -> None:
     """Poll shipments leased to `owner`: the cycle's work once it has claimed them, and the
     `poll` command's for the numbers it was given.
@@ -183,7 +205,9 @@ async def poll_claimed(
     its ten numbers: each gets a detail request of its own instead, so each gets its own
     answer and failure count (the `poll` command, asked about these numbers by a person).
     Without a `breaker`, requests are never held back for the site's sake. `report` hears of
-    every shipment polled; those handed back unpolled (a stop, an open circuit) it does not."""
+    every shipment polled; those handed back unpolled (a stop, an open circuit) it does not.
+    With `lanes`, next polls are placed by the lanes' history (`[polling] adaptive`)."""
+    history = lanes
     seen = [v for v in claimed if v.last_event_time is not None]
     needs_detail: list[ShipmentView] = [v for v in claimed if v.last_event_time is None]
     read_a_page = False
@@ -227,7 +251,15 @@ async def poll_claimed(
         read_a_page = True
         await _resume(store, notifier, clock(), stats)
         recorded = await record_list_page(
-            store, chunk, fetched, owner=owner, policy=policy, clock=clock, rng=rng, stats=stats
+            store,
+            chunk,
+            fetched,
+            owner=owner,
+            policy=policy,
+            clock=clock,
+            rng=rng,
+            stats=stats,
+            lanes=history,
         )
         needs_detail.extend(recorded.needs_detail)
         if report is not None:
@@ -249,7 +281,7 @@ async def poll_claimed(
         def decide(
             stage: Stage, changed: bool, failed: bool, view: ShipmentView = view
         ) -> dt.datetime | None:
-            when = schedule(view, stage, changed, failed, clock(), policy, rng)
+            when = schedule(view, stage, changed, failed, clock(), policy, rng, history)
             return when.at
 
         try:
@@ -312,6 +344,7 @@ async def record_list_page(
     clock: Callable[[], dt.datetime],
     rng: random.Random,
     stats: CycleStats,
+    lanes: LaneStats | None = None,
 ) -> ListPageResult:
     """Diff a readable list page against the stored histories of the shipments it covers and
     record what it settles: one history query for the page, and its unchanged polls in one
@@ -332,7 +365,7 @@ async def record_list_page(
             if change.needs_detail:
                 needs_detail.append(view)
                 continue
-            when = schedule(view, change.current_stage, False, False, clock(), policy, rng)
+            when = schedule(view, change.current_stage, False, False, clock(), policy, rng, lanes)
             await _maybe_give_up(store, view, when, clock(), stats)
             if not change.anomalies:
                 unchanged.append((view.id, when.at))
