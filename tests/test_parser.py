@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -152,8 +153,16 @@ def test_random_deletions_never_give_a_wrong_history(indexes: list[int]) -> None
     (item,) = page.items
     assert item.number == "EL015307999JP"
     # Every event read is a true event, in the true order: a subsequence, never an invention.
+    # One splice cannot be told from a real page: deleting an event's ZIP row together with the
+    # next event's top row leaves well-formed pairs, the first event's cells over the second's ZIP
+    # (hypothesis found indexes [78, 80]). So the ZIP is held to being one of the page's true ZIPs,
+    # and every other field to the true events, in order.
     remaining = iter(TRUE_EVENTS)
-    assert all(any(event == true for true in remaining) for event in item.events)
+    assert all(
+        any(dataclasses.replace(event, postal_code=true.postal_code) == true for true in remaining)
+        for event in item.events
+    )
+    assert {event.postal_code for event in item.events} <= {true.postal_code for true in TRUE_EVENTS}
 
 
 @given(st.integers(0, len(DETAIL) - 1))
