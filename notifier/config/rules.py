@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,37 @@ from notifier.core.rules import (
 )
 from notifier.core.stages import Stage
 from notifier.store.orm import OutboxMessage
+
+
+def _understood(url: str) -> bool:
+    """Whether Apprise has a plugin that accepts `url` (scheme known, fields valid). Its
+    complaint may quote the URL, so Apprise's log stays out of ours (as in notifier.net.channels)."""
+    import apprise  # loaded only by a configuration that lists channels
+
+    logging.getLogger("apprise").propagate = False
+    return apprise.Apprise.instantiate(url) is not None
+
+
+def _apprise_urls(value: object, dotted: str, problems: _Problems) -> tuple[str, ...]:
+    """Apprise URLs, each one Apprise understands; an error names the entry, never its text
+    (most carry a token)."""
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+        problems.add(dotted, 'must be a list of Apprise URLs, like ["tgram://BOT_TOKEN/CHAT_ID"]')
+        return ()
+    urls = tuple(v.strip() for v in value)
+    for index, url in enumerate(urls, 1):
+        if not _understood(url):
+            scheme = url.split("://", 1)[0][:20] if "://" in url else "no scheme"
+            problems.add(
+                dotted,
+                f"entry {index} ({scheme}) is not a URL Apprise understands (unknown service, or a "
+                "field it refuses); see https://github.com/caronc/apprise/wiki",
+            )
+    if len(set(urls)) != len(urls):
+        problems.add(dotted, "lists the same URL twice (each would get every alert twice)")
+    return urls
 
 
 def _rule(raw: dict[str, Any], dotted: str, base: Rule | None, problems: _Problems) -> Rule | None:
@@ -264,6 +296,7 @@ def _notifications(
         outbox_lease=lease,
         alert_batch=alert_batch,
         operator_webhook=_outbound_url(table, "operator_webhook", "notifications.operator_webhook", problems),
+        operator_urls=_apprise_urls(table.get("operator_urls"), "notifications.operator_urls", problems),
         heartbeat_url=_outbound_url(table, "heartbeat_url", "notifications.heartbeat_url", problems),
         logo_url=_https_url(table, "logo_url", "notifications.logo_url", problems),
         brand_color=_brand_color(table, problems),

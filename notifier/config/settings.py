@@ -88,6 +88,8 @@ class NotificationSettings:
     alert_batch: dt.timedelta = dt.timedelta(minutes=5)
     # Each new operator alert is also POSTed here as JSON ({"text": ...} for Slack and alike).
     operator_webhook: str | None = None
+    # Apprise URLs (Slack, Telegram, ntfy, json://...): each new alert and the daily digest, as short text.
+    operator_urls: tuple[str, ...] = ()
     # Pinged after good poll cycles, URL/fail after failing ones (healthchecks.io style).
     heartbeat_url: str | None = None
     # Branding of customer messages: a logo (https), the accent colour of the header, buttons
@@ -369,6 +371,13 @@ KEYS: tuple[Key, ...] = (
         "http(s) URL",
         _D(_NOTE.operator_webhook),
         "each new alert POSTed as JSON",
+    ),
+    Key(
+        "notifications",
+        "operator_urls",
+        "list of Apprise URLs",
+        "[]",
+        "each new alert and the daily digest, short text",
     ),
     Key("notifications", "heartbeat_url", "http(s) URL", _D(_NOTE.heartbeat_url), "pinged after poll cycles"),
     Key("notifications", "logo_url", "https URL", _D(_NOTE.logo_url), "logo at the top of messages"),
