@@ -59,7 +59,7 @@ def _apprise_urls(value: object, dotted: str, problems: _Problems) -> tuple[str,
     if value is None:
         return ()
     if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
-        problems.add(dotted, 'must be a list of Apprise URLs, like ["tgram://BOT_TOKEN/CHAT_ID"]')
+        problems.add(dotted, 'must be a list of Apprise URLs, like ["ntfys://ntfy.sh/your-topic"]')
         return ()
     urls = tuple(v.strip() for v in value)
     for index, url in enumerate(urls, 1):
