@@ -3,7 +3,10 @@ process sending an alert to a real local json:// endpoint while a refused and a 
 
 from __future__ import annotations
 
+import asyncio
+import datetime as dt
 import re
+import shutil
 import socket
 import subprocess
 import sys
@@ -17,16 +20,20 @@ import pytest
 from notifier.config import parse_settings
 from notifier.errors import ConfigError
 from notifier.net.channels import TRUNCATED, Channel, fit
+from notifier.pipeline.activity import Activity
+from notifier.pipeline.channels import Lane, Note
 from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer
 from tests import test_daemon
 from tests.smtp_server import SmtpServer
 from tests.test_daemon import Run, advance_all, config_text, received, wait_for
-from tests.web_server import Recorder, closed_port
+from tests.test_web_ops import started_daemon, utcnow, write_config
+from tests.web_server import Recorder, closed_port, wait_until
 
 world = test_daemon.world
 World = tuple[Simulator, SimulatorServer, SmtpServer, list[Journey]]
 SECRET = "XXXXSECRETXXXX"
 WHERE = Path("/etc/notifier/config.toml")
+T0 = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 
 
 # --- configuration ------------------------------------------------------------------------------
@@ -74,6 +81,52 @@ def test_a_failure_reason_never_carries_the_url() -> None:
     error = channel.send("title", "body")
     assert error is not None
     assert SECRET not in error
+
+
+# --- in the daemon's loop --------------------------------------------------------------------
+
+
+async def test_a_failed_send_is_retried_and_then_counted_once_as_sent(recorder: Recorder) -> None:
+    recorder.script = [500]  # the first try is refused, the next accepted
+    activity = Activity()
+    url = f"json://127.0.0.1:{recorder.server.server_address[1]}/hook/{SECRET}"
+    lane = Lane(
+        Channel.of(url, 1),
+        activity,
+        lambda: dt.datetime.now(dt.UTC),
+        retry_at=lambda failures, now: now + dt.timedelta(seconds=0.2 * failures),
+    )
+    try:
+        lane.put(Note(title="notifier on test: 1 operator alert", body="• gave_up EJ1", queued_at=T0))
+        await wait_until(lambda: not lane.queue, 20, "the retried send")
+    finally:
+        lane.close()
+    assert [hit.status for hit in recorder.received()] == [500, 200]
+    assert {hit.json()["title"] for hit in recorder.received()} == {"notifier on test: 1 operator alert"}
+    assert activity.channel_sends == {("channel 1 (json)", "failed"): 1, ("channel 1 (json)", "ok"): 1}
+
+
+async def test_the_daily_digest_goes_to_the_channels_once_a_day(
+    tmp_path: Path, sqlite_template: Path, sim_server: SimulatorServer, recorder: Recorder
+) -> None:
+    path = tmp_path / "notifier.db"
+    shutil.copyfile(sqlite_template, path)
+    url = f"json://127.0.0.1:{recorder.server.server_address[1]}/digest/{SECRET}"
+    config = write_config(
+        tmp_path, f"sqlite:///{path}", sim_server.base_url, closed_port(), extra=f'operator_urls = ["{url}"]'
+    )
+    async with started_daemon(config) as daemon:
+        try:
+            await daemon.store.raise_alert("gave_up", "EJ1: stopped polling", now=utcnow(), subject="EJ1")
+            await daemon._housekeeping()
+            await daemon._housekeeping()  # the same day: the digest email is queued once, and so is this
+            await wait_until(lambda: recorder.received(), 20, "the digest")
+            await asyncio.sleep(0.5)  # nothing more may arrive
+        finally:
+            daemon.desk.channels.close()
+    (hit,) = recorder.received()
+    assert hit.json()["title"].endswith(": daily digest, 1 open alert")
+    assert hit.json()["message"] == "• gave_up EJ1: EJ1: stopped polling"
 
 
 # --- end to end ----------------------------------------------------------------------------------

@@ -60,6 +60,7 @@ class Lane:
     failing_since: dt.datetime | None = None
     task: asyncio.Task[None] | None = None
     executor: ThreadPoolExecutor = field(default_factory=lambda: ThreadPoolExecutor(max_workers=1))
+    retry_at: Callable[[int, dt.datetime], dt.datetime] = webhook_retry_at
 
     def put(self, note: Note) -> None:
         self.queue.append(note)
@@ -117,7 +118,7 @@ class Lane:
                     extra={"action": "channel_gave_up", "channel": self.channel.name},
                 )
                 continue
-            retry = webhook_retry_at(self.failures, now)
+            retry = self.retry_at(self.failures, now)
             logger.warning(
                 "operator %s failed (%s); %d message(s) kept, next try at %s",
                 self.channel.name,
