@@ -193,6 +193,8 @@ def test_the_daemon_sends_an_alert_to_json_while_dead_channels_delay_nothing(
             return [hit.json()["title"] + "\n" + hit.json()["message"] for hit in recorder.received()]
 
         wait_for(lambda: "notifier running" in run.output(), 30, lambda: f"READY: {run.output()[-2000:]}")
+        wait_for(lambda: "action=site_down" in run.output(), 30, lambda: f"the alert: {run.output()[-3000:]}")
+        raised = time.monotonic()
         wait_for(
             lambda: any("site_down" in p for p in posted()),
             30,
@@ -221,6 +223,9 @@ def test_the_daemon_sends_an_alert_to_json_while_dead_channels_delay_nothing(
         sends = channel_sends(port)
     finally:
         assert run.stop() == 0, run.output()
+    alert_after = recorder.received()[0].at - raised
+    print(f"alert on json:// {alert_after:.2f} s after it was raised; customer mail {mail_after:.2f} s")
+    assert alert_after < 10, f"the alert took {alert_after:.1f} s to reach the json:// channel"
     assert mail_after < 10, f"customer mail took {mail_after:.1f} s after Japan Post came back"
     assert sends[("channel 1 (json)", "ok")] >= 2
     assert sends[("channel 1 (json)", "failed")] == 0
