@@ -21,7 +21,7 @@ from notifier.config import parse_settings
 from notifier.errors import ConfigError
 from notifier.net.channels import TRUNCATED, Channel, fit
 from notifier.pipeline.activity import Activity
-from notifier.pipeline.channels import Lane, Note
+from notifier.pipeline.channels import Lane, Note, OperatorChannels
 from notifier.testing.simulator import Fault, Journey, Simulator, SimulatorServer
 from tests import test_daemon
 from tests.smtp_server import SmtpServer
@@ -104,6 +104,21 @@ async def test_a_failed_send_is_retried_and_then_counted_once_as_sent(recorder: 
     assert [hit.status for hit in recorder.received()] == [500, 200]
     assert {hit.json()["title"] for hit in recorder.received()} == {"notifier on test: 1 operator alert"}
     assert activity.channel_sends == {("channel 1 (json)", "failed"): 1, ("channel 1 (json)", "ok"): 1}
+
+
+def test_a_reload_keeps_the_queue_of_a_channel_it_does_not_change() -> None:
+    channels = OperatorChannels(clock=lambda: T0, activity=Activity())
+    first, second, third = (f"json://127.0.0.1:9/{name}/{SECRET}" for name in ("a", "b", "c"))
+    channels.configure([first, second])
+    kept, dropped = channels.lanes
+    channels.configure([first, third])
+    try:
+        assert channels.lanes[0] is kept
+        assert channels.lanes[1] is not dropped
+        assert channels.lanes[1].channel.url == third
+    finally:
+        channels.close()
+    assert channels.urls == ()
 
 
 async def test_the_daily_digest_goes_to_the_channels_once_a_day(

@@ -155,19 +155,28 @@ class OperatorChannels:
     digest_day: dt.date | None = None
 
     def configure(self, urls: Sequence[str], activity: Activity | None = None) -> None:
+        """Take the configured list; on a change (a reload), a channel at the same place with the
+        same URL keeps its queue, the others are closed (their waiting messages logged)."""
         self.activity = activity or self.activity
         if tuple(urls) == self.urls:
             return
-        self.close()
+        kept = {(lane.channel.name, lane.channel.url): lane for lane in self.lanes}
         self.urls = tuple(urls)
+        lanes: list[Lane] = []
         for index, url in enumerate(self.urls, 1):
             try:
-                self.lanes.append(Lane(Channel.of(url, index), self.activity, self.clock))
-                if self.activity is not None:  # zeros too: a series that appears late breaks rate()
-                    for result in ("ok", "failed"):
-                        self.activity.channel_sends[(self.lanes[-1].channel.name, result)] += 0
+                channel = Channel.of(url, index)
             except ValueError as exc:  # validated at load; this is a guard, never a crash
                 logger.error("operator %s; left out", exc, extra={"action": "channel_failed"})
+                continue
+            lane = kept.pop((channel.name, url), None) or Lane(channel, self.activity, self.clock)
+            lanes.append(lane)
+            if self.activity is not None:  # zeros too: a series that appears late breaks rate()
+                for result in ("ok", "failed"):
+                    self.activity.channel_sends[(channel.name, result)] += 0
+        for lane in kept.values():
+            lane.close()
+        self.lanes = lanes
 
     def put(self, note: Note) -> None:
         for lane in self.lanes:
@@ -179,4 +188,4 @@ class OperatorChannels:
     def close(self) -> None:
         for lane in self.lanes:
             lane.close()
-        self.lanes = []
+        self.lanes, self.urls = [], ()
