@@ -288,6 +288,10 @@ def cmd_config_check(args: argparse.Namespace) -> int:
             f"operator webhook: {redact_url(n.operator_webhook) if n.operator_webhook else 'none'}; "
             f"heartbeat: {redact_url(n.heartbeat_url) if n.heartbeat_url else 'none'}"
         )
+    if n.operator_urls:
+        # By place and scheme only, as the daemon's log and /metrics name them.
+        names = ", ".join(f"{i} ({u.split('://', 1)[0]})" for i, u in enumerate(n.operator_urls, 1))
+        print(f"operator channels: {names}")
     print(
         f"watches: {len(settings.watches)} numbers, {len(subscribers)} subscribers, "
         f"{len(settings.watch_files)} watch file(s)"

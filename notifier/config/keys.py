@@ -15,6 +15,7 @@ from typing import Any
 from notifier.config.checks import _STAGE_NAMES, _TEMPLATE_NAMES, _stored_text
 from notifier.config.kinds import (
     Address,
+    AppriseUrls,
     Checked,
     Choice,
     ClockWindow,
@@ -365,6 +366,13 @@ KEYS: tuple[Key, ...] = (
         OutboundUrl(),
         _D(_NOTE.operator_webhook),
         "each new alert POSTed as JSON",
+    ),
+    Key(
+        "notifications",
+        "operator_urls",
+        AppriseUrls(),
+        "[]",
+        "each new alert and the daily digest, short text",
     ),
     Key("notifications", "heartbeat_url", OutboundUrl(), _D(_NOTE.heartbeat_url), "pinged after poll cycles"),
     Key("notifications", "logo_url", HttpsUrl(), _D(_NOTE.logo_url), "logo at the top of messages"),

@@ -389,6 +389,35 @@ class ClockWindow(Kind):
 
 
 @dataclass(frozen=True, slots=True)
+class AppriseUrls(Kind):
+    """Apprise URLs, each one Apprise understands (snap.apprise_urls); an error names the entry by
+    place and scheme, never its text (most carry a token)."""
+
+    text: str = "list of Apprise URLs"
+
+    def parse(self, value: Any, snap: Snapshot) -> tuple[str, ...]:
+        if not isinstance(value, list) or not all(isinstance(v, str) and v.strip() for v in value):
+            raise Invalid('must be a list of Apprise URLs, like ["ntfys://ntfy.sh/your-topic"]')
+        urls = tuple(v.strip() for v in value)
+        problems = []
+        for index, url in enumerate(urls, 1):
+            if url not in snap.apprise_urls:
+                scheme = url.split("://", 1)[0][:20] if "://" in url else "no scheme"
+                problems.append(
+                    (
+                        "",
+                        f"entry {index} ({scheme}) is not a URL Apprise understands (unknown service, or "
+                        "a field it refuses); see https://github.com/caronc/apprise/wiki",
+                    )
+                )
+        if len(set(urls)) != len(urls):
+            problems.append(("", "lists the same URL twice (each would get every alert twice)"))
+        if problems:
+            raise Invalid(problems=tuple(problems))
+        return urls
+
+
+@dataclass(frozen=True, slots=True)
 class Zone(Kind):
     """An IANA time zone the zone database knows (snap.zones), fitting the columns that store it."""
 

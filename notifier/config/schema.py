@@ -80,6 +80,8 @@ class Snapshot:
     watch_files: tuple[WatchFile, ...] = ()
     # Of the time zone names the texts mention, those the zone database knows.
     zones: frozenset[str] = frozenset()
+    # Of the Apprise URLs [notifications] operator_urls lists, those Apprise understands.
+    apprise_urls: frozenset[str] = frozenset()
     # A relative SQLite URL anchored at the config's folder (resolved there), by the URL as written.
     sqlite_urls: Mapping[str, str] = field(default_factory=dict)
 

@@ -85,6 +85,8 @@ class NotificationSettings:
     alert_batch: dt.timedelta = dt.timedelta(minutes=5)
     # Each new operator alert is also POSTed here as JSON ({"text": ...} for Slack and alike).
     operator_webhook: str | None = None
+    # Apprise URLs (Slack, Telegram, ntfy, json://...): each new alert and the daily digest, as short text.
+    operator_urls: tuple[str, ...] = ()
     # Pinged after good poll cycles, URL/fail after failing ones (healthchecks.io style).
     heartbeat_url: str | None = None
     # Branding of customer messages: a logo (https), the accent colour of the header, buttons

@@ -7,6 +7,7 @@ import dataclasses
 import functools
 import glob
 import itertools
+import logging
 import os
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -100,6 +101,22 @@ def _known_zone(name: str) -> bool:
     return True
 
 
+def _understood_by_apprise(urls: Any) -> frozenset[str]:
+    """Of the listed operator_urls, those Apprise has a plugin to accept (scheme known, fields
+    valid). Apprise loads its plugins from disk, so this is asked here, not while parsing; its
+    complaints may quote a URL's token, so Apprise's log stays out of ours."""
+    if not isinstance(urls, list) or not any(isinstance(url, str) for url in urls):
+        return frozenset()
+    import apprise  # loaded only by a configuration that lists channels
+
+    logging.getLogger("apprise").propagate = False
+    return frozenset(
+        url.strip()
+        for url in urls
+        if isinstance(url, str) and url.strip() and apprise.Apprise.instantiate(url.strip()) is not None
+    )
+
+
 def _zones_named(data: Mapping[str, Any], zones: set[str]) -> None:
     """Adds the time zone names `data` mentions (default_time_zone, each watch's time_zone)."""
     notifications = data.get("notifications")
@@ -184,6 +201,11 @@ def gather(text: str, source: Path | None = None) -> Snapshot:
         watch_patterns=anchored,
         watch_files=watch_files,
         zones=frozenset(zone for zone in zones if _known_zone(zone)),
+        apprise_urls=_understood_by_apprise(
+            data["notifications"].get("operator_urls")
+            if isinstance(data.get("notifications"), dict)
+            else None
+        ),
         sqlite_urls=sqlite_urls,
     )
 

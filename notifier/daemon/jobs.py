@@ -12,6 +12,7 @@ from notifier.daemon.state import utcnow
 from notifier.net.mailer import transport_for
 from notifier.net.sdnotify import watchdog_interval
 from notifier.pipeline.activity import cycle_failing
+from notifier.pipeline.channels import digest_note
 from notifier.pipeline.cycle import CycleStats, run_cycle
 from notifier.pipeline.outbox import drain
 from notifier.pipeline.poll import queue_operator_digest, queue_timed
@@ -165,12 +166,29 @@ class DaemonJobs(ConfigReloader):
             return
         now = utcnow()
         await queue_timed(self.store, self.notifier, now=now, client=self.client)
+        digest_queued = 0
         if self.settings.notifications.operator:
-            await queue_operator_digest(
+            digest_queued = await queue_operator_digest(
                 self.store, self.notifier, self.settings.notifications.operator, now=now
             )
+        await self._channel_digest(now, emailed=digest_queued > 0)
         await self.store.prune_snapshots(now=now, max_age=dt.timedelta(days=90), keep_per_shipment=20)
         await self.store.checkpoint()
+
+    async def _channel_digest(self, now: dt.datetime, *, emailed: bool) -> None:
+        """The daily digest to the operator channels too: with the email's (queued once a day,
+        kept in the outbox, so a restart does not repeat it), else once a day of this run."""
+        channels = self.desk.channels
+        channels.configure(self.settings.notifications.operator_urls, self.activity)
+        if not channels.lanes:
+            return
+        due = emailed if self.settings.notifications.operator else channels.digest_day != now.date()
+        if not due:
+            return
+        channels.digest_day = now.date()
+        note = digest_note(await self.store.alerts(), instance=self.owner, now=now)
+        if note is not None:
+            channels.put(note)
 
     async def _alerts(self) -> None:
         if self.disk.full and not await self.disk.probe(self.store, utcnow()):
@@ -189,6 +207,7 @@ class DaemonJobs(ConfigReloader):
             post_webhook=self.coordination is None or self.coordination.owns_daily,
             instance=self.owner,
             activity=self.activity,
+            channels=self.settings.notifications.operator_urls,
         )
 
     async def _watchdog(self) -> None:

@@ -267,6 +267,7 @@ class Daemon(DaemonJobs):
                     task.cancel()
             scheduler.shutdown(wait=False)
             self.desk.webhook.abandon()
+            self.desk.channels.close()
             if self.coordination is not None:
                 with contextlib.suppress(Exception):
                     await self.coordination.stop()

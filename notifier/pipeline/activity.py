@@ -70,6 +70,8 @@ class Activity:
     # "ok" / "failed" posts of the operator webhook, "ok" / "fail" / "error" heartbeat pings.
     webhook_posts: Counter[str] = field(default_factory=Counter)
     heartbeat_pings: Counter[str] = field(default_factory=Counter)
+    # Sends to the Apprise operator channels, by (channel name, "ok" / "failed").
+    channel_sends: Counter[tuple[str, str]] = field(default_factory=Counter)
     drains: int = 0
     cycle_started_at: dt.datetime | None = None
     cycle_lease: dt.timedelta = dt.timedelta(minutes=10)

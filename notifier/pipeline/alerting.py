@@ -12,6 +12,7 @@ from notifier.core.compose import digest_context, draft
 from notifier.core.messages import DigestLine
 from notifier.core.views import AlertView, OutboxDraft, OutboxState
 from notifier.pipeline.activity import Activity
+from notifier.pipeline.channels import OperatorChannels, alert_note
 from notifier.pipeline.cycle import CircuitBreaker
 from notifier.pipeline.hooks import OperatorWebhook
 from notifier.pipeline.outbox import sending_paused
@@ -104,11 +105,14 @@ class SiteWatch:
 @dataclass(slots=True)
 class AlertDesk:
     """The daemon's side of operator alerts: tracks the site, logs each new alert once, emails
-    batches, posts each new alert to the operator webhook, and says in the status line what
+    batches, posts each new alert to the operator webhook and the Apprise channels, and says in the status line what
     could not be emailed."""
 
     site: SiteWatch = field(default_factory=SiteWatch)
     webhook: OperatorWebhook = field(default_factory=OperatorWebhook)
+    channels: OperatorChannels = field(
+        default_factory=lambda: OperatorChannels(clock=lambda: dt.datetime.now(dt.UTC))
+    )
     logged_up_to: int = 0
     undelivered: str | None = None
     _reported: dict[int, str] = field(default_factory=dict)
@@ -143,12 +147,17 @@ class AlertDesk:
         post_webhook: bool = True,
         instance: str = "",
         activity: Activity | None = None,
+        channels: Sequence[str] = (),
     ) -> None:
-        """`post_webhook` is False on an instance that leaves the webhook to another (several
-        instances see the same alerts; the one doing the daily work posts them)."""
+        """`post_webhook` is False on an instance that leaves the webhook and the channels to
+        another (several instances see the same alerts; the one doing the daily work posts them)."""
         self.site.after = down_after
         await self._watch_site(store, breaker, now)
         fresh = await self._log_new(store, emailed=operator is not None)
+        # Queued only: each channel sends from its own task, so none delays the email or another.
+        self.channels.configure(channels, activity)
+        if post_webhook and fresh:
+            self.channels.put(alert_note(fresh, instance=instance, now=now))
         if operator:
             await self._email(store, notifier, operator, batch, now)
         await self._check_delivery(store)

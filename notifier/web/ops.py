@@ -170,6 +170,8 @@ class MetricsSnapshot:
     started_at: dt.datetime | None
     # Per lane, the delivered parcels that were shown a window and how many arrived inside it.
     accuracy: Sequence[LaneAccuracy] = ()
+    # Sends to the Apprise operator channels by (channel, result).
+    channel_sends: Mapping[tuple[str, str], int] | None = None
 
 
 def _gauge(name: str, doc: str, value: float) -> GaugeMetricFamily:
@@ -183,6 +185,19 @@ def _labelled(
     # is non-zero breaks rate() and absent() alerts.
     for key in dict.fromkeys([*keys, *sorted(values)]):
         family.add_metric([key], values.get(key, 0))
+    return family
+
+
+def _channel_sends(values: Mapping[tuple[str, str], int]) -> CounterMetricFamily:
+    family = CounterMetricFamily(
+        "notifier_operator_channel_sends",
+        "Sends to the Apprise operator channels ([notifications] operator_urls) since start, by "
+        "channel (its place in the list and its scheme, never the URL) and result (ok, failed: "
+        "each failed try, retried with back-off)",
+        labels=["channel", "result"],
+    )
+    for (channel, result), count in sorted(values.items()):
+        family.add_metric([channel, result], count)
     return family
 
 
@@ -239,6 +254,7 @@ def metric_families(snapshot: MetricsSnapshot) -> list[Metric]:
             s.webhook_posts,
             ("ok", "failed"),
         ),
+        _channel_sends(s.channel_sends or {}),
         _labelled(
             CounterMetricFamily(
                 "notifier_heartbeat_pings",
@@ -394,6 +410,7 @@ async def metrics_snapshot(view: DaemonView, now: dt.datetime) -> MetricsSnapsho
         emails=dict(activity.emails),
         webhook_posts=dict(activity.webhook_posts),
         heartbeat_pings=dict(activity.heartbeat_pings),
+        channel_sends=dict(activity.channel_sends),
         circuit_open=circuit_open(breaker.open_until, now),
         circuit_failures=breaker.failures,
         circuit_open_until=breaker.open_until,
