@@ -21,6 +21,7 @@ from notifier.config.checks import (
     _string,
     parse_duration,
 )
+from notifier.config.intake import _intake
 from notifier.config.password import PasswordHash
 from notifier.config.rules import _notifications
 from notifier.config.settings import (
@@ -406,6 +407,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
             problems.add("japanpost.down_alert_after", str(exc))
     smtp, sender = _smtp(data, problems, base)
     http = _http(data, problems, base)
+    intake = _intake(data, problems, base)
     notifications = _notifications(data, problems, base, sender)
     example_identity_allowed = _identity(data, problems, smtp, notifications, http)
     polling, tick = _polling(data, problems)
@@ -458,4 +460,5 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         http_secret_problem=problems.http_secret,
         example_identity_allowed=example_identity_allowed,
         estimates=estimates,
+        intake=intake,
     )

@@ -30,6 +30,10 @@ HTTP_ADMIN_PASSWORD_MIN = 12
 # The web face's links are HMAC-signed with the secret: a short one could be guessed offline
 # from one signed link.
 HTTP_SECRET_MIN = 16
+API_TOKEN_ENV = "NOTIFIER_API_TOKEN"
+API_TOKEN_CREDENTIAL_NAME = "api-token"
+# The JSON API's bearer token lets anyone holding it add and remove watches: as long as a link secret.
+API_TOKEN_MIN = 16
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -118,6 +122,14 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeSettings:
+    """[intake]: how numbers come in besides the watchlist and the CLI."""
+
+    # The JSON API's bearer token; None: no API (/api/v1/ answers 404).
+    api_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:
     """One watched number and who hears about it."""
 
@@ -160,6 +172,7 @@ class Settings:
     example_identity_allowed: bool = False
     # [estimates]: delivery windows' width and where customers read them.
     estimates: WindowSettings = field(default_factory=WindowSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +491,14 @@ KEYS: tuple[Key, ...] = (
         "the operator board's password (else $NOTIFIER_HTTP_ADMIN_PASSWORD)",
     ),
     Key("http", "admin_password", "-", "-", "refused: passwords do not go in the config file"),
+    Key(
+        "intake",
+        "api_token_file",
+        "path",
+        "(none)",
+        "the JSON API's bearer token (else $NOTIFIER_API_TOKEN, credential api-token)",
+    ),
+    Key("intake", "api_token", "-", "-", "refused: secrets do not go in the config file"),
     Key("watch", "number", "tracking number", "(required)", "the number watched"),
     Key("watch", "label", "text, at most 200", '""', "shown in messages (e.g. the order)"),
     Key("watch", "name", "text", '""', "the customer's name for the greeting"),
@@ -496,7 +517,16 @@ def _keys_of(section: str) -> set[str]:
 # "secret" and "admin_password" are refused with their own message, not as unknown keys.
 _KNOWN: dict[str, set[str]] = {
     section: _keys_of(section)
-    for section in ("database", "japanpost", "smtp", "notifications", "http", "polling", "estimates")
+    for section in (
+        "database",
+        "japanpost",
+        "smtp",
+        "notifications",
+        "http",
+        "polling",
+        "estimates",
+        "intake",
+    )
 }
 _RULE_KEYS = _keys_of("notifications.rule")
 _WATCH_KEYS = _keys_of("watch")
