@@ -146,6 +146,9 @@ async def test_bad_json_is_400_and_invalid_values_are_422_naming_the_field(serve
             ({"number": NUMBER, "locale": "fr"}, "locale", "en or ja"),
             ({"number": NUMBER, "tags": ["two words"]}, "tags", "one word"),
             ({"number": NUMBER, "colour": "red"}, "colour", "unknown key"),
+            ({"number": NUMBER, "name": "Alex"}, "name", "unknown key"),
+            ({"number": NUMBER, "destination": "USA"}, "destination", "two-letter"),
+            ({"number": NUMBER, "time_zone": "Mars/Base"}, "time_zone", "IANA"),
         ]
         for body, field, reason in cases:
             response = await client.post(WATCHES, json=body)

@@ -21,7 +21,7 @@ from notifier.core.stages import Stage
 from notifier.core.views import WATCHED_BY_API, WATCHED_BY_CONFIG, ShipmentView
 from notifier.errors import InvalidNumberError
 from notifier.pipeline.estimates import Estimator, shown_windows
-from notifier.web.openapi import DOCUMENT
+from notifier.web.openapi import DOCUMENT, NEW_WATCH
 from notifier.web.state import DaemonView
 
 logger = logging.getLogger(__name__)
@@ -30,6 +30,8 @@ PREFIX = "/api/v1"
 # The last events a watch's answer carries: the customer's page shows the whole history.
 LAST_EVENTS = 10
 _NO_CACHE = {"Cache-Control": "no-store"}
+# What a new watch may carry, checked as a [[watch]] table's keys are.
+FIELDS = frozenset(NEW_WATCH["properties"])
 _CHALLENGE = {"WWW-Authenticate": 'Bearer realm="notifier"'}
 
 
@@ -143,8 +145,11 @@ class Api:
             return _error(400, f"the body is not JSON: {exc}")
         if not isinstance(raw, dict):
             return _error(400, "the body must be a JSON object")
-        watch, problems = check_watch(raw)
-        if watch is None:
+        # The customer's name is not taken here: subscriptions made here greet without one.
+        unknown = [(str(key), "unknown key") for key in raw if key not in FIELDS]
+        watch, problems = check_watch({k: v for k, v in raw.items() if k in FIELDS})
+        if watch is None or unknown:
+            problems = sorted(unknown + problems)
             return _error(422, "invalid watch", problems)
         store = self.view.store
         known = await store.get(watch.number)

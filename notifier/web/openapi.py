@@ -74,7 +74,7 @@ _WATCH = {
         },
     },
 }
-_NEW_WATCH = {
+NEW_WATCH: dict[str, Any] = {
     "type": "object",
     "required": ["number"],
     "additionalProperties": False,
@@ -87,7 +87,6 @@ _NEW_WATCH = {
         "label": {"type": "string", "maxLength": 200},
         "locale": {"enum": ["en", "ja"], "default": "en"},
         "tags": {"type": "array", "items": {"type": "string"}},
-        "name": {"type": "string", "description": "the customer's name for the greeting"},
         "destination": {"type": "string", "pattern": "^[A-Za-z]{2}$"},
         "time_zone": {"type": "string", "description": "IANA zone for quiet hours"},
     },
@@ -208,7 +207,7 @@ DOCUMENT: dict[str, Any] = {
     "components": {
         "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         "schemas": {
-            "NewWatch": _NEW_WATCH,
+            "NewWatch": NEW_WATCH,
             "Watch": _WATCH,
             "WatchSummary": _SUMMARY,
             "Window": _WINDOW,
