@@ -13,6 +13,7 @@ import httpx
 import jsonschema
 import pytest
 
+from notifier.cli.store import _status_row
 from notifier.config import HttpSettings, Settings, parse_settings
 from notifier.config.settings import IntakeSettings, Watch
 from notifier.core.diff import diff_detail
@@ -23,6 +24,7 @@ from notifier.errors import ConfigError
 from notifier.pipeline.activity import Activity
 from notifier.pipeline.cycle import CircuitBreaker
 from notifier.store import Store
+from notifier.web.admin.board import shipment_row
 from notifier.web.api import api_routes
 from notifier.web.app import build_app
 from notifier.web.openapi import DOCUMENT
@@ -278,6 +280,16 @@ async def test_a_reload_does_not_unwatch_api_watches(served: Served) -> None:
     assert stored is not None
     assert stored.active
     assert stored.watched_by == "api"
+
+
+async def test_the_parcel_page_and_status_json_say_the_watch_came_from_the_api(served: Served) -> None:
+    async with served.client() as client:
+        assert (await client.post(WATCHES, json={"number": NUMBER})).status_code == 201
+    view = await served.store.get(NUMBER)
+    assert view is not None
+    row = shipment_row(view, (), frozenset(), {}, dt.datetime.now(dt.UTC))
+    assert row.watched_by == "the JSON API"
+    assert _status_row(view)["watched_by"] == "api"
 
 
 async def test_the_openapi_document_is_served_and_covers_every_route(served: Served) -> None:
