@@ -77,6 +77,15 @@ _WATCH = {
 NEW_WATCH: dict[str, Any] = {
     "type": "object",
     "required": ["number"],
+    "examples": [
+        {
+            "number": "EJ123456785JP",
+            "subscribers": ["customer@example.com"],
+            "label": "Order 1001",
+            "locale": "en",
+            "tags": ["ems"],
+        }
+    ],
     "additionalProperties": False,
     "properties": {
         "number": {
@@ -101,7 +110,13 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = _json("Error", "No token, or a wrong one (with WWW-Authenticate: Bearer)")
-_NUMBER = {"name": "number", "in": "path", "required": True, "schema": {"type": "string"}}
+_NUMBER = {
+    "name": "number",
+    "in": "path",
+    "required": True,
+    "schema": {"type": "string"},
+    "example": "EJ123456785JP",
+}
 
 DOCUMENT: dict[str, Any] = {
     "openapi": "3.1.0",
