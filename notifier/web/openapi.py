@@ -110,6 +110,13 @@ def _json(schema: str, description: str) -> dict[str, Any]:
 
 
 _UNAUTHORIZED = _json("Error", "No token, or a wrong one (with WWW-Authenticate: Bearer)")
+# The web face's own limits answer before the API is reached, with its small HTML error page.
+_HTML = {"text/html": {"schema": {"type": "string"}}}
+_TOO_MANY = {
+    "description": "Over the per-client limit (60 at once, 120 a minute): wait Retry-After seconds",
+    "content": _HTML,
+}
+_TOO_LARGE = {"description": "The body is over 16 KiB", "content": _HTML}
 _NUMBER = {
     "name": "number",
     "in": "path",
@@ -144,6 +151,8 @@ DOCUMENT: dict[str, Any] = {
                     "401": _UNAUTHORIZED,
                     "409": _json("Error", "The number is in the configuration's watchlist"),
                     "422": _json("Error", "Invalid values: each problem names its field and why"),
+                    "413": _TOO_LARGE,
+                    "429": _TOO_MANY,
                 },
             },
             "get": {
@@ -180,6 +189,7 @@ DOCUMENT: dict[str, Any] = {
                     },
                     "401": _UNAUTHORIZED,
                     "422": _json("Error", "An unknown stage name"),
+                    "429": _TOO_MANY,
                 },
             },
         },
@@ -192,6 +202,7 @@ DOCUMENT: dict[str, Any] = {
                     "200": _json("Watch", "The watch (also once unwatched: active is false)"),
                     "401": _UNAUTHORIZED,
                     "404": _json("Error", "The number was never watched"),
+                    "429": _TOO_MANY,
                 },
             },
             "delete": {
@@ -202,6 +213,7 @@ DOCUMENT: dict[str, Any] = {
                     "401": _UNAUTHORIZED,
                     "404": _json("Error", "The number was never watched"),
                     "409": _json("Error", "The number is in the configuration's watchlist"),
+                    "429": _TOO_MANY,
                 },
             },
         },
