@@ -68,6 +68,7 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     (etc / "smtp-password").write_text("s3cret\n")
     (etc / "http-secret").write_text("a secret long enough to sign links\n")
     (etc / "http-admin-password").write_text("an operator board password\n")
+    (etc / "api-token").write_text("a token for the JSON API\n")
     (etc / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
     (tmp_path / "watch.d").mkdir()
     (tmp_path / "watch.d" / "orders.toml").write_text('[[watch]]\nnumber = "EE123456785JP"\n')
@@ -84,6 +85,7 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     assert Stage.CUSTOMS_PRESENTED not in settings.notifications.rules.stalls
     assert not {rule.name: rule for rule in settings.notifications.rules.rules}["delivered"].enabled
     assert "EE123456785JP" in [w.number for w in settings.watches]
+    assert settings.intake.api_token == "a token for the JSON API"
     assert settings.http is not None
     assert (settings.http.listen, settings.http.public_url) == (
         "127.0.0.1:8080",

@@ -225,6 +225,8 @@ def _status_row(view: ShipmentView, shown: Shown = (None, None)) -> dict[str, ob
         "last_error": view.last_error,
         "open_alerts": view.open_alerts,
         "active": view.active,
+        # Where the watch came from: config (the watchlist), cli or api.
+        "watched_by": view.watched_by,
         **window_fields(shown),
     }
 

@@ -47,6 +47,7 @@ from notifier.config.kinds import (
 )
 from notifier.config.schema import Declaration, Invalid, Key
 from notifier.config.settings import (
+    API_TOKEN_ENV,
     HTTP_ADMIN_PASSWORD_ENV,
     HTTP_SECRET_ENV,
     MAX_ATTEMPTS,
@@ -527,6 +528,20 @@ KEYS: tuple[Key, ...] = (
         ),
         "-",
         "refused: passwords do not go in the config file",
+    ),
+    Key(
+        "intake",
+        "api_token_file",
+        _SECRET_PATH,
+        "(none)",
+        "the JSON API's bearer token (else $NOTIFIER_API_TOKEN, credential api-token)",
+    ),
+    Key(
+        "intake",
+        "api_token",
+        Refused(f"secrets do not go in the config file; use api_token_file or ${API_TOKEN_ENV}"),
+        "-",
+        "refused: secrets do not go in the config file",
     ),
     Key(
         "watch",

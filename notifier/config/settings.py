@@ -30,6 +30,10 @@ HTTP_ADMIN_PASSWORD_MIN = 12
 # The web face's links are HMAC-signed with the secret: a short one could be guessed offline
 # from one signed link.
 HTTP_SECRET_MIN = 16
+API_TOKEN_ENV = "NOTIFIER_API_TOKEN"
+API_TOKEN_CREDENTIAL_NAME = "api-token"
+# The JSON API's bearer token lets anyone holding it add and remove watches: as long as a link secret.
+API_TOKEN_MIN = 16
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -117,6 +121,14 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeSettings:
+    """[intake]: how numbers come in besides the watchlist and the CLI."""
+
+    # The JSON API's bearer token; None: no API (/api/v1/ answers 404).
+    api_token: str | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:
     """One watched number and who hears about it."""
 
@@ -159,3 +171,4 @@ class Settings:
     example_identity_allowed: bool = False
     # [estimates]: delivery windows' width and where customers read them.
     estimates: WindowSettings = field(default_factory=WindowSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)

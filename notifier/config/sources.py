@@ -20,6 +20,8 @@ from notifier.config.kinds import FilePath, Folder, watch_file_patterns
 from notifier.config.parse import parse
 from notifier.config.schema import Snapshot, Unreadable, WatchFile
 from notifier.config.settings import (
+    API_TOKEN_CREDENTIAL_NAME,
+    API_TOKEN_ENV,
     CONFIG_ENV,
     CREDENTIAL_NAME,
     DATABASE_URL_ENV,
@@ -36,8 +38,8 @@ from notifier.errors import ConfigError
 from notifier.store.database import DEFAULT_DATABASE_URL
 
 # What the configuration may read besides its files: the secrets' variables and credentials.
-_ENVIRONMENT = (SMTP_PASSWORD_ENV, HTTP_SECRET_ENV, HTTP_ADMIN_PASSWORD_ENV)
-_CREDENTIALS = (CREDENTIAL_NAME, HTTP_CREDENTIAL_NAME, HTTP_ADMIN_CREDENTIAL_NAME)
+_ENVIRONMENT = (SMTP_PASSWORD_ENV, HTTP_SECRET_ENV, HTTP_ADMIN_PASSWORD_ENV, API_TOKEN_ENV)
+_CREDENTIALS = (CREDENTIAL_NAME, HTTP_CREDENTIAL_NAME, HTTP_ADMIN_CREDENTIAL_NAME, API_TOKEN_CREDENTIAL_NAME)
 # The declared keys that name a path, found once: what gather resolves, reads or looks at.
 _PATH_KEYS = tuple(key for key in KEYS if isinstance(key.kind, FilePath | Folder))
 

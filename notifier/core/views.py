@@ -12,6 +12,8 @@ from notifier.core.stages import Stage
 # Who put a shipment on the watchlist: the configuration's [[watch]] entries or `notifier watch`.
 WATCHED_BY_CONFIG = "config"
 WATCHED_BY_CLI = "cli"
+# Added through the JSON API (web/api.py): like the CLI's, a reload never unwatches them.
+WATCHED_BY_API = "api"
 # Nobody: past history brought in by `notifier history import`, never polled until watched.
 WATCHED_BY_IMPORT = "import"
 

@@ -14,6 +14,7 @@ from notifier.core.model import ContactOffice, ItemResult, TrackingEvent
 from notifier.core.numbers import TrackingNumber
 from notifier.core.rules import OperatorAlert
 from notifier.core.views import (
+    WATCHED_BY_CLI,
     AlertView,
     ConfiguredWatch,
     OpsCounts,
@@ -79,9 +80,16 @@ class Store:
         destination: str | None = None,
         tags: frozenset[str] | None = None,
         first_poll_at: dt.datetime | None = None,
+        watched_by: str = WATCHED_BY_CLI,
     ) -> ShipmentView:
         return await self.shipment_store.watch(
-            number, now=now, label=label, destination=destination, tags=tags, first_poll_at=first_poll_at
+            number,
+            now=now,
+            label=label,
+            destination=destination,
+            tags=tags,
+            first_poll_at=first_poll_at,
+            watched_by=watched_by,
         )
 
     async def watch_many(
@@ -93,9 +101,16 @@ class Store:
         destination: str | None = None,
         tags: frozenset[str] | None = None,
         first_poll_at: dt.datetime | None = None,
+        watched_by: str = WATCHED_BY_CLI,
     ) -> list[ShipmentView]:
         return await self.shipment_store.watch_many(
-            numbers, now=now, label=label, destination=destination, tags=tags, first_poll_at=first_poll_at
+            numbers,
+            now=now,
+            label=label,
+            destination=destination,
+            tags=tags,
+            first_poll_at=first_poll_at,
+            watched_by=watched_by,
         )
 
     async def unwatch(self, number: str) -> bool:

@@ -80,10 +80,17 @@ class Shipments:
         destination: str | None = None,
         tags: frozenset[str] | None = None,
         first_poll_at: dt.datetime | None = None,
+        watched_by: str = WATCHED_BY_CLI,
     ) -> ShipmentView:
         """Start (or keep) watching the newest shipment under this number."""
         (view,) = await self.watch_many(
-            [number], now=now, label=label, destination=destination, tags=tags, first_poll_at=first_poll_at
+            [number],
+            now=now,
+            label=label,
+            destination=destination,
+            tags=tags,
+            first_poll_at=first_poll_at,
+            watched_by=watched_by,
         )
         return view
 
@@ -96,6 +103,7 @@ class Shipments:
         destination: str | None = None,
         tags: frozenset[str] | None = None,
         first_poll_at: dt.datetime | None = None,
+        watched_by: str = WATCHED_BY_CLI,
     ) -> list[ShipmentView]:
         """`watch` for each number, in one transaction and a few statements; one view per
         distinct number, in the order given."""
@@ -127,6 +135,7 @@ class Shipments:
                         tags=" ".join(sorted(tags or ())),
                         created_at=now,
                         next_poll_at=first_poll_at or now,
+                        watched_by=watched_by,
                     )
                     session.add(row)
                 else:
@@ -137,8 +146,8 @@ class Shipments:
                     if not row.active:
                         row.active = True
                         row.next_poll_at = first_poll_at or now
-                        # Watched again from the CLI: a reload must not unwatch it again.
-                        row.watched_by = WATCHED_BY_CLI
+                        # Watched again from the CLI or the API: a reload must not unwatch it again.
+                        row.watched_by = watched_by
                 watched.append(row)
             await session.flush()
             return [view_of_orm(row) for row in watched]

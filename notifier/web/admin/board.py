@@ -101,6 +101,10 @@ class SubscriberCell:
     suppressed: bool
 
 
+# Where a watch came from (ShipmentView.watched_by), as the parcel page says it.
+_WATCHED_BY = {"config": "the configuration's watchlist", "cli": "the command line", "api": "the JSON API"}
+
+
 @dataclass(frozen=True, slots=True, kw_only=True)
 class ShipmentRow:
     number: str
@@ -122,6 +126,8 @@ class ShipmentRow:
     finished: bool
     # The delivery window shown now, or why there is none (windows.window_text).
     window: str = ""
+    # Where the watch came from, in words (_WATCHED_BY).
+    watched_by: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +286,7 @@ def shipment_row(
         need=need(view, bool(stalled)),
         finished=finished(view),
         window=window_text(window, now.date()),
+        watched_by=_WATCHED_BY.get(view.watched_by, view.watched_by),
     )
 
 
