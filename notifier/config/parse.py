@@ -21,6 +21,7 @@ from notifier.config.checks import (
     _string,
     parse_duration,
 )
+from notifier.config.intake import _intake
 from notifier.config.password import PasswordHash
 from notifier.config.rules import _notifications
 from notifier.config.settings import (
@@ -410,6 +411,7 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
     example_identity_allowed = _identity(data, problems, smtp, notifications, http)
     polling, tick = _polling(data, problems)
     estimates = _estimates(data, problems)
+    intake = _intake(data, problems, base)
     watches = _watches(data, problems)
     patterns = tuple(
         _anchored(base, pattern) for pattern in _watch_file_patterns(data.get("polling"), problems)
@@ -458,4 +460,5 @@ def _parse_settings(text: str, source: Path | None, where: str) -> Settings:
         http_secret_problem=problems.http_secret,
         example_identity_allowed=example_identity_allowed,
         estimates=estimates,
+        intake=intake,
     )

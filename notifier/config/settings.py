@@ -30,6 +30,11 @@ HTTP_ADMIN_PASSWORD_MIN = 12
 # The web face's links are HMAC-signed with the secret: a short one could be guessed offline
 # from one signed link.
 HTTP_SECRET_MIN = 16
+# [intake]: the shop platforms' webhook signing secrets.
+SHOPIFY_SECRET_ENV = "NOTIFIER_SHOPIFY_SECRET"
+SHOPIFY_CREDENTIAL_NAME = "shopify-secret"
+WOOCOMMERCE_SECRET_ENV = "NOTIFIER_WOOCOMMERCE_SECRET"
+WOOCOMMERCE_CREDENTIAL_NAME = "woocommerce-secret"
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -118,6 +123,16 @@ class HttpSettings:
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
+class IntakeSettings:
+    """[intake]: shop platforms' webhooks; each route exists only when its secret is set."""
+
+    shopify_secret: str | None = field(default=None, repr=False)
+    woocommerce_secret: str | None = field(default=None, repr=False)
+    # The messages' language when the payload names no customer locale.
+    default_locale: str = "en"
+
+
+@dataclass(frozen=True, slots=True, kw_only=True)
 class Watch:
     """One watched number and who hears about it."""
 
@@ -160,6 +175,7 @@ class Settings:
     example_identity_allowed: bool = False
     # [estimates]: delivery windows' width and where customers read them.
     estimates: WindowSettings = field(default_factory=WindowSettings)
+    intake: IntakeSettings = field(default_factory=IntakeSettings)
 
 
 @dataclass(frozen=True, slots=True)
@@ -478,6 +494,21 @@ KEYS: tuple[Key, ...] = (
         "the operator board's password (else $NOTIFIER_HTTP_ADMIN_PASSWORD)",
     ),
     Key("http", "admin_password", "-", "-", "refused: passwords do not go in the config file"),
+    Key(
+        "intake",
+        "shopify_secret_file",
+        "path",
+        "(none)",
+        "Shopify webhook secret (else $NOTIFIER_SHOPIFY_SECRET, credential shopify-secret)",
+    ),
+    Key(
+        "intake",
+        "woocommerce_secret_file",
+        "path",
+        "(none)",
+        "WooCommerce webhook secret (else $NOTIFIER_WOOCOMMERCE_SECRET, credential woocommerce-secret)",
+    ),
+    Key("intake", "default_locale", "en | ja", '"en"', "messages' language when the order names none"),
     Key("watch", "number", "tracking number", "(required)", "the number watched"),
     Key("watch", "label", "text, at most 200", '""', "shown in messages (e.g. the order)"),
     Key("watch", "name", "text", '""', "the customer's name for the greeting"),
@@ -496,7 +527,16 @@ def _keys_of(section: str) -> set[str]:
 # "secret" and "admin_password" are refused with their own message, not as unknown keys.
 _KNOWN: dict[str, set[str]] = {
     section: _keys_of(section)
-    for section in ("database", "japanpost", "smtp", "notifications", "http", "polling", "estimates")
+    for section in (
+        "database",
+        "japanpost",
+        "smtp",
+        "notifications",
+        "http",
+        "polling",
+        "estimates",
+        "intake",
+    )
 }
 _RULE_KEYS = _keys_of("notifications.rule")
 _WATCH_KEYS = _keys_of("watch")

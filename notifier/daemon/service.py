@@ -146,9 +146,12 @@ class Daemon(DaemonJobs):
     async def _start_web(self, sock: socket.socket) -> None:
         from notifier.web.admin import admin_routes
         from notifier.web.app import build_app
+        from notifier.web.intake import intake_routes
         from notifier.web.ops import ops_routes
 
-        self.web = WebServer(build_app(self, extra_routes=[*ops_routes(self), *admin_routes(self)]), sock)
+        self.web = WebServer(
+            build_app(self, extra_routes=[*ops_routes(self), *admin_routes(self), *intake_routes(self)]), sock
+        )
         try:
             task = await self.web.start()
         except Exception as exc:

@@ -28,6 +28,7 @@ from notifier.store.alerts import Alerts
 from notifier.store.audience import Audience
 from notifier.store.board import Board
 from notifier.store.database import Database, make_engine, require_head
+from notifier.store.intake import Intake
 from notifier.store.outbox import Outbox
 from notifier.store.polls import Polls
 from notifier.store.shipments import Shipments
@@ -50,6 +51,8 @@ class Store:
         self.watchlist = Watchlist(self.database)
         self.board = Board(self.database)
         self.shown_windows = ShownWindows(self.database)
+        # Shop-platform webhooks (web/intake.py): used through this repository directly.
+        self.intake = Intake(self.database)
 
     @classmethod
     async def open(cls, url: str, *, check_schema: bool = True) -> Store:
