@@ -122,6 +122,8 @@ class ShipmentRow:
     finished: bool
     # The delivery window shown now, or why there is none (windows.window_text).
     window: str = ""
+    # Where the watch came from: config, cli, shopify, woocommerce.
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -280,6 +282,7 @@ def shipment_row(
         need=need(view, bool(stalled)),
         finished=finished(view),
         window=window_text(window, now.date()),
+        source=view.watched_by,
     )
 
 
