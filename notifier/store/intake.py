@@ -60,9 +60,7 @@ class Intake:
         every order's numbers are watched for its email, numbers an update dropped and those of
         a cancelled order are unwatched when the intake started them, and the call is logged."""
         async with self._db.write() as session:
-            if self._db.dialect == "postgresql":
-                # Serialized with watchlist syncs and CLI watches: all decide from the newest row.
-                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WATCH_SYNC_LOCK})
+            # The event id's primary key alone decides a replay: no lock is needed for that.
             if event_id:
                 await session.execute(delete(IntakeEvent).where(IntakeEvent.received_at < now - EVENT_MEMORY))
                 inserted = await session.execute(
@@ -74,6 +72,9 @@ class Intake:
                 if inserted.first() is None:
                     await self._log(session, platform, "ignored", topic, f"event {event_id[:60]} again", now)
                     return IntakeResult(replayed=True)
+            if self._db.dialect == "postgresql" and orders:
+                # Serialized with watchlist syncs and CLI watches: all decide from the newest row.
+                await session.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": WATCH_SYNC_LOCK})
             watched: list[str] = []
             unwatched: list[str] = []
             ignored: list[str] = []
