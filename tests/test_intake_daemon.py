@@ -215,6 +215,13 @@ def test_sigkill_right_after_the_200_loses_no_watch_and_woocommerce_works(
         run.proc.wait(timeout=30)
     finally:
         run.stop()
+    status = subprocess.run(
+        [sys.executable, "-m", "notifier", "status", "--json", "--config", str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert [(row["number"], row["watched_by"]) for row in json.loads(status.stdout)] == [(YUPACK, "shopify")]
     kept = shipment(empty_db_url, YUPACK)
     assert kept is not None
     assert kept.active

@@ -120,3 +120,39 @@ async def test_the_board_lists_recent_calls_and_where_watches_came_from(
     assert "bad or missing X-Shopify-Hmac-Sha256" in page
     assert "via shopify" in page
     assert dt.datetime.now(dt.UTC).strftime("%Y-%m-%d") in page
+
+
+async def test_woocommerce_answers_its_save_ping_and_refuses_forged_orders(
+    site: tuple[str, Store, View],
+) -> None:
+    url, store, view = site
+    view.settings = dataclasses.replace(view.settings, intake=IntakeSettings(woocommerce_secret=SECRET))
+    order = json.loads((DATA / "woocommerce_order.json").read_text(encoding="utf-8"))
+    body = json.dumps(order).encode()
+    async with httpx.AsyncClient(base_url=url) as client:
+        # The ping as some WooCommerce versions send it: form-encoded, unsigned. It changes nothing.
+        ping = await client.post(
+            "/intake/woocommerce",
+            content=b"webhook_id=7",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+        )
+        assert ping.status_code == 200
+        forged = await client.post(
+            "/intake/woocommerce",
+            content=body,
+            headers={
+                "X-WC-Webhook-Topic": "order.updated",
+                "X-WC-Webhook-Signature": sign("guess" * 5, body),
+            },
+        )
+        assert forged.status_code == 401
+        # A signed body that is not an order: 422 naming the field.
+        bad = b'{"status": "completed"}'
+        unusable = await client.post(
+            "/intake/woocommerce",
+            content=bad,
+            headers={"X-WC-Webhook-Topic": "order.updated", "X-WC-Webhook-Signature": sign(SECRET, bad)},
+        )
+        assert unusable.status_code == 422
+        assert "id" in unusable.json()["error"]
+    assert await store.get("314159265350") is None
