@@ -100,6 +100,24 @@ def test_intake_settings_come_from_a_file_and_refuse_short_secrets(tmp_path: Pat
         parse_settings('[intake]\ndefault_locale = "fr"\n', tmp_path / "n.toml")
 
 
+def test_intake_secrets_come_from_the_environment_else_systemd_credentials(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("CREDENTIALS_DIRECTORY", raising=False)
+    monkeypatch.delenv("NOTIFIER_WOOCOMMERCE_SECRET", raising=False)
+    monkeypatch.setenv("NOTIFIER_SHOPIFY_SECRET", "shopify secret from the environment")
+    settings = parse_settings("[intake]\n")
+    assert settings.intake.shopify_secret == "shopify secret from the environment"
+    assert settings.intake.woocommerce_secret is None
+    monkeypatch.delenv("NOTIFIER_SHOPIFY_SECRET")
+    (tmp_path / "shopify-secret").write_text("shopify secret from systemd\n", encoding="utf-8")
+    (tmp_path / "woocommerce-secret").write_text("woocommerce secret from systemd\n", encoding="utf-8")
+    monkeypatch.setenv("CREDENTIALS_DIRECTORY", str(tmp_path))
+    settings = parse_settings("")
+    assert settings.intake.shopify_secret == "shopify secret from systemd"
+    assert settings.intake.woocommerce_secret == "woocommerce secret from systemd"
+
+
 @pytest_asyncio.fixture
 async def store(db_url: str) -> AsyncIterator[Store]:
     store = await Store.open(db_url)
