@@ -1,5 +1,5 @@
 """notifier.config's parsing modules do no I/O (sources.py alone reads files, the environment and
-credentials), and no module of the package outgrows 700 lines."""
+credentials), and no module of the package outgrows 600 lines."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parent.parent / "notifier" / "config"
-PURE = ("settings", "toml", "checks", "watches", "rules", "parse")
+PURE = ("settings", "schema", "kinds", "watch_kinds", "keys", "toml", "checks", "watches", "rules", "parse")
 IO_MODULES = {"os", "glob", "io", "shutil", "subprocess", "socket"}
 IO_CALLS = {
     "open",
@@ -42,6 +42,6 @@ def test_parsing_modules_do_no_io(name: str) -> None:
     assert found == [], f"{name}.py does I/O; it belongs in sources.py"
 
 
-def test_no_config_module_is_over_700_lines() -> None:
+def test_no_config_module_is_over_600_lines() -> None:
     sizes = {path.name: len(path.read_text(encoding="utf-8").splitlines()) for path in PACKAGE.glob("*.py")}
-    assert {name: size for name, size in sizes.items() if size > 700} == {}
+    assert {name: size for name, size in sizes.items() if size > 600} == {}

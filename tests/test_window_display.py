@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from notifier.config.parse import parse_settings
+from notifier.config import parse_settings
 from notifier.core.compose import MailSettings, drafts_for, shown_window
 from notifier.core.eta import Calibration, Estimate, Lane, Window
 from notifier.core.messages import Template

@@ -381,7 +381,10 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 
 def cmd_history(args: argparse.Namespace) -> int:
-    return _run(_history(args))
+    from notifier.cli.history import cmd_history_file
+
+    handled = cmd_history_file(args)
+    return _run(_history(args)) if handled is None else handled
 
 
 def cmd_alerts(args: argparse.Namespace) -> int:
@@ -486,12 +489,48 @@ def add_parsers(
     _database_options(status)
     status.set_defaults(handler=cmd_status)
 
-    history = command("history", "full stored history of one number")
-    history.add_argument("number", metavar="NUMBER")
-    history.add_argument("--locale", choices=["en", "ja"], default="en")
-    history.add_argument("--json", action="store_true")
+    from notifier.cli.history import cmd_backtest, since_date
+    from notifier.core.eta import Calibration
+
+    history = command(
+        "history",
+        "full stored history of one number; `history export [--since DATE] > FILE.jsonl` and "
+        "`history import FILE.jsonl` carry past shipments between databases",
+    )
+    history.add_argument(
+        "number", metavar="NUMBER|export|import", help="a tracking number, or export or import"
+    )
+    history.add_argument(
+        "file", nargs="?", metavar="FILE", help="import: the history file (one shipment per line)"
+    )
+    history.add_argument(
+        "--locale", choices=["en", "ja"], default="en", help="NUMBER: language of the meaning"
+    )
+    history.add_argument(
+        "--since",
+        type=since_date,
+        metavar="DATE",
+        help="export: only shipments first watched on or after DATE (YYYY-MM-DD, in Japan)",
+    )
+    history.add_argument("--json", action="store_true", help="NUMBER: print the history as JSON")
     _database_options(history)
     history.set_defaults(handler=cmd_history)
+
+    backtest = command(
+        "backtest", "replay the stored history and report how good the delivery windows would have been"
+    )
+    backtest.add_argument(
+        "--since", type=since_date, metavar="DATE", help="only checkpoints on or after DATE (YYYY-MM-DD)"
+    )
+    backtest.add_argument(
+        "--calibration",
+        choices=[c.value for c in Calibration],
+        default=Calibration.BALANCED.value,
+        help="how wide the windows are: which percentiles of the remaining time (default: balanced)",
+    )
+    backtest.add_argument("--json", action="store_true", help="print the checkpoints and the summary as JSON")
+    _database_options(backtest)
+    backtest.set_defaults(handler=cmd_backtest)
 
     alerts = command("alerts", "list or acknowledge operator alerts")
     alerts.add_argument("--all", action="store_true", help="include acknowledged alerts")

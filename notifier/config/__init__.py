@@ -1,8 +1,10 @@
 """Configuration files (TOML) to validated, frozen settings; every problem names its file, line and key.
 
-The package is split by concern: settings (the dataclasses, the declaration), toml (positions),
-checks (values, addresses, URLs, identity), watches, rules, parse (the sections, pure) and
-sources (the only module that reads files, the environment or systemd credentials)."""
+The package is split by concern: keys (every key declared once with its kind, default and doc),
+schema (the declaration's types, the Snapshot and the walker), kinds and watch_kinds (the values
+a key takes), settings (the dataclasses), toml (positions), checks (values, identity), watches,
+rules, parse (a Snapshot to Settings, pure) and sources (gather: the only module that reads
+files, the environment or systemd credentials)."""
 
 from notifier.config.checks import (
     EXAMPLE_IDENTITY_WARNING,
@@ -11,7 +13,8 @@ from notifier.config.checks import (
     sending_smtp,
     web_secret,
 )
-from notifier.config.parse import parse_settings
+from notifier.config.parse import parse
+from notifier.config.schema import Snapshot
 from notifier.config.settings import (
     CONFIG_ENV,
     CREDENTIAL_NAME,
@@ -32,8 +35,14 @@ from notifier.config.settings import (
     Settings,
     Watch,
 )
-from notifier.config.sources import load_settings, matching_watch_files, read_password, start_refusals
-from notifier.config.watches import _PLAIN_ADDRESS, _subscriber_address
+from notifier.config.sources import (
+    gather,
+    load_settings,
+    matching_watch_files,
+    parse_settings,
+    start_refusals,
+)
+from notifier.config.watch_kinds import _PLAIN_ADDRESS, _subscriber_address
 from notifier.errors import ConfigError
 
 __all__ = [
@@ -57,14 +66,16 @@ __all__ = [
     "JapanPostSettings",
     "NotificationSettings",
     "Settings",
+    "Snapshot",
     "Watch",
     "_subscriber_address",
+    "gather",
     "load_settings",
     "matching_watch_files",
     "name_problem",
+    "parse",
     "parse_duration",
     "parse_settings",
-    "read_password",
     "sending_smtp",
     "start_refusals",
     "web_secret",

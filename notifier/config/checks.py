@@ -1,13 +1,12 @@
-"""Pure checks of single values: durations, strings, addresses, URLs, column fits and the shop's identity."""
+"""Pure checks the kinds share (durations, clock times, column fits, URLs) and the shop's identity across keys."""
 
 from __future__ import annotations
 
 import datetime as dt
 import functools
 import math
-import re
 import urllib.parse
-from pathlib import Path
+from collections.abc import Mapping
 from typing import Any
 
 import httpx
@@ -17,7 +16,6 @@ from notifier.config.settings import (
     _CLOCK,
     _CONTROL,
     _DURATION,
-    _KNOWN,
     _UNITS,
     MAX_DURATION,
     HttpSettings,
@@ -26,10 +24,9 @@ from notifier.config.settings import (
 )
 from notifier.config.smtp import SmtpSettings, is_loopback
 from notifier.config.toml import _Problems
-from notifier.core.colors import HEX_COLOR, MIN_CONTRAST, contrast_ratio
 from notifier.core.identity import EXAMPLE_SHOP_NAME, EXAMPLE_SHOP_PHONE, address_domain, reserved_domain
 from notifier.core.messages import Template
-from notifier.core.mime import AddressError, make_message_id, validate_address
+from notifier.core.mime import make_message_id
 from notifier.core.stages import Stage
 from notifier.errors import ConfigError
 from notifier.store.database import DatabaseError, async_url
@@ -66,74 +63,6 @@ def _parse_clock(text: str) -> dt.time:
     return dt.time(int(m.group(1)), int(m.group(2)))
 
 
-def _section(data: dict[str, Any], name: str, problems: _Problems) -> dict[str, Any]:
-    value = data.get(name, {})
-    if not isinstance(value, dict):
-        problems.add(name, "must be a table")
-        return {}
-    for key in sorted(set(value) - _KNOWN[name]):
-        problems.add(f"{name}.{key}", "unknown key")
-    return value
-
-
-def _string(table: dict[str, Any], key: str, dotted: str, problems: _Problems) -> str | None:
-    value = table.get(key)
-    if value is None:
-        return None
-    if not isinstance(value, str) or not value.strip():
-        problems.add(dotted, "must be a non-empty string")
-        return None
-    if "\x00" in value:
-        problems.add(dotted, "cannot contain a NUL character")
-        return None
-    return value
-
-
-def _outbound_url(table: dict[str, Any], key: str, dotted: str, problems: _Problems) -> str | None:
-    """An http(s) URL the daemon calls. The value itself never appears in an error or a log
-    line: webhook and ping URLs carry their credentials in their path."""
-    value = _string(table, key, dotted, problems)
-    if value is None:
-        return None
-    value = value.strip()
-    try:
-        parts = urllib.parse.urlsplit(value)
-        parts.port  # noqa: B018 (raises ValueError on a port that is not a number)
-    except ValueError as exc:
-        problems.add(dotted, f"is not a valid URL ({exc})")
-        return None
-    if parts.scheme.lower() not in ("http", "https"):
-        scheme = f"{parts.scheme}:" if parts.scheme and parts.scheme.isascii() else "no scheme"
-        problems.add(dotted, f"must be an http:// or https:// URL (this one has {scheme[:20]})")
-        return None
-    if not parts.hostname:
-        problems.add(dotted, "must name a host, like https://hooks.example.com/...")
-        return None
-    if _CONTROL.search(value) or " " in value or not value.isascii():
-        problems.add(dotted, "must be printable ASCII without spaces (percent-encode the rest)")
-        return None
-    if len(value) > 2000:
-        problems.add(dotted, "is too long (at most 2000 characters)")
-        return None
-    if not _http_url(value):
-        problems.add(dotted, "is not a URL the HTTP client accepts")
-        return None
-    return value
-
-
-def _address(
-    table: dict[str, Any], key: str, dotted: str, problems: _Problems, *, display: bool
-) -> str | None:
-    value = _string(table, key, dotted, problems)
-    if value is None:
-        return None
-    try:
-        return validate_address(value, allow_display_name=display)
-    except AddressError as exc:
-        problems.add(dotted, str(exc))
-        return None
-
-
 @functools.cache
 def _column_size(attribute: InstrumentedAttribute[Any]) -> tuple[int, str]:
     """The declared size of a String column, and its name: the ORM is where sizes are written."""
@@ -164,8 +93,8 @@ def _stored_text(value: str, *columns: InstrumentedAttribute[Any]) -> str | None
     return _too_long(value, *columns)
 
 
-def _sender_fits(sender: str, dotted: str, problems: _Problems) -> bool:
-    """Every message stores its From and a Message-ID made from its domain: both must fit."""
+def _sender_problem(sender: str) -> str | None:
+    """Why a From cannot be stored: it and a Message-ID made from its domain must both fit."""
     reason = _too_long(sender, OutboxMessage.sender)
     if reason is None:
         domain = sender.rsplit("<", 1)[-1].rstrip(">").rsplit("@", 1)[-1]
@@ -176,76 +105,11 @@ def _sender_fits(sender: str, dotted: str, problems: _Problems) -> bool:
         else:
             too_long = _too_long(message_id, OutboxMessage.message_id)
             reason = f"its domain makes a Message-ID that {too_long}" if too_long else None
-    if reason is not None:
-        problems.add(dotted, reason)
-        return False
-    return True
-
-
-def _set_of(value: object, dotted: str, problems: _Problems, *, upper: bool = False) -> frozenset[str]:
-    if value is None:
-        return frozenset()
-    if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
-        problems.add(dotted, "must be a list of strings")
-        return frozenset()
-    return frozenset(v.upper() if upper else v.casefold() for v in value)
+    return reason
 
 
 _STAGE_NAMES = frozenset(s.value for s in Stage)
 _TEMPLATE_NAMES = frozenset(t.value for t in Template)
-
-
-def _one_of(value: object, allowed: frozenset[str] | set[str]) -> bool:
-    return isinstance(value, str) and value in allowed
-
-
-def _https_url(table: dict[str, Any], key: str, dotted: str, problems: _Problems) -> str | None:
-    """An https URL that customer messages link to or load (a logo): shown as written."""
-    value = _string(table, key, dotted, problems)
-    if value is None:
-        return None
-    parts = urllib.parse.urlsplit(value.strip())
-    if parts.scheme != "https" or not parts.hostname:
-        problems.add(dotted, "must be an https:// URL with a host, like https://shop.example/")
-        return None
-    if _CONTROL.search(value) or " " in value.strip() or not value.isascii():
-        problems.add(dotted, "must be printable ASCII without spaces (percent-encode the rest)")
-        return None
-    if len(value) > 2000:
-        problems.add(dotted, "is too long (at most 2000 characters)")
-        return None
-    return value.strip()
-
-
-def _brand_color(table: dict[str, Any], problems: _Problems) -> str | None:
-    """The messages' accent colour: white text sits on it and it colours links on white."""
-    dotted = "notifications.brand_color"
-    value = _string(table, "brand_color", dotted, problems)
-    if value is None:
-        return None
-    if not HEX_COLOR.fullmatch(value):
-        problems.add(dotted, f"must be a colour written #rrggbb, like #1d4f91 (not {value[:20]!r})")
-        return None
-    ratio = contrast_ratio(value)
-    if ratio < MIN_CONTRAST:
-        problems.add(
-            dotted,
-            f"{value} has a contrast of {ratio:.2f}:1 against white; white button text and links on "
-            f"white need at least {MIN_CONTRAST}:1 (WCAG AA): choose a darker colour",
-        )
-        return None
-    return value.lower()
-
-
-def _anchor_sqlite(url: str, base: Path) -> str:
-    """A relative SQLite path in a config file means beside that file, like every other path in it."""
-    prefix = "sqlite:///"
-    if not url.startswith(prefix) or url.startswith(prefix + "/"):
-        return url
-    relative = url[len(prefix) :]
-    if not relative or relative.startswith(":memory:") or "?" in relative:
-        return url
-    return prefix + str((base / relative).resolve())
 
 
 def _database_url(url: str) -> str | None:
@@ -286,11 +150,13 @@ def _unsubscribe_host(target: str) -> str:
 
 
 def _identity(
-    data: dict[str, Any],
+    data: Mapping[str, Any],
     problems: _Problems,
     smtp: SmtpSettings | None,
     n: NotificationSettings,
     http: HttpSettings | None,
+    *,
+    allow: bool,
 ) -> bool:
     """With [smtp] (mail reaches customers), refuse every part of the shop's identity that they
     see and that is still a placeholder: From, Reply-To, the unsubscribe target (also when it
@@ -299,11 +165,6 @@ def _identity(
     allow_example_identity lets placeholders through."""
     if smtp is None:
         return False
-    table = data.get("smtp")
-    allow = table.get("allow_example_identity", False) if isinstance(table, dict) else False
-    if not isinstance(allow, bool):
-        problems.add("smtp.allow_example_identity", "must be true or false")
-        allow = False
     if allow and is_loopback(smtp.host):
         return True
     if allow:
@@ -391,23 +252,6 @@ def _http_url(text: str) -> bool:
         return bool(httpx.URL(text).host)
     except (httpx.InvalidURL, ValueError, TypeError):
         return False
-
-
-_PHONE = re.compile(r"\+?[0-9][0-9 ()\-]{4,28}[0-9]")
-
-
-def _phone(table: dict[str, Any], problems: _Problems) -> str:
-    value = _string(table, "shop_phone", "notifications.shop_phone", problems)
-    if value is None:
-        return ""
-    if not _PHONE.fullmatch(value.strip()):
-        problems.add(
-            "notifications.shop_phone",
-            "must be a phone number: digits, spaces, hyphens and brackets, "
-            'optionally starting with + (e.g. "+81 3-1234-5678")',
-        )
-        return ""
-    return value.strip()
 
 
 def sending_smtp(settings: Settings) -> SmtpSettings | None:

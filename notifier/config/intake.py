@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from pathlib import Path
+from collections.abc import Callable, Mapping
 from typing import Any
 
-from notifier.config.checks import _section
+from notifier.config.keys import DECLARED
+from notifier.config.schema import Snapshot, table_of
 from notifier.config.settings import (
     SHOPIFY_CREDENTIAL_NAME,
     SHOPIFY_SECRET_ENV,
@@ -13,30 +14,35 @@ from notifier.config.settings import (
     WOOCOMMERCE_SECRET_ENV,
     IntakeSettings,
 )
-from notifier.config.sources import _find_secret
 from notifier.config.toml import _Problems
 
 # A webhook secret is the only thing between a forger and the watchlist.
 INTAKE_SECRET_MIN = 16
+# parse._find_secret, passed in: this module stays below parse.py.
+FindSecret = Callable[..., str | None]
 
 
-def _intake(data: dict[str, Any], problems: _Problems, base: Path) -> IntakeSettings:
-    table = _section(data, "intake", problems)
+def _intake(
+    data: Mapping[str, Any], problems: _Problems, snap: Snapshot, find_secret: FindSecret
+) -> IntakeSettings:
+    table = table_of(data, "intake", problems)
+    values = DECLARED.walk(table, "intake", problems, snap)
     secrets: dict[str, str | None] = {}
     for platform, env, credential in (
         ("shopify", SHOPIFY_SECRET_ENV, SHOPIFY_CREDENTIAL_NAME),
         ("woocommerce", WOOCOMMERCE_SECRET_ENV, WOOCOMMERCE_CREDENTIAL_NAME),
     ):
         key = f"{platform}_secret_file"
-        secret = _find_secret(
+        secret = find_secret(
+            snap,
             table,
+            values,
             key,
             "intake",
             env=env,
             credential=credential,
             credential_key=f"intake.{key}",
             problems=problems,
-            base=base,
         )
         if secret is not None and len(secret) < INTAKE_SECRET_MIN:
             problems.add(
@@ -46,10 +52,8 @@ def _intake(data: dict[str, Any], problems: _Problems, base: Path) -> IntakeSett
             )
             secret = None
         secrets[platform] = secret or None
-    locale = table.get("default_locale", "en")
-    if locale not in ("en", "ja"):
-        problems.add("intake.default_locale", 'must be "en" or "ja"')
-        locale = "en"
     return IntakeSettings(
-        shopify_secret=secrets["shopify"], woocommerce_secret=secrets["woocommerce"], default_locale=locale
+        shopify_secret=secrets["shopify"],
+        woocommerce_secret=secrets["woocommerce"],
+        default_locale=str(values.get("default_locale", "en")),
     )

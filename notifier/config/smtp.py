@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import ipaddress
 import os
-from dataclasses import dataclass, field
+from dataclasses import InitVar, dataclass, field
 from typing import Literal
 
 from notifier.errors import ConfigError
@@ -52,8 +52,10 @@ class SmtpSettings:
     cert_bundle: str | None = None
     local_hostname: str | None = None
     username_at: str | None = field(default=None, compare=False)
+    # The config parser has checked cert_bundle against its snapshot of the files (it does no I/O).
+    bundle_checked: InitVar[bool] = False
 
-    def __post_init__(self) -> None:
+    def __post_init__(self, bundle_checked: bool) -> None:
         problems: list[str] = []
         if not self.host or any(char.isspace() or not char.isprintable() for char in self.host):
             problems.append(f"smtp.host {self.host!r} is not a host name")
@@ -72,7 +74,7 @@ class SmtpSettings:
             problems.append("smtp.timeout must be positive")
         if not self.connect_timeout > 0:
             problems.append("smtp.connect_timeout must be positive")
-        if self.cert_bundle is not None and not os.path.isfile(self.cert_bundle):
+        if self.cert_bundle is not None and not bundle_checked and not os.path.isfile(self.cert_bundle):
             problems.append(f"smtp.cert_bundle {self.cert_bundle!r} is not a readable file")
         if self.local_hostname is not None and (
             not self.local_hostname or any(c.isspace() or not c.isprintable() for c in self.local_hostname)

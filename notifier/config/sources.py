@@ -1,28 +1,60 @@
-"""The configuration's only I/O: the config and watch files, secrets from files, the environment and systemd credentials."""
+"""The configuration's only I/O: gathering its text, secret files, environment, systemd credentials
+and watch files into one Snapshot, which parse.parse turns into Settings without any I/O."""
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import glob
 import itertools
 import os
-from collections.abc import Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+from zoneinfo import ZoneInfo
 
 from notifier.config.checks import _database_url, sending_smtp, web_secret
+from notifier.config.keys import KEYS
+from notifier.config.kinds import FilePath, Folder, watch_file_patterns
+from notifier.config.parse import parse
+from notifier.config.schema import Snapshot, Unreadable, WatchFile
 from notifier.config.settings import (
     CONFIG_ENV,
     CREDENTIAL_NAME,
     DATABASE_URL_ENV,
+    HTTP_ADMIN_CREDENTIAL_NAME,
+    HTTP_ADMIN_PASSWORD_ENV,
+    HTTP_CREDENTIAL_NAME,
+    HTTP_SECRET_ENV,
+    SHOPIFY_CREDENTIAL_NAME,
+    SHOPIFY_SECRET_ENV,
     SMTP_PASSWORD_ENV,
+    WOOCOMMERCE_CREDENTIAL_NAME,
+    WOOCOMMERCE_SECRET_ENV,
     DatabaseSettings,
     Settings,
-    Watch,
 )
-from notifier.config.toml import _decode, _parse_toml, _Problems
-from notifier.config.watches import _watches
+from notifier.config.toml import _decode, _parse_toml
 from notifier.errors import ConfigError
+from notifier.store.database import DEFAULT_DATABASE_URL
+
+# What the configuration may read besides its files: the secrets' variables and credentials.
+_ENVIRONMENT = (
+    SMTP_PASSWORD_ENV,
+    HTTP_SECRET_ENV,
+    HTTP_ADMIN_PASSWORD_ENV,
+    SHOPIFY_SECRET_ENV,
+    WOOCOMMERCE_SECRET_ENV,
+)
+_CREDENTIALS = (
+    CREDENTIAL_NAME,
+    HTTP_CREDENTIAL_NAME,
+    HTTP_ADMIN_CREDENTIAL_NAME,
+    SHOPIFY_CREDENTIAL_NAME,
+    WOOCOMMERCE_CREDENTIAL_NAME,
+)
+# The declared keys that name a path, found once: what gather resolves, reads or looks at.
+_PATH_KEYS = tuple(key for key in KEYS if isinstance(key.kind, FilePath | Folder))
 
 
 def _file_path(base: Path, text: str) -> Path:
@@ -30,78 +62,13 @@ def _file_path(base: Path, text: str) -> Path:
     return base / os.path.expanduser(text)
 
 
-def read_password(smtp: dict[str, Any], problems: _Problems, base: Path, *, login: bool) -> str | None:
-    """The SMTP password: password_file, else $NOTIFIER_SMTP_PASSWORD, else the systemd
-    credential `smtp-password`. Never from the TOML itself. Without a login (`login`: a username
-    is set) only a password_file the config names is read: the environment and the credential
-    may be there for other reasons (the unit's empty fallback for a relay without AUTH)."""
-    if "password" in smtp:
-        problems.add(
-            "smtp.password",
-            "passwords do not go in the config file; use password_file or $NOTIFIER_SMTP_PASSWORD",
-        )
-    if not login and "password_file" not in smtp:
-        return None
-    return _find_secret(
-        smtp,
-        "password_file",
-        "smtp",
-        env=SMTP_PASSWORD_ENV,
-        credential=CREDENTIAL_NAME,
-        credential_key="smtp.username",
-        problems=problems,
-        base=base,
-    )
-
-
-def _find_secret(
-    table: dict[str, Any],
-    file_key: str,
-    section: str,
-    *,
-    env: str,
-    credential: str,
-    credential_key: str,
-    problems: _Problems,
-    base: Path,
-) -> str | None:
-    """A secret from the file `table[file_key]` names, else $`env`, else the systemd credential
-    `credential` (in $CREDENTIALS_DIRECTORY); None when none of them is there."""
-    path = table.get(file_key)
-    if path is not None:
-        if not isinstance(path, str) or not path or "\x00" in path:
-            problems.add(f"{section}.{file_key}", "must be a path")
-            return None
-        return _read_secret(_file_path(base, path), f"{section}.{file_key}", problems)
-    if os.environ.get(env):
-        return os.environ[env]
-    credentials = os.environ.get("CREDENTIALS_DIRECTORY")
-    if credentials and (Path(credentials) / credential).is_file():
-        return _read_secret(
-            Path(credentials) / credential,
-            credential_key,
-            problems,
-            f' (the systemd credential "{credential}", from LoadCredential={credential}:/etc/notifier/{credential})',
-        )
-    return None
-
-
-def _read_secret(file: Path, dotted: str, problems: _Problems, origin: str = "") -> str | None:
+def _read_secret(file: Path) -> str | Unreadable:
     try:
-        secret = file.read_text(encoding="utf-8").strip()
+        return file.read_text(encoding="utf-8").strip()
     except OSError as exc:
-        problems.add(dotted, f"cannot read {file}: {exc.strerror}")
-        return None
+        return Unreadable(f"cannot read {file}: {exc.strerror}")
     except UnicodeDecodeError:
-        problems.add(dotted, f"{file} is not UTF-8 text")
-        return None
-    if not secret:
-        # A password prompt run without a terminal writes an empty file and exits 0.
-        problems.add(
-            dotted, f"{file}{origin} is empty: write the secret into it again (see docs/how-to/systemd.md)"
-        )
-        return None
-    return secret
+        return Unreadable(f"{file} is not UTF-8 text")
 
 
 def _anchored(base: Path, pattern: str) -> str:
@@ -130,23 +97,128 @@ def matching_watch_files(patterns: Sequence[str], source: Path | None = None) ->
     return files
 
 
-def _watch_file(path: Path, problems: _Problems) -> list[Watch]:
-    """The [[watch]] tables of one watch file; its problems join the main file's."""
+def _watch_file(path: Path) -> WatchFile:
     try:
-        extra_text = _decode(path.read_bytes(), str(path))
-        extra = _parse_toml(extra_text, str(path))
+        text = _decode(path.read_bytes(), str(path))
+        return WatchFile(path, text, _parse_toml(text, str(path)))
     except OSError as exc:
-        problems.items.append(f"{path}: cannot read watch file: {exc.strerror}")
-        return []
+        return WatchFile(path, error=f"{path}: cannot read watch file: {exc.strerror}")
     except ConfigError as exc:
-        problems.items.append(str(exc))
-        return []
-    extra_problems = _Problems(extra_text, str(path))
-    for key in sorted(set(extra) - {"watch"}):
-        extra_problems.add(key, "watch files hold only [[watch]] tables")
-    watches = _watches(extra, extra_problems)
-    problems.items += extra_problems.items
-    return watches
+        return WatchFile(path, error=str(exc))
+
+
+@functools.lru_cache(maxsize=4096)
+def _known_zone(name: str) -> bool:
+    try:
+        ZoneInfo(name)
+    except Exception:  # zoneinfo raises ValueError, KeyError or OSError by input
+        return False
+    return True
+
+
+def _zones_named(data: Mapping[str, Any], zones: set[str]) -> None:
+    """Adds the time zone names `data` mentions (default_time_zone, each watch's time_zone)."""
+    notifications = data.get("notifications")
+    if isinstance(notifications, dict) and isinstance(notifications.get("default_time_zone"), str):
+        zones.add(notifications["default_time_zone"])
+    watches = data.get("watch")
+    if isinstance(watches, list):
+        zones.update(
+            w["time_zone"] for w in watches if isinstance(w, dict) and isinstance(w.get("time_zone"), str)
+        )
+
+
+def _sqlite_anchored(url: str, base: Path) -> str:
+    """A relative SQLite path in a config file means beside that file, like every other path in it."""
+    prefix = "sqlite:///"
+    if not url.startswith(prefix) or url.startswith(prefix + "/"):
+        return url
+    relative = url[len(prefix) :]
+    if not relative or relative.startswith(":memory:") or "?" in relative:
+        return url
+    return prefix + str((base / relative).resolve())
+
+
+def gather(text: str, source: Path | None = None) -> Snapshot:
+    """Everything the configuration text depends on, read now: the only I/O of parsing."""
+    where = str(source) if source else "<config>"
+    base = source.parent if source else Path.cwd()
+    try:
+        data = _parse_toml(text, where)
+    except ConfigError as exc:
+        return Snapshot(text=text, where=where, source=source, base=base, toml_error=str(exc))
+    paths: dict[str, Path] = {}
+    reads: dict[Path, str | Unreadable] = {}
+    folders: set[Path] = set()
+    files: set[Path] = set()
+    for key in _PATH_KEYS:
+        table = data.get(key.section)
+        value = table.get(key.name) if isinstance(table, dict) else None
+        if not isinstance(value, str) or not value or "\x00" in value:
+            continue
+        path = paths[value] = _file_path(base, value)
+        if isinstance(key.kind, FilePath) and key.kind.message:  # a secret's file
+            reads[path] = _read_secret(path)
+        elif path.is_file():
+            files.add(path)
+        elif path.is_dir():
+            folders.add(path)
+    environment = {name: os.environ[name] for name in _ENVIRONMENT if os.environ.get(name)}
+    credentials: dict[str, Path] = {}
+    if directory := os.environ.get("CREDENTIALS_DIRECTORY"):
+        for name in _CREDENTIALS:
+            if (Path(directory) / name).is_file():
+                credentials[name] = Path(directory) / name
+                reads[credentials[name]] = _read_secret(credentials[name])
+    polling = data.get("polling")
+    patterns, _ = watch_file_patterns(polling.get("watch_files", []) if isinstance(polling, dict) else [])
+    watch_folders = {pattern: _fixed_folder(base, pattern) for pattern in patterns}
+    folders.update(folder for folder in watch_folders.values() if folder.is_dir())
+    anchored = tuple(_anchored(base, pattern) for pattern in patterns)
+    watch_files = tuple(_watch_file(path) for path in matching_watch_files(anchored, source))
+    zones: set[str] = set()
+    for document in (data, *(file.data for file in watch_files)):
+        _zones_named(document, zones)
+    sqlite_urls = {}
+    database = data.get("database")
+    for url in (DEFAULT_DATABASE_URL, database.get("url") if isinstance(database, dict) else None):
+        if source is not None and isinstance(url, str) and _database_url(url) is None:
+            sqlite_urls[url] = _sqlite_anchored(url, base)
+    return Snapshot(
+        text=text,
+        where=where,
+        source=source,
+        base=base,
+        data=data,
+        environment=environment,
+        paths=paths,
+        reads=reads,
+        folders=frozenset(folders),
+        files=frozenset(files),
+        credentials=credentials,
+        watch_folders=watch_folders,
+        watch_patterns=anchored,
+        watch_files=watch_files,
+        zones=frozenset(zone for zone in zones if _known_zone(zone)),
+        sqlite_urls=sqlite_urls,
+    )
+
+
+def _checked(where: str, step: Callable[[], Settings]) -> Settings:
+    try:
+        return step()
+    except ConfigError:
+        raise
+    except Exception as exc:  # a gap in the checks must still not crash `config check` or a reload
+        raise ConfigError(
+            f"{where}: could not be checked ({type(exc).__name__}: {exc}); please report this"
+        ) from exc
+
+
+def parse_settings(text: str, source: Path | None = None) -> Settings:
+    """Validate a whole config file (gathering what it names, then parsing); raise one
+    ConfigError listing every problem."""
+    return _checked(str(source) if source else "<config>", lambda: parse(gather(text, source)))
 
 
 def load_settings(path: str | None, *, database_url: str | None = None) -> Settings:
@@ -155,9 +227,6 @@ def load_settings(path: str | None, *, database_url: str | None = None) -> Setti
 
     Every failure is a ConfigError whose lines each name the file, and the line and key where
     they can be known."""
-    # parse imports this module for the secrets and watch files it reads.
-    from notifier.config.parse import parse_settings
-
     chosen = path or os.environ.get(CONFIG_ENV)
     if chosen:
         source = Path(chosen)
@@ -174,20 +243,6 @@ def load_settings(path: str | None, *, database_url: str | None = None) -> Setti
             raise ConfigError(f"database URL from --database-url or ${DATABASE_URL_ENV}: {reason}")
         settings = dataclasses.replace(settings, database=DatabaseSettings(url=override))
     return settings
-
-
-def is_folder(path: Path) -> bool:
-    return path.is_dir()
-
-
-def environment_has(name: str) -> bool:
-    """Whether $name is set and not empty."""
-    return bool(os.environ.get(name))
-
-
-def working_folder() -> Path:
-    """What relative paths in a config text without a file are relative to."""
-    return Path.cwd()
 
 
 def start_refusals(settings: Settings) -> list[str]:

@@ -12,6 +12,8 @@ from notifier.core.stages import Stage
 # Who put a shipment on the watchlist: the configuration's [[watch]] entries or `notifier watch`.
 WATCHED_BY_CONFIG = "config"
 WATCHED_BY_CLI = "cli"
+# Nobody: past history brought in by `notifier history import`, never polled until watched.
+WATCHED_BY_IMPORT = "import"
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)

@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Mapping, Sequence
 
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from notifier.core.diff import Change
 from notifier.core.eta import Journey, Window
+from notifier.core.history import HistoryRecord
 from notifier.core.model import ContactOffice, ItemResult, TrackingEvent
 from notifier.core.numbers import TrackingNumber
 from notifier.core.rules import OperatorAlert
@@ -28,6 +29,7 @@ from notifier.store.alerts import Alerts
 from notifier.store.audience import Audience
 from notifier.store.board import Board
 from notifier.store.database import Database, make_engine, require_head
+from notifier.store.history import History, ImportCounts
 from notifier.store.intake import Intake
 from notifier.store.outbox import Outbox
 from notifier.store.polls import Polls
@@ -53,6 +55,7 @@ class Store:
         self.shown_windows = ShownWindows(self.database)
         # Shop-platform webhooks (web/intake.py): used through this repository directly.
         self.intake = Intake(self.database)
+        self.history_files = History(self.database)
 
     @classmethod
     async def open(cls, url: str, *, check_schema: bool = True) -> Store:
@@ -115,6 +118,15 @@ class Store:
 
     async def journeys(self, *, since: dt.datetime | None = None) -> list[Journey]:
         return await self.shipment_store.journeys(since=since)
+
+    def export_history(self, *, since: dt.datetime | None = None) -> AsyncIterator[str]:
+        return self.history_files.export(since=since)
+
+    async def import_history(self, records: Sequence[HistoryRecord], *, now: dt.datetime) -> ImportCounts:
+        return await self.history_files.import_records(records, now=now)
+
+    async def history_imported_at(self) -> dt.datetime | None:
+        return await self.history_files.imported_at()
 
     async def subscribed_shipment_ids(self) -> set[int]:
         return await self.shipment_store.subscribed_shipment_ids()

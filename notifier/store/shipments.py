@@ -59,7 +59,8 @@ _JOURNEYS = (
         EVENTS.c.stage,
     )
     .join(EVENTS, EVENTS.c.shipment_id == SHIPMENTS.c.id)
-    .where(SHIPMENTS.c.created_at >= bindparam("since"))
+    # A scan of a wording we cannot map says nothing of the stage: the model never sees it.
+    .where(SHIPMENTS.c.created_at >= bindparam("since"), EVENTS.c.stage != str(Stage.UNKNOWN))
     .order_by(SHIPMENTS.c.id, EVENTS.c.seq, EVENTS.c.id)
 )
 
@@ -213,7 +214,9 @@ class Shipments:
         return {sid: tuple(events) for sid, events in found.items()}
 
     async def journeys(self, *, since: dt.datetime | None = None) -> list[Journey]:
-        """Every shipment watched since `since` as the time model sees it: lane and scans."""
+        """Every shipment first watched at or after `since` (aware; imported ones count from
+        their first scan) as the time model sees it: its lane and its stage-bearing scans in the
+        order Japan Post printed them. Shipments without such a scan are left out."""
         params = {"since": since or dt.datetime(1970, 1, 1, tzinfo=dt.UTC)}
         async with self._db.read_engine.connect() as connection:
             rows = (await connection.execute(_JOURNEYS, params)).all()
