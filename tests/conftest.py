@@ -47,6 +47,7 @@ SLOW_TESTS = {
 SLOW_ON_POSTGRESQL = {
     "test_daemon.py",
     "test_daemon_faults.py",
+    "test_intake_daemon.py",
     "test_cli_reset.py",
     "test_migrations.py::test_commands_refuse_with_exit_3_until_upgraded",
 }

@@ -52,6 +52,7 @@ def test_poll_status_history_alerts(db_url: str, tmp_path: Path, capsys: pytest.
             "POLL",
             "EXPECTED",
             "ALERTS",
+            "FROM",
         ]
         assert ems.number in table
 

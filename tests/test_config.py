@@ -69,6 +69,8 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     (etc / "http-secret").write_text("a secret long enough to sign links\n")
     (etc / "http-admin-password").write_text("an operator board password\n")
     (etc / "api-token").write_text("a token for the JSON API\n")
+    (etc / "shopify-secret").write_text("a shopify webhook signing key\n")
+    (etc / "woocommerce-secret").write_text("a woocommerce webhook secret\n")
     (etc / "ca.pem").write_text("placeholder: only its existence is checked at load time\n")
     (tmp_path / "watch.d").mkdir()
     (tmp_path / "watch.d" / "orders.toml").write_text('[[watch]]\nnumber = "EE123456785JP"\n')
@@ -99,6 +101,8 @@ def test_every_commented_key_in_the_example_can_be_uncommented(tmp_path: Path) -
     assert settings.http.secret == "a secret long enough to sign links"
     assert settings.http.admin_password is not None
     assert settings.http.admin_password.matches("an operator board password")
+    assert settings.intake.shopify_secret == "a shopify webhook signing key"
+    assert settings.intake.woocommerce_secret == "a woocommerce webhook secret"
 
 
 def test_watchlists_name_file_line_and_key_for_every_problem(tmp_path: Path) -> None:

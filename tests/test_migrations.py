@@ -316,3 +316,34 @@ async def test_0010_adds_the_shown_window_and_going_down_keeps_the_shipment(empt
         assert await counts(empty_db_url) == (1, 5)
     finally:
         await engine.dispose()
+
+
+async def test_0011_adds_the_intake_tables_and_going_down_hands_its_watches_to_the_cli(
+    empty_db_url: str,
+) -> None:
+    """watched_by widens for "woocommerce"; going down keeps the watch (as a CLI one, which a
+    reload never unwatches either) and drops only the intake's tables."""
+    engine = make_engine(empty_db_url)
+    try:
+        await upgrade(engine, "0010")
+        await upgrade(engine)
+        await seed(empty_db_url)
+        async with engine.begin() as connection:
+            await connection.execute(text("UPDATE shipments SET watched_by = 'woocommerce'"))
+            await connection.execute(
+                text(
+                    "INSERT INTO intake_events (platform, event_id, received_at) VALUES ('shopify', 'e1', :at)"
+                ),
+                {"at": T0.replace(tzinfo=None)},
+            )
+        await downgrade(engine, "0010")
+        async with engine.connect() as connection:
+            tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
+            owners = (await connection.execute(text("SELECT watched_by FROM shipments"))).scalars().all()
+        assert not {t for t in tables if t.startswith("intake_")}
+        assert owners == ["cli"]
+        assert await counts(empty_db_url) == (1, 5)
+        await upgrade(engine)
+        assert (await schema_state(engine)).at_head
+    finally:
+        await engine.dispose()

@@ -225,7 +225,8 @@ def _status_row(view: ShipmentView, shown: Shown = (None, None)) -> dict[str, ob
         "last_error": view.last_error,
         "open_alerts": view.open_alerts,
         "active": view.active,
-        # Where the watch came from: config (the watchlist), cli or api.
+        # Where the watch came from: config, cli, api, shopify, woocommerce or import (a reload
+        # unwatches only the configuration's).
         "watched_by": view.watched_by,
         **window_fields(shown),
     }
@@ -266,10 +267,21 @@ async def _status(args: argparse.Namespace) -> int:
                 _when(v.next_poll_at) if v.active else "never (off)",
                 window_cell(windows[v.id][0]),
                 str(v.open_alerts or ""),
+                v.watched_by,
             ]
             for v in views
         ]
-        headers = ["NUMBER", "LABEL", "STAGE", "LAST EVENT", "LAST POLLED", "NEXT POLL", "EXPECTED", "ALERTS"]
+        headers = [
+            "NUMBER",
+            "LABEL",
+            "STAGE",
+            "LAST EVENT",
+            "LAST POLLED",
+            "NEXT POLL",
+            "EXPECTED",
+            "ALERTS",
+            "FROM",
+        ]
         print(columns.table(rows, headers))
         if any(w is not None and w.basis != "lane" for w, _ in windows.values()):
             print(PRIOR_NOTE)

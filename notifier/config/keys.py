@@ -544,6 +544,27 @@ KEYS: tuple[Key, ...] = (
         "refused: secrets do not go in the config file",
     ),
     Key(
+        "intake",
+        "shopify_secret_file",
+        _SECRET_PATH,
+        "(none)",
+        "Shopify webhook secret (else $NOTIFIER_SHOPIFY_SECRET, credential shopify-secret)",
+    ),
+    Key(
+        "intake",
+        "woocommerce_secret_file",
+        _SECRET_PATH,
+        "(none)",
+        "WooCommerce webhook secret (else $NOTIFIER_WOOCOMMERCE_SECRET, credential woocommerce-secret)",
+    ),
+    Key(
+        "intake",
+        "default_locale",
+        Choice(("en", "ja"), 'must be "en" or "ja"'),
+        '"en"',
+        "messages' language when the order names none",
+    ),
+    Key(
         "watch",
         "number",
         TrackingNumber(),

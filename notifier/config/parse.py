@@ -9,14 +9,12 @@ from collections.abc import Mapping
 from typing import Any
 
 from notifier.config.checks import _identity
+from notifier.config.intake import _intake
 from notifier.config.keys import DECLARED
 from notifier.config.password import PasswordHash
 from notifier.config.rules import _notifications
 from notifier.config.schema import Snapshot, Unreadable, table_of
 from notifier.config.settings import (
-    API_TOKEN_CREDENTIAL_NAME,
-    API_TOKEN_ENV,
-    API_TOKEN_MIN,
     CREDENTIAL_NAME,
     HTTP_ADMIN_CREDENTIAL_NAME,
     HTTP_ADMIN_PASSWORD_ENV,
@@ -27,7 +25,6 @@ from notifier.config.settings import (
     SMTP_PASSWORD_ENV,
     DatabaseSettings,
     HttpSettings,
-    IntakeSettings,
     JapanPostSettings,
     Settings,
     Watch,
@@ -220,40 +217,6 @@ def _http(data: Mapping[str, Any], problems: _Problems, snap: Snapshot) -> HttpS
     )
 
 
-def _intake(data: Mapping[str, Any], problems: _Problems, snap: Snapshot) -> IntakeSettings:
-    """[intake]: the JSON API's token from api_token_file, else $NOTIFIER_API_TOKEN, else the
-    systemd credential `api-token`; without one the API is off."""
-    table = table_of(data, "intake", problems)
-    values = DECLARED.walk(table, "intake", problems, snap)
-    token = _find_secret(
-        snap,
-        table,
-        values,
-        "api_token_file",
-        "intake",
-        env=API_TOKEN_ENV,
-        credential=API_TOKEN_CREDENTIAL_NAME,
-        credential_key="intake",
-        problems=problems,
-    )
-    if token is None:
-        return IntakeSettings()
-    if len(token) < API_TOKEN_MIN:
-        if "api_token_file" in table:
-            key, source = "intake.api_token_file", f"in {table['api_token_file']}"
-        elif snap.environment.get(API_TOKEN_ENV):
-            key, source = "intake", f"in ${API_TOKEN_ENV}"
-        else:
-            key, source = "intake", f'of the systemd credential "{API_TOKEN_CREDENTIAL_NAME}"'
-        problems.add(
-            key,
-            f"the API token {source} is {len(token)} characters long; at least {API_TOKEN_MIN} are "
-            "needed (create one with `openssl rand -base64 32`)",
-        )
-        return IntakeSettings()
-    return IntakeSettings(api_token=token)
-
-
 def _admin_password(
     table: Mapping[str, Any], values: Mapping[str, Any], problems: _Problems, snap: Snapshot
 ) -> PasswordHash | None:
@@ -364,11 +327,11 @@ def _parse(snap: Snapshot) -> Settings:
     japanpost = _japanpost(data, problems, snap)
     smtp, sender, allow_example = _smtp(data, problems, snap)
     http = _http(data, problems, snap)
-    intake = _intake(data, problems, snap)
     notifications = _notifications(data, problems, snap, sender)
     example_identity_allowed = _identity(data, problems, smtp, notifications, http, allow=allow_example)
     polling, tick = _polling(data, problems, snap)
     estimates = DECLARED.walk(table_of(data, "estimates", problems), "estimates", problems, snap)
+    intake = _intake(data, problems, snap, _find_secret)
     watches = _watches(data, problems, snap) + _watch_files(snap, problems)
     seen: dict[str, str] = {}
     for watch in watches:

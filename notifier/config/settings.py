@@ -34,6 +34,11 @@ API_TOKEN_ENV = "NOTIFIER_API_TOKEN"
 API_TOKEN_CREDENTIAL_NAME = "api-token"
 # The JSON API's bearer token lets anyone holding it add and remove watches: as long as a link secret.
 API_TOKEN_MIN = 16
+# [intake]: the shop platforms' webhook signing secrets (config/intake.py).
+SHOPIFY_SECRET_ENV = "NOTIFIER_SHOPIFY_SECRET"
+SHOPIFY_CREDENTIAL_NAME = "shopify-secret"
+WOOCOMMERCE_SECRET_ENV = "NOTIFIER_WOOCOMMERCE_SECRET"
+WOOCOMMERCE_CREDENTIAL_NAME = "woocommerce-secret"
 
 _DURATION = re.compile(r"\s*(\d+(?:\.\d+)?)\s*(s|m|h|d|w)?\s*")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
@@ -122,8 +127,13 @@ class HttpSettings:
 
 @dataclass(frozen=True, slots=True, kw_only=True)
 class IntakeSettings:
-    """[intake]: how numbers come in besides the watchlist and the CLI."""
+    """[intake]: how numbers come in besides the watchlist and the CLI: shop platforms' webhooks
+    (each route exists only when its secret is set) and the JSON API (only with its token)."""
 
+    shopify_secret: str | None = field(default=None, repr=False)
+    woocommerce_secret: str | None = field(default=None, repr=False)
+    # The messages' language when the payload names no customer locale.
+    default_locale: str = "en"
     # The JSON API's bearer token; None: no API (/api/v1/ answers 404).
     api_token: str | None = field(default=None, repr=False)
 

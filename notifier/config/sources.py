@@ -29,7 +29,11 @@ from notifier.config.settings import (
     HTTP_ADMIN_PASSWORD_ENV,
     HTTP_CREDENTIAL_NAME,
     HTTP_SECRET_ENV,
+    SHOPIFY_CREDENTIAL_NAME,
+    SHOPIFY_SECRET_ENV,
     SMTP_PASSWORD_ENV,
+    WOOCOMMERCE_CREDENTIAL_NAME,
+    WOOCOMMERCE_SECRET_ENV,
     DatabaseSettings,
     Settings,
 )
@@ -38,8 +42,22 @@ from notifier.errors import ConfigError
 from notifier.store.database import DEFAULT_DATABASE_URL
 
 # What the configuration may read besides its files: the secrets' variables and credentials.
-_ENVIRONMENT = (SMTP_PASSWORD_ENV, HTTP_SECRET_ENV, HTTP_ADMIN_PASSWORD_ENV, API_TOKEN_ENV)
-_CREDENTIALS = (CREDENTIAL_NAME, HTTP_CREDENTIAL_NAME, HTTP_ADMIN_CREDENTIAL_NAME, API_TOKEN_CREDENTIAL_NAME)
+_ENVIRONMENT = (
+    SMTP_PASSWORD_ENV,
+    HTTP_SECRET_ENV,
+    HTTP_ADMIN_PASSWORD_ENV,
+    API_TOKEN_ENV,
+    SHOPIFY_SECRET_ENV,
+    WOOCOMMERCE_SECRET_ENV,
+)
+_CREDENTIALS = (
+    CREDENTIAL_NAME,
+    HTTP_CREDENTIAL_NAME,
+    HTTP_ADMIN_CREDENTIAL_NAME,
+    API_TOKEN_CREDENTIAL_NAME,
+    SHOPIFY_CREDENTIAL_NAME,
+    WOOCOMMERCE_CREDENTIAL_NAME,
+)
 # The declared keys that name a path, found once: what gather resolves, reads or looks at.
 _PATH_KEYS = tuple(key for key in KEYS if isinstance(key.kind, FilePath | Folder))
 

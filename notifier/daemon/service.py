@@ -149,9 +149,10 @@ class Daemon(DaemonJobs):
         from notifier.web.admin import admin_routes
         from notifier.web.api import api_routes
         from notifier.web.app import build_app
+        from notifier.web.intake import intake_routes
         from notifier.web.ops import ops_routes
 
-        routes = [*ops_routes(self), *admin_routes(self), *api_routes(self)]
+        routes = [*ops_routes(self), *admin_routes(self), *api_routes(self), *intake_routes(self)]
         self.web = WebServer(build_app(self, extra_routes=routes), sock)
         try:
             task = await self.web.start()

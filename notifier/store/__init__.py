@@ -31,6 +31,7 @@ from notifier.store.audience import Audience
 from notifier.store.board import Board
 from notifier.store.database import Database, make_engine, require_head
 from notifier.store.history import History, ImportCounts
+from notifier.store.intake import Intake
 from notifier.store.outbox import Outbox
 from notifier.store.polls import Polls
 from notifier.store.shipments import Shipments
@@ -53,6 +54,8 @@ class Store:
         self.watchlist = Watchlist(self.database)
         self.board = Board(self.database)
         self.shown_windows = ShownWindows(self.database)
+        # Shop-platform webhooks (web/intake.py): used through this repository directly.
+        self.intake = Intake(self.database)
         self.history_files = History(self.database)
 
     @classmethod

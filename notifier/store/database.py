@@ -35,6 +35,8 @@ from notifier.store.orm import (
     ContactOfficeRow,
     Event,
     Instance,
+    IntakeEvent,
+    IntakeNumber,
     OutboxMessage,
     PageWordingRow,
     Shipment,
@@ -62,6 +64,8 @@ InsertTable: TypeAlias = (
     | type[PageWordingRow]
     | type[Instance]
     | type[WorkLease]
+    | type[IntakeEvent]
+    | type[IntakeNumber]
 )
 
 

@@ -92,7 +92,7 @@ class Shipment(Base):
     lease_until: Mapped[dt.datetime | None]
     # "config": the configuration's watchlist decides (a reload that drops the number unwatches
     # it); "cli": added with `notifier watch` or `poll`, never unwatched by the configuration.
-    watched_by: Mapped[str] = mapped_column(String(10), default="cli", server_default=text("'cli'"))
+    watched_by: Mapped[str] = mapped_column(String(16), default="cli", server_default=text("'cli'"))
     # The delivery window a customer was last shown (mail or tracking page): /metrics counts the
     # deliveries that fell inside it, by lane. Dates in the calendar Japan Post prints.
     window_earliest: Mapped[dt.date | None]
@@ -334,6 +334,41 @@ class WorkLease(Base):
     owner: Mapped[str] = mapped_column(String(200))
     lease_until: Mapped[dt.datetime]
     acquired_at: Mapped[dt.datetime]
+
+
+class IntakeEvent(Base):
+    """A shop platform's event id already taken in, kept a few days: its retries are ignored."""
+
+    __tablename__ = "intake_events"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    event_id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    received_at: Mapped[dt.datetime] = mapped_column(index=True)
+
+
+class IntakeNumber(Base):
+    """A number the intake watches for one fulfillment or order: an update that drops it, or a
+    cancellation, unwatches what the intake itself started."""
+
+    __tablename__ = "intake_numbers"
+
+    platform: Mapped[str] = mapped_column(String(16), primary_key=True)
+    reference: Mapped[str] = mapped_column(String(100), primary_key=True)
+    number: Mapped[str] = mapped_column(String(20), primary_key=True)
+    created_at: Mapped[dt.datetime]
+
+
+class IntakeCall(Base):
+    """One recent webhook call and what became of it, for the operator board (capped)."""
+
+    __tablename__ = "intake_calls"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[dt.datetime]
+    platform: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str] = mapped_column(String(10))
+    topic: Mapped[str] = mapped_column(String(60), default="")
+    detail: Mapped[str] = mapped_column(String(300), default="")
 
 
 def column_size(model: type[Base], name: str) -> int:

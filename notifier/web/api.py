@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import BaseRoute, Route
 
-from notifier.config.intake import check_watch
+from notifier.config.json_watch import check_watch
 from notifier.core.model import TrackingEvent
 from notifier.core.numbers import parse_number
 from notifier.core.stages import Stage

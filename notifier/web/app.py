@@ -42,6 +42,10 @@ SECURITY_HEADERS: tuple[tuple[bytes, bytes], ...] = (
 )
 # The largest request body read: the forms here are a few dozen bytes.
 MAX_BODY = 16 * 1024
+# Shop webhooks (web/intake.py): bodies are whole orders, senders are the platforms' shared
+# servers (signed, so not held to the per-client limit that protects the customer pages).
+INTAKE_PREFIX = "/intake/"
+INTAKE_MAX_BODY = 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -120,8 +124,9 @@ class BodyLimitMiddleware:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        limit = INTAKE_MAX_BODY if str(scope.get("path", "")).startswith(INTAKE_PREFIX) else self.limit
         declared = dict(scope.get("headers", [])).get(b"content-length")
-        if declared is not None and (not declared.isdigit() or int(declared) > self.limit):
+        if declared is not None and (not declared.isdigit() or int(declared) > limit):
             await error_page(413, scope.get("path", "/"))(scope, receive, send)
             return
         # Bodies are small: read them whole here, so a chunked upload is held to the limit too.
@@ -133,7 +138,7 @@ class BodyLimitMiddleware:
                 break
             chunks.append(message.get("body", b""))
             size += len(chunks[-1])
-            if size > self.limit:
+            if size > limit:
                 await error_page(413, scope.get("path", "/"))(scope, receive, send)
                 return
             if not message.get("more_body", False):
@@ -187,7 +192,7 @@ class RateLimitMiddleware:
                 del self.buckets[client]
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
+        if scope["type"] != "http" or str(scope.get("path", "")).startswith(INTAKE_PREFIX):
             await self.app(scope, receive, send)
             return
         client = scope.get("client")

@@ -102,7 +102,14 @@ class SubscriberCell:
 
 
 # Where a watch came from (ShipmentView.watched_by), as the parcel page says it.
-_WATCHED_BY = {"config": "the configuration's watchlist", "cli": "the command line", "api": "the JSON API"}
+_WATCHED_BY = {
+    "config": "the configuration's watchlist",
+    "cli": "the command line",
+    "api": "the JSON API",
+    "shopify": "Shopify's fulfillment webhook",
+    "woocommerce": "WooCommerce's order webhook",
+    "import": "a history import",
+}
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -128,6 +135,8 @@ class ShipmentRow:
     window: str = ""
     # Where the watch came from, in words (_WATCHED_BY).
     watched_by: str = ""
+    # Where the watch came from: config, cli, shopify, woocommerce.
+    source: str = ""
 
 
 @dataclass(frozen=True, slots=True, kw_only=True)
@@ -287,6 +296,7 @@ def shipment_row(
         finished=finished(view),
         window=window_text(window, now.date()),
         watched_by=_WATCHED_BY.get(view.watched_by, view.watched_by),
+        source=view.watched_by,
     )
 
 

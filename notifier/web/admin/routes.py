@@ -175,8 +175,16 @@ class AdminBoard:
             policy=outbox_policy(settings),
             stalls=settings.notifications.rules.stalls,
         )
+        intake = settings.intake
+        # Shown once a shop platform is connected: does its platform reach us?
+        calls = (
+            await self.view.store.intake.recent_calls()
+            if intake.shopify_secret is not None or intake.woocommerce_secret is not None
+            else None
+        )
         response = self._page(
             "board.html.j2",
+            intake_calls=calls,
             banners=await load_banners(self.view, now),
             page="",
             now=board.now,
