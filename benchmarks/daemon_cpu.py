@@ -22,7 +22,7 @@ so the plumbing around a cycle counts too. Per run:
    the CPU per unchanged shipment-poll;
 6. a second child, at the default tick (5 s), on an idle database: its CPU share over 20 s.
 
-The floor is measured in this process between runs, as issue 19 defines it: a bare selectolax
+The floor is measured in this process between runs, as the project defines it: a bare selectolax
 parse of a 10-item list page, a bare httpx request for one (minus the simulator threads' CPU),
 and one sqlite3 batch of 10 unchanged polls (cycle.py's), their sum divided by 10.
 """

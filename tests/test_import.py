@@ -99,7 +99,7 @@ def test_cp932_file_from_japanese_excel_with_japanese_headers(
     assert watches["EJ123456785JP"].subscribers == ("taro@example.jp",)
     assert watches["123456789012"].locale == "en"
     assert watches["123456789012"].subscribers == ("hanako@example.jp", "hana@example.jp")
-    # The name greets the customer (issue 10); their postal address stays out of the watch file.
+    # The name greets the customer; their postal address stays out of the watch file.
     assert watches["EJ123456785JP"].name == "山田 太郎"
     assert "千代田区" not in out.read_text(encoding="utf-8")
 
