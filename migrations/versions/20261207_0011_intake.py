@@ -24,7 +24,11 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("shipments") as batch:
         batch.alter_column(
-            "watched_by", existing_type=sa.String(length=10), type_=sa.String(length=16), existing_nullable=False, existing_server_default=sa.text("'cli'")
+            "watched_by",
+            existing_type=sa.String(length=10),
+            type_=sa.String(length=16),
+            existing_nullable=False,
+            existing_server_default=sa.text("'cli'"),
         )
     op.create_table(
         "intake_events",
@@ -62,5 +66,9 @@ def downgrade() -> None:
     op.execute("UPDATE shipments SET watched_by = 'cli' WHERE length(watched_by) > 10")
     with op.batch_alter_table("shipments") as batch:
         batch.alter_column(
-            "watched_by", existing_type=sa.String(length=16), type_=sa.String(length=10), existing_nullable=False, existing_server_default=sa.text("'cli'")
+            "watched_by",
+            existing_type=sa.String(length=16),
+            type_=sa.String(length=10),
+            existing_nullable=False,
+            existing_server_default=sa.text("'cli'"),
         )
