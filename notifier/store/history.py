@@ -18,7 +18,7 @@ from notifier.core.stages import Stage
 from notifier.core.views import WATCHED_BY_IMPORT
 from notifier.store.database import IN_CHUNK, Database
 from notifier.store.orm import Event, WorkLease
-from notifier.store.rows import EVENT_COLUMNS, EVENTS, SHIPMENTS, event_of
+from notifier.store.rows import EVENT_COLUMNS, EVENTS, SHIPMENTS, event_of, event_row
 
 # A work_leases row whose acquired_at is the time of the last import that changed something:
 # how a running daemon learns that its lane statistics are out of date.
@@ -92,24 +92,6 @@ def _merge(records: Sequence[HistoryRecord]) -> list[HistoryRecord]:
 
 def _chunks(ids: list[int]) -> list[list[int]]:
     return [ids[start : start + IN_CHUNK] for start in range(0, len(ids), IN_CHUNK)]
-
-
-def _event_row(shipment_id: int, seq: int, event: TrackingEvent, now: dt.datetime) -> dict[str, object]:
-    return {
-        "shipment_id": shipment_id,
-        "seq": seq,
-        "key": event.key,
-        "local_time": event.when.iso_local(),
-        "zone": event.when.zone,
-        "occurred_at": event.when.aware(),
-        "status": event.status,
-        "stage": str(event.stage),
-        "details": event.details,
-        "office": event.office,
-        "region": event.region,
-        "postal_code": event.postal_code,
-        "first_seen_at": now,
-    }
 
 
 class History:
@@ -202,7 +184,7 @@ class History:
                 rows: list[dict[str, object]] = []
                 for record in fresh:
                     shipment_id = ids[record.number.value].id
-                    rows.extend(_event_row(shipment_id, seq, e, now) for seq, e in enumerate(record.events))
+                    rows.extend(event_row(shipment_id, seq, e, now) for seq, e in enumerate(record.events))
                 await self._insert_events(session, rows)
                 counts.added += len(fresh)
                 counts.events += len(rows)
@@ -253,7 +235,7 @@ class History:
             seqs: list[dict[str, int]] = []
             for seq, (event, event_id) in enumerate(combined):
                 if event_id is None:
-                    new_rows.append(_event_row(shipment_id, seq, event, now))
+                    new_rows.append(event_row(shipment_id, seq, event, now))
                 else:
                     seqs.append({"id": event_id, "seq": seq})
             if seqs:

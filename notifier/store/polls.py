@@ -36,6 +36,7 @@ from notifier.store.outbox import Outbox
 from notifier.store.rows import (
     SHIPMENTS,
     VIEW_COLUMNS,
+    event_row,
     view_of_columns,
 )
 
@@ -279,23 +280,7 @@ class Polls:
         for seq, event in enumerate(history):
             row = existing.get(event.key)
             if row is None:
-                fresh.append(
-                    {
-                        "shipment_id": shipment_id,
-                        "seq": seq,
-                        "key": event.key,
-                        "local_time": event.when.iso_local(),
-                        "zone": event.when.zone,
-                        "occurred_at": event.when.aware(),
-                        "status": event.status,
-                        "stage": str(event.stage),
-                        "details": event.details,
-                        "office": event.office,
-                        "region": event.region,
-                        "postal_code": event.postal_code,
-                        "first_seen_at": now,
-                    }
-                )
+                fresh.append(event_row(shipment_id, seq, event, now))
                 continue
             row.seq = seq
             if on_page is not None and event.key not in on_page:

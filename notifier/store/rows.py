@@ -214,3 +214,22 @@ class Latest:
     active: bool
     retired_at: dt.datetime | None
     watched_by: str
+
+
+def event_row(shipment_id: int, seq: int, event: TrackingEvent, now: dt.datetime) -> dict[str, object]:
+    """The events table's row of one event, first seen `now`."""
+    return {
+        "shipment_id": shipment_id,
+        "seq": seq,
+        "key": event.key,
+        "local_time": event.when.iso_local(),
+        "zone": event.when.zone,
+        "occurred_at": event.when.aware(),
+        "status": event.status,
+        "stage": str(event.stage),
+        "details": event.details,
+        "office": event.office,
+        "region": event.region,
+        "postal_code": event.postal_code,
+        "first_seen_at": now,
+    }
