@@ -106,7 +106,7 @@ def follow(
     start = scans[0].at
     now, known = start, 0
     last_changed = stage_entered = start
-    polls, delays = 0, []
+    polls, delays = 0, list[float]()
     fresh = False
     while True:
         stage = scans[known].stage

@@ -11,6 +11,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import cast
 
 import pytest
 from sqlalchemy import func, select
@@ -159,7 +160,7 @@ def line(**changes: object) -> str:
 
 
 def event(index: int, **changes: object) -> list[dict[str, object]]:
-    events: list[dict[str, object]] = [dict(e) for e in GOOD["events"]]  # type: ignore[attr-defined]
+    events: list[dict[str, object]] = [dict(e) for e in cast(list[dict[str, object]], GOOD["events"])]
     events[index].update(changes)
     return [e for e in events if e.get("time") is not None]
 

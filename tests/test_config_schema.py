@@ -140,7 +140,7 @@ class _NoEnvironment(dict[str, str]):
     def __getitem__(self, key: str) -> NoReturn:
         self._refuse(f"os.environ[{key!r}]")
 
-    def get(self, key: str, default: Any = None) -> NoReturn:  # type: ignore[override]
+    def get(self, key: str, default: Any = None) -> NoReturn:
         self._refuse(f"os.environ.get({key!r})")
 
     def __contains__(self, key: object) -> NoReturn:

@@ -96,9 +96,9 @@ def test_every_delivered_parcel_has_a_checkpoint_per_stage_change_in_time_order(
     assert [(c.at, c.stage) for c in checkpoints if c.number == journey.number] == [
         (s.at, s.stage) for s in changes if s.stage is not Stage.DELIVERED
     ]
-    assert all(
-        c.delivered_on == journey.delivered_at.date() for c in checkpoints if c.number == journey.number
-    )  # type: ignore[union-attr]
+    delivered_at = journey.delivered_at
+    assert delivered_at is not None
+    assert all(c.delivered_on == delivered_at.date() for c in checkpoints if c.number == journey.number)
 
 
 def test_each_checkpoint_is_the_window_estimate_would_have_shown_then() -> None:

@@ -35,9 +35,9 @@ def test_without_censoring_or_weights_kaplan_meier_is_the_empirical_distribution
 
 
 def test_a_parcel_still_on_its_way_is_censored_not_dropped_nor_counted_as_delivered() -> None:
-    delivered = [(0.0, d, None) for d in (2.0, 3.0, 4.0, 5.0)]
+    delivered: list[tuple[float, float | None, None]] = [(0.0, d, None) for d in (2.0, 3.0, 4.0, 5.0)]
     # Four parcels accepted at day 0, still on their way at day 10: each took more than 10 days.
-    waiting = [(0.0, None, None)] * 4
+    waiting: list[tuple[float, float | None, None]] = [(0.0, None, None)] * 4
     table = build(delivered + waiting, as_of=10.0, half_life=1e9)
     assert table.survival(5.0) == pytest.approx(0.5)
     # The median is no longer reached by what was seen: it is not invented either.
@@ -131,7 +131,10 @@ def test_lateness_grows_with_the_quiet_and_is_late_past_the_lanes_p90() -> None:
         lateness(parcel, stats, now=departed + hours * dt.timedelta(hours=1)) for hours in range(0, 120, 6)
     ]
     assert all(item is not None for item in judged)
-    tens = [item.quicker_out_of_ten for item in judged if item is not None]
+    tens = [
+        item.quicker_out_of_ten for item in judged if item is not None and item.quicker_out_of_ten is not None
+    ]
+    assert len(tens) == len(judged)
     assert tens == sorted(tens)
     assert tens[0] == 0
     assert tens[-1] == 10

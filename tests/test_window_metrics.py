@@ -102,6 +102,8 @@ async def test_a_window_shown_in_mail_counts_in_the_metrics_once_delivered(
                 ).one()
                 raws = list((await connection.execute(select(OutboxMessage.raw))).scalars())
             earliest, latest, basis = shown
+            assert earliest is not None
+            assert latest is not None
             assert basis == "prior"  # no history of this lane yet: Japan Post's published times
             today = dt.datetime.now(NEW_YORK).date()
             assert earliest <= latest
@@ -166,6 +168,8 @@ async def test_by_default_a_prior_window_stays_out_of_mail_but_the_page_shows_an
                     )
                 ).one()
             assert basis == "prior"
+            assert earliest is not None
+            assert latest is not None
             simulator.reveal(number, 4)
             await daemon.store.mark_due(None, now=dt.datetime.now(dt.UTC))
             await daemon._poll()
