@@ -74,3 +74,40 @@ def test_run_help_names_each_default_once() -> None:
     )
     assert "(default: False)" not in check.stdout
     assert "(default: en)" in check.stdout
+
+
+def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path: Path) -> None:
+    """`notifier status | head -1`: the command ends as Unix tools do, by SIGPIPE, and never
+    reports the closed pipe as an I/O error of the database."""
+    import asyncio
+    import datetime as dt
+
+    from notifier.core.numbers import parse_number, s10_check_digit
+    from notifier.store import Store
+    from notifier.store.database import make_engine, upgrade
+
+    url = f"sqlite+aiosqlite:///{tmp_path / 'n.db'}"
+
+    async def fill() -> None:
+        engine = make_engine(url)
+        await upgrade(engine)
+        await engine.dispose()
+        store = await Store.open(url)
+        try:
+            numbers = [parse_number(f"EJ{n:08d}{s10_check_digit(f'{n:08d}')}JP") for n in range(2000)]
+            await store.watch_many(numbers, now=dt.datetime.now(dt.UTC), label="x" * 60)
+        finally:
+            await store.close()
+
+    asyncio.run(fill())
+    command = [sys.executable, "-m", "notifier", "status", "--database-url", url]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as process:
+        assert process.stdout is not None
+        assert process.stderr is not None
+        assert process.stdout.readline()  # the header: the table is being written
+        process.stdout.close()  # the reader goes away with ~200 KB still to come
+        errors = process.stderr.read().decode()
+        code = process.wait(timeout=60)
+    assert "I/O error" not in errors
+    assert "Traceback" not in errors
+    assert code == -13, (code, errors)  # SIGPIPE, as `head` expects of a writer

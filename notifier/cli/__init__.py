@@ -7,6 +7,7 @@ import asyncio
 import json
 import logging
 import os
+import signal
 import sys
 from collections.abc import Sequence
 from contextlib import ExitStack
@@ -448,6 +449,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = hints.given(
         getattr(args, "config", None) or os.environ.get(CONFIG_ENV), getattr(args, "database_url", None)
     )
+    if args.command not in ("run", "simulator", "demo") and hasattr(signal, "SIGPIPE"):
+        # A reader that goes away (`notifier status | head`) ends a command the way it ends other
+        # Unix tools: quietly, by SIGPIPE, after whatever it committed. Left to Python, the
+        # write's EPIPE inside a database step would be reported as a database I/O error.
+        signal.signal(signal.SIGPIPE, signal.SIG_DFL)
     with given:
         try:
             code: int = args.handler(args)
