@@ -85,6 +85,8 @@ def test_config_check_names_the_hosts_only(tmp_path: Path) -> None:
         "operator webhook: https://hooks.example.com/…; heartbeat: https://hc-ping.example/…" in check.stdout
     )
     assert "SECRET" not in check.stdout + check.stderr
+    # No [intake] secret anywhere: the shop webhooks and the API are off, and it says so.
+    assert "intake: none" in check.stdout
 
 
 def test_urls_are_logged_by_host_only_and_fail_goes_on_the_path() -> None:

@@ -112,12 +112,16 @@ async def test_the_board_lists_recent_calls_and_where_watches_came_from(
         assert (await client.post("/intake/shopify", content=body, headers=headers)).status_code == 200
         forged, headers = signed(fulfillment(), "e2", secret="not it, not it, not it")
         assert (await client.post("/intake/shopify", content=forged, headers=headers)).status_code == 401
+        other, headers = signed({"id": 7, "title": "a product"}, "e3")
+        headers["X-Shopify-Topic"] = "products/update"
+        assert (await client.post("/intake/shopify", content=other, headers=headers)).status_code == 200
         assert (await login(client)).status_code == 303
         page = (await client.get("/admin/")).text
     assert "Shop webhooks: recent calls" in page
     assert f"watched {EMS}" in page
     assert "1 not Japan Post: 1Z999AA10123456784" in page
     assert "bad or missing X-Shopify-Hmac-Sha256" in page
+    assert "a topic not read" in page  # not "no tracking number": it carries no order at all
     assert "via shopify" in page
     assert dt.datetime.now(dt.UTC).strftime("%Y-%m-%d") in page
 

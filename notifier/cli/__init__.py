@@ -293,6 +293,18 @@ def cmd_config_check(args: argparse.Namespace) -> int:
         # By place and scheme only, as the daemon's log and /metrics name them.
         names = ", ".join(f"{i} ({u.split('://', 1)[0]})" for i, u in enumerate(n.operator_urls, 1))
         print(f"operator channels: {names}")
+    intake = settings.intake
+    routes = [
+        name
+        for name, on in (
+            ("shopify (/intake/shopify)", intake.shopify_secret),
+            ("woocommerce (/intake/woocommerce)", intake.woocommerce_secret),
+            ("api (/api/v1/)", intake.api_token),
+        )
+        if on
+    ]
+    # Which secrets were found: the routes answer 404 without theirs.
+    print(f"intake: {', '.join(routes) if routes else 'none'}")
     print(
         f"watches: {len(settings.watches)} numbers, {len(subscribers)} subscribers, "
         f"{len(settings.watch_files)} watch file(s)"

@@ -105,7 +105,7 @@ class ConfigReloader(DaemonState):
             )
         for number in result.taken_over:
             logger.info(
-                "%s: now watched by the configuration (it was added with notifier watch/poll); "
+                "%s: now watched by the configuration (it was added outside it: the CLI, the API or a shop webhook); "
                 "its subscribers are the configuration's from now on",
                 number,
                 extra={"action": "watch_taken_over", "number": number},

@@ -272,5 +272,6 @@ def _describe(result: IntakeResult, orders: Sequence[IntakeOrder]) -> str:
     if any(o.email is None and o.numbers and not o.cancelled for o in orders):
         parts.append("no customer email")
     if not parts:
-        parts.append("no tracking number")
+        # An order without a number, or a call of a topic that carries no order at all.
+        parts.append("no tracking number" if orders else "a topic not read")
     return "; ".join(parts)
