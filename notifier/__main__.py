@@ -2,6 +2,6 @@
 
 import sys
 
-from notifier.cli import main
+from notifier.cli import entry
 
-sys.exit(main())
+sys.exit(entry())

@@ -111,3 +111,16 @@ def test_a_reader_that_goes_away_ends_a_command_quietly(tmp_path: Path) -> None:
     assert "I/O error" not in errors
     assert "Traceback" not in errors
     assert code == -13, (code, errors)  # SIGPIPE, as `head` expects of a writer
+
+
+def test_main_called_in_process_leaves_sigpipe_alone(tmp_path: Path) -> None:
+    """Only the program restores SIGPIPE's default: a program (or a test run) calling `main`
+    would otherwise die on its own closed pipes."""
+    import signal
+
+    from notifier.cli import main
+
+    before = signal.getsignal(signal.SIGPIPE)
+    assert before != signal.SIG_DFL  # Python ignores it; the test means nothing otherwise
+    main(["status", "--database-url", f"sqlite:///{tmp_path / 'none.db'}"])
+    assert signal.getsignal(signal.SIGPIPE) == before

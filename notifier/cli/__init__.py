@@ -444,7 +444,14 @@ def _environment_problem(exc: Exception, args: argparse.Namespace) -> NotifierEr
     return classify(exc, url)
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def entry() -> int:
+    """The `notifier` program (console script and `python -m notifier`): `main` as a process of
+    its own, where the SIGPIPE default may be restored (never inside another program, a test
+    run for one, whose own pipes it would then die on)."""
+    return main(sigpipe_default=True)
+
+
+def main(argv: Sequence[str] | None = None, *, sigpipe_default: bool = False) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     from notifier.daemon import logformat
@@ -461,7 +468,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     given = hints.given(
         getattr(args, "config", None) or os.environ.get(CONFIG_ENV), getattr(args, "database_url", None)
     )
-    if args.command not in ("run", "simulator", "demo") and hasattr(signal, "SIGPIPE"):
+    if sigpipe_default and args.command not in ("run", "simulator", "demo") and hasattr(signal, "SIGPIPE"):
         # A reader that goes away (`notifier status | head`) ends a command the way it ends other
         # Unix tools: quietly, by SIGPIPE, after whatever it committed. Left to Python, the
         # write's EPIPE inside a database step would be reported as a database I/O error.
