@@ -330,12 +330,12 @@ async def test_0011_adds_the_intake_tables_and_going_down_hands_its_watches_to_t
         await seed(empty_db_url)
         async with engine.begin() as connection:
             await connection.execute(text("UPDATE shipments SET watched_by = 'woocommerce'"))
-            await connection.execute(
-                text(
-                    "INSERT INTO intake_events (platform, event_id, received_at) VALUES ('shopify', 'e1', :at)"
-                ),
-                {"at": T0.replace(tzinfo=None)},
-            )
+            # Typed, so SQLAlchemy writes the time itself: sqlite3's own datetime adapter is
+            # deprecated since Python 3.12.
+            insert_event = text(
+                "INSERT INTO intake_events (platform, event_id, received_at) VALUES ('shopify', 'e1', :at)"
+            ).bindparams(bindparam("at", type_=DateTime()))
+            await connection.execute(insert_event, {"at": T0.replace(tzinfo=None)})
         await downgrade(engine, "0010")
         async with engine.connect() as connection:
             tables = await connection.run_sync(lambda c: set(inspect(c).get_table_names()))
