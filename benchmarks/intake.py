@@ -21,16 +21,14 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.running import started_daemon
 from notifier.core.intake import sign
 from notifier.testing.simulator import Simulator, SimulatorServer
 
-READY_LINE = "notifier running"
 SECRET = "a benchmark shopify secret 0123456789"
 BODY = Path(__file__).parent.parent / "tests" / "data" / "intake" / "shopify_fulfillment.json"
 
@@ -117,20 +115,8 @@ def main(argv: list[str] | None = None) -> int:
             f'[intake]\nshopify_secret_file = "{folder / "shopify-secret"}"\n',
             encoding="utf-8",
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-        command = [sys.executable, "-m", "notifier"]
-        subprocess.run([*command, "db", "upgrade", "--config", str(config)], check=True, env=env)
         log = folder / "daemon.log"
-        with log.open("w") as handle:
-            daemon = subprocess.Popen(
-                [*command, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=handle, env=env
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while READY_LINE not in log.read_text(encoding="utf-8", errors="replace"):
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise RuntimeError(f"the daemon did not start:\n{log.read_text()}")
-                time.sleep(0.05)
+        with started_daemon(config, log):
             target = f"http://127.0.0.1:{port}/intake/shopify"
             lua_body = "wrk.method = 'POST'\nwrk.body = io.open('" + str(BODY) + "', 'rb'):read('*a')\n"
             new_events = folder / "new.lua"
@@ -154,9 +140,6 @@ def main(argv: list[str] | None = None) -> int:
             forged = headers | {"X-Shopify-Hmac-Sha256": sign("not the secret", body)}
             print("forged (401):  ", summary(wrk(args, target, BODY, forged, str(fixed))))
             print("loadavg", "/".join(f"{x:.2f}" for x in os.getloadavg()))
-        finally:
-            daemon.terminate()
-            daemon.wait(timeout=30)
     return 0
 
 

@@ -24,19 +24,17 @@ import email
 import email.policy
 import os
 import random
-import signal
 import statistics
-import subprocess
 import sys
 import tempfile
 import time
 from collections.abc import Iterator
 from pathlib import Path
 
+from benchmarks.running import started_daemon
 from notifier.core.numbers import s10_check_digit
 from notifier.testing.simulator import Journey, Simulator, SimulatorServer, builtin_journeys
 
-READY_LINE = "notifier running"
 TARGET_MEDIAN = 1.0
 
 
@@ -138,20 +136,8 @@ def main(argv: list[str] | None = None) -> int:
         config.write_text(
             config_text(url, jp.base_url, smtp.port, args.tick, args.interval, ships), encoding="utf-8"
         )
-        env = {k: v for k, v in os.environ.items() if not k.startswith("NOTIFIER_")}
-        command = [sys.executable, "-m", "notifier"]
-        subprocess.run([*command, "db", "upgrade", "--config", str(config)], check=True, env=env)
         log = folder / "daemon.log"
-        with log.open("w") as handle:
-            daemon = subprocess.Popen(
-                [*command, "run", "--config", str(config)], stdout=subprocess.DEVNULL, stderr=handle, env=env
-            )
-        try:
-            deadline = time.monotonic() + 60
-            while READY_LINE not in log.read_text(encoding="utf-8", errors="replace"):
-                if time.monotonic() > deadline or daemon.poll() is not None:
-                    raise RuntimeError(f"the daemon did not start:\n{log.read_text()}")
-                time.sleep(0.05)
+        with started_daemon(config, log) as daemon:
             # First sight: wait until the messages stop coming.
             seen, quiet_since = 0, time.monotonic()
             while time.monotonic() - quiet_since < 3 * max(args.tick, 1.0):
@@ -178,9 +164,7 @@ def main(argv: list[str] | None = None) -> int:
                         time.sleep(0.002)
                     else:
                         silent += 1
-        finally:
-            daemon.send_signal(signal.SIGTERM)
-            code = daemon.wait(timeout=60)
+        code = daemon.returncode
         errors = [line for line in log.read_text().splitlines() if " ERROR " in line or "Traceback" in line]
     if not latencies:
         print("no message arrived")
