@@ -78,6 +78,7 @@ tick = "{tick}s"
 host = "127.0.0.1"
 port = {smtp_port}
 security = "none"
+allow_example_identity = true
 from = "Sakura <shop@sakura.example>"
 [notifications]
 max_event_age = "3650d"
